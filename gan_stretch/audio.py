@@ -1,0 +1,80 @@
+"""Audio files in and out (soundfile), with the checks every entry point shares."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from .checkpoint import atomic_path
+from .errors import AudioError
+
+FORMATS = {f".{ext.lower()}" for ext in sf.available_formats()}
+
+
+def validate(wave: np.ndarray, what: str = "audio") -> np.ndarray:
+    """Returns ``wave`` as float32 [C, N]; raises AudioError on empty, non-finite or silent audio."""
+    wave = np.asarray(wave)
+    if wave.ndim == 1:
+        wave = wave[None]
+    if wave.ndim != 2:
+        raise AudioError(f"{what} must have shape [samples] or [channels, samples], got {tuple(wave.shape)}")
+    if not np.issubdtype(wave.dtype, np.number) or np.iscomplexobj(wave):
+        raise AudioError(f"{what} must hold real numbers, got dtype {wave.dtype}")
+    if wave.shape[0] == 0 or wave.shape[1] == 0:
+        raise AudioError(f"{what} is empty (shape {tuple(wave.shape)})")
+    if wave.shape[0] > 64:
+        raise AudioError(f"{what} has {wave.shape[0]} channels; expected [channels, samples] with at most 64 "
+                         "channels (is it transposed?)")
+    wave = wave.astype(np.float32, copy=False)
+    if not np.isfinite(wave).all():
+        raise AudioError(f"{what} contains NaN or Inf samples")
+    if not np.any(np.abs(wave) > 1e-7):
+        raise AudioError(f"{what} is silent (every sample is zero)")
+    return wave
+
+
+def load(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """Reads any file soundfile reads -> (float32 [C, N], sample rate)."""
+    path = Path(path)
+    if not path.exists():
+        raise AudioError(f"input file not found: {path}")
+    if path.is_dir():
+        raise AudioError(f"input is a folder, not an audio file: {path}")
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as e:
+        raise AudioError(f"cannot read audio file {path}: {e}") from None
+    return validate(data.T, f"audio file {path}"), int(sr)
+
+
+def check_output_path(path: str | os.PathLike, inputs: tuple = ()) -> Path:
+    path = Path(path)
+    if path.suffix.lower() not in FORMATS:
+        raise AudioError(f"cannot write {path}: unknown audio format {path.suffix!r} "
+                         f"(use one of {', '.join(sorted(FORMATS))})")
+    for inp in inputs:
+        if Path(inp).exists() and path.exists() and os.path.samefile(inp, path):
+            raise AudioError(f"output path {path} is the input file; choose another name")
+    folder = path.parent if str(path.parent) else Path(".")
+    if folder.exists() and not os.access(folder, os.W_OK):
+        raise AudioError(f"output folder is not writable: {folder}")
+    return path
+
+
+def save(path: str | os.PathLike, wave: np.ndarray, sr: int) -> None:
+    """Writes float [C, N] to ``path`` (format from the extension) atomically."""
+    path = check_output_path(path)
+    try:
+        tmp = atomic_path(path)
+    except OSError as e:
+        raise AudioError(f"cannot write {path}: {e}") from None
+    tmp = tmp.rename(tmp.with_suffix(path.suffix))
+    try:
+        sf.write(str(tmp), np.clip(wave, -1, 1).T, sr)
+        os.replace(tmp, path)
+    except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as e:
+        raise AudioError(f"cannot write {path}: {e}") from None
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,98 @@
+"""Checkpoints as safetensors files: tensors plus a JSON config in the metadata.
+
+Nothing is ever unpickled. Training state (optimizer moments, RNG states, the step) is flattened
+into named tensors plus a JSON skeleton, so a resumable checkpoint is as safe to open as a model.
+Every write goes to a temporary file in the same folder and is renamed into place, so an
+interrupted write never leaves a truncated checkpoint where a good one was.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .errors import CheckpointError
+
+META_KEY = "gan_stretch"
+
+
+def atomic_path(path: Path):
+    """A temporary sibling of ``path``; the caller renames it into place when the write is done."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+def save(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    path = Path(path)
+    tmp = atomic_path(path)
+    try:
+        tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+        save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(meta)})
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        tensors = load_file(str(path))
+        from safetensors import safe_open
+        with safe_open(str(path), framework="pt") as f:
+            raw = (f.metadata() or {}).get(META_KEY)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({e})") from None
+    if raw is None:
+        raise CheckpointError(f"checkpoint {path} is a safetensors file but not a gan-stretch checkpoint")
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError:
+        raise CheckpointError(f"checkpoint {path} has corrupt metadata") from None
+    return tensors, meta
+
+
+def prefixed(prefix: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {f"{prefix}.{k}": v for k, v in state.items()}
+
+
+def unprefixed(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    p = prefix + "."
+    return {k[len(p):]: v for k, v in tensors.items() if k.startswith(p)}
+
+
+def flatten(obj: Any, prefix: str, out: dict[str, torch.Tensor]) -> Any:
+    """Nested dicts/lists with tensors -> JSON skeleton; tensors go to ``out`` under their path."""
+    if isinstance(obj, torch.Tensor):
+        out[prefix] = obj
+        return {"__tensor__": prefix}
+    if isinstance(obj, dict):
+        return {"__dict__": [[flatten(k, f"{prefix}.k{i}", out), flatten(v, f"{prefix}.{i}", out)]
+                             for i, (k, v) in enumerate(obj.items())]}
+    if isinstance(obj, (list, tuple)):
+        return {"__list__": [flatten(v, f"{prefix}.{i}", out) for i, v in enumerate(obj)],
+                "tuple": isinstance(obj, tuple)}
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"cannot store {type(obj).__name__} in a checkpoint")
+
+
+def unflatten(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(skeleton, dict):
+        if "__tensor__" in skeleton:
+            return tensors[skeleton["__tensor__"]]
+        if "__dict__" in skeleton:
+            return {unflatten(k, tensors): unflatten(v, tensors) for k, v in skeleton["__dict__"]}
+        if "__list__" in skeleton:
+            items = [unflatten(v, tensors) for v in skeleton["__list__"]]
+            return tuple(items) if skeleton.get("tuple") else items
+    return skeleton

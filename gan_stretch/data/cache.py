@@ -1,0 +1,132 @@
+"""Caches that keep training off the audio path.
+
+frames   dB magnitude frames of every training render, for the autoencoder   [N, F] float16
+latents  per training pair: the input's latents time-scaled to the target's length, and the
+         target's latents                                                      [M, L] float32 each
+Both live in ``<corpus>/cache/`` under a name derived from what produced them, so a changed
+corpus, STFT setting or autoencoder never reads a stale cache.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from einops import rearrange
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from .. import spectral
+from ..checkpoint import atomic_path
+from ..spectral import SpectralConfig
+from .corpus import Corpus
+
+
+def _digest(*parts) -> str:
+    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:12]
+
+
+def db_frames(wave: np.ndarray, cfg: SpectralConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """mono [N] -> (dB frames [T, F] relative to the render's maximum, complex STFT [F, T])."""
+    spec = spectral.analyze(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)), cfg)
+    mag = spec.abs()
+    return rearrange(spectral.magnitude_to_db(mag, spectral.reference_db(mag), cfg), "f t -> t f"), spec
+
+
+def frame_cache(corpus: Corpus, cfg: SpectralConfig, quiet_db: float, split: str = "train") -> np.ndarray:
+    """dB frames [N, F] of every render of the split's items, frames quieter than ``quiet_db`` dropped."""
+    items = corpus.split(split)
+    path = corpus.root / "cache" / f"frames-{_digest(cfg.to_dict(), quiet_db, [(i.id, i.audio) for i in items])}.npy"
+    if path.is_file():
+        return np.load(path, mmap_mode="r")
+    chunks = []
+    for item in tqdm(items, desc=f"caching frames of {corpus.root.name}", unit="item"):
+        for key in item.audio:
+            frames, _ = db_frames(corpus.load(item, float(key)), cfg)
+            chunks.append(frames[frames.amax(dim=-1) > quiet_db].numpy().astype(np.float16))
+    frames = np.concatenate(chunks) if chunks else np.zeros((0, cfg.n_freq), np.float16)
+    tmp = atomic_path(path).with_suffix(".npy")
+    np.save(tmp, frames)
+    os.replace(tmp, path)
+    return np.load(path, mmap_mode="r")
+
+
+@dataclass
+class LatentPairs:
+    """Aligned latent sequences, concatenated: segment i is rows offsets[i]:offsets[i] + lengths[i]."""
+    source: torch.Tensor  # [M, L] input latents time-scaled to the target's frames
+    target: torch.Tensor  # [M, L] latents of the truly stretched audio
+    offsets: np.ndarray
+    lengths: np.ndarray
+    rates: np.ndarray
+    kinds: list[str]
+
+    def select(self, keep: np.ndarray) -> "LatentPairs":
+        return LatentPairs(self.source, self.target, self.offsets[keep], self.lengths[keep], self.rates[keep],
+                           [k for k, m in zip(self.kinds, keep) if m])
+
+    def sample(self, rng: np.random.Generator, batch: int, window: int):
+        """Random aligned windows -> (source [B, W, L], target [B, W, L], rate [B])."""
+        ok = np.flatnonzero(self.lengths >= window)
+        if len(ok) == 0:
+            raise ValueError(f"no training pair is {window} frames long; lower window=")
+        weights = (self.lengths[ok] - window + 1).astype(np.float64)
+        seg = ok[rng.choice(len(ok), size=batch, p=weights / weights.sum())]
+        starts = self.offsets[seg] + (rng.random(batch) * (self.lengths[seg] - window + 1)).astype(np.int64)
+        rows = torch.from_numpy(starts[:, None] + np.arange(window)[None])
+        return self.source[rows], self.target[rows], torch.from_numpy(self.rates[seg].astype(np.float32))
+
+
+@torch.no_grad()
+def latent_cache(corpus: Corpus, model, model_digest: str, split: str = "train") -> LatentPairs:
+    """Encodes each (input, target) pair of the split once with the frozen autoencoder of ``model``."""
+    items = corpus.split(split)
+    cfg, ae = model.spectral, model.autoencoder
+    path = corpus.root / "cache" / f"latents-{_digest(model_digest, [(i.id, i.audio) for i in items])}.safetensors"
+    if path.is_file():
+        t = load_file(str(path))
+        meta = json.loads(Path(str(path) + ".json").read_text())
+        return LatentPairs(t["source"], t["target"], t["offsets"].numpy(), t["lengths"].numpy(),
+                           t["rates"].numpy(), meta["kinds"])
+    src, tgt, lengths, rates = [], [], [], []
+    for item in tqdm(items, desc=f"encoding latents of {corpus.root.name}", unit="item"):
+        frames, _ = db_frames(corpus.load(item, 1.0), cfg)
+        lat = ae.encode(frames)
+        for rate in corpus.rates(item):
+            target = ae.encode(db_frames(corpus.load(item, rate), cfg)[0])
+            positions = spectral.stretch_positions(lat.shape[0], target.shape[0], rate)
+            src.append(spectral.time_scale(lat, positions))
+            tgt.append(target)
+            lengths.append(target.shape[0])
+            rates.append(rate)
+    lengths = np.asarray(lengths, np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    pairs = LatentPairs(torch.cat(src), torch.cat(tgt), offsets, lengths, np.asarray(rates, np.float64),
+                        [corpus.kind] * len(lengths))
+    tmp = atomic_path(path).with_suffix(".safetensors")
+    save_file({"source": pairs.source.contiguous(), "target": pairs.target.contiguous(),
+               "offsets": torch.from_numpy(offsets), "lengths": torch.from_numpy(lengths),
+               "rates": torch.from_numpy(pairs.rates)}, str(tmp))
+    Path(str(path) + ".json").write_text(json.dumps({"kinds": pairs.kinds}))
+    os.replace(tmp, path)
+    return pairs
+
+
+def concat_pairs(parts: list[LatentPairs]) -> LatentPairs:
+    shift = np.cumsum([0] + [p.source.shape[0] for p in parts[:-1]])
+    return LatentPairs(torch.cat([p.source for p in parts]), torch.cat([p.target for p in parts]),
+                       np.concatenate([p.offsets + s for p, s in zip(parts, shift)]),
+                       np.concatenate([p.lengths for p in parts]), np.concatenate([p.rates for p in parts]),
+                       sum((p.kinds for p in parts), []))

@@ -1,0 +1,195 @@
+"""Corpora of (input, truly stretched) audio pairs on disk, described by ``manifest.json``.
+
+Two kinds share one layout:
+  true-tempo  music21 compositions rendered at tempo 1 and at each rate (ground truth)
+  teacher     excerpts of recorded audio, stretched by a classical stretcher
+
+```
+<corpus>/manifest.json   {"kind", "sample_rate", "seconds", "rates", "items": [...]}
+<corpus>/audio/<item id>/r1.000.wav, r0.500.wav, ...
+```
+Each item records its split (train / heldout), so evaluation never scores a piece trained on.
+A rerun reuses every render already on disk.
+"""
+from __future__ import annotations
+
+import json
+import os
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from tqdm import tqdm
+
+from ..checkpoint import atomic_path
+from ..errors import GanStretchError
+
+DEFAULT_RATES = (0.5, 0.75, 1.25, 1.5, 2.0)
+# General MIDI programs with varied timbres: pianos, mallets, organ, guitars, bass, strings,
+# choir, brass, reeds, pipes, synth lead and pad.
+DEFAULT_PROGRAMS = (0, 4, 6, 11, 19, 24, 26, 32, 40, 48, 52, 56, 61, 65, 68, 71, 73, 80, 89)
+COMPOSERS = ("bach", "monteverdi", "palestrina", "trecento", "josquin")  # quick to parse
+
+
+def rate_key(rate: float) -> str:
+    return f"{float(rate):.3f}"
+
+
+@dataclass
+class Item:
+    id: str
+    split: str
+    source: str
+    audio: dict  # rate key -> path relative to the corpus folder
+    program: int | None = None
+    soundfont: str | None = None
+
+
+class Corpus:
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        path = self.root / "manifest.json"
+        if not path.is_file():
+            raise GanStretchError(f"no corpus at {self.root} (manifest.json missing); build one with "
+                                  "`gan-stretch data midi` or `gan-stretch data teacher`")
+        self.manifest = json.loads(path.read_text())
+        self.sample_rate = int(self.manifest["sample_rate"])
+        self.kind = self.manifest["kind"]
+        self.items = [Item(**it) for it in self.manifest["items"]]
+
+    def split(self, name: str) -> list[Item]:
+        return [it for it in self.items if it.split == name]
+
+    def load(self, item: Item, rate: float) -> np.ndarray:
+        """float32 mono [N] of ``item`` at ``rate`` (1 is the input)."""
+        data, sr = sf.read(str(self.root / item.audio[rate_key(rate)]), dtype="float32")
+        return data if data.ndim == 1 else data.mean(axis=1)
+
+    def rates(self, item: Item) -> list[float]:
+        return sorted(float(k) for k in item.audio if float(k) != 1.0)
+
+
+def _write_manifest(root: Path, manifest: dict) -> None:
+    tmp = atomic_path(root / "manifest.json")
+    tmp.write_text(json.dumps(manifest, indent=1))
+    os.replace(tmp, root / "manifest.json")
+
+
+def _write_wav(path: Path, wave: np.ndarray, sr: int) -> None:
+    tmp = atomic_path(path).with_suffix(".wav")
+    sf.write(str(tmp), wave, sr, subtype="FLOAT")
+    os.replace(tmp, path)
+
+
+def _is_heldout(key: str, fraction: float) -> bool:
+    """A stable split: the same piece is held out on every machine and every rerun."""
+    return (zlib.crc32(key.encode()) % 1000) / 1000 < fraction
+
+
+def corpus_sources(n: int, composers=COMPOSERS) -> list[str]:
+    """``n`` music21 corpus pieces, taken round-robin from ``composers`` in a fixed order."""
+    from music21 import corpus
+
+    lists = []
+    for c in composers:
+        paths = sorted(str(p) for p in corpus.getComposer(c) if str(p).endswith((".mxl", ".xml", ".krn", ".mid")))
+        lists.append(paths)
+    out, i = [], 0
+    while len(out) < n and any(i < len(l) for l in lists):
+        for l in lists:
+            if i < len(l) and len(out) < n:
+                out.append(l[i])
+        i += 1
+    root = str(Path(corpus.__file__).parent)
+    return [os.path.relpath(p, root).replace(os.sep, "/") for p in out]
+
+
+def build_true_tempo(out: str | os.PathLike, pieces: int = 32, heldout: float = 0.25, seconds: float = 10.0,
+                     rates=DEFAULT_RATES, programs=DEFAULT_PROGRAMS, programs_per_piece: int = 1,
+                     sample_rate: int = 22050, soundfont: str | None = None,
+                     composers=COMPOSERS) -> Corpus:
+    """Renders ``pieces`` compositions at tempo 1 and each rate; reuses renders already on disk."""
+    from .render import find_soundfont, music21_midi, perform, render
+
+    root = Path(out)
+    sf2 = find_soundfont(soundfont)
+    manifest = {"kind": "true-tempo", "sample_rate": sample_rate, "seconds": seconds,
+                "rates": [float(r) for r in rates], "soundfont": sf2.name, "items": []}
+    old = root / "manifest.json"
+    done = {it["id"]: it for it in json.loads(old.read_text())["items"]} if old.is_file() else {}
+    sources = corpus_sources(pieces, composers)
+    all_rates = [1.0] + [float(r) for r in rates]
+    jobs = [(src, programs[(i * programs_per_piece + k) % len(programs)])
+            for i, src in enumerate(sources) for k in range(programs_per_piece)]
+    for src, program in tqdm(jobs, desc="rendering true-tempo pairs", unit="piece"):
+        item_id = f"{Path(src).with_suffix('').as_posix().replace('/', '-')}-p{program}-{sf2.stem}"
+        audio = {rate_key(r): f"audio/{item_id}/r{rate_key(r)}.wav" for r in all_rates}
+        item = {"id": item_id, "split": "heldout" if _is_heldout(src, heldout) else "train", "source":
+                f"music21:{src}", "program": program, "soundfont": sf2.name, "audio": audio}
+        if not (item_id in done and all((root / p).is_file() for p in audio.values())):
+            try:
+                midi = music21_midi(src)
+            except Exception as e:  # music21 raises many types on pieces it cannot convert
+                tqdm.write(f"skipping {src}: music21 cannot convert it ({type(e).__name__})")
+                continue
+            for r in all_rates:
+                path = root / audio[rate_key(r)]
+                if not path.is_file():
+                    wave = render(perform(midi, program, seconds, r), sf2, sample_rate,
+                                  int(round(seconds * sample_rate / r)))
+                    _write_wav(path, wave, sample_rate)
+        if np.abs(sf.read(str(root / audio[rate_key(1.0)]), dtype="float32")[0]).max() < 1e-4:
+            tqdm.write(f"skipping {item_id}: silent render")
+            continue
+        manifest["items"].append(item)
+        _write_manifest(root, manifest)
+    _write_manifest(root, manifest)
+    return Corpus(root)
+
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
+
+
+def build_teacher(audio_dir: str | os.PathLike, out: str | os.PathLike, teacher: str = "pv",
+                  rates=DEFAULT_RATES, seconds: float = 10.0, excerpts: int = 3, heldout: float = 0.25,
+                  sample_rate: int = 22050) -> Corpus:
+    """Excerpts of every audio file under ``audio_dir``, stretched by a classical ``teacher``."""
+    import librosa
+
+    from .. import teachers
+    from ..audio import load
+
+    stretch = teachers.get(teacher)
+    root = Path(out)
+    files = sorted(p for p in Path(audio_dir).rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)
+    if not files:
+        raise GanStretchError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) under {audio_dir}")
+    manifest = {"kind": "teacher", "teacher": teacher, "sample_rate": sample_rate, "seconds": seconds,
+                "rates": [float(r) for r in rates], "items": []}
+    n = int(round(seconds * sample_rate))
+    for f in tqdm(files, desc=f"stretching recordings ({teacher})", unit="file"):
+        wave, sr = load(f)
+        mono = librosa.resample(wave.mean(axis=0), orig_sr=sr, target_sr=sample_rate) if sr != sample_rate \
+            else wave.mean(axis=0)
+        starts = np.linspace(0, max(0, len(mono) - n), excerpts).astype(int) if len(mono) > n else [0]
+        rel = f.relative_to(audio_dir).with_suffix("").as_posix().replace("/", "-")
+        for k, start in enumerate(dict.fromkeys(starts)):
+            item_id = f"{rel}-x{k}-{teacher}"
+            clip = mono[start:start + n].astype(np.float32)
+            if np.abs(clip).max() < 1e-4:
+                continue
+            audio = {rate_key(1.0): f"audio/{item_id}/r{rate_key(1.0)}.wav"}
+            for r in rates:
+                audio[rate_key(r)] = f"audio/{item_id}/r{rate_key(r)}.wav"
+            for r_key, p in audio.items():
+                if not (root / p).is_file():
+                    r = float(r_key)
+                    y = clip if r == 1.0 else stretch(clip[None], sample_rate, r)[0]
+                    _write_wav(root / p, y, sample_rate)
+            manifest["items"].append({"id": item_id, "split": "heldout" if _is_heldout(rel, heldout) else "train",
+                                      "source": f"file:{f}", "audio": audio})
+            _write_manifest(root, manifest)
+    _write_manifest(root, manifest)
+    return Corpus(root)

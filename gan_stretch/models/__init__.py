@@ -1,0 +1,7 @@
+from .autoencoder import AutoencoderConfig, FrameAutoencoder
+from .discriminator import DiscriminatorConfig, LatentDiscriminator
+from .generator import GeneratorConfig, LatentGenerator
+from .mapper import MapperConfig, StretchMapper
+
+__all__ = ["AutoencoderConfig", "FrameAutoencoder", "MapperConfig", "StretchMapper",
+           "GeneratorConfig", "LatentGenerator", "DiscriminatorConfig", "LatentDiscriminator"]

@@ -1,0 +1,62 @@
+"""Frame autoencoder: one STFT frame of dB magnitudes <-> one latent vector.
+
+Six Linear layers with tanh between them (three encode, three decode). The frame's loudness
+(its maximum in dB) is carried outside the network as the last latent channel, so the network
+spends its capacity on the spectral shape, not on the level.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+
+@dataclass
+class AutoencoderConfig:
+    n_freq: int = 1025
+    hidden: list[int] = field(default_factory=lambda: [1024, 512])
+    latent: int = 128
+    db_range: float = 120.0
+
+    @property
+    def latent_dim(self) -> int:
+        """Width of a latent vector: the shape code plus one gain channel."""
+        return self.latent + 1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class FrameAutoencoder(nn.Module):
+    def __init__(self, cfg: AutoencoderConfig):
+        super().__init__()
+        self.cfg = cfg
+        h1, h2 = cfg.hidden
+        self.encoder = nn.Sequential(
+            nn.Linear(cfg.n_freq, h1), nn.Tanh(),
+            nn.Linear(h1, h2), nn.Tanh(),
+            nn.Linear(h2, cfg.latent), nn.Tanh(),
+        )
+        self.decoder = nn.Sequential(
+            nn.Linear(cfg.latent, h2), nn.Tanh(),
+            nn.Linear(h2, h1), nn.Tanh(),
+            nn.Linear(h1, cfg.n_freq),
+        )
+
+    def encode(self, db_rel: torch.Tensor) -> torch.Tensor:
+        """db_rel: [..., F] in [-db_range, 0] -> latents [..., latent + 1] in [-1, 1]."""
+        r = self.cfg.db_range
+        gain = db_rel.amax(dim=-1, keepdim=True)  # [..., 1]
+        shape = 1 + 2 * (db_rel - gain) / r  # frame maximum at +1
+        return torch.cat([self.encoder(shape), 1 + 2 * gain / r], dim=-1)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """latents: [..., latent + 1] -> db_rel [..., F] in [-db_range, 0]."""
+        r = self.cfg.db_range
+        code, gain = latents[..., :-1], latents[..., -1:].clamp(-1, 1)
+        shape = self.decoder(code.clamp(-1, 1)).clamp(-1, 1)
+        return ((shape - 1) * r / 2 + (gain - 1) * r / 2).clamp(-r, 0)
+
+    def forward(self, db_rel: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(db_rel))

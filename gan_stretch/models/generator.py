@@ -1,0 +1,56 @@
+"""Generator: refines a time-scaled latent sequence with temporal context, conditioned on the rate."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from einops import rearrange
+from torch import nn
+
+
+@dataclass
+class GeneratorConfig:
+    latent_dim: int = 129
+    channels: int = 128
+    kernel: int = 5
+    dilations: list[int] = field(default_factory=lambda: [1, 2, 4, 1, 2, 4])
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class FiLMBlock(nn.Module):
+    """Dilated residual conv block whose activations are scaled and shifted by the rate embedding."""
+
+    def __init__(self, channels: int, kernel: int, dilation: int, cond_dim: int):
+        super().__init__()
+        self.conv = nn.Conv1d(channels, channels, kernel, dilation=dilation,
+                              padding=dilation * (kernel - 1) // 2)
+        self.film = nn.Linear(cond_dim, 2 * channels)
+        self.out = nn.Conv1d(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        scale, shift = rearrange(self.film(cond), "b (two c) -> two b c 1", two=2)
+        h = torch.nn.functional.leaky_relu(self.conv(x), 0.2) * (1 + scale) + shift
+        return x + self.out(h)
+
+
+class LatentGenerator(nn.Module):
+    def __init__(self, cfg: GeneratorConfig):
+        super().__init__()
+        self.cfg = cfg
+        cond_dim = 64
+        self.rate_embed = nn.Sequential(nn.Linear(1, cond_dim), nn.SiLU(), nn.Linear(cond_dim, cond_dim))
+        self.inp = nn.Conv1d(cfg.latent_dim, cfg.channels, 1)
+        self.blocks = nn.ModuleList(FiLMBlock(cfg.channels, cfg.kernel, d, cond_dim) for d in cfg.dilations)
+        self.outp = nn.Conv1d(cfg.channels, cfg.latent_dim, 1)
+        nn.init.zeros_(self.outp.weight)  # starts as plain interpolation
+        nn.init.zeros_(self.outp.bias)
+
+    def forward(self, latents: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
+        """latents: [B, T, L] time-scaled, rate: [B] -> refined latents [B, T, L]."""
+        cond = self.rate_embed(torch.log2(rate).to(latents.dtype)[:, None])
+        h = self.inp(rearrange(latents, "b t l -> b l t"))
+        for block in self.blocks:
+            h = block(h, cond)
+        return latents + rearrange(self.outp(h), "b l t -> b t l")

@@ -1,0 +1,144 @@
+"""STFT settings, dB conversion, time positions and phase reconstruction.
+
+Every other module asks :class:`SpectralConfig` for STFT settings; a checkpoint carries one, so a
+model always runs with the settings it was trained with.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+
+from .errors import RateError
+
+MIN_RATE, MAX_RATE = 0.25, 4.0
+
+
+@dataclass(frozen=True)
+class SpectralConfig:
+    sample_rate: int = 22050
+    n_fft: int = 2048
+    hop: int = 512
+    db_range: float = 120.0  # levels below the piece maximum minus this are treated as silence
+
+    @property
+    def n_freq(self) -> int:
+        return self.n_fft // 2 + 1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SpectralConfig":
+        return cls(**{k: d[k] for k in ("sample_rate", "n_fft", "hop", "db_range") if k in d})
+
+    def n_frames(self, n_samples: int) -> int:
+        """Frames of a centred STFT of ``n_samples`` samples."""
+        return n_samples // self.hop + 1
+
+
+def analyze(wave: torch.Tensor, cfg: SpectralConfig) -> torch.Tensor:
+    """wave: [..., N] -> complex STFT [..., F, T] (centred, Hann window)."""
+    lead = wave.shape[:-1]
+    flat = wave.reshape(-1, wave.shape[-1])
+    window = torch.hann_window(cfg.n_fft, device=wave.device, dtype=wave.dtype)
+    spec = torch.stft(flat, cfg.n_fft, cfg.hop, window=window, center=True, pad_mode="constant",
+                      return_complex=True)
+    return spec.reshape(*lead, *spec.shape[-2:])
+
+
+def synthesize(spec: torch.Tensor, cfg: SpectralConfig, length: int) -> torch.Tensor:
+    """complex STFT [..., F, T] -> wave [..., length]."""
+    lead = spec.shape[:-2]
+    flat = spec.reshape(-1, *spec.shape[-2:])
+    window = torch.hann_window(cfg.n_fft, device=spec.device, dtype=spec.real.dtype)
+    wave = torch.istft(flat, cfg.n_fft, cfg.hop, window=window, center=True, length=length)
+    return wave.reshape(*lead, length)
+
+
+def magnitude_to_db(mag: torch.Tensor, ref_db: torch.Tensor | float, cfg: SpectralConfig) -> torch.Tensor:
+    """|STFT| -> dB relative to ``ref_db`` (the piece maximum), clipped to [-db_range, 0]."""
+    db = 20.0 * torch.log10(mag.clamp_min(1e-12))
+    ref = torch.as_tensor(ref_db, dtype=db.dtype, device=db.device)
+    while ref.dim() < db.dim():
+        ref = ref.unsqueeze(-1)
+    return (db - ref).clamp(-cfg.db_range, 0.0)
+
+
+def db_to_magnitude(db_rel: torch.Tensor, ref_db: torch.Tensor | float) -> torch.Tensor:
+    ref = torch.as_tensor(ref_db, dtype=db_rel.dtype, device=db_rel.device)
+    while ref.dim() < db_rel.dim():
+        ref = ref.unsqueeze(-1)
+    return torch.pow(10.0, (db_rel + ref) / 20.0)
+
+
+def reference_db(mag: torch.Tensor) -> torch.Tensor:
+    """The loudest bin of the whole input (all channels), in dB: one reference keeps channels coherent."""
+    return 20.0 * torch.log10(mag.amax().clamp_min(1e-12))
+
+
+def check_rate(rate: float) -> float:
+    try:
+        rate = float(rate)
+    except (TypeError, ValueError):
+        raise RateError(f"rate must be a number, got {rate!r}") from None
+    if not math.isfinite(rate) or not (MIN_RATE <= rate <= MAX_RATE):
+        raise RateError(f"rate must be a finite number in [{MIN_RATE}, {MAX_RATE}], got {rate}")
+    return rate
+
+
+def stretch_positions(n_in: int, n_out: int, rate: float, device=None) -> torch.Tensor:
+    """Source frame position of each output frame for a constant rate: [n_out] float.
+
+    Output frame j sits at time j*hop; at speed ``rate`` that is source time rate*j*hop.
+    """
+    pos = torch.arange(n_out, dtype=torch.float64, device=device) * rate
+    return pos.clamp_(0, n_in - 1).float()
+
+
+def time_scale(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Linear interpolation along time. x: [..., T, D], positions: [T'] -> [..., T', D]."""
+    n = x.shape[-2]
+    positions = positions.to(x.device).clamp(0, n - 1)
+    i0 = positions.floor().long().clamp_max(n - 1)
+    i1 = (i0 + 1).clamp_max(n - 1)
+    frac = (positions - i0.to(positions.dtype)).to(x.dtype).unsqueeze(-1)
+    return x.index_select(-2, i0) * (1 - frac) + x.index_select(-2, i1) * frac
+
+
+def propagate_phase(spec: torch.Tensor, positions: torch.Tensor, cfg: SpectralConfig) -> torch.Tensor:
+    """Phase-vocoder phase of the input read at arbitrary source positions: [..., F, T'] radians.
+
+    This is the phase propagation of librosa.phase_vocoder / torchaudio.functional.phase_vocoder,
+    written here because both take one constant rate, while time maps need arbitrary positions.
+    """
+    n_freq, n = spec.shape[-2], spec.shape[-1]
+    positions = positions.to(spec.device).clamp(0, n - 1)
+    omega = 2 * math.pi * cfg.hop * torch.arange(n_freq, device=spec.device) / cfg.n_fft  # [F]
+    phase_in = torch.angle(spec)
+    i0 = positions.floor().long().clamp_max(n - 1)
+    i1 = (i0 + 1).clamp_max(n - 1)
+    dphi = phase_in.index_select(-1, i1) - phase_in.index_select(-1, i0) - omega.unsqueeze(-1)
+    dphi = dphi - 2 * math.pi * torch.round(dphi / (2 * math.pi))
+    advance = omega.unsqueeze(-1) + dphi  # instantaneous frequency times one hop
+    start = phase_in.index_select(-1, i0[:1])
+    return torch.cat([start, start + torch.cumsum(advance[..., :-1], dim=-1)], dim=-1)
+
+
+def reconstruct(mag: torch.Tensor, phase: torch.Tensor, cfg: SpectralConfig, length: int,
+                n_iter: int = 16, momentum: float = 0.99) -> torch.Tensor:
+    """Magnitudes [..., F, T'] + initial phase -> waveform [..., length].
+
+    Fast Griffin-Lim (the update of torchaudio.functional.griffinlim) started from ``phase``;
+    torchaudio's version only starts from zero or random phase, and a propagated phase is what
+    makes a few iterations enough.
+    """
+    angles = torch.polar(torch.ones_like(mag), phase)
+    previous = torch.zeros_like(angles)
+    for _ in range(n_iter):
+        rebuilt = analyze(synthesize(mag * angles, cfg, length), cfg)
+        angles = rebuilt - previous * (momentum / (1 + momentum))
+        angles = angles / (angles.abs() + 1e-16)
+        previous = rebuilt
+    return synthesize(mag * angles, cfg, length)

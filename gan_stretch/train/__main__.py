@@ -1,0 +1,20 @@
+import sys
+
+from ..errors import GanStretchError
+from . import run
+
+USAGE = "usage: accelerate launch -m gan_stretch.train RECIPE.yaml [key=value ...]"
+
+
+def main(argv=None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        raise SystemExit(USAGE)
+    try:
+        run(argv[0], argv[1:])
+    except GanStretchError as e:
+        raise SystemExit(f"error: {e}") from None
+
+
+if __name__ == "__main__":
+    main()

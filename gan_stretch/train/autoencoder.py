@@ -1,0 +1,52 @@
+"""Stage 1: the frame autoencoder, trained on dB frames of every training render."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..config import AutoencoderRecipe
+from ..data.cache import frame_cache
+from ..errors import GanStretchError
+from ..losses import MelScale, db_l1, mel_l1
+from ..models import AutoencoderConfig, FrameAutoencoder
+from ..pipeline import Model, model_meta
+from ..spectral import SpectralConfig
+from .common import Run, corpora
+
+
+def train(recipe: AutoencoderRecipe) -> Run:
+    run = Run(recipe)
+    sets = corpora(recipe)
+    spec = SpectralConfig(sample_rate=sets[0].sample_rate)
+    if any(c.sample_rate != spec.sample_rate for c in sets):
+        raise GanStretchError("all corpora of one run must share a sample rate")
+    frames = np.concatenate([frame_cache(c, spec, recipe.quiet_db) for c in sets])
+    run.print(f"{len(frames)} training frames")
+
+    cfg = AutoencoderConfig(n_freq=spec.n_freq, hidden=list(recipe.hidden), latent=recipe.latent,
+                            db_range=spec.db_range)
+    model = FrameAutoencoder(cfg)
+    optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr)
+    modules, optimizers = {"autoencoder": model}, {"autoencoder": optimizer}
+    start = run.resume(modules, optimizers)
+    model, optimizer = run.accelerator.prepare(model, optimizer)
+    modules, optimizers = {"autoencoder": model}, {"autoencoder": optimizer}
+    mel = MelScale(spec.sample_rate, spec.n_fft).to(run.device)
+
+    def train_step(step: int) -> dict:
+        rows = np.sort(run.rng(step).integers(0, len(frames), recipe.batch_size))
+        x = torch.from_numpy(frames[rows].astype(np.float32)).to(run.device)  # [B, F] dB
+        y = model(x)
+        loss_lin, loss_mel = db_l1(y, x), mel_l1(mel, y, x)
+        loss = recipe.linear_weight * loss_lin + recipe.mel_weight * loss_mel
+        run.check_finite(step, autoencoder=loss)
+        lr = run.optimize(optimizer, loss, model.parameters(), recipe.lr, step)
+        return {"loss/total": loss.item(), "loss/linear_db_l1": loss_lin.item(),
+                "loss/mel_db_l1": loss_mel.item(), "lr": lr}
+
+    def export() -> Model:  # the autoencoder alone stretches by plain latent interpolation
+        ae = run.accelerator.unwrap_model(model)
+        return Model("autoencoder", spec, ae, None, model_meta("autoencoder", spec, ae, None, {"stage": "autoencoder"}))
+
+    run.loop(start, train_step, modules, optimizers, export)
+    return run

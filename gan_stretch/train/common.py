@@ -1,0 +1,206 @@
+"""What every training stage shares: accelerate setup, resumable checkpoints, logging, evaluation."""
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+
+from .. import checkpoint, metrics, spectral
+from ..config import Recipe, recipe_dict
+from ..data.corpus import Corpus
+from ..errors import CheckpointError, GanStretchError, TrainingError
+from ..pipeline import Model, Stretcher, save_model
+
+EXAMPLE_RATES = (0.5, 2.0)
+
+
+def corpora(recipe: Recipe) -> list[Corpus]:
+    return [Corpus(p.strip()) for p in recipe.data.split(",") if p.strip()]
+
+
+class Run:
+    """One training run in ``recipe.run_dir``: checkpoints/last.safetensors, tb/, model.safetensors."""
+
+    def __init__(self, recipe: Recipe):
+        self.recipe = recipe
+        self.dir = Path(recipe.run_dir)
+        self.accelerator = Accelerator(log_with="tensorboard", project_dir=str(self.dir))
+        set_seed(recipe.seed)
+        self.device = self.accelerator.device
+        self.last = self.dir / "checkpoints" / "last.safetensors"
+        self.model_path = self.dir / "model.safetensors"
+        if self.is_main:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            (self.dir / "recipe.json").write_text(json.dumps(recipe_dict(recipe), indent=1))
+        self.accelerator.init_trackers("tb", config={k: (v if isinstance(v, (int, float, str, bool)) else str(v))
+                                                     for k, v in recipe_dict(recipe).items()})
+        self.writer = self.accelerator.get_tracker("tensorboard", unwrap=True) if self.is_main else None
+        self._t0 = time.time()
+
+    @property
+    def is_main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    def rng(self, step: int) -> np.random.Generator:
+        """Batches depend only on (seed, step, process): a resumed run sees exactly the data it would have."""
+        return np.random.default_rng([self.recipe.seed, step, self.accelerator.process_index])
+
+    def lr(self, base: float, step: int) -> float:
+        """Cosine decay from ``base`` to ``base * lr_min_ratio`` over the run."""
+        t = min(step / max(self.recipe.steps, 1), 1.0)
+        floor = self.recipe.lr_min_ratio
+        return base * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t)))
+
+    @staticmethod
+    def set_lr(optimizer, lr: float) -> None:
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+
+    # --- checkpoints -------------------------------------------------------------------------
+    def save(self, step: int, modules: dict, optimizers: dict) -> None:
+        self.accelerator.wait_for_everyone()
+        if not self.is_main:
+            return
+        tensors: dict[str, torch.Tensor] = {}
+        for name, m in modules.items():
+            tensors.update(checkpoint.prefixed(f"module.{name}", self.accelerator.unwrap_model(m).state_dict()))
+        skeleton = {name: checkpoint.flatten(opt.state_dict(), f"optim.{name}", tensors)
+                    for name, opt in optimizers.items()}
+        checkpoint.save(self.last, tensors, {"kind": "training-state", "stage": self.recipe.stage, "step": step,
+                                             "recipe": recipe_dict(self.recipe), "optimizers": skeleton})
+
+    def resume(self, modules: dict, optimizers: dict) -> int:
+        """Loads checkpoints/last.safetensors when there is one; returns the step to continue from."""
+        if not self.last.exists():
+            return 0
+        tensors, meta = checkpoint.load(self.last)
+        if meta.get("kind") != "training-state" or meta.get("stage") != self.recipe.stage:
+            raise CheckpointError(f"{self.last} is not a {self.recipe.stage} training state; "
+                                  "use another run_dir or remove it")
+        try:
+            for name, m in modules.items():
+                self.accelerator.unwrap_model(m).load_state_dict(checkpoint.unprefixed(f"module.{name}", tensors))
+            for name, opt in optimizers.items():
+                opt.load_state_dict(checkpoint.unflatten(meta["optimizers"][name], tensors))
+        except (KeyError, RuntimeError, ValueError) as e:
+            raise CheckpointError(f"{self.last} does not match this recipe ({e}); "
+                                  "use another run_dir or remove it") from None
+        self.print(f"resuming from {self.last} at step {meta['step']}")
+        return int(meta["step"])
+
+    def export(self, model: Model) -> None:
+        if self.is_main:
+            save_model(self.model_path, model)
+
+    # --- logging -----------------------------------------------------------------------------
+    def print(self, msg: str) -> None:
+        if self.is_main:
+            print(f"[{self.recipe.stage} {time.time() - self._t0:6.0f}s] {msg}", flush=True)
+
+    def log(self, values: dict, step: int) -> None:
+        self.accelerator.log(values, step=step)
+
+    def check_finite(self, step: int, **losses: torch.Tensor) -> None:
+        for name, value in losses.items():
+            if not torch.isfinite(value).all():
+                kept = f"; the last good checkpoint {self.last} is kept" if self.last.exists() else ""
+                raise TrainingError(f"{name} loss became {value.item()} at step {step}{kept}. "
+                                    "Lower lr= or grad_clip=, or check the data")
+
+    def optimize(self, optimizer, loss: torch.Tensor, params, base_lr: float, step: int) -> float:
+        """One update with the scheduled learning rate and gradient clipping; returns the lr used."""
+        lr = self.lr(base_lr, step)
+        self.set_lr(optimizer, lr)
+        optimizer.zero_grad(set_to_none=True)
+        self.accelerator.backward(loss)
+        if self.recipe.grad_clip > 0:
+            self.accelerator.clip_grad_norm_(params, self.recipe.grad_clip)
+        optimizer.step()
+        return lr
+
+    def loop(self, start: int, train_step, modules: dict, optimizers: dict, export) -> None:
+        """Runs ``train_step(step) -> scalars`` from ``start``; logs, saves, evaluates, exports the model."""
+        r = self.recipe
+        for step in range(start, r.steps):
+            for m in modules.values():
+                m.train()
+            scalars = train_step(step)
+            done = step + 1
+            if done % r.log_every == 0 or done == r.steps:
+                self.log(scalars, done)
+                self.print(f"step {done}/{r.steps} " + " ".join(
+                    f"{k.split('/')[-1]} {v:.3f}" for k, v in scalars.items() if k.startswith("loss/")))
+            if done % r.save_every == 0 or done == r.steps:
+                self.save(done, modules, optimizers)
+            if done % r.eval_every == 0 or done == r.steps:
+                for m in modules.values():
+                    m.eval()
+                self.evaluate(export(), done)
+        self.export(export())
+        self.accelerator.end_training()
+
+    # --- evaluation on held-out pieces -------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, model: Model, step: int) -> dict:
+        """Benchmark metrics of ``model`` on a few held-out pieces, logged to TensorBoard."""
+        if not self.is_main or self.recipe.eval_pieces == 0:
+            return {}
+        corpus = next((c for c in corpora(self.recipe) if c.kind == "true-tempo"), corpora(self.recipe)[0])
+        items = corpus.split("heldout")[: self.recipe.eval_pieces]
+        if not items:
+            return {}
+        stretcher = Stretcher(model, device=str(self.device), griffin_lim=8)
+        sr, scores = corpus.sample_rate, {}
+        for k, item in enumerate(items):
+            src = corpus.load(item, 1.0)
+            for rate in corpus.rates(item):
+                out = stretcher.stretch(src, sr, rate)
+                truth = corpus.load(item, rate)
+                scores.setdefault(rate, []).append(metrics.log_mel_distance(out, truth, sr))
+                if k == 0 and rate in EXAMPLE_RATES:
+                    self.writer.add_audio(f"audio/rate_{rate:g}", out[None], step, sample_rate=sr)
+                    self.writer.add_image(f"spectrogram/rate_{rate:g}",
+                                          spectrogram_image(out, truth, stretcher.spectral), step, dataformats="HW")
+        values = {f"eval/logmel_db/rate_{r:g}": float(np.mean(v)) for r, v in scores.items()}
+        values["eval/logmel_db/mean"] = float(np.mean([np.mean(v) for v in scores.values()]))
+        self.log(values, step)
+        self.print(f"step {step}: held-out log-mel {values['eval/logmel_db/mean']:.2f} dB")
+        return values
+
+
+def spectrogram_image(out: np.ndarray, truth: np.ndarray, cfg) -> np.ndarray:
+    """Output (top) over truth (bottom), dB mapped to [0, 1], low frequencies at the bottom: [H, W]."""
+    rows = []
+    for wave in (out, truth):
+        mag = spectral.analyze(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)), cfg).abs()
+        db = spectral.magnitude_to_db(mag, spectral.reference_db(mag), cfg).clamp_min(-80)
+        rows.append(torch.flip((db[:512] + 80) / 80, dims=[0]))
+    n = min(r.shape[1] for r in rows)
+    return torch.cat([r[:, :n] for r in rows], dim=0).numpy()
+
+
+def training_pairs(recipe, model: Model, model_path):
+    """Cached latent pairs of every corpus in ``recipe.data`` (filtered by ``recipe.pairs``)."""
+    from ..data.cache import concat_pairs, file_digest, latent_cache
+
+    digest = file_digest(model_path)
+    parts = [latent_cache(c, model, digest) for c in corpora(recipe)
+             if recipe.pairs == "all" or c.kind == recipe.pairs]
+    if not parts:
+        raise GanStretchError(f"no corpus in data={recipe.data} has {recipe.pairs} pairs")
+    return concat_pairs(parts)
+
+
+def frozen_autoencoder(recipe) -> tuple[Model, str]:
+    """The stage-1 model, frozen; any model checkpoint works (only its autoencoder is used)."""
+    from ..pipeline import load_model
+
+    model = load_model(recipe.autoencoder)
+    return Model("autoencoder", model.spectral, model.autoencoder, None,
+                 {**model.meta, "kind": "autoencoder", "refiner": None}), recipe.autoencoder

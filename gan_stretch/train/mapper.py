@@ -1,0 +1,42 @@
+"""Stage 2a: the stretch mapper baseline, supervised on cached latent pairs."""
+from __future__ import annotations
+
+import torch
+
+from ..config import MapperRecipe
+from ..losses import MelScale, mel_l1
+from ..models import MapperConfig, StretchMapper
+from ..pipeline import Model, model_meta
+from .common import Run, frozen_autoencoder, training_pairs
+
+
+def train(recipe: MapperRecipe) -> Run:
+    run = Run(recipe)
+    base, base_path = frozen_autoencoder(recipe)
+    pairs = training_pairs(recipe, base, base_path)
+    spec, ae = base.spectral, base.autoencoder.to(run.device)
+    run.print(f"{len(pairs.lengths)} latent pairs, {pairs.source.shape[0]} frames")
+
+    mapper = StretchMapper(MapperConfig(latent_dim=ae.cfg.latent_dim, hidden=recipe.hidden))
+    optimizer = torch.optim.Adam(mapper.parameters(), lr=recipe.lr)
+    start = run.resume({"mapper": mapper}, {"mapper": optimizer})
+    mapper, optimizer = run.accelerator.prepare(mapper, optimizer)
+    mel = MelScale(spec.sample_rate, spec.n_fft).to(run.device)
+
+    def train_step(step: int) -> dict:
+        src, tgt, rate = (t.to(run.device) for t in pairs.sample(run.rng(step), recipe.batch_size, recipe.window))
+        pred = mapper(src, rate)
+        loss_lat = (pred - tgt).abs().mean()
+        loss_spec = mel_l1(mel, ae.decode(pred), ae.decode(tgt))
+        loss = recipe.latent_weight * loss_lat + recipe.spec_weight * loss_spec
+        run.check_finite(step, mapper=loss)
+        lr = run.optimize(optimizer, loss, mapper.parameters(), recipe.lr, step)
+        return {"loss/total": loss.item(), "loss/latent_l1": loss_lat.item(), "loss/mel_db_l1": loss_spec.item(),
+                "lr": lr}
+
+    def export() -> Model:
+        m = run.accelerator.unwrap_model(mapper)
+        return Model("mapper", spec, ae, m, model_meta("mapper", spec, ae, m, {"stage": "mapper"}))
+
+    run.loop(start, train_step, {"mapper": mapper}, {"mapper": optimizer}, export)
+    return run
