@@ -49,7 +49,8 @@ def load(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     return validate(data.T, f"audio file {path}"), int(sr)
 
 
-def check_output_path(path: str | os.PathLike, inputs: tuple = ()) -> Path:
+def check_output_path(path: str | os.PathLike, inputs: tuple = (), create_folder: bool = False) -> Path:
+    """Checks before any work that ``path`` can be written: known format, not an input, folder writable."""
     path = Path(path)
     if path.suffix.lower() not in FORMATS:
         raise AudioError(f"cannot write {path}: unknown audio format {path.suffix!r} "
@@ -58,7 +59,14 @@ def check_output_path(path: str | os.PathLike, inputs: tuple = ()) -> Path:
         if Path(inp).exists() and path.exists() and os.path.samefile(inp, path):
             raise AudioError(f"output path {path} is the input file; choose another name")
     folder = path.parent if str(path.parent) else Path(".")
-    if folder.exists() and not os.access(folder, os.W_OK):
+    if create_folder:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise AudioError(f"cannot create output folder {folder}: {e.strerror}") from None
+    if not folder.is_dir():
+        raise AudioError(f"output folder does not exist: {folder}")
+    if not os.access(folder, os.W_OK):
         raise AudioError(f"output folder is not writable: {folder}")
     return path
 

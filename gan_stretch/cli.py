@@ -8,17 +8,45 @@ from .errors import GanStretchError
 
 
 def _stretch(args) -> None:
-    from .audio import check_output_path, load, save
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from .audio import FORMATS, check_output_path, load, save
+    from .errors import AudioError
     from .pipeline import Stretcher
     from .spectral import check_rate
+    from .timemap import read
 
-    rate = check_rate(args.rate)
-    wave, sr = load(args.input)
-    out = check_output_path(args.output, inputs=(args.input,))
+    if args.rate is None and args.duration is None and args.time_map is None:
+        raise AudioError("give --rate, --duration or --time-map")
+    if args.rate is not None:
+        check_rate(args.rate)
+    time_map = read(args.time_map) if args.time_map else None
+    src, dst = Path(args.input), Path(args.output)
+    if src.is_dir():  # a whole folder: every audio file in it, same names, same formats
+        files = sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in FORMATS)
+        if not files:
+            raise AudioError(f"no audio files in {src}")
+        if dst.resolve() == src.resolve():
+            raise AudioError("output folder is the input folder; choose another")
+        jobs = [(f, dst / f.relative_to(src)) for f in files]
+    elif not src.exists():
+        raise AudioError(f"input file not found: {src}")
+    else:
+        jobs = [(src, dst)]
+    for f, out in jobs:
+        check_output_path(out, inputs=(f,), create_folder=len(jobs) > 1)
     stretcher = Stretcher(args.checkpoint, device=args.device, griffin_lim=args.griffin_lim)
-    y = stretcher.stretch(wave, sr, rate)
-    save(out, y, sr)
-    print(f"wrote {out} ({y.shape[-1] / sr:.2f} s, {sr} Hz, {y.shape[0]} channel(s))")
+    for f, out in tqdm(jobs, desc="stretching", unit="file", disable=len(jobs) == 1):
+        wave, sr = load(f)
+        y = stretcher.stretch(wave, sr, None if args.rate is None else float(args.rate), duration=args.duration,
+                              time_map=time_map)
+        save(out, y, sr)
+        if len(jobs) == 1:
+            print(f"wrote {out} ({y.shape[-1] / sr:.2f} s, {sr} Hz, {y.shape[0]} channel(s))")
+    if len(jobs) > 1:
+        print(f"wrote {len(jobs)} files to {dst}")
 
 
 def _data_midi(args) -> None:
@@ -51,10 +79,13 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gan-stretch", description="Neural time stretching of music.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("stretch", help="stretch an audio file (rate 2 halves the duration)")
-    s.add_argument("input")
-    s.add_argument("output")
-    s.add_argument("--rate", required=True, help="speed factor in [0.25, 4]")
+    s = sub.add_parser("stretch", help="stretch an audio file or a folder of them (rate 2 halves the duration)")
+    s.add_argument("input", help="audio file (wav, flac, ogg, ...) or folder")
+    s.add_argument("output", help="output file, or folder when the input is a folder")
+    s.add_argument("--rate", default=None, help="speed factor in [0.25, 4]")
+    s.add_argument("--duration", type=float, default=None, help="target duration in seconds (instead of --rate)")
+    s.add_argument("--time-map", default=None,
+                   help="Rubber Band time map: lines 'source_frame target_frame' (sample indices)")
     s.add_argument("--checkpoint", default=None, help="model .safetensors (default: the packaged model)")
     s.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     s.add_argument("--griffin-lim", type=int, default=16, help="phase refinement iterations")

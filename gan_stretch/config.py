@@ -47,6 +47,7 @@ class SequenceRecipe(Recipe):
     window: int = 64  # latent frames per training sequence
     pairs: str = "all"  # which pairs to train on: all | true-tempo | teacher
     spec_weight: float = 1.0  # L1 on decoded mel dB, through the frozen decoder
+    spec_frames: int = 512  # frames per batch decoded for that loss
     latent_weight: float = 10.0  # L1 on latents
 
 
@@ -76,7 +77,7 @@ class GanRecipe(SequenceRecipe):
 STAGES = {"autoencoder": AutoencoderRecipe, "mapper": MapperRecipe, "gan": GanRecipe}
 
 _POSITIVE = {"steps", "batch_size", "lr", "log_every", "eval_every", "save_every", "latent", "window",
-             "hidden", "channels", "kernel", "d_channels", "d_layers", "d_lr"}
+             "hidden", "spec_frames", "channels", "kernel", "d_channels", "d_layers", "d_lr"}
 _NON_NEGATIVE = {"seed", "grad_clip", "mel_weight", "linear_weight", "spec_weight", "latent_weight",
                  "adv_weight", "fm_weight", "warmup_steps", "eval_pieces", "lr_min_ratio"}
 _CHOICES = {"pairs": ("all", "true-tempo", "teacher"), "real": ("target", "natural")}

@@ -1,8 +1,8 @@
 """Every term of the training objectives, as plain functions."""
 from __future__ import annotations
 
-import librosa
 import torch
+import torchaudio
 
 
 class MelScale(torch.nn.Module):
@@ -10,8 +10,10 @@ class MelScale(torch.nn.Module):
 
     def __init__(self, sample_rate: int, n_fft: int, n_mels: int = 80, floor_db: float = -80.0):
         super().__init__()
-        fb = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels)  # [M, F], librosa's defaults
-        self.register_buffer("fb", torch.from_numpy(fb).float().T.contiguous(), persistent=False)  # [F, M]
+        # Slaney mel scale and norm: the filters of librosa.filters.mel, which the benchmark uses.
+        fb = torchaudio.functional.melscale_fbanks(n_fft // 2 + 1, 0.0, sample_rate / 2, n_mels, sample_rate,
+                                                   norm="slaney", mel_scale="slaney")  # [F, M]
+        self.register_buffer("fb", fb.float().contiguous(), persistent=False)
         self.floor = 10 ** (floor_db / 10)
 
     def forward(self, db: torch.Tensor) -> torch.Tensor:
@@ -26,6 +28,16 @@ def db_l1(pred: torch.Tensor, target: torch.Tensor, floor_db: float = -80.0) -> 
 
 def mel_l1(mel: MelScale, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (mel(pred) - mel(target)).abs().mean()
+
+
+def decoded_mel_l1(mel: MelScale, decode, pred: torch.Tensor, target: torch.Tensor, rows) -> torch.Tensor:
+    """L1 on mel dB of latents decoded by the frozen autoencoder, on a subset ``rows`` of the frames.
+
+    pred, target: [B, T, L]; rows: indices into the B*T frames (decoding every frame costs more
+    than the rest of the step, and a random subset is an unbiased estimate).
+    """
+    pick = lambda x: x.reshape(-1, x.shape[-1])[rows]
+    return mel_l1(mel, decode(pick(pred)), decode(pick(target)))
 
 
 def discriminator_loss(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:

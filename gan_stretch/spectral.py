@@ -107,33 +107,68 @@ def time_scale(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     return x.index_select(-2, i0) * (1 - frac) + x.index_select(-2, i1) * frac
 
 
-def propagate_phase(spec: torch.Tensor, positions: torch.Tensor, cfg: SpectralConfig) -> torch.Tensor:
+def propagate_phase(spec: torch.Tensor, positions: torch.Tensor, cfg: SpectralConfig,
+                    start: torch.Tensor | None = None) -> torch.Tensor:
     """Phase-vocoder phase of the input read at arbitrary source positions: [..., F, T'] radians.
 
-    This is the phase propagation of librosa.phase_vocoder / torchaudio.functional.phase_vocoder,
-    written here because both take one constant rate, while time maps need arbitrary positions.
+    ``start`` [..., F] continues an earlier block's phase (streaming); by default the phase
+    starts as the input's at the first position. This is the phase propagation of
+    librosa.phase_vocoder / torchaudio.functional.phase_vocoder, written here because both take
+    one constant rate, while time maps need arbitrary positions.
     """
     n_freq, n = spec.shape[-2], spec.shape[-1]
     positions = positions.to(spec.device).clamp(0, n - 1)
-    omega = 2 * math.pi * cfg.hop * torch.arange(n_freq, device=spec.device) / cfg.n_fft  # [F]
-    phase_in = torch.angle(spec)
+    omega = 2 * math.pi * cfg.hop * torch.arange(n_freq, device=spec.device, dtype=torch.float64) / cfg.n_fft
+    phase_in = torch.angle(spec).double()
     i0 = positions.floor().long().clamp_max(n - 1)
     i1 = (i0 + 1).clamp_max(n - 1)
     dphi = phase_in.index_select(-1, i1) - phase_in.index_select(-1, i0) - omega.unsqueeze(-1)
     dphi = dphi - 2 * math.pi * torch.round(dphi / (2 * math.pi))
     advance = omega.unsqueeze(-1) + dphi  # instantaneous frequency times one hop
-    start = phase_in.index_select(-1, i0[:1])
-    return torch.cat([start, start + torch.cumsum(advance[..., :-1], dim=-1)], dim=-1)
+    first = phase_in.index_select(-1, i0[:1]) if start is None else start.double().unsqueeze(-1)
+    phase = torch.cat([first, first + torch.cumsum(advance[..., :-1], dim=-1)], dim=-1)
+    return torch.remainder(phase + math.pi, 2 * math.pi).sub_(math.pi).to(spec.real.dtype)
 
 
-def reconstruct(mag: torch.Tensor, phase: torch.Tensor, cfg: SpectralConfig, length: int,
-                n_iter: int = 16, momentum: float = 0.99) -> torch.Tensor:
-    """Magnitudes [..., F, T'] + initial phase -> waveform [..., length].
+def frames(wave: torch.Tensor, cfg: SpectralConfig, first: int, stop: int) -> torch.Tensor:
+    """Frames first..stop-1 of the centred STFT of the whole ``wave`` [..., N], computed from the
+    samples they cover alone (zeros beyond the ends): [..., F, stop - first]."""
+    begin = first * cfg.hop - cfg.n_fft // 2
+    length = (stop - first - 1) * cfg.hop + cfg.n_fft
+    lo, hi = max(begin, 0), min(begin + length, wave.shape[-1])
+    if hi > lo:
+        seg = torch.nn.functional.pad(wave[..., lo:hi], (lo - begin, begin + length - hi))
+    else:
+        seg = wave.new_zeros(*wave.shape[:-1], length)
+    lead = seg.shape[:-1]
+    window = torch.hann_window(cfg.n_fft, device=wave.device, dtype=wave.dtype)
+    spec = torch.stft(seg.reshape(-1, length), cfg.n_fft, cfg.hop, window=window, center=False, return_complex=True)
+    return spec.reshape(*lead, *spec.shape[-2:])
+
+
+def overlap_add(spec: torch.Tensor, cfg: SpectralConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Windowed inverse FFT of each frame [..., F, K], overlap-added: (signal [..., L], window
+    power [L]) with L = (K - 1) * hop + n_fft; dividing one by the other is torch.istft's result."""
+    window = torch.hann_window(cfg.n_fft, device=spec.device, dtype=spec.real.dtype)
+    k = spec.shape[-1]
+    lead = spec.shape[:-2]
+    length = (k - 1) * cfg.hop + cfg.n_fft
+    fold = lambda x: torch.nn.functional.fold(x, (1, length), (1, cfg.n_fft), stride=(1, cfg.hop)).reshape(
+        *x.shape[:-2], length)
+    time = torch.fft.irfft(spec.reshape(-1, *spec.shape[-2:]), n=cfg.n_fft, dim=-2) * window[:, None]
+    power = (window ** 2)[None, :, None].expand(1, cfg.n_fft, k)
+    return fold(time).reshape(*lead, length), fold(power)[0]
+
+
+def griffin_lim(mag: torch.Tensor, phase: torch.Tensor, cfg: SpectralConfig, n_iter: int = 16,
+                momentum: float = 0.99) -> torch.Tensor:
+    """Magnitudes [..., F, T'] + initial phase -> consistent complex STFT [..., F, T'].
 
     Fast Griffin-Lim (the update of torchaudio.functional.griffinlim) started from ``phase``;
     torchaudio's version only starts from zero or random phase, and a propagated phase is what
     makes a few iterations enough.
     """
+    length = (mag.shape[-1] - 1) * cfg.hop
     angles = torch.polar(torch.ones_like(mag), phase)
     previous = torch.zeros_like(angles)
     for _ in range(n_iter):
@@ -141,4 +176,10 @@ def reconstruct(mag: torch.Tensor, phase: torch.Tensor, cfg: SpectralConfig, len
         angles = rebuilt - previous * (momentum / (1 + momentum))
         angles = angles / (angles.abs() + 1e-16)
         previous = rebuilt
-    return synthesize(mag * angles, cfg, length)
+    return mag * angles
+
+
+def reconstruct(mag: torch.Tensor, phase: torch.Tensor, cfg: SpectralConfig, length: int,
+                n_iter: int = 16, momentum: float = 0.99) -> torch.Tensor:
+    """Magnitudes [..., F, T'] + initial phase -> waveform [..., length] (see griffin_lim)."""
+    return synthesize(griffin_lim(mag, phase, cfg, n_iter, momentum), cfg, length)

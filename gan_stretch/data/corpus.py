@@ -6,7 +6,7 @@ Two kinds share one layout:
 
 ```
 <corpus>/manifest.json   {"kind", "sample_rate", "seconds", "rates", "items": [...]}
-<corpus>/audio/<item id>/r1.000.wav, r0.500.wav, ...
+<corpus>/audio/<item id>/r1.000.flac, r0.500.flac, ...
 ```
 Each item records its split (train / heldout), so evaluation never scores a piece trained on.
 A rerun reuses every render already on disk.
@@ -77,9 +77,10 @@ def _write_manifest(root: Path, manifest: dict) -> None:
     os.replace(tmp, root / "manifest.json")
 
 
-def _write_wav(path: Path, wave: np.ndarray, sr: int) -> None:
-    tmp = atomic_path(path).with_suffix(".wav")
-    sf.write(str(tmp), wave, sr, subtype="FLOAT")
+def _write_audio(path: Path, wave: np.ndarray, sr: int) -> None:
+    """16-bit FLAC: lossless for fluidsynth's 16-bit renders, a third of the size of float WAV."""
+    tmp = atomic_path(path).with_suffix(".flac")
+    sf.write(str(tmp), wave, sr, format="FLAC", subtype="PCM_16")
     os.replace(tmp, path)
 
 
@@ -125,7 +126,7 @@ def build_true_tempo(out: str | os.PathLike, pieces: int = 32, heldout: float = 
             for i, src in enumerate(sources) for k in range(programs_per_piece)]
     for src, program in tqdm(jobs, desc="rendering true-tempo pairs", unit="piece"):
         item_id = f"{Path(src).with_suffix('').as_posix().replace('/', '-')}-p{program}-{sf2.stem}"
-        audio = {rate_key(r): f"audio/{item_id}/r{rate_key(r)}.wav" for r in all_rates}
+        audio = {rate_key(r): f"audio/{item_id}/r{rate_key(r)}.flac" for r in all_rates}
         item = {"id": item_id, "split": "heldout" if _is_heldout(src, heldout) else "train", "source":
                 f"music21:{src}", "program": program, "soundfont": sf2.name, "audio": audio}
         if not (item_id in done and all((root / p).is_file() for p in audio.values())):
@@ -139,7 +140,7 @@ def build_true_tempo(out: str | os.PathLike, pieces: int = 32, heldout: float = 
                 if not path.is_file():
                     wave = render(perform(midi, program, seconds, r), sf2, sample_rate,
                                   int(round(seconds * sample_rate / r)))
-                    _write_wav(path, wave, sample_rate)
+                    _write_audio(path, wave, sample_rate)
         if np.abs(sf.read(str(root / audio[rate_key(1.0)]), dtype="float32")[0]).max() < 1e-4:
             tqdm.write(f"skipping {item_id}: silent render")
             continue
@@ -180,16 +181,42 @@ def build_teacher(audio_dir: str | os.PathLike, out: str | os.PathLike, teacher:
             clip = mono[start:start + n].astype(np.float32)
             if np.abs(clip).max() < 1e-4:
                 continue
-            audio = {rate_key(1.0): f"audio/{item_id}/r{rate_key(1.0)}.wav"}
+            audio = {rate_key(1.0): f"audio/{item_id}/r{rate_key(1.0)}.flac"}
             for r in rates:
-                audio[rate_key(r)] = f"audio/{item_id}/r{rate_key(r)}.wav"
+                audio[rate_key(r)] = f"audio/{item_id}/r{rate_key(r)}.flac"
             for r_key, p in audio.items():
                 if not (root / p).is_file():
                     r = float(r_key)
                     y = clip if r == 1.0 else stretch(clip[None], sample_rate, r)[0]
-                    _write_wav(root / p, y, sample_rate)
+                    _write_audio(root / p, y, sample_rate)
             manifest["items"].append({"id": item_id, "split": "heldout" if _is_heldout(rel, heldout) else "train",
                                       "source": f"file:{f}", "audio": audio})
             _write_manifest(root, manifest)
+    _write_manifest(root, manifest)
+    return Corpus(root)
+
+
+def teacher_from_corpus(corpus: str | os.PathLike, out: str | os.PathLike, teacher: str = "pv") -> Corpus:
+    """The inputs of a corpus's training items, stretched by a classical ``teacher`` at the same rates.
+
+    Gives teacher targets for exactly the inputs that have true-tempo targets, so the two kinds
+    of target can be compared with everything else equal. Held-out items are left out.
+    """
+    from .. import teachers
+
+    src, root = Corpus(corpus), Path(out)
+    stretch = teachers.get(teacher)
+    manifest = {"kind": "teacher", "teacher": teacher, "sample_rate": src.sample_rate,
+                "seconds": src.manifest.get("seconds"), "rates": src.manifest.get("rates"), "items": []}
+    for item in tqdm(src.split("train"), desc=f"teacher targets ({teacher})", unit="item"):
+        x = src.load(item, 1.0)
+        audio = {}
+        for key in item.audio:
+            audio[key] = f"audio/{item.id}-{teacher}/r{key}.flac"
+            if not (root / audio[key]).is_file():
+                y = x if float(key) == 1.0 else stretch(x[None], src.sample_rate, float(key))[0]
+                _write_audio(root / audio[key], y, src.sample_rate)
+        manifest["items"].append({"id": f"{item.id}-{teacher}", "split": "train", "source": f"corpus:{item.id}",
+                                  "audio": audio, "program": item.program, "soundfont": item.soundfont})
     _write_manifest(root, manifest)
     return Corpus(root)

@@ -11,7 +11,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
-from .. import checkpoint, metrics, spectral
+from .. import checkpoint, spectral
 from ..config import Recipe, recipe_dict
 from ..data.corpus import Corpus
 from ..errors import CheckpointError, GanStretchError, TrainingError
@@ -151,6 +151,7 @@ class Run:
         """Benchmark metrics of ``model`` on a few held-out pieces, logged to TensorBoard."""
         if not self.is_main or self.recipe.eval_pieces == 0:
             return {}
+        from .. import metrics  # librosa: only needed where evaluation runs
         corpus = next((c for c in corpora(self.recipe) if c.kind == "true-tempo"), corpora(self.recipe)[0])
         items = corpus.split("heldout")[: self.recipe.eval_pieces]
         if not items:
@@ -204,3 +205,9 @@ def frozen_autoencoder(recipe) -> tuple[Model, str]:
     model = load_model(recipe.autoencoder)
     return Model("autoencoder", model.spectral, model.autoencoder, None,
                  {**model.meta, "kind": "autoencoder", "refiner": None}), recipe.autoencoder
+
+
+def spec_rows(rng: np.random.Generator, recipe) -> torch.Tensor:
+    """Which of a batch's frames the decoded-spectrum loss looks at this step."""
+    n = recipe.batch_size * recipe.window
+    return torch.from_numpy(rng.choice(n, min(recipe.spec_frames, n), replace=False))

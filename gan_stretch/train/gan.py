@@ -15,7 +15,7 @@ from .. import losses
 from ..config import GanRecipe
 from ..models import DiscriminatorConfig, GeneratorConfig, LatentDiscriminator, LatentGenerator
 from ..pipeline import Model, model_meta
-from .common import Run, frozen_autoencoder, training_pairs
+from .common import Run, frozen_autoencoder, spec_rows, training_pairs
 
 
 def train(recipe: GanRecipe) -> Run:
@@ -66,7 +66,7 @@ def train(recipe: GanRecipe) -> Run:
 
         # Generator step
         loss_lat = (fake - tgt).abs().mean()
-        loss_spec = losses.mel_l1(mel, ae.decode(fake), ae.decode(tgt))
+        loss_spec = losses.decoded_mel_l1(mel, ae.decode, fake, tgt, spec_rows(rng, recipe))
         loss_g = recipe.latent_weight * loss_lat + recipe.spec_weight * loss_spec
         if adversarial:
             d_fake, f_fake = discriminator(fake, rate, cond)

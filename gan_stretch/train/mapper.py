@@ -4,10 +4,10 @@ from __future__ import annotations
 import torch
 
 from ..config import MapperRecipe
-from ..losses import MelScale, mel_l1
+from ..losses import MelScale, decoded_mel_l1
 from ..models import MapperConfig, StretchMapper
 from ..pipeline import Model, model_meta
-from .common import Run, frozen_autoencoder, training_pairs
+from .common import Run, frozen_autoencoder, spec_rows, training_pairs
 
 
 def train(recipe: MapperRecipe) -> Run:
@@ -24,10 +24,11 @@ def train(recipe: MapperRecipe) -> Run:
     mel = MelScale(spec.sample_rate, spec.n_fft).to(run.device)
 
     def train_step(step: int) -> dict:
-        src, tgt, rate = (t.to(run.device) for t in pairs.sample(run.rng(step), recipe.batch_size, recipe.window))
+        rng = run.rng(step)
+        src, tgt, rate = (t.to(run.device) for t in pairs.sample(rng, recipe.batch_size, recipe.window))
         pred = mapper(src, rate)
         loss_lat = (pred - tgt).abs().mean()
-        loss_spec = mel_l1(mel, ae.decode(pred), ae.decode(tgt))
+        loss_spec = decoded_mel_l1(mel, ae.decode, pred, tgt, spec_rows(rng, recipe))
         loss = recipe.latent_weight * loss_lat + recipe.spec_weight * loss_spec
         run.check_finite(step, mapper=loss)
         lr = run.optimize(optimizer, loss, mapper.parameters(), recipe.lr, step)

@@ -1,0 +1,60 @@
+# make demo : builds a small true-tempo corpus, trains the three stages, scores them, stretches an example
+# make test : the test suite
+# Both bootstrap what they need on a fresh machine: Debian packages and a pinned .venv.
+
+SHELL := /bin/bash
+PY := .venv/bin/python
+LAUNCH := .venv/bin/accelerate launch --config_file recipes/accelerate/cpu.yaml -m gan_stretch.train
+DEMO := runs/demo
+DATA := data/demo
+APT_PACKAGES := fluidsynth timgm6mb-soundfont rubberband-cli
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo test system clean-demo
+
+system:
+	@missing=""; \
+	command -v fluidsynth >/dev/null || missing="$$missing fluidsynth"; \
+	[ -f /usr/share/sounds/sf2/TimGM6mb.sf2 ] || missing="$$missing timgm6mb-soundfont"; \
+	command -v rubberband >/dev/null || missing="$$missing rubberband-cli"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+.venv/.installed: requirements.lock pyproject.toml
+	python3 -m venv .venv
+	.venv/bin/pip install -q --upgrade pip
+	.venv/bin/pip install -q -r requirements.lock
+	.venv/bin/pip install -q --no-deps -e .
+	touch $@
+
+test: system .venv/.installed
+	$(PY) -m pytest tests
+
+demo: system .venv/.installed
+	@start=$$(date +%s); set -e; \
+	echo "== 1/6 true-tempo corpus ($(DATA))"; \
+	.venv/bin/gan-stretch data midi --out $(DATA) --pieces 40 --seconds 8; \
+	echo "== 2/6 autoencoder"; \
+	$(LAUNCH) recipes/autoencoder.yaml data=$(DATA) run_dir=$(DEMO)/autoencoder steps=3000 eval_every=1500; \
+	echo "== 3/6 mapper baseline"; \
+	$(LAUNCH) recipes/mapper.yaml data=$(DATA) run_dir=$(DEMO)/mapper autoencoder=$(DEMO)/autoencoder/model.safetensors steps=1000 eval_every=500; \
+	echo "== 4/6 GAN"; \
+	$(LAUNCH) recipes/gan.yaml data=$(DATA) run_dir=$(DEMO)/gan autoencoder=$(DEMO)/autoencoder/model.safetensors steps=1200 channels=64 d_channels=64 batch_size=16 warmup_steps=200 eval_every=600; \
+	echo "== 5/6 benchmark on held-out renders"; \
+	$(PY) eval/benchmark.py --data $(DATA) --out results/demo --pieces 8 \
+		--model interpolation=$(DEMO)/autoencoder/model.safetensors --model mapper=$(DEMO)/mapper/model.safetensors \
+		--model gan=$(DEMO)/gan/model.safetensors --methods pv ceiling-ae; \
+	echo "== 6/6 stretching an example"; \
+	example=$$($(PY) -c "from gan_stretch.data import Corpus; c = Corpus('$(DATA)'); i = c.split('heldout')[0]; print(c.root / i.audio['1.000'])"); \
+	for r in 0.5 2.0; do .venv/bin/gan-stretch stretch $$example $(DEMO)/example_rate$$r.wav --rate $$r --checkpoint $(DEMO)/gan/model.safetensors; done; \
+	cp $$example $(DEMO)/example_input.wav; \
+	echo; echo "demo finished in $$(( $$(date +%s) - start )) s"; \
+	echo "  results : results/demo/table.md (results.csv, plots *.png)"; \
+	echo "  models  : $(DEMO)/{autoencoder,mapper,gan}/model.safetensors"; \
+	echo "  audio   : $(DEMO)/example_input.wav, $(DEMO)/example_rate0.5.wav, $(DEMO)/example_rate2.0.wav"; \
+	echo "  watch   : .venv/bin/tensorboard --logdir $(DEMO)"
+
+clean-demo:
+	rm -rf $(DEMO) $(DATA) results/demo

@@ -1,0 +1,173 @@
+"""Score stretching methods against true-tempo renders of held-out pieces.
+
+    python eval/benchmark.py --data data/true-tempo --out results/NAME \
+        --model gan=runs/gan/model.safetensors --model mapper=runs/mapper/model.safetensors \
+        --methods pv rubberband-r3 wsola [--rates 0.5 0.75 1.25 1.5 2.0] [--pieces 8]
+
+Methods: every ``--model NAME=PATH`` (a model of kind autoencoder is plain latent interpolation),
+the classical stretchers of gan_stretch.teachers, and the ceilings
+  ceiling-phase     the TRUE stretched magnitudes through our phase reconstruction
+  ceiling-ae        the TRUE stretched audio through the autoencoder (needs a --model) + phase
+  interp-magnitude  input magnitudes interpolated in time (no autoencoder) + our phase
+Writes results.csv (one row per piece, method and rate), table.md, one PNG per metric, and
+config.json (the exact command and inputs).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from einops import rearrange
+from tqdm import tqdm
+
+from gan_stretch import metrics, spectral, teachers
+from gan_stretch.data.corpus import Corpus
+from gan_stretch.pipeline import Stretcher, load_model
+
+METRICS = ("logmel_db", "spectral_convergence", "mrstft", "duration_error_ms", "pitch_cents", "realtime_factor")
+CEILINGS = ("ceiling-phase", "ceiling-ae", "interp-magnitude")
+
+
+def ceiling(kind: str, stretcher: Stretcher | None, cfg, src: np.ndarray, truth: np.ndarray, rate: float,
+            griffin_lim: int) -> np.ndarray:
+    """Reference pipelines that isolate one stage's error (see the module docstring)."""
+    wave = torch.from_numpy(src[None])
+    spec = spectral.analyze(wave, cfg)
+    n_out = truth.shape[-1]
+    positions = spectral.stretch_positions(spec.shape[-1], cfg.n_frames(n_out), rate)
+    phase = spectral.propagate_phase(spec, positions, cfg)
+    if kind == "interp-magnitude":
+        mag = rearrange(spectral.time_scale(rearrange(spec.abs(), "c f t -> c t f"), positions), "c t f -> c f t")
+    else:
+        mag = spectral.analyze(torch.from_numpy(truth[None]), cfg).abs()
+        if kind == "ceiling-ae":
+            ref = spectral.reference_db(mag)
+            ae = stretcher.model.autoencoder.cpu()
+            db = ae.decode(ae.encode(rearrange(spectral.magnitude_to_db(mag, ref, cfg), "c f t -> c t f")))
+            mag = spectral.db_to_magnitude(rearrange(db, "c t f -> c f t"), ref)
+    return spectral.reconstruct(mag, phase, cfg, n_out, griffin_lim)[0].numpy()
+
+
+def score(out: np.ndarray, src: np.ndarray, truth: np.ndarray, sr: int, seconds: float) -> dict:
+    out = np.asarray(out, dtype=np.float32).reshape(-1)
+    return {"logmel_db": metrics.log_mel_distance(out, truth, sr),
+            "spectral_convergence": metrics.spectral_convergence(out, truth),
+            "mrstft": metrics.multi_resolution_stft_distance(out, truth),
+            "duration_error_ms": 1000 * metrics.duration_error(out, truth.shape[-1], sr),
+            "pitch_cents": metrics.pitch_shift_cents(out, src, sr),
+            "realtime_factor": src.shape[-1] / sr / max(seconds, 1e-9)}
+
+
+def write_table(rows: list[dict], path: Path, metric: str = "logmel_db") -> str:
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    rates = sorted({r["rate"] for r in rows})
+    lines = [f"{metric} (mean over pieces; lower is better)" if metric != "realtime_factor" else metric, "",
+             "| method | " + " | ".join(f"{r:g}" for r in rates) + " | mean |",
+             "|---|" + "---|" * (len(rates) + 1)]
+    for m in methods:
+        vals = [np.mean([r[metric] for r in rows if r["method"] == m and r["rate"] == rate]) for rate in rates]
+        lines.append(f"| {m} | " + " | ".join(f"{v:.2f}" for v in vals) + f" | {np.mean(vals):.2f} |")
+    text = "\n".join(lines) + "\n"
+    return text
+
+
+def plot(rows: list[dict], out: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    rates = sorted({r["rate"] for r in rows})
+    for metric in METRICS:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for m in methods:
+            ax.plot(rates, [np.mean([r[metric] for r in rows if r["method"] == m and r["rate"] == rate])
+                            for rate in rates], marker="o", label=m)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(rates, [f"{r:g}" for r in rates])
+        ax.set_xlabel("rate (speed)")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out / f"{metric}.png", dpi=100)
+        plt.close(fig)
+        written.append(f"{metric}.png")
+    return written
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, help="true-tempo corpus folder")
+    p.add_argument("--out", required=True, help="results folder")
+    p.add_argument("--model", action="append", default=[], metavar="NAME=PATH")
+    p.add_argument("--methods", nargs="*", default=["pv"], help="classical stretchers and ceilings")
+    p.add_argument("--rates", type=float, nargs="+", default=None)
+    p.add_argument("--pieces", type=int, default=8, help="held-out pieces to score")
+    p.add_argument("--griffin-lim", type=int, default=16)
+    p.add_argument("--device", default="cpu")
+    args = p.parse_args(argv)
+
+    corpus = Corpus(args.data)
+    items = corpus.split("heldout")[: args.pieces]
+    if not items:
+        raise SystemExit(f"error: {args.data} has no held-out items")
+    sr = corpus.sample_rate
+    models = {}
+    for spec in args.model:
+        name, _, path = spec.partition("=")
+        models[name] = Stretcher(load_model(path), device=args.device, griffin_lim=args.griffin_lim)
+    for m in args.methods:
+        if m not in teachers.TEACHERS and m not in CEILINGS:
+            raise SystemExit(f"error: unknown method {m!r}")
+    any_model = next(iter(models.values()), None)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    rows = []
+    jobs = [(item, rate) for item in items for rate in (args.rates or corpus.rates(item))]
+    for item, rate in tqdm(jobs, desc="benchmark", unit="pair"):
+        src, truth = corpus.load(item, 1.0), corpus.load(item, rate)
+        for name in list(models) + list(args.methods):
+            t0 = time.perf_counter()
+            if name in models:
+                y = models[name].stretch(src, sr, rate)
+            elif name in CEILINGS:
+                if name == "ceiling-ae" and any_model is None:
+                    continue
+                y = ceiling(name, any_model, (any_model.spectral if any_model else spectral.SpectralConfig(sample_rate=sr)),
+                            src, truth, rate, args.griffin_lim)
+            else:
+                y = teachers.get(name)(src[None], sr, rate)[0]
+            elapsed = time.perf_counter() - t0
+            rows.append({"piece": item.id, "program": item.program, "method": name, "rate": rate,
+                         **score(y, src, truth, sr, elapsed)})
+
+    with open(out / "results.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    table = write_table(rows, out / "table.md")
+    extra = "\n".join(write_table(rows, out / "table.md", m) for m in ("pitch_cents", "duration_error_ms"))
+    (out / "table.md").write_text(f"# {out.name}: {len(items)} held-out pieces of {args.data}\n\n{table}\n{extra}")
+    plots = plot(rows, out)
+    (out / "config.json").write_text(json.dumps({
+        "command": " ".join([sys.executable, *sys.argv]) if argv is None else " ".join(["eval/benchmark.py", *argv]),
+        "data": args.data, "pieces": [i.id for i in items], "models": args.model, "methods": args.methods,
+        "griffin_lim": args.griffin_lim, "plots": plots,
+        "model_meta": {n: s.model.meta for n, s in models.items()}}, indent=1, default=str))
+    print(table)
+    print(f"wrote {out}/table.md, results.csv, {len(plots)} plots")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

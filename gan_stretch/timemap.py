@@ -1,0 +1,122 @@
+"""How output time maps to input time: a constant rate, a target duration, or a time map file.
+
+A time map file uses Rubber Band's format: one ``source_frame target_frame`` pair of sample
+indices per line, both strictly increasing. The start (0, 0) and the end (N, N_out) are implied;
+N_out comes from the overall rate or duration; without one, the input plays on at rate 1 after
+the last anchor.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import RateError
+from .spectral import MAX_RATE, MIN_RATE, check_rate
+
+
+@dataclass(frozen=True)
+class TimeMap:
+    source: np.ndarray  # [K] sample indices in the input, strictly increasing, from 0 to n_in
+    target: np.ndarray  # [K] sample indices in the output, strictly increasing, from 0 to n_out
+
+    @property
+    def n_in(self) -> int:
+        return int(self.source[-1])
+
+    @property
+    def n_out(self) -> int:
+        return int(self.target[-1])
+
+    @property
+    def mean_rate(self) -> float:
+        return self.n_in / self.n_out
+
+    def scaled(self, factor: float) -> "TimeMap":
+        """The same map for the signal resampled by ``factor`` (new_sr / old_sr)."""
+        return TimeMap(np.round(self.source * factor), np.round(self.target * factor))
+
+    def positions(self, n_frames_out: int, hop: int, n_frames_in: int, device=None) -> torch.Tensor:
+        """Source frame position of each output frame: [n_frames_out] float."""
+        t = np.arange(n_frames_out, dtype=np.float64) * hop
+        src = np.interp(t, self.target, self.source) / hop
+        return torch.from_numpy(np.clip(src, 0, n_frames_in - 1)).float().to(device)
+
+
+def from_rate(n: int, rate: float) -> TimeMap:
+    rate = check_rate(rate)
+    return TimeMap(np.array([0.0, n]), np.array([0.0, max(1, round(n / rate))]))
+
+
+def from_duration(n: int, sr: int, seconds: float) -> TimeMap:
+    try:
+        seconds = float(seconds)
+    except (TypeError, ValueError):
+        raise RateError(f"duration must be a number of seconds, got {seconds!r}") from None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise RateError(f"duration must be a positive number of seconds, got {seconds}")
+    rate = n / (seconds * sr)
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise RateError(f"duration {seconds:g} s means rate {rate:.3g} for this {n / sr:.3g} s input; "
+                        f"rates must be in [{MIN_RATE}, {MAX_RATE}]")
+    return TimeMap(np.array([0.0, n]), np.array([0.0, max(1, round(seconds * sr))]))
+
+
+def read(path: str | os.PathLike) -> list[tuple[int, int]]:
+    path = Path(path)
+    if not path.is_file():
+        raise RateError(f"time map not found: {path}")
+    pairs = []
+    for no, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = line.split()
+        try:
+            if len(parts) != 2:
+                raise ValueError
+            pairs.append((int(parts[0]), int(parts[1])))
+        except ValueError:
+            raise RateError(f"time map {path} line {no}: expected 'source_frame target_frame', got {line!r}") from None
+    if not pairs:
+        raise RateError(f"time map {path} has no 'source_frame target_frame' lines")
+    return pairs
+
+
+def from_anchors(n: int, pairs: list[tuple[int, int]], end: TimeMap | None = None) -> TimeMap:
+    """A map through ``pairs``; it ends where ``end`` (a rate or duration map) ends, else at local rate 1."""
+    pairs = [(s, t) for s, t in pairs if (s, t) != (0, 0)]
+    src = np.array([0] + [s for s, _ in pairs], dtype=np.float64)
+    tgt = np.array([0] + [t for _, t in pairs], dtype=np.float64)
+    if np.any(np.diff(src) <= 0) or np.any(np.diff(tgt) <= 0):
+        raise RateError("time map is not monotonic: source and target frames must both increase line by line")
+    if src[-1] >= n:
+        raise RateError(f"time map source frame {int(src[-1])} is beyond the input's {n} frames")
+    n_out = end.n_out if end is not None else tgt[-1] + (n - src[-1])
+    if n_out <= tgt[-1]:
+        raise RateError(f"time map target frame {int(tgt[-1])} is beyond the output's {int(n_out)} frames")
+    src, tgt = np.append(src, n), np.append(tgt, n_out)
+    local = np.diff(src) / np.diff(tgt)
+    bad = np.flatnonzero((local < MIN_RATE - 1e-9) | (local > MAX_RATE + 1e-9))
+    if len(bad):
+        k = int(bad[0])
+        raise RateError(f"time map segment {int(src[k])}->{int(src[k + 1])} plays at rate {local[k]:.3g}; "
+                        f"local rates must be in [{MIN_RATE}, {MAX_RATE}]")
+    return TimeMap(src, tgt)
+
+
+def resolve(n: int, sr: int, rate=None, duration=None, time_map=None) -> TimeMap:
+    """One TimeMap from the ways a user can ask for a stretch (rate, duration, time map file or pairs)."""
+    if rate is not None and duration is not None:
+        raise RateError("give a rate or a duration, not both")
+    end = from_rate(n, rate) if rate is not None else from_duration(n, sr, duration) if duration is not None else None
+    if time_map is None:
+        if end is None:
+            raise RateError("give a rate, a duration or a time map")
+        return end
+    pairs = read(time_map) if isinstance(time_map, (str, os.PathLike)) else [tuple(map(int, p)) for p in time_map]
+    return from_anchors(n, pairs, end)

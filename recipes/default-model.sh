@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Trains the packaged default model (gan_stretch/checkpoints/default.safetensors):
+#   bash recipes/default-model.sh DATA RUNS [ACCELERATE_CONFIG]
+# DATA: a true-tempo corpus (gan-stretch data midi --out DATA --pieces 90 --seconds 8);
+# RUNS: where the three runs go. On one GPU the whole script takes about 8 minutes.
+set -euo pipefail
+DATA=${1:?corpus folder}
+RUNS=${2:?runs folder}
+CONFIG=${3:-recipes/accelerate/gpu.yaml}
+A="accelerate launch --config_file $CONFIG -m gan_stretch.train"
+EXTRA=${EXTRA:-}  # e.g. EXTRA="eval_pieces=0" where librosa is missing
+
+$A recipes/autoencoder.yaml data=$DATA run_dir=$RUNS/autoencoder steps=${AE_STEPS:-30000} batch_size=512 \
+    lr=1e-3 lr_min_ratio=0.02 save_every=5000 eval_every=10000 $EXTRA
+AE=$RUNS/autoencoder/model.safetensors
+$A recipes/mapper.yaml data=$DATA run_dir=$RUNS/mapper autoencoder=$AE steps=${MAPPER_STEPS:-5000} \
+    batch_size=64 save_every=2500 eval_every=5000 $EXTRA &
+$A recipes/gan.yaml data=$DATA run_dir=$RUNS/gan autoencoder=$AE steps=${GAN_STEPS:-15000} batch_size=64 \
+    window=128 channels=256 d_channels=256 warmup_steps=1000 spec_frames=2048 save_every=5000 eval_every=5000 $EXTRA
+wait
