@@ -7,8 +7,8 @@ set -euo pipefail
 DATA=${1:?corpus folder}
 RUNS=${2:?runs folder}
 CONFIG=${3:-recipes/accelerate/gpu.yaml}
-A="accelerate launch --config_file $CONFIG -m gan_stretch.train"
-EXTRA=${EXTRA:-}  # e.g. EXTRA="eval_pieces=0" where librosa is missing
+A="${PYTHON:-python3} -m accelerate.commands.launch --config_file $CONFIG -m gan_stretch.train"
+EXTRA=${EXTRA:-}  # e.g. EXTRA="eval_pieces=0" where librosa is missing; PYTHON=.venv/bin/python here
 
 $A recipes/autoencoder.yaml data=$DATA run_dir=$RUNS/autoencoder steps=${AE_STEPS:-30000} batch_size=512 \
     lr=1e-3 lr_min_ratio=0.02 save_every=5000 eval_every=10000 $EXTRA
@@ -16,5 +16,5 @@ AE=$RUNS/autoencoder/model.safetensors
 $A recipes/mapper.yaml data=$DATA run_dir=$RUNS/mapper autoencoder=$AE steps=${MAPPER_STEPS:-5000} \
     batch_size=64 save_every=2500 eval_every=5000 $EXTRA &
 $A recipes/gan.yaml data=$DATA run_dir=$RUNS/gan autoencoder=$AE steps=${GAN_STEPS:-15000} batch_size=64 \
-    window=128 channels=256 d_channels=256 warmup_steps=1000 spec_frames=2048 save_every=5000 eval_every=5000 $EXTRA
+    window=128 channels=256 d_channels=256 warmup_steps=$(( ${GAN_STEPS:-15000} / 10 )) spec_frames=2048 save_every=5000 eval_every=5000 $EXTRA
 wait

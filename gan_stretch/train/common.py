@@ -101,7 +101,7 @@ class Run:
     # --- logging -----------------------------------------------------------------------------
     def print(self, msg: str) -> None:
         if self.is_main:
-            print(f"[{self.recipe.stage} {time.time() - self._t0:6.0f}s] {msg}", flush=True)
+            print(f"[{self.recipe.stage} {time.time() - self._t0:7.1f}s] {msg}", flush=True)
 
     def log(self, values: dict, step: int) -> None:
         self.accelerator.log(values, step=step)
@@ -138,6 +138,7 @@ class Run:
                     f"{k.split('/')[-1]} {v:.3f}" for k, v in scalars.items() if k.startswith("loss/")))
             if done % r.save_every == 0 or done == r.steps:
                 self.save(done, modules, optimizers)
+                self.export(export())  # a usable model at every save, not only at the end
             if done % r.eval_every == 0 or done == r.steps:
                 for m in modules.values():
                     m.eval()
