@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from .checkpoint import atomic_path
+from .checkpoint import atomic_write
 from .errors import AudioError
 
 FORMATS = {f".{ext.lower()}" for ext in sf.available_formats()}
@@ -75,14 +75,7 @@ def save(path: str | os.PathLike, wave: np.ndarray, sr: int) -> None:
     """Writes float [C, N] to ``path`` (format from the extension) atomically."""
     path = check_output_path(path)
     try:
-        tmp = atomic_path(path)
-    except OSError as e:
-        raise AudioError(f"cannot write {path}: {e}") from None
-    tmp = tmp.rename(tmp.with_suffix(path.suffix))
-    try:
-        sf.write(str(tmp), np.clip(wave, -1, 1).T, sr)
-        os.replace(tmp, path)
+        with atomic_write(path) as tmp:
+            sf.write(str(tmp), np.clip(wave, -1, 1).T, sr)
     except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as e:
         raise AudioError(f"cannot write {path}: {e}") from None
-    finally:
-        tmp.unlink(missing_ok=True)

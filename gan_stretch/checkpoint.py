@@ -7,6 +7,7 @@ interrupted write never leaves a truncated checkpoint where a good one was.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -22,23 +23,26 @@ from .errors import CheckpointError
 META_KEY = "gan_stretch"
 
 
-def atomic_path(path: Path):
-    """A temporary sibling of ``path``; the caller renames it into place when the write is done."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
-
-
-def save(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike):
+    """Yields a temporary sibling of ``path`` (same suffix) to write; renames it into place on
+    success and removes it on any failure, so ``path`` is either the old file or the whole new one."""
     path = Path(path)
-    tmp = atomic_path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
     try:
-        tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-        save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(meta)})
+        yield tmp
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def save(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    with atomic_write(path) as tmp:
+        save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(meta)})
 
 
 def load(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
@@ -57,7 +61,9 @@ def load(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
     try:
         meta = json.loads(raw)
     except json.JSONDecodeError:
-        raise CheckpointError(f"checkpoint {path} has corrupt metadata") from None
+        meta = None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"checkpoint {path} has corrupt metadata (not a JSON object)")
     return tensors, meta
 
 

@@ -5,6 +5,7 @@ Unknown keys, wrong types and impossible values are rejected before any work sta
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,6 +119,8 @@ def _validate(recipe: Recipe) -> None:
     for f in dataclasses.fields(recipe):
         v = getattr(recipe, f.name)
         values = v if isinstance(v, list) else [v]
+        if any(isinstance(x, float) and not math.isfinite(x) for x in values):
+            raise ConfigError(f"{f.name} must be a finite number, got {v}")
         if f.name in _POSITIVE and any(x <= 0 for x in values):
             raise ConfigError(f"{f.name} must be positive, got {v}")
         if f.name in _NON_NEGATIVE and any(x < 0 for x in values):

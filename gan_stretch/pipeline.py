@@ -56,8 +56,12 @@ def model_meta(kind: str, spec: SpectralConfig, ae: FrameAutoencoder, refiner, e
             "refiner": refiner.cfg.to_dict() if refiner is not None else None, **(extra or {})}
 
 
-def save_model(path, model: Model) -> None:
-    checkpoint.save(path, model.state(), model.meta)
+def save_model(path, model: Model, half: bool = False) -> None:
+    """Writes a model file; ``half`` stores weights as float16 (half the size; loaded back as float32)."""
+    tensors = model.state()
+    if half:
+        tensors = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
+    checkpoint.save(path, tensors, model.meta)
 
 
 def load_model(path: str | os.PathLike) -> Model:
@@ -69,6 +73,7 @@ def load_model(path: str | os.PathLike) -> Model:
     try:
         spec = SpectralConfig.from_dict(meta["spectral"])
         ae = FrameAutoencoder(AutoencoderConfig(**meta["autoencoder"]))
+        tensors = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
         ae.load_state_dict(checkpoint.unprefixed("autoencoder", tensors))
         refiner = build_refiner(kind, meta.get("refiner") or {})
         if refiner is not None:
@@ -192,7 +197,8 @@ class Stretcher:
             phase = spectral.propagate_phase(spec, local, cfg, start)
             carry = (a, phase)
             mag = magnitudes(spec, local, ref)
-            full = spectral.griffin_lim(mag, phase, cfg, n_iter) if n_iter else torch.polar(mag, phase)
+            length = tmap.n_out - a * cfg.hop if b == n_out else None  # the last block ends with the output
+            full = spectral.griffin_lim(mag, phase, cfg, n_iter, length=length) if n_iter else torch.polar(mag, phase)
             signal, weight = spectral.overlap_add(full[..., j0 - a:j1 - a], cfg)
             out[:, j0 * cfg.hop:j0 * cfg.hop + signal.shape[-1]] += signal
             power[j0 * cfg.hop:j0 * cfg.hop + weight.shape[-1]] += weight

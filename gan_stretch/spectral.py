@@ -161,14 +161,15 @@ def overlap_add(spec: torch.Tensor, cfg: SpectralConfig) -> tuple[torch.Tensor, 
 
 
 def griffin_lim(mag: torch.Tensor, phase: torch.Tensor, cfg: SpectralConfig, n_iter: int = 16,
-                momentum: float = 0.99) -> torch.Tensor:
+                momentum: float = 0.99, length: int | None = None) -> torch.Tensor:
     """Magnitudes [..., F, T'] + initial phase -> consistent complex STFT [..., F, T'].
 
     Fast Griffin-Lim (the update of torchaudio.functional.griffinlim) started from ``phase``;
     torchaudio's version only starts from zero or random phase, and a propagated phase is what
-    makes a few iterations enough.
+    makes a few iterations enough. ``length`` is the signal's length in samples (default: up to
+    the last frame's centre).
     """
-    length = (mag.shape[-1] - 1) * cfg.hop
+    length = (mag.shape[-1] - 1) * cfg.hop if length is None else length
     angles = torch.polar(torch.ones_like(mag), phase)
     previous = torch.zeros_like(angles)
     for _ in range(n_iter):
@@ -182,4 +183,4 @@ def griffin_lim(mag: torch.Tensor, phase: torch.Tensor, cfg: SpectralConfig, n_i
 def reconstruct(mag: torch.Tensor, phase: torch.Tensor, cfg: SpectralConfig, length: int,
                 n_iter: int = 16, momentum: float = 0.99) -> torch.Tensor:
     """Magnitudes [..., F, T'] + initial phase -> waveform [..., length] (see griffin_lim)."""
-    return synthesize(griffin_lim(mag, phase, cfg, n_iter, momentum), cfg, length)
+    return synthesize(griffin_lim(mag, phase, cfg, n_iter, momentum, length), cfg, length)

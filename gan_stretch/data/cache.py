@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from .. import spectral
-from ..checkpoint import atomic_path
+from ..checkpoint import atomic_write
 from ..spectral import SpectralConfig
 from .corpus import Corpus
 
@@ -57,9 +57,8 @@ def frame_cache(corpus: Corpus, cfg: SpectralConfig, quiet_db: float, split: str
             frames, _ = db_frames(corpus.load(item, float(key)), cfg)
             chunks.append(frames[frames.amax(dim=-1) > quiet_db].numpy().astype(np.float16))
     frames = np.concatenate(chunks) if chunks else np.zeros((0, cfg.n_freq), np.float16)
-    tmp = atomic_path(path).with_suffix(".npy")
-    np.save(tmp, frames)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        np.save(tmp, frames)
     return np.load(path, mmap_mode="r")
 
 
@@ -115,12 +114,11 @@ def latent_cache(corpus: Corpus, model, model_digest: str, split: str = "train")
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     pairs = LatentPairs(torch.cat(src), torch.cat(tgt), offsets, lengths, np.asarray(rates, np.float64),
                         [corpus.kind] * len(lengths))
-    tmp = atomic_path(path).with_suffix(".safetensors")
-    save_file({"source": pairs.source.contiguous(), "target": pairs.target.contiguous(),
-               "offsets": torch.from_numpy(offsets), "lengths": torch.from_numpy(lengths),
-               "rates": torch.from_numpy(pairs.rates)}, str(tmp))
     Path(str(path) + ".json").write_text(json.dumps({"kinds": pairs.kinds}))
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        save_file({"source": pairs.source.contiguous(), "target": pairs.target.contiguous(),
+                   "offsets": torch.from_numpy(offsets), "lengths": torch.from_numpy(lengths),
+                   "rates": torch.from_numpy(pairs.rates)}, str(tmp))
     return pairs
 
 

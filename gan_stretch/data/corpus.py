@@ -23,7 +23,7 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from ..checkpoint import atomic_path
+from ..checkpoint import atomic_write
 from ..errors import GanStretchError
 
 DEFAULT_RATES = (0.5, 0.75, 1.25, 1.5, 2.0)
@@ -72,16 +72,14 @@ class Corpus:
 
 
 def _write_manifest(root: Path, manifest: dict) -> None:
-    tmp = atomic_path(root / "manifest.json")
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, root / "manifest.json")
+    with atomic_write(root / "manifest.json") as tmp:
+        tmp.write_text(json.dumps(manifest, indent=1))
 
 
 def _write_audio(path: Path, wave: np.ndarray, sr: int) -> None:
     """16-bit FLAC: lossless for fluidsynth's 16-bit renders, a third of the size of float WAV."""
-    tmp = atomic_path(path).with_suffix(".flac")
-    sf.write(str(tmp), wave, sr, format="FLAC", subtype="PCM_16")
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        sf.write(str(tmp), wave, sr, format="FLAC", subtype="PCM_16")
 
 
 def _is_heldout(key: str, fraction: float) -> bool:

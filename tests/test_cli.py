@@ -1,0 +1,184 @@
+"""The ``gan-stretch stretch`` command: good files in, bad files refused cleanly."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import music_like
+
+from gan_stretch.cli import main
+
+HOP_SECONDS = 512 / 22050  # one STFT hop of the model
+
+
+def write(path: Path, wave: np.ndarray, sr: int, subtype: str | None = None) -> Path:
+    """wave [C, N] or [N] -> file."""
+    sf.write(str(path), wave.T if wave.ndim == 2 else wave, sr, subtype=subtype)
+    return path
+
+
+def stretch(*argv, checkpoint) -> int:
+    return main(["stretch", *map(str, argv), "--checkpoint", str(checkpoint), "--griffin-lim", "2"])
+
+
+@pytest.mark.parametrize("sr,channels,seconds,rate", [
+    (44100, 2, 1.5, "2"),
+    (16000, 1, 1.0, "2"),
+    (22050, 1, 1.0, "0.5"),
+    (48000, 2, 0.7, "1.25"),
+])
+def test_stretch_file(tmp_path, tiny_model, capsys, sr, channels, seconds, rate):
+    n = int(sr * seconds)
+    wave = music_like(n, sr=sr, channels=channels if channels > 1 else None)
+    src = write(tmp_path / "in.wav", wave, sr)
+    dst = tmp_path / "out" / "stretched.wav"
+    dst.parent.mkdir()
+    assert stretch(src, dst, "--rate", rate, checkpoint=tiny_model) == 0
+    assert dst.is_file()
+    info = sf.info(str(dst))
+    assert info.samplerate == sr
+    assert info.channels == channels
+    assert info.frames == round(n / float(rate))
+    assert abs(info.duration - seconds / float(rate)) < HOP_SECONDS
+    out, _ = sf.read(str(dst), always_2d=True)
+    assert np.isfinite(out).all() and np.abs(out).max() > 0
+    assert "wrote" in capsys.readouterr().out
+    assert sorted(p.name for p in dst.parent.iterdir()) == ["stretched.wav"]  # no temporary files left
+
+
+@pytest.mark.parametrize("ext,fmt", [(".flac", "FLAC"), (".ogg", "OGG")])
+def test_output_format_follows_extension(tmp_path, tiny_model, ext, fmt):
+    src = write(tmp_path / "in.wav", music_like(22050), 22050)
+    dst = tmp_path / f"out{ext}"
+    assert stretch(src, dst, "--rate", "2", checkpoint=tiny_model) == 0
+    info = sf.info(str(dst))
+    assert info.format == fmt
+    assert abs(info.frames - 11025) <= (0 if fmt == "FLAC" else 512)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav", f"out{ext}"]
+
+
+def console_script() -> str:
+    found = shutil.which("gan-stretch", path=str(Path(sys.executable).parent)) or shutil.which("gan-stretch")
+    if found is None:
+        pytest.skip("the gan-stretch console script is not installed (pip install -e .)")
+    return found
+
+
+def test_console_script(tmp_path, tiny_model):
+    src = write(tmp_path / "in.wav", music_like(16000, sr=16000), 16000)
+    dst = tmp_path / "out.wav"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run([console_script(), "stretch", str(src), str(dst), "--rate", "0.5",
+                           "--checkpoint", str(tiny_model), "--griffin-lim", "2", "--device", "cpu"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    info = sf.info(str(dst))
+    assert (info.samplerate, info.channels, info.frames) == (16000, 1, 32000)
+    # and a failure: exit status 1, one clean error line, no traceback
+    proc = subprocess.run([console_script(), "stretch", str(src), str(tmp_path / "bad.wav"), "--rate", "0",
+                           "--checkpoint", str(tiny_model)], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 1
+    assert "error:" in proc.stderr and "rate" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "bad.wav").exists()
+
+
+def test_stretch_folder(tmp_path, tiny_model, capsys):
+    """A folder in, a folder out: same relative names and formats, each file stretched."""
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    write(src / "a.wav", music_like(22050), 22050)
+    write(src / "sub" / "b.flac", music_like(16000, sr=16000, channels=2), 16000)
+    (src / "readme.txt").write_text("not audio")
+    dst = tmp_path / "out"
+    assert stretch(src, dst, "--rate", "2", checkpoint=tiny_model) == 0
+    assert sorted(str(p.relative_to(dst)) for p in dst.rglob("*") if p.is_file()) == ["a.wav", "sub/b.flac"]
+    a, b = sf.info(str(dst / "a.wav")), sf.info(str(dst / "sub" / "b.flac"))
+    assert (a.samplerate, a.channels, a.frames) == (22050, 1, 11025)
+    assert (b.samplerate, b.channels, b.frames, b.format) == (16000, 2, 8000, "FLAC")
+    assert stretch(src, src, "--rate", "2", checkpoint=tiny_model) == 1  # in place: refused
+    assert "error:" in capsys.readouterr().err
+
+
+# --- bad input ----------------------------------------------------------------------------------
+
+def text_file_as_wav(folder: Path) -> Path:
+    path = folder / "notes.wav"
+    path.write_text("this is not audio\n" * 100)
+    return path
+
+
+def silent_wav(folder: Path) -> Path:
+    return write(folder / "silent.wav", np.zeros(22050, np.float32), 22050)
+
+
+def nan_wav(folder: Path) -> Path:
+    wave = music_like(22050)
+    wave[1000:1010] = np.nan
+    return write(folder / "nan.wav", wave, 22050, subtype="FLOAT")
+
+
+def good_wav(folder: Path) -> Path:
+    return write(folder / "in.wav", music_like(22050), 22050)
+
+
+# name -> (make input, output name or None for "same as input", extra args, words the error must contain)
+BAD = {
+    "missing input": (lambda d: d / "nope.wav", "out.wav", ["--rate", "2"], ["not found", "nope.wav"]),
+    "input is a folder": (lambda d: (d / "folder.wav").mkdir() or d / "folder.wav", "out.wav", ["--rate", "2"],
+                          ["folder"]),
+    "rate 0": (good_wav, "out.wav", ["--rate", "0"], ["rate", "0"]),
+    "rate nan": (good_wav, "out.wav", ["--rate", "nan"], ["rate", "nan"]),
+    "rate 10": (good_wav, "out.wav", ["--rate", "10"], ["rate", "10"]),
+    "rate abc": (good_wav, "out.wav", ["--rate", "abc"], ["rate", "abc"]),
+    "no rate": (good_wav, "out.wav", [], ["--rate"]),
+    "output folder missing": (good_wav, "missing/out.wav", ["--rate", "2"], ["does not exist"]),
+    "output equals input": (good_wav, None, ["--rate", "2"], ["input"]),
+    "unknown output extension": (good_wav, "out.xyz", ["--rate", "2"], [".xyz"]),
+    "no output extension": (good_wav, "out", ["--rate", "2"], ["format"]),
+    "text file renamed .wav": (text_file_as_wav, "out.wav", ["--rate", "2"], ["cannot read", "notes.wav"]),
+    "all-zero wav": (silent_wav, "out.wav", ["--rate", "2"], ["silent"]),
+    "NaN in a float wav": (nan_wav, "out.wav", ["--rate", "2"], ["NaN"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input(tmp_path, tiny_model, capsys, case):
+    make, out_name, args, words = BAD[case]
+    src = make(tmp_path)
+    dst = src if out_name is None else tmp_path / out_name
+    before = {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in tmp_path.iterdir()}
+    src_bytes = src.read_bytes() if src.is_file() else None
+
+    code = stretch(src, dst, *args, checkpoint=tiny_model)
+
+    err = capsys.readouterr().err
+    assert code != 0
+    lines = [line for line in err.splitlines() if "error:" in line]
+    assert len(lines) == 1, err
+    for word in words:
+        assert word.lower() in lines[0].lower(), (word, lines[0])
+    assert "Traceback" not in err
+    after = {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in tmp_path.iterdir()}
+    assert after == before, "the failed run left or changed files (an output or a temporary file)"
+    if src_bytes is not None:
+        assert src.read_bytes() == src_bytes  # the input is never touched
+
+
+def test_bad_checkpoint(tmp_path, capsys):
+    src = good_wav(tmp_path)
+    bad = tmp_path / "model.safetensors"
+    bad.write_bytes(os.urandom(1000))
+    for ckpt, word in ((bad, "corrupt"), (tmp_path / "missing.safetensors", "not found")):
+        code = main(["stretch", str(src), str(tmp_path / "out.wav"), "--rate", "2", "--checkpoint", str(ckpt)])
+        err = capsys.readouterr().err
+        assert code == 1
+        assert "error:" in err and word in err
+        assert not (tmp_path / "out.wav").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav", "model.safetensors"]

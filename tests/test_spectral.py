@@ -1,0 +1,202 @@
+"""STFT settings, time positions, interpolation, phase propagation and reconstruction."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from gan_stretch import spectral
+from gan_stretch.errors import RateError
+from gan_stretch.spectral import SpectralConfig
+
+CFG = SpectralConfig()
+N = 22050 * 2
+RATES = [0.25, 0.5, 1.0, 1.5, 2.0, 4.0]
+
+
+def random_signal(n: int = N, seed: int = 0, lead=()) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return 0.3 * torch.randn(*lead, n, generator=g)
+
+
+def test_spectral_config():
+    assert CFG.n_freq == 1025
+    assert CFG.n_frames(N) == N // 512 + 1
+    assert SpectralConfig.from_dict({**CFG.to_dict(), "unrelated": 1}) == CFG
+    assert SpectralConfig.from_dict({"hop": 256}).hop == 256
+
+
+@pytest.mark.parametrize("rate", RATES)
+def test_stretch_positions_and_time_scale_lengths(rate):
+    n_in = CFG.n_frames(N)
+    n_out = CFG.n_frames(round(N / rate))
+    pos = spectral.stretch_positions(n_in, n_out, rate)
+    assert pos.shape == (n_out,)
+    assert pos[0] == 0
+    assert (pos >= 0).all() and (pos <= n_in - 1).all()
+    assert (pos.diff() >= 0).all()
+    # Unclamped steps are exactly `rate` input frames per output frame...
+    inner = pos[pos < n_in - 1]
+    torch.testing.assert_close(inner.diff(), torch.full_like(inner.diff(), rate))
+    # ... and the output spans the whole input.
+    assert n_in - 1 - pos[-1] <= rate + 1e-6
+    x = torch.randn(2, n_in, 7)
+    y = spectral.time_scale(x, pos)
+    assert y.shape == (2, n_out, 7)
+
+
+def test_time_scale_exact_rows_and_interpolation():
+    x = torch.randn(3, 10, 5)
+    pos = torch.tensor([0.0, 3.0, 9.0, 4.0, 4.0])
+    torch.testing.assert_close(spectral.time_scale(x, pos), x[:, [0, 3, 9, 4, 4]], rtol=0, atol=0)
+    mid = spectral.time_scale(x, torch.tensor([2.5, 7.25]))
+    torch.testing.assert_close(mid[:, 0], 0.5 * (x[:, 2] + x[:, 3]))
+    torch.testing.assert_close(mid[:, 1], 0.75 * x[:, 7] + 0.25 * x[:, 8])
+    # Positions outside the sequence are clamped to its ends.
+    edge = spectral.time_scale(x, torch.tensor([-3.0, 9.0, 42.0]))
+    torch.testing.assert_close(edge, x[:, [0, 9, 9]], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("lead", [(), (2,)])
+def test_analyze_synthesize_round_trip(lead):
+    x = random_signal(lead=lead)
+    spec = spectral.analyze(x, CFG)
+    assert spec.shape == (*lead, CFG.n_freq, CFG.n_frames(N))
+    assert spec.is_complex()
+    y = spectral.synthesize(spec, CFG, N)
+    assert y.shape == x.shape
+    assert (y - x).abs().max() < 1e-4
+
+
+def test_db_conversion_round_trip():
+    mag = spectral.analyze(random_signal(8192), CFG).abs()
+    ref = spectral.reference_db(mag)
+    assert ref == pytest.approx(20 * math.log10(mag.max().item()), abs=1e-4)
+    db = spectral.magnitude_to_db(mag, ref, CFG)
+    assert db.max() == pytest.approx(0.0, abs=1e-5)
+    assert db.min() >= -CFG.db_range
+    back = spectral.db_to_magnitude(db, ref)
+    kept = db > -CFG.db_range + 1  # bins above the floor survive the round trip
+    torch.testing.assert_close(back[kept], mag[kept], rtol=1e-4, atol=1e-9)
+    # A per-channel reference broadcasts over [C, F, T].
+    db2 = spectral.magnitude_to_db(torch.stack([mag, mag]), torch.stack([ref, ref - 6]), CFG)
+    torch.testing.assert_close(db2[1], (db + 6).clamp(-CFG.db_range, 0))
+
+
+
+@pytest.mark.parametrize("n", [
+    87 * 512,  # a multiple of the hop
+    N,
+    N + 431,
+])
+@pytest.mark.parametrize("n_iter", [1, 4])
+def test_reconstruct_with_true_magnitude_and_phase(n, n_iter):
+    x = random_signal(n, seed=1)
+    spec = spectral.analyze(x, CFG)
+    y = spectral.reconstruct(spec.abs(), torch.angle(spec), CFG, n, n_iter=n_iter)
+    assert y.shape == x.shape
+    assert (y - x).abs().max() < 1e-3
+    snr = 10 * torch.log10((x ** 2).sum() / ((y - x) ** 2).sum())
+    assert snr > 60
+
+
+def test_reconstruct_improves_a_bad_phase():
+    """Griffin-Lim iterations make the STFT of the output more consistent with the magnitudes."""
+    x = random_signal(8192, seed=2)
+    spec = spectral.analyze(x, CFG)
+    mag = spec.abs()
+    zero = torch.zeros_like(mag)
+
+    def error(y):
+        return ((spectral.analyze(y, CFG).abs() - mag).norm() / mag.norm()).item()
+
+    e0 = error(spectral.reconstruct(mag, zero, CFG, 8192, n_iter=0))
+    e16 = error(spectral.reconstruct(mag, zero, CFG, 8192, n_iter=16))
+    assert e16 < 0.7 * e0
+
+
+def test_propagate_phase_at_rate_one_reproduces_the_input_phase():
+    x = random_signal(8192, seed=3)
+    spec = spectral.analyze(x, CFG)
+    n = spec.shape[-1]
+    phase = spectral.propagate_phase(spec, torch.arange(n, dtype=torch.float32), CFG)
+    assert phase.shape == spec.shape
+    diff = torch.polar(torch.ones_like(phase), phase) - torch.polar(torch.ones_like(phase), torch.angle(spec))
+    assert diff.abs().max() < 1e-2  # float32 phases of a few thousand radians
+    assert diff.abs().mean() < 1e-3
+
+
+def test_propagate_phase_stays_accurate_on_long_inputs():
+    """Phases of thousands of radians accumulated in float32 drift by ~1 rad after 3 minutes; the
+    accumulation must happen in float64 and be wrapped before it is returned."""
+    sr, f, seconds = CFG.sample_rate, 8000.0, 120
+    x = torch.sin(2 * math.pi * f * torch.arange(sr * seconds, dtype=torch.float64) / sr).float()
+    spec = spectral.analyze(x, CFG)
+    n = spec.shape[-1]
+    phase = spectral.propagate_phase(spec, torch.arange(n, dtype=torch.float32), CFG)
+    k = round(f * CFG.n_fft / sr)
+    err = torch.angle(torch.polar(torch.ones(n), phase[k]) * torch.polar(torch.ones(n), -torch.angle(spec[k])))
+    assert err[:-1].abs().max() < 0.05
+    assert phase.abs().max() <= math.pi + 1e-5  # wrapped: float32 keeps its precision
+
+
+def test_propagate_phase_continues_from_a_start_phase():
+    """Streaming: a block that starts from the previous block's phase continues it exactly."""
+    x = random_signal(22050, seed=4)
+    spec = spectral.analyze(x, CFG)
+    pos = spectral.stretch_positions(spec.shape[-1], 60, 0.7)
+    whole = spectral.propagate_phase(spec, pos, CFG)
+    first = spectral.propagate_phase(spec, pos[:31], CFG)
+    rest = spectral.propagate_phase(spec, pos[30:], CFG, start=first[..., 30])
+    unit = lambda p: torch.polar(torch.ones_like(p), p)
+    assert (unit(torch.cat([first, rest[..., 1:]], -1)) - unit(whole)).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("first,stop", [(0, 5), (3, 9), (40, 44), (41, 50)])
+def test_frames_equal_a_slice_of_the_whole_stft(first, stop):
+    x = random_signal(22050, seed=5, lead=(2,))
+    # 44 frames; frames past the end see the signal followed by zeros
+    whole = spectral.analyze(torch.nn.functional.pad(x, (0, 8 * CFG.hop)), CFG)
+    part = spectral.frames(x, CFG, first, stop)
+    assert part.shape == (2, CFG.n_freq, stop - first)
+    torch.testing.assert_close(part, whole[..., first:stop], atol=1e-4, rtol=1e-4)
+
+
+def test_overlap_add_divided_by_window_power_is_istft():
+    x = random_signal(8192, seed=6)
+    spec = spectral.analyze(x, CFG)
+    signal, power = spectral.overlap_add(spec, CFG)
+    k = spec.shape[-1]
+    assert signal.shape == ((k - 1) * CFG.hop + CFG.n_fft,) and power.shape == signal.shape
+    y = (signal / power.clamp_min(1e-11))[CFG.n_fft // 2:CFG.n_fft // 2 + 8192]
+    assert (y - x).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("rate", [0.5, 2.0])
+def test_propagate_phase_advances_at_the_instantaneous_frequency(rate):
+    """For a stationary sine, each output frame's phase advances by 2*pi*f*hop/sr at the peak bin."""
+    sr, f = CFG.sample_rate, 1000.0
+    x = torch.sin(2 * math.pi * f * torch.arange(N) / sr)
+    spec = spectral.analyze(x, CFG)
+    n_out = CFG.n_frames(round(N / rate))
+    pos = spectral.stretch_positions(spec.shape[-1], n_out, rate)
+    phase = spectral.propagate_phase(spec, pos, CFG)
+    assert phase.shape == (CFG.n_freq, n_out)
+    k = round(f * CFG.n_fft / sr)
+    step = phase[k, 10:n_out - 10].diff()
+    expected = 2 * math.pi * f * CFG.hop / sr
+    wrapped = (step - expected + math.pi) % (2 * math.pi) - math.pi
+    assert wrapped.abs().max() < 1e-2
+
+
+@pytest.mark.parametrize("bad", [0, -1, float("nan"), float("inf"), float("-inf"), 0.1, 5, 4.01, "abc", None, [2]])
+def test_check_rate_rejects(bad):
+    with pytest.raises(RateError):
+        spectral.check_rate(bad)
+
+
+@pytest.mark.parametrize("good,expected", [(0.25, 0.25), (4, 4.0), (1, 1.0), ("2", 2.0), (1.5, 1.5)])
+def test_check_rate_accepts(good, expected):
+    value = spectral.check_rate(good)
+    assert value == expected and isinstance(value, float)

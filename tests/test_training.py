@@ -1,0 +1,278 @@
+"""The three training stages on a tiny true-tempo corpus: outputs, resuming, determinism.
+
+Every run is tiny (tens of steps, 16-wide networks) and runs in this process.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gan_stretch import checkpoint
+from gan_stretch.data.corpus import Corpus, build_true_tempo
+from gan_stretch.errors import CheckpointError, TrainingError
+from gan_stretch.pipeline import Stretcher, load_model
+from gan_stretch.train import run as train
+from gan_stretch.train.common import Run
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+QUIET = ["eval_every=1000", "eval_pieces=0", "log_every=5", "batch_size=32"]
+TINY = {
+    "autoencoder": ["hidden=[64, 32]", "latent=16"],
+    "mapper": ["hidden=32", "window=16", "spec_frames=64"],
+    "gan": ["channels=16", "d_channels=16", "d_layers=2", "dilations=[1, 2]", "warmup_steps=5", "window=16",
+            "spec_frames=64"],
+}
+
+
+def overrides(stage: str, corpus: Corpus, run_dir: Path, steps: int, *extra: str, ae: Path | None = None):
+    out = [f"data={corpus.root}", f"run_dir={run_dir}", f"steps={steps}", *QUIET, *TINY[stage], *extra]
+    return out + ([f"autoencoder={ae}"] if ae is not None else [])
+
+
+def run_stage(stage: str, corpus: Corpus, run_dir: Path, steps: int, *extra: str, ae: Path | None = None):
+    return train(RECIPES / f"{stage}.yaml", overrides(stage, corpus, run_dir, steps, *extra, ae=ae))
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return checkpoint.load(path)[0]
+
+
+def assert_same_tensors(a: dict, b: dict, exact: bool = True) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        if exact:
+            assert torch.equal(a[k], b[k]), k
+        else:
+            torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=k)
+
+
+def event_files(run_dir: Path) -> list[Path]:
+    return sorted((run_dir / "tb").rglob("events.out.tfevents.*"))
+
+
+def scalar_tags(run_dir: Path) -> set[str]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = set()
+    for f in event_files(run_dir):
+        acc = EventAccumulator(str(f))
+        acc.Reload()
+        tags |= set(acc.Tags()["scalars"])
+    return tags
+
+
+@pytest.fixture(scope="module")
+def ae_model(tiny_corpus, tmp_path_factory) -> Path:
+    """A 30-step autoencoder: the frozen stage 1 of the mapper and GAN runs."""
+    run_dir = tmp_path_factory.mktemp("runs") / "autoencoder"
+    run_stage("autoencoder", tiny_corpus, run_dir, 30)
+    return run_dir / "model.safetensors"
+
+
+# --- the corpus --------------------------------------------------------------------------------
+
+def test_corpus_layout(tiny_corpus):
+    c = Corpus(tiny_corpus.root)
+    assert c.kind == "true-tempo" and c.sample_rate == 22050
+    assert len(c.items) == 3
+    assert len(c.split("train")) == 2 and len(c.split("heldout")) == 1
+    for item in c.items:
+        assert c.rates(item) == [0.5, 2.0]
+        for rate in (1.0, 0.5, 2.0):
+            wave = c.load(item, rate)
+            assert wave.dtype == np.float32 and wave.ndim == 1
+            assert len(wave) == round(3.0 * 22050 / rate)  # the same notes, truly played faster or slower
+            assert np.abs(wave).max() > 1e-3
+
+
+def test_corpus_rebuild_reuses_renders(tiny_corpus):
+    files = sorted(tiny_corpus.root.rglob("audio/*/*"))
+    stamps = {p: p.stat().st_mtime_ns for p in files}
+    again = build_true_tempo(tiny_corpus.root, pieces=3, heldout=0.55, seconds=3.0, rates=(0.5, 2.0))
+    assert [it.id for it in again.items] == [it.id for it in tiny_corpus.items]
+    assert {p: p.stat().st_mtime_ns for p in files} == stamps
+
+
+def test_corpus_leaves_no_temporary_files(tiny_corpus, ae_model):
+    leftovers = [p for p in tiny_corpus.root.rglob("*") if p.name.endswith(".tmp")]
+    assert leftovers == []
+
+
+# --- the three stages --------------------------------------------------------------------------
+
+def test_autoencoder_run(ae_model):
+    run_dir = ae_model.parent
+    model = load_model(ae_model)
+    assert model.kind == "autoencoder" and model.refiner is None
+    assert model.autoencoder.cfg.hidden == [64, 32] and model.autoencoder.cfg.latent == 16
+    assert event_files(run_dir)
+    assert {"loss/total", "loss/linear_db_l1", "loss/mel_db_l1", "lr"} <= scalar_tags(run_dir)
+    assert json.loads((run_dir / "recipe.json").read_text())["steps"] == 30
+    state = run_dir / "checkpoints" / "last.safetensors"
+    assert checkpoint.load(state)[1]["step"] == 30
+    with pytest.raises(CheckpointError, match="training-state"):
+        load_model(state)
+    # the exported model stretches
+    y = Stretcher(ae_model, device="cpu", griffin_lim=2).stretch(np.sin(np.arange(22050) * 0.1), 22050, 2.0)
+    assert y.shape == (11025,) and np.isfinite(y).all()
+
+
+def test_autoencoder_learns(tiny_corpus, ae_model):
+    """The logged loss at the end is well below the loss at the start."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    values = []
+    for f in event_files(ae_model.parent):
+        acc = EventAccumulator(str(f))
+        acc.Reload()
+        if "loss/total" in acc.Tags()["scalars"]:
+            values += [(e.step, e.value) for e in acc.Scalars("loss/total")]
+    values.sort()
+    assert values[0][0] == 5 and values[-1][0] == 30
+    assert values[-1][1] < 0.8 * values[0][1]
+
+
+@pytest.mark.parametrize("stage,refiner", [("mapper", "StretchMapper"), ("gan", "LatentGenerator")])
+def test_sequence_stage_run(stage, refiner, tiny_corpus, ae_model, tmp_path):
+    run_dir = tmp_path / stage
+    run_stage(stage, tiny_corpus, run_dir, 20, ae=ae_model)
+    model = load_model(run_dir / "model.safetensors")
+    assert model.kind == stage
+    assert type(model.refiner).__name__ == refiner
+    # the frozen autoencoder is carried over unchanged
+    assert_same_tensors(model.autoencoder.state_dict(), load_model(ae_model).autoencoder.state_dict())
+    # ... and the refiner has moved away from its identity initialisation
+    out = model.refiner.outp if stage == "gan" else model.refiner.net[-1]
+    assert out.weight.abs().sum() > 0
+    assert event_files(run_dir)
+    tags = scalar_tags(run_dir)
+    assert {"loss/total", "loss/latent_l1", "loss/mel_db_l1"} <= tags
+    if stage == "gan":  # warmup_steps=5: the discriminator has been trained too
+        assert {"loss/discriminator", "loss/adversarial", "loss/feature_matching", "g/latent_spread"} <= tags
+    y = Stretcher(model, device="cpu", griffin_lim=2).stretch(np.sin(np.arange(22050) * 0.1), 22050, 0.5)
+    assert y.shape == (44100,) and np.isfinite(y).all()
+
+
+def test_evaluation_logs_held_out_scores(tiny_corpus, ae_model, tmp_path):
+    run_dir = tmp_path / "eval"
+    run_stage("autoencoder", tiny_corpus, run_dir, 2, "eval_pieces=1")  # evaluates at the last step
+    tags = scalar_tags(run_dir)
+    assert {"eval/logmel_db/mean", "eval/logmel_db/rate_0.5", "eval/logmel_db/rate_2"} <= tags
+
+
+# --- resuming and determinism ------------------------------------------------------------------
+
+def crash_at(monkeypatch, crash_step: int):
+    """Make Run.optimize raise at ``crash_step``, as if the run had been killed there."""
+    original = Run.optimize
+
+    def optimize(self, optimizer, loss, params, base_lr, step):
+        if step == crash_step:
+            raise KeyboardInterrupt(f"simulated crash at step {step}")
+        return original(self, optimizer, loss, params, base_lr, step)
+
+    monkeypatch.setattr(Run, "optimize", optimize)
+
+
+@pytest.mark.parametrize("stage", ["autoencoder", "mapper", "gan"])
+def test_resumed_run_continues_from_its_checkpoint(stage, tiny_corpus, ae_model, tmp_path, monkeypatch, capsys):
+    """Killed at step 25 (last save at 20), rerun: it resumes at 20 and ends where a run that was
+    never interrupted ends, optimizer moments, EMA and discriminator included."""
+    ae = None if stage == "autoencoder" else ae_model
+    interrupted, straight = tmp_path / "interrupted", tmp_path / "straight"
+    with monkeypatch.context() as m:
+        crash_at(m, 25)
+        with pytest.raises(KeyboardInterrupt):
+            run_stage(stage, tiny_corpus, interrupted, 40, "save_every=10", ae=ae)
+    assert checkpoint.load(interrupted / "checkpoints" / "last.safetensors")[1]["step"] == 20
+    capsys.readouterr()
+
+    run_stage(stage, tiny_corpus, interrupted, 40, "save_every=10", ae=ae)
+    out = capsys.readouterr().out
+    assert "resuming from" in out and "at step 20" in out
+    run_stage(stage, tiny_corpus, straight, 40, "save_every=10", ae=ae)
+    assert "resuming" not in capsys.readouterr().out
+
+    assert_same_tensors(weights(interrupted / "model.safetensors"), weights(straight / "model.safetensors"))
+    assert_same_tensors(weights(interrupted / "checkpoints" / "last.safetensors"),
+                        weights(straight / "checkpoints" / "last.safetensors"))
+
+
+def test_rerun_with_more_steps_continues(tiny_corpus, tmp_path, capsys):
+    """steps=20, then the same recipe with steps=40: it resumes at 20 and matches a 40-step run.
+
+    With a constant learning rate (lr_min_ratio=1): the cosine schedule is stretched over `steps`,
+    so the first 20 steps of a 20-step run and of a 40-step run use different rates by design.
+    """
+    extra = ("save_every=10", "lr_min_ratio=1.0")
+    resumed, straight = tmp_path / "resumed", tmp_path / "straight"
+    run_stage("autoencoder", tiny_corpus, resumed, 20, *extra)
+    first = weights(resumed / "model.safetensors")
+    capsys.readouterr()
+    run_stage("autoencoder", tiny_corpus, resumed, 40, *extra)
+    assert "resuming from" in capsys.readouterr().out
+    run_stage("autoencoder", tiny_corpus, straight, 40, *extra)
+    final = weights(resumed / "model.safetensors")
+    assert_same_tensors(final, weights(straight / "model.safetensors"), exact=False)
+    assert not all(torch.equal(first[k], final[k]) for k in first)  # it did train on
+    assert checkpoint.load(resumed / "checkpoints" / "last.safetensors")[1]["step"] == 40
+
+
+def test_same_seed_same_weights(tiny_corpus, tmp_path):
+    for name in ("a", "b"):
+        run_stage("autoencoder", tiny_corpus, tmp_path / name, 10, "seed=5")
+    run_stage("autoencoder", tiny_corpus, tmp_path / "c", 10, "seed=6")
+    a, b, c = (weights(tmp_path / n / "model.safetensors") for n in "abc")
+    assert_same_tensors(a, b)
+    assert not all(torch.equal(a[k], c[k]) for k in a)  # the seed matters
+
+
+def test_resume_refuses_another_stages_state(tiny_corpus, ae_model, tmp_path):
+    run_dir = tmp_path / "mixed"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "checkpoints" / "last.safetensors").write_bytes(
+        (ae_model.parent / "checkpoints" / "last.safetensors").read_bytes())
+    with pytest.raises(CheckpointError, match="not a mapper training state"):
+        run_stage("mapper", tiny_corpus, run_dir, 5, ae=ae_model)
+
+
+def test_resume_refuses_a_different_architecture(tiny_corpus, ae_model, tmp_path):
+    run_dir = tmp_path / "arch"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "checkpoints" / "last.safetensors").write_bytes(
+        (ae_model.parent / "checkpoints" / "last.safetensors").read_bytes())
+    with pytest.raises(CheckpointError, match="does not match"):
+        run_stage("autoencoder", tiny_corpus, run_dir, 40, "latent=8")
+
+
+def test_non_finite_loss_stops_training(tiny_corpus, tmp_path, monkeypatch):
+    import gan_stretch.train.autoencoder as stage
+
+    real = stage.db_l1
+    calls = {"n": 0}
+
+    def db_l1(pred, target):
+        calls["n"] += 1
+        return real(pred, target) * (float("nan") if calls["n"] > 12 else 1.0)
+
+    monkeypatch.setattr(stage, "db_l1", db_l1)
+    run_dir = tmp_path / "nan"
+    with pytest.raises(TrainingError, match="nan") as e:
+        run_stage("autoencoder", tiny_corpus, run_dir, 20, "save_every=10")
+    assert "last.safetensors" in str(e.value)  # it says which good checkpoint is kept
+    assert checkpoint.load(run_dir / "checkpoints" / "last.safetensors")[1]["step"] == 10
+
+
+def test_missing_corpus_and_autoencoder(tmp_path):
+    from gan_stretch.errors import GanStretchError
+
+    with pytest.raises(GanStretchError, match="manifest.json"):
+        train(RECIPES / "autoencoder.yaml", [f"data={tmp_path / 'nothing'}", f"run_dir={tmp_path / 'r'}",
+                                              "steps=1"])
+    with pytest.raises(CheckpointError, match="not found"):
+        train(RECIPES / "mapper.yaml", [f"data={tmp_path}", f"run_dir={tmp_path / 'm'}", "steps=1",
+                                        f"autoencoder={tmp_path / 'missing.safetensors'}"])
