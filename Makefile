@@ -45,7 +45,8 @@ demo: system .venv/.installed
 	echo "== 5/6 benchmark on held-out renders"; \
 	$(PY) eval/benchmark.py --data $(DATA) --out results/demo --pieces 8 \
 		--model interpolation=$(DEMO)/autoencoder/model.safetensors --model mapper=$(DEMO)/mapper/model.safetensors \
-		--model gan=$(DEMO)/gan/model.safetensors --methods pv ceiling-ae; \
+		--model gan=$(DEMO)/gan/model.safetensors --model default=gan_stretch/checkpoints/default.safetensors \
+		--methods pv ceiling-ae; \
 	echo "== 6/6 stretching an example"; \
 	example=$$($(PY) -c "from gan_stretch.data import Corpus; c = Corpus('$(DATA)'); i = c.split('heldout')[0]; print(c.root / i.audio['1.000'])"); \
 	for r in 0.5 2.0; do .venv/bin/gan-stretch stretch $$example $(DEMO)/example_rate$$r.wav --rate $$r --checkpoint $(DEMO)/gan/model.safetensors; done; \
