@@ -11,6 +11,12 @@ the classical stretchers of gan_stretch.teachers, and the ceilings
   interp-magnitude  input magnitudes interpolated in time (no autoencoder) + our phase
 Writes results.csv (one row per piece, method and rate), table.md, one PNG per metric, and
 config.json (the exact command and inputs).
+
+    python eval/benchmark.py --recordings /usr/share/scummvm/drascula/audio --out results/recorded \
+        --model gan=... --methods pv rubberband-r3 wsola
+
+scores recorded music, which has no ground truth: duration error, pitch shift against the input
+and log-mel distance to each classical stretcher's output.
 """
 from __future__ import annotations
 
@@ -108,9 +114,54 @@ def plot(rows: list[dict], out: Path) -> list[str]:
     return written
 
 
+def recordings(args, models: dict) -> int:
+    """Recorded music has no ground truth: score duration, pitch shift against the input, and
+    log-mel distance to each classical stretcher's output."""
+    import librosa
+
+    from gan_stretch.audio import load
+    from gan_stretch.data.corpus import AUDIO_EXTENSIONS
+
+    files = sorted(p for p in Path(args.recordings).rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)
+    files = files[: args.pieces]
+    if not files:
+        raise SystemExit(f"error: no audio files under {args.recordings}")
+    classical = [m for m in args.methods if m in teachers.TEACHERS]
+    rates = args.rates or [0.5, 0.75, 1.25, 1.5, 2.0]
+    rows = []
+    for f in tqdm(files, desc="recordings", unit="file"):
+        wave, sr = load(f)
+        start = min(wave.shape[-1] // 3, max(0, wave.shape[-1] - int(args.seconds * sr)))
+        x = wave[:, start:start + int(args.seconds * sr)]
+        for rate in rates:
+            refs = {m: teachers.get(m)(x, sr, rate) for m in classical}
+            outs = {**{n: s.stretch(x, sr, rate) for n, s in models.items()}, **refs}
+            for name, y in outs.items():
+                row = {"piece": f.name, "method": name, "rate": rate,
+                       "duration_error_ms": 1000 * metrics.duration_error(y, int(round(x.shape[-1] / rate)), sr),
+                       "pitch_cents": metrics.pitch_shift_cents(y, x, sr)}
+                for m, ref in refs.items():
+                    row[f"logmel_to_{m}"] = metrics.log_mel_distance(y, ref, sr)
+                rows.append(row)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "results.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    HOW.update({f"logmel_to_{m}": f"distance to {m}" for m in classical})
+    tables = [write_table(rows, m) for m in ("pitch_cents", "duration_error_ms", *[f"logmel_to_{m}" for m in classical])]
+    (out / "table.md").write_text(f"# {out.name}: {len(files)} recordings from {args.recordings}, "
+                                  f"{args.seconds:g} s excerpts\n\n" + "\n".join(tables))
+    print("\n".join(tables))
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True, help="true-tempo corpus folder")
+    p.add_argument("--data", help="true-tempo corpus folder")
+    p.add_argument("--recordings", help="instead of --data: a folder of recorded music (no ground truth)")
+    p.add_argument("--seconds", type=float, default=15.0, help="excerpt length for --recordings")
     p.add_argument("--out", required=True, help="results folder")
     p.add_argument("--model", action="append", default=[], metavar="NAME=PATH")
     p.add_argument("--methods", nargs="*", default=["pv"], help="classical stretchers and ceilings")
@@ -119,16 +170,20 @@ def main(argv=None) -> int:
     p.add_argument("--griffin-lim", type=int, default=16)
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
+    if bool(args.data) == bool(args.recordings):
+        raise SystemExit("error: give --data (true-tempo corpus) or --recordings (folder of music)")
+    models = {}
+    for spec in args.model:
+        name, _, path = spec.partition("=")
+        models[name] = Stretcher(load_model(path), device=args.device, griffin_lim=args.griffin_lim)
+    if args.recordings:
+        return recordings(args, models)
 
     corpus = Corpus(args.data)
     items = corpus.split("heldout")[: args.pieces]
     if not items:
         raise SystemExit(f"error: {args.data} has no held-out items")
     sr = corpus.sample_rate
-    models = {}
-    for spec in args.model:
-        name, _, path = spec.partition("=")
-        models[name] = Stretcher(load_model(path), device=args.device, griffin_lim=args.griffin_lim)
     for m in args.methods:
         if m not in teachers.TEACHERS and m not in CEILINGS:
             raise SystemExit(f"error: unknown method {m!r}")

@@ -1,0 +1,119 @@
+"""Speed benchmark: seconds of audio stretched per second of processing, measured in one run.
+
+    python eval/speed.py [--audio FILE] [--seconds 180] [--rate 1.5]        # CPU: ours vs librosa vs Rubber Band
+    python eval/speed.py --gpu-batch 64 [--clip-seconds 10]                 # GPU: ours, batched
+
+Without --audio, a stereo 44.1 kHz test piece is rendered from the music21 corpus with fluidsynth
+(two GM programs, one per channel). Prints a table with realtime factors and ratios against
+librosa's phase vocoder.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+import torch
+
+
+def test_piece(seconds: float, sr: int) -> np.ndarray:
+    from gan_stretch.data.render import find_soundfont, music21_midi, perform, render
+
+    midi, sf2 = music21_midi("bach/bwv66.6"), find_soundfont()
+    n = int(seconds * sr)
+    chans = []
+    for program in (0, 48):  # piano left, strings right; the chorale repeated to fill the duration
+        one = render(perform(midi, program, 60.0, 1.0), sf2, sr, int(60 * sr))
+        chans.append(np.resize(one, n))
+    return np.stack(chans).astype(np.float32)
+
+
+def timed(fn, *args, repeats: int = 1):
+    best, out = float("inf"), None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn(*args)
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def cpu(args) -> None:
+    import soundfile as sf
+
+    from gan_stretch import Stretcher, teachers
+
+    if args.audio:
+        wave, sr = sf.read(args.audio, dtype="float32", always_2d=True)
+        wave = wave.T[:, : int(args.seconds * sr)]
+    else:
+        sr = 44100
+        wave = test_piece(args.seconds, sr)
+    dur = wave.shape[-1] / sr
+    torch.set_num_threads(args.threads)
+    stretcher = Stretcher(args.checkpoint, device="cpu", griffin_lim=args.griffin_lim)
+    teachers.phase_vocoder(wave[:, : sr], sr, args.rate)  # compile librosa's numba kernels outside the timing
+    rows = [("gan-stretch (CPU, %d threads, %d GL iterations)" % (args.threads, args.griffin_lim),
+             timed(stretcher.stretch, wave, sr, args.rate)[0]),
+            ("librosa phase vocoder", timed(teachers.phase_vocoder, wave, sr, args.rate)[0])]
+    for name, fn in (("Rubber Band R3 (rubberband -3)", teachers.rubberband_r3),
+                     ("Rubber Band R2 (rubberband -2)", teachers.rubberband_r2)):
+        try:
+            rows.append((name, timed(fn, wave, sr, args.rate)[0]))
+        except Exception as e:  # rubberband-cli missing: report, do not fail the benchmark
+            print(f"skipping {name}: {e}")
+    pv = rows[1][1]
+    print(f"\n{dur:.0f} s of {wave.shape[0]}-channel {sr} Hz audio, rate {args.rate}, {torch.get_num_threads()} "
+          f"torch threads\n")
+    print("| method | seconds | x realtime | speed vs librosa PV |\n|---|---|---|---|")
+    for name, s in rows:
+        print(f"| {name} | {s:.2f} | {dur / s:.1f} | {pv / s:.2f} |")
+
+
+def gpu(args) -> None:
+    from gan_stretch import Stretcher
+    from gan_stretch.timemap import from_rate
+
+    device = args.device or "cuda"
+    stretcher = Stretcher(args.checkpoint, device=device, griffin_lim=args.griffin_lim)
+    sr = stretcher.spectral.sample_rate
+    n = int(args.clip_seconds * sr)
+    t = torch.arange(n, device=device) / sr
+    f0 = torch.linspace(110, 880, args.gpu_batch, device=device)[:, None]
+    batch = (0.2 * torch.sin(2 * torch.pi * f0 * t) * (1 + 0.5 * torch.sin(2 * torch.pi * 2 * t))).float()
+    tmap = from_rate(n, args.rate)
+    with torch.no_grad():
+        stretcher.stretch_tensor(batch, sr, tmap)  # warm-up (kernels, allocator)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(args.repeats):
+            stretcher.stretch_tensor(batch, sr, tmap)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+    s = (time.perf_counter() - t0) / args.repeats
+    audio = args.gpu_batch * args.clip_seconds
+    name = torch.cuda.get_device_name() if device.startswith("cuda") else device
+    print(f"| device | batch | clip s | GL iterations | seconds | x realtime |\n|---|---|---|---|---|---|\n"
+          f"| {name} | {args.gpu_batch} | {args.clip_seconds:g} | {args.griffin_lim} | {s:.3f} | {audio / s:.0f} |")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--audio", default=None)
+    p.add_argument("--seconds", type=float, default=180.0)
+    p.add_argument("--rate", type=float, default=1.5)
+    p.add_argument("--checkpoint", default=None)
+    p.add_argument("--griffin-lim", type=int, default=16)
+    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--gpu-batch", type=int, default=0, help="measure batched throughput instead (clips at once)")
+    p.add_argument("--clip-seconds", type=float, default=10.0)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--device", default=None)
+    args = p.parse_args(argv)
+    (gpu if args.gpu_batch else cpu)(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
