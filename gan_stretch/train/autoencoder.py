@@ -27,10 +27,8 @@ def train(recipe: AutoencoderRecipe) -> Run:
                             db_range=spec.db_range)
     model = FrameAutoencoder(cfg)
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr)
-    modules, optimizers = {"autoencoder": model}, {"autoencoder": optimizer}
-    start = run.resume(modules, optimizers)
+    start = run.resume({"autoencoder": model}, {"autoencoder": optimizer})
     model, optimizer = run.accelerator.prepare(model, optimizer)
-    modules, optimizers = {"autoencoder": model}, {"autoencoder": optimizer}
     mel = MelScale(spec.sample_rate, spec.n_fft).to(run.device)
 
     def train_step(step: int) -> dict:
@@ -48,5 +46,5 @@ def train(recipe: AutoencoderRecipe) -> Run:
         ae = run.accelerator.unwrap_model(model)
         return Model("autoencoder", spec, ae, None, model_meta("autoencoder", spec, ae, None, {"stage": "autoencoder"}))
 
-    run.loop(start, train_step, modules, optimizers, export)
+    run.loop(start, train_step, {"autoencoder": model}, {"autoencoder": optimizer}, export)
     return run

@@ -15,7 +15,9 @@ from .. import checkpoint, spectral
 from ..config import Recipe, recipe_dict
 from ..data.corpus import Corpus
 from ..errors import CheckpointError, GanStretchError, TrainingError
+from ..models import FrameAutoencoder
 from ..pipeline import Model, Stretcher, save_model
+from ..spectral import SpectralConfig
 
 EXAMPLE_RATES = (0.5, 2.0)
 
@@ -187,25 +189,23 @@ def spectrogram_image(out: np.ndarray, truth: np.ndarray, cfg) -> np.ndarray:
     return torch.cat([r[:, :n] for r in rows], dim=0).numpy()
 
 
-def training_pairs(recipe, model: Model, model_path):
-    """Cached latent pairs of every corpus in ``recipe.data`` (filtered by ``recipe.pairs``)."""
+def sequence_stage(recipe) -> tuple[Run, SpectralConfig, FrameAutoencoder, "LatentPairs"]:
+    """Start of a stage-2 run: the run, the frozen autoencoder of ``recipe.autoencoder`` (any model
+    file works; only its autoencoder is used) and the cached latent pairs of ``recipe.data``."""
     from ..data.cache import concat_pairs, file_digest, latent_cache
-
-    digest = file_digest(model_path)
-    parts = [latent_cache(c, model, digest) for c in corpora(recipe)
-             if recipe.pairs == "all" or c.kind == recipe.pairs]
-    if not parts:
-        raise GanStretchError(f"no corpus in data={recipe.data} has {recipe.pairs} pairs")
-    return concat_pairs(parts)
-
-
-def frozen_autoencoder(recipe) -> tuple[Model, str]:
-    """The stage-1 model, frozen; any model checkpoint works (only its autoencoder is used)."""
     from ..pipeline import load_model
 
-    model = load_model(recipe.autoencoder)
-    return Model("autoencoder", model.spectral, model.autoencoder, None,
-                 {**model.meta, "kind": "autoencoder", "refiner": None}), recipe.autoencoder
+    run = Run(recipe)
+    loaded = load_model(recipe.autoencoder)
+    base = Model("autoencoder", loaded.spectral, loaded.autoencoder, None,
+                 {**loaded.meta, "kind": "autoencoder", "refiner": None})
+    digest = file_digest(recipe.autoencoder)
+    parts = [latent_cache(c, base, digest) for c in corpora(recipe) if recipe.pairs in ("all", c.kind)]
+    if not parts:
+        raise GanStretchError(f"no corpus in data={recipe.data} has {recipe.pairs} pairs")
+    pairs = concat_pairs(parts)
+    run.print(f"{len(pairs.lengths)} latent pairs, {pairs.source.shape[0]} frames")
+    return run, base.spectral, base.autoencoder.to(run.device), pairs
 
 
 def spec_rows(rng: np.random.Generator, recipe) -> torch.Tensor:

@@ -15,15 +15,11 @@ from .. import losses
 from ..config import GanRecipe
 from ..models import DiscriminatorConfig, GeneratorConfig, LatentDiscriminator, LatentGenerator
 from ..pipeline import Model, model_meta
-from .common import Run, frozen_autoencoder, spec_rows, training_pairs
+from .common import Run, sequence_stage, spec_rows
 
 
 def train(recipe: GanRecipe) -> Run:
-    run = Run(recipe)
-    base, base_path = frozen_autoencoder(recipe)
-    pairs = training_pairs(recipe, base, base_path)
-    spec, ae = base.spectral, base.autoencoder.to(run.device)
-    run.print(f"{len(pairs.lengths)} latent pairs, {pairs.source.shape[0]} frames")
+    run, spec, ae, pairs = sequence_stage(recipe)
 
     L = ae.cfg.latent_dim
     generator = LatentGenerator(GeneratorConfig(latent_dim=L, channels=recipe.channels, kernel=recipe.kernel,

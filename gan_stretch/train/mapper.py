@@ -7,15 +7,11 @@ from ..config import MapperRecipe
 from ..losses import MelScale, decoded_mel_l1
 from ..models import MapperConfig, StretchMapper
 from ..pipeline import Model, model_meta
-from .common import Run, frozen_autoencoder, spec_rows, training_pairs
+from .common import Run, sequence_stage, spec_rows
 
 
 def train(recipe: MapperRecipe) -> Run:
-    run = Run(recipe)
-    base, base_path = frozen_autoencoder(recipe)
-    pairs = training_pairs(recipe, base, base_path)
-    spec, ae = base.spectral, base.autoencoder.to(run.device)
-    run.print(f"{len(pairs.lengths)} latent pairs, {pairs.source.shape[0]} frames")
+    run, spec, ae, pairs = sequence_stage(recipe)
 
     mapper = StretchMapper(MapperConfig(latent_dim=ae.cfg.latent_dim, hidden=recipe.hidden))
     optimizer = torch.optim.Adam(mapper.parameters(), lr=recipe.lr)
