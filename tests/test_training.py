@@ -161,7 +161,8 @@ def test_evaluation_logs_held_out_scores(tiny_corpus, ae_model, tmp_path):
     run_dir = tmp_path / "eval"
     run_stage("autoencoder", tiny_corpus, run_dir, 2, "eval_pieces=1")  # evaluates at the last step
     tags = scalar_tags(run_dir)
-    assert {"eval/logmel_db/mean", "eval/logmel_db/rate_0.5", "eval/logmel_db/rate_2"} <= tags
+    assert {"eval/logmel_db/mean", "eval/logmel_db/rate_0.5", "eval/logmel_db/rate_2",
+            "eval/spectral_convergence/mean", "eval/pitch_cents/rate_2"} <= tags
 
 
 # --- resuming and determinism ------------------------------------------------------------------

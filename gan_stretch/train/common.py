@@ -166,13 +166,18 @@ class Run:
             for rate in corpus.rates(item):
                 out = stretcher.stretch(src, sr, rate)
                 truth = corpus.load(item, rate)
-                scores.setdefault(rate, []).append(metrics.log_mel_distance(out, truth, sr))
+                for name, value in (("logmel_db", metrics.log_mel_distance(out, truth, sr)),
+                                    ("spectral_convergence", metrics.spectral_convergence(out, truth)),
+                                    ("pitch_cents", metrics.pitch_shift_cents(out, src, sr))):
+                    scores.setdefault(name, {}).setdefault(rate, []).append(value)
                 if k == 0 and rate in EXAMPLE_RATES:
                     self.writer.add_audio(f"audio/rate_{rate:g}", out[None], step, sample_rate=sr)
                     self.writer.add_image(f"spectrogram/rate_{rate:g}",
                                           spectrogram_image(out, truth, stretcher.spectral), step, dataformats="HW")
-        values = {f"eval/logmel_db/rate_{r:g}": float(np.mean(v)) for r, v in scores.items()}
-        values["eval/logmel_db/mean"] = float(np.mean([np.mean(v) for v in scores.values()]))
+        values = {}
+        for name, per_rate in scores.items():
+            values.update({f"eval/{name}/rate_{r:g}": float(np.mean(v)) for r, v in per_rate.items()})
+            values[f"eval/{name}/mean"] = float(np.mean([np.mean(v) for v in per_rate.values()]))
         self.log(values, step)
         self.print(f"step {step}: held-out log-mel {values['eval/logmel_db/mean']:.2f} dB")
         return values
