@@ -277,3 +277,4 @@ def test_missing_corpus_and_autoencoder(tmp_path):
     with pytest.raises(CheckpointError, match="not found"):
         train(RECIPES / "mapper.yaml", [f"data={tmp_path}", f"run_dir={tmp_path / 'm'}", "steps=1",
                                         f"autoencoder={tmp_path / 'missing.safetensors'}"])
+    assert not (tmp_path / "r").exists() and not (tmp_path / "m").exists()  # nothing was started

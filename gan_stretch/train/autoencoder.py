@@ -15,8 +15,8 @@ from .common import Run, corpora
 
 
 def train(recipe: AutoencoderRecipe) -> Run:
+    sets = corpora(recipe)  # a missing corpus fails before the run folder is made
     run = Run(recipe)
-    sets = corpora(recipe)
     spec = SpectralConfig(sample_rate=sets[0].sample_rate)
     if any(c.sample_rate != spec.sample_rate for c in sets):
         raise GanStretchError("all corpora of one run must share a sample rate")

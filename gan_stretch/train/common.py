@@ -200,15 +200,15 @@ def sequence_stage(recipe) -> tuple[Run, SpectralConfig, FrameAutoencoder, "Late
     from ..data.cache import concat_pairs, file_digest, latent_cache
     from ..pipeline import load_model
 
+    loaded = load_model(recipe.autoencoder)  # a missing input fails before the run folder is made
+    sets = [c for c in corpora(recipe) if recipe.pairs in ("all", c.kind)]
+    if not sets:
+        raise GanStretchError(f"no corpus in data={recipe.data} has {recipe.pairs} pairs")
     run = Run(recipe)
-    loaded = load_model(recipe.autoencoder)
     base = Model("autoencoder", loaded.spectral, loaded.autoencoder, None,
                  {**loaded.meta, "kind": "autoencoder", "refiner": None})
     digest = file_digest(recipe.autoencoder)
-    parts = [latent_cache(c, base, digest) for c in corpora(recipe) if recipe.pairs in ("all", c.kind)]
-    if not parts:
-        raise GanStretchError(f"no corpus in data={recipe.data} has {recipe.pairs} pairs")
-    pairs = concat_pairs(parts)
+    pairs = concat_pairs([latent_cache(c, base, digest) for c in sets])
     run.print(f"{len(pairs.lengths)} latent pairs, {pairs.source.shape[0]} frames")
     return run, base.spectral, base.autoencoder.to(run.device), pairs
 
