@@ -1,4 +1,7 @@
-"""Classical stretchers behind one signature: ``f(wave [C, N], sr, rate) -> [C, round(N / rate)]``.
+"""Classical stretchers behind one signature: ``f(wave [C, N], sr, rate) -> [C, about N / rate]``.
+
+Each returns what the stretcher itself produced; ``get(name)`` wraps one so that its output has
+exactly round(N / rate) samples (cut or zero-padded), as training targets need.
 
 They are the teachers for recorded music (which has no true-tempo ground truth) and the
 baselines the benchmark compares against.
@@ -31,7 +34,7 @@ def phase_vocoder(wave, sr, rate):
     """librosa's phase vocoder (n_fft 2048, hop 512)."""
     import librosa
 
-    return fit_length(librosa.effects.time_stretch(wave, rate=rate), out_length(wave.shape[-1], rate))
+    return librosa.effects.time_stretch(wave, rate=rate)
 
 
 def _rubberband(wave, sr, rate, engine: str):
@@ -45,7 +48,7 @@ def _rubberband(wave, sr, rate, engine: str):
         if proc.returncode != 0:
             raise GanStretchError(f"rubberband failed: {proc.stderr.strip()}")
         out, _ = sf.read(str(dst), dtype="float32", always_2d=True)
-    return fit_length(out.T, out_length(wave.shape[-1], rate))
+    return out.T
 
 
 def rubberband_r2(wave, sr, rate):
@@ -63,7 +66,7 @@ def wsola(wave, sr, rate):
 
     writer = ArrayWriter(wave.shape[0])
     make(wave.shape[0], speed=rate).run(ArrayReader(wave.astype(np.float32)), writer)
-    return fit_length(writer.data.astype(np.float32), out_length(wave.shape[-1], rate))
+    return writer.data.astype(np.float32)
 
 
 def hptsm(wave, sr, rate):
@@ -71,7 +74,7 @@ def hptsm(wave, sr, rate):
     import pytsmod
 
     out = np.stack([np.asarray(pytsmod.hptsm(ch.astype(np.float64), 1.0 / rate)) for ch in wave])
-    return fit_length(out.astype(np.float32), out_length(wave.shape[-1], rate))
+    return out.astype(np.float32)
 
 
 def resample(wave, sr, rate):
@@ -79,14 +82,18 @@ def resample(wave, sr, rate):
     import librosa
 
     out = librosa.resample(wave, orig_sr=sr * rate, target_sr=sr, res_type="soxr_hq")
-    return fit_length(out.astype(np.float32), out_length(wave.shape[-1], rate))
+    return out.astype(np.float32)
 
 
 TEACHERS = {"pv": phase_vocoder, "rubberband": rubberband_r3, "rubberband-r2": rubberband_r2,
             "rubberband-r3": rubberband_r3, "wsola": wsola, "hptsm": hptsm, "resample": resample}
 
 
-def get(name: str):
+def get(name: str, exact_length: bool = True):
+    """The stretcher ``name``; with ``exact_length`` its output is cut or padded to round(N / rate)."""
     if name not in TEACHERS:
         raise GanStretchError(f"unknown teacher {name!r}; choose one of {', '.join(TEACHERS)}")
-    return TEACHERS[name]
+    raw = TEACHERS[name]
+    if not exact_length:
+        return raw
+    return lambda wave, sr, rate: fit_length(raw(wave, sr, rate), out_length(wave.shape[-1], rate))
