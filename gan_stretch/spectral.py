@@ -5,6 +5,7 @@ model always runs with the settings it was trained with.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass
 
@@ -38,11 +39,17 @@ class SpectralConfig:
         return n_samples // self.hop + 1
 
 
+@functools.lru_cache(maxsize=16)
+def hann(n_fft: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """The analysis/synthesis window, made once per size, device and dtype (it is asked for often)."""
+    return torch.hann_window(n_fft, device=device, dtype=dtype)
+
+
 def analyze(wave: torch.Tensor, cfg: SpectralConfig) -> torch.Tensor:
     """wave: [..., N] -> complex STFT [..., F, T] (centred, Hann window)."""
     lead = wave.shape[:-1]
     flat = wave.reshape(-1, wave.shape[-1])
-    window = torch.hann_window(cfg.n_fft, device=wave.device, dtype=wave.dtype)
+    window = hann(cfg.n_fft, wave.device, wave.dtype)
     spec = torch.stft(flat, cfg.n_fft, cfg.hop, window=window, center=True, pad_mode="constant",
                       return_complex=True)
     return spec.reshape(*lead, *spec.shape[-2:])
@@ -52,7 +59,7 @@ def synthesize(spec: torch.Tensor, cfg: SpectralConfig, length: int) -> torch.Te
     """complex STFT [..., F, T] -> wave [..., length]."""
     lead = spec.shape[:-2]
     flat = spec.reshape(-1, *spec.shape[-2:])
-    window = torch.hann_window(cfg.n_fft, device=spec.device, dtype=spec.real.dtype)
+    window = hann(cfg.n_fft, spec.device, spec.real.dtype)
     wave = torch.istft(flat, cfg.n_fft, cfg.hop, window=window, center=True, length=length)
     return wave.reshape(*lead, length)
 
@@ -141,7 +148,7 @@ def frames(wave: torch.Tensor, cfg: SpectralConfig, first: int, stop: int) -> to
     else:
         seg = wave.new_zeros(*wave.shape[:-1], length)
     lead = seg.shape[:-1]
-    window = torch.hann_window(cfg.n_fft, device=wave.device, dtype=wave.dtype)
+    window = hann(cfg.n_fft, wave.device, wave.dtype)
     spec = torch.stft(seg.reshape(-1, length), cfg.n_fft, cfg.hop, window=window, center=False, return_complex=True)
     return spec.reshape(*lead, *spec.shape[-2:])
 
@@ -149,7 +156,7 @@ def frames(wave: torch.Tensor, cfg: SpectralConfig, first: int, stop: int) -> to
 def overlap_add(spec: torch.Tensor, cfg: SpectralConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """Windowed inverse FFT of each frame [..., F, K], overlap-added: (signal [..., L], window
     power [L]) with L = (K - 1) * hop + n_fft; dividing one by the other is torch.istft's result."""
-    window = torch.hann_window(cfg.n_fft, device=spec.device, dtype=spec.real.dtype)
+    window = hann(cfg.n_fft, spec.device, spec.real.dtype)
     k = spec.shape[-1]
     lead = spec.shape[:-2]
     length = (k - 1) * cfg.hop + cfg.n_fft
@@ -174,8 +181,7 @@ def griffin_lim(mag: torch.Tensor, phase: torch.Tensor, cfg: SpectralConfig, n_i
     previous = torch.zeros_like(angles)
     for _ in range(n_iter):
         rebuilt = analyze(synthesize(mag * angles, cfg, length), cfg)
-        angles = rebuilt - previous * (momentum / (1 + momentum))
-        angles = angles / (angles.abs() + 1e-16)
+        angles = torch.sgn(rebuilt - previous * (momentum / (1 + momentum)))  # unit phasors
         previous = rebuilt
     return mag * angles
 
