@@ -2,6 +2,7 @@
 
     python eval/speed.py [--audio FILE] [--seconds 180] [--rate 1.5]        # CPU: ours vs librosa vs Rubber Band
     python eval/speed.py --gpu-batch 64 [--clip-seconds 10]                 # GPU: ours, batched
+    python eval/speed.py --memory 1 10                                      # peak memory: 1- and 10-minute files
 
 Without --audio, a stereo 44.1 kHz test piece is rendered from the music21 corpus with fluidsynth
 (two GM programs, one per channel). Prints a table with realtime factors and ratios against
@@ -98,6 +99,34 @@ def gpu(args) -> None:
           f"| {name} | {args.gpu_batch} | {args.clip_seconds:g} | {args.griffin_lim} | {s:.3f} | {audio / s:.0f} |")
 
 
+def memory(args) -> None:
+    """Peak memory of `gan-stretch stretch` on files of growing length (one fresh process each)."""
+    import resource
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    import soundfile as sf
+
+    sr = 44100
+    piece = test_piece(60.0, sr)
+    print("| input | seconds | peak RSS (MB) | output (MB, float32) |\n|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for minutes in args.memory:
+            src, dst = Path(tmp) / f"in{minutes}.wav", Path(tmp) / f"out{minutes}.wav"
+            n = int(minutes * 60 * sr)
+            sf.write(src, np.stack([np.resize(ch, n) for ch in piece]).T, sr, subtype="PCM_16")
+            script = ("import resource, sys; from gan_stretch.cli import main; rc = main(sys.argv[1:]); "
+                      "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)")
+            t0 = time.perf_counter()
+            out = subprocess.run([sys.executable, "-c", script, "stretch", str(src), str(dst), "--rate",
+                                  str(args.rate), "--griffin-lim", str(args.griffin_lim)],
+                                 capture_output=True, text=True, check=True).stdout.split()
+            peak_mb = int(out[-1]) / 1024
+            out_mb = 2 * minutes * 60 * sr / args.rate * 4 / 1e6
+            print(f"| {minutes:g} min stereo {sr} Hz | {time.perf_counter() - t0:.0f} | {peak_mb:.0f} | {out_mb:.0f} |")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--audio", default=None)
@@ -110,8 +139,10 @@ def main(argv=None) -> int:
     p.add_argument("--clip-seconds", type=float, default=10.0)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--device", default=None)
+    p.add_argument("--memory", type=float, nargs="*", default=None, metavar="MINUTES",
+                   help="measure peak memory of the CLI on files of these lengths instead, e.g. --memory 1 10")
     args = p.parse_args(argv)
-    (gpu if args.gpu_batch else cpu)(args)
+    (memory if args.memory else gpu if args.gpu_batch else cpu)(args)
     return 0
 
 
