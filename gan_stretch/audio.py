@@ -35,6 +35,26 @@ def validate(wave: np.ndarray, what: str = "audio") -> np.ndarray:
     return wave
 
 
+def _check_wav_length(path: Path) -> None:
+    """libsndfile reads a truncated WAV without complaint (it counts the frames that are there),
+    so compare the data chunk's declared size with what the file holds."""
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)
+    if head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+        return
+    order = "little" if head[:4] == b"RIFF" else "big"
+    pos = 12
+    while pos + 8 <= len(head):
+        size = int.from_bytes(head[pos + 4:pos + 8], order)
+        if head[pos:pos + 4] == b"data":
+            have = path.stat().st_size - (pos + 8)
+            if size != 0xFFFFFFFF and have < size:  # 0xFFFFFFFF: streamed WAV of unknown length
+                raise AudioError(f"audio file {path} is truncated: its header announces {size} bytes of "
+                                 f"audio, the file holds {have}")
+            return
+        pos += 8 + size + (size & 1)
+
+
 def load(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     """Reads any file soundfile reads -> (float32 [C, N], sample rate)."""
     path = Path(path)
@@ -43,6 +63,7 @@ def load(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     if path.is_dir():
         raise AudioError(f"input is a folder, not an audio file: {path}")
     try:
+        _check_wav_length(path)
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as e:
         raise AudioError(f"cannot read audio file {path}: {e}") from None

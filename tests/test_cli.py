@@ -128,6 +128,28 @@ def good_wav(folder: Path) -> Path:
     return write(folder / "in.wav", music_like(22050), 22050)
 
 
+def truncated(folder: Path, ext: str) -> Path:
+    path = write(folder / f"cut.{ext}", music_like(22050), 22050)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def inf_wav(folder: Path) -> Path:
+    wave = music_like(22050)
+    wave[5] = np.inf
+    return write(folder / "inf.wav", wave, 22050, subtype="FLOAT")
+
+
+def zero_length_wav(folder: Path) -> Path:
+    return write(folder / "empty.wav", np.zeros(0, np.float32), 22050)
+
+
+def bad_time_map(folder: Path) -> Path:
+    (folder / "map.txt").write_text("11025 5000\n5000 8000\n")
+    return good_wav(folder)
+
+
 # name -> (make input, output name or None for "same as input", extra args, words the error must contain)
 BAD = {
     "missing input": (lambda d: d / "nope.wav", "out.wav", ["--rate", "2"], ["not found", "nope.wav"]),
@@ -145,6 +167,13 @@ BAD = {
     "text file renamed .wav": (text_file_as_wav, "out.wav", ["--rate", "2"], ["cannot read", "notes.wav"]),
     "all-zero wav": (silent_wav, "out.wav", ["--rate", "2"], ["silent"]),
     "NaN in a float wav": (nan_wav, "out.wav", ["--rate", "2"], ["NaN"]),
+    "Inf in a float wav": (inf_wav, "out.wav", ["--rate", "2"], ["Inf"]),
+    "zero-length wav": (zero_length_wav, "out.wav", ["--rate", "2"], ["empty"]),
+    "truncated wav": (lambda d: truncated(d, "wav"), "out.wav", ["--rate", "2"], ["truncated", "cut.wav"]),
+    "truncated flac": (lambda d: truncated(d, "flac"), "out.wav", ["--rate", "2"], ["cannot read", "cut.flac"]),
+    "truncated ogg": (lambda d: truncated(d, "ogg"), "out.wav", ["--rate", "2"], ["cut.ogg"]),
+    "time map not monotonic": (bad_time_map, "out.wav", ["--time-map", "{dir}/map.txt"], ["monotonic"]),
+    "duration absurd": (good_wav, "out.wav", ["--duration", "1000"], ["duration"]),
 }
 
 
@@ -156,7 +185,7 @@ def test_bad_input(tmp_path, tiny_model, capsys, case):
     before = {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in tmp_path.iterdir()}
     src_bytes = src.read_bytes() if src.is_file() else None
 
-    code = stretch(src, dst, *args, checkpoint=tiny_model)
+    code = stretch(src, dst, *[a.replace("{dir}", str(tmp_path)) for a in args], checkpoint=tiny_model)
 
     err = capsys.readouterr().err
     assert code != 0
@@ -182,3 +211,18 @@ def test_bad_checkpoint(tmp_path, capsys):
         assert "error:" in err and word in err
         assert not (tmp_path / "out.wav").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav", "model.safetensors"]
+
+
+def test_unwritable_output_folder(tmp_path, tiny_model, capsys):
+    import os
+
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o500)
+    target = folder if os.geteuid() != 0 else Path("/proc")  # root writes anywhere but /proc
+    code = stretch(good_wav(tmp_path), target / "out.wav", "--rate", "2", checkpoint=tiny_model)
+    err = capsys.readouterr().err
+    assert code != 0 and "Traceback" not in err
+    assert "not writable" in err or "cannot write" in err, err
+    assert not (target / "out.wav").exists()
+    folder.chmod(0o700)
