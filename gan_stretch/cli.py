@@ -55,7 +55,7 @@ def _data_midi(args) -> None:
     c = build_true_tempo(args.out, pieces=args.pieces, heldout=args.heldout, seconds=args.seconds,
                          rates=args.rates, programs=args.programs or DEFAULT_PROGRAMS,
                          programs_per_piece=args.programs_per_piece, sample_rate=args.sample_rate,
-                         soundfont=args.soundfont)
+                         soundfont=args.soundfont, splits=("heldout",) if args.heldout_only else ("train", "heldout"))
     print(f"{c.root}: {len(c.split('train'))} training and {len(c.split('heldout'))} held-out items")
 
 
@@ -99,6 +99,7 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--programs", type=int, nargs="*", default=None, help="General MIDI programs to cycle through")
     m.add_argument("--programs-per-piece", type=int, default=1)
     m.add_argument("--soundfont", default=None, help=".sf2 path or name (default: TimGM6mb)")
+    m.add_argument("--heldout-only", action="store_true", help="render only the held-out pieces (an evaluation set)")
     t = dsub.add_parser("teacher", help="recorded audio stretched by a classical stretcher")
     t.add_argument("--audio", required=True, help="folder of wav/flac/ogg files")
     t.add_argument("--out", required=True)

@@ -278,3 +278,9 @@ def test_missing_corpus_and_autoencoder(tmp_path):
         train(RECIPES / "mapper.yaml", [f"data={tmp_path}", f"run_dir={tmp_path / 'm'}", "steps=1",
                                         f"autoencoder={tmp_path / 'missing.safetensors'}"])
     assert not (tmp_path / "r").exists() and not (tmp_path / "m").exists()  # nothing was started
+
+
+def test_heldout_only_corpus_renders_only_the_evaluation_pieces(tmp_path):
+    c = build_true_tempo(tmp_path / "eval", pieces=3, heldout=0.55, seconds=1.0, rates=(2.0,), splits=("heldout",))
+    assert [i.split for i in c.items] == ["heldout"]  # bach/bwv1.6 alone, as in the tiny corpus
+    assert len(list((tmp_path / "eval" / "audio").iterdir())) == 1

@@ -108,8 +108,11 @@ def corpus_sources(n: int, composers=COMPOSERS) -> list[str]:
 def build_true_tempo(out: str | os.PathLike, pieces: int = 32, heldout: float = 0.25, seconds: float = 10.0,
                      rates=DEFAULT_RATES, programs=DEFAULT_PROGRAMS, programs_per_piece: int = 1,
                      sample_rate: int = 22050, soundfont: str | None = None,
-                     composers=COMPOSERS) -> Corpus:
-    """Renders ``pieces`` compositions at tempo 1 and each rate; reuses renders already on disk."""
+                     composers=COMPOSERS, splits=("train", "heldout")) -> Corpus:
+    """Renders ``pieces`` compositions at tempo 1 and each rate; reuses renders already on disk.
+
+    ``splits=("heldout",)`` renders only the held-out pieces (an evaluation set, e.g. with a
+    soundfont never used in training)."""
     from .render import find_soundfont, music21_midi, perform, render
 
     root = Path(out)
@@ -125,8 +128,11 @@ def build_true_tempo(out: str | os.PathLike, pieces: int = 32, heldout: float = 
     for src, program in tqdm(jobs, desc="rendering true-tempo pairs", unit="piece"):
         item_id = f"{Path(src).with_suffix('').as_posix().replace('/', '-')}-p{program}-{sf2.stem}"
         audio = {rate_key(r): f"audio/{item_id}/r{rate_key(r)}.flac" for r in all_rates}
-        item = {"id": item_id, "split": "heldout" if _is_heldout(src, heldout) else "train", "source":
-                f"music21:{src}", "program": program, "soundfont": sf2.name, "audio": audio}
+        split = "heldout" if _is_heldout(src, heldout) else "train"
+        if split not in splits:
+            continue
+        item = {"id": item_id, "split": split, "source": f"music21:{src}", "program": program,
+                "soundfont": sf2.name, "audio": audio}
         if not (item_id in done and all((root / p).is_file() for p in audio.values())):
             try:
                 midi = music21_midi(src)
