@@ -284,3 +284,15 @@ def test_heldout_only_corpus_renders_only_the_evaluation_pieces(tmp_path):
     c = build_true_tempo(tmp_path / "eval", pieces=3, heldout=0.55, seconds=1.0, rates=(2.0,), splits=("heldout",))
     assert [i.split for i in c.items] == ["heldout"]  # bach/bwv1.6 alone, as in the tiny corpus
     assert len(list((tmp_path / "eval" / "audio").iterdir())) == 1
+
+
+def test_gan_trains_on_teacher_targets(tiny_corpus, ae_model, tmp_path):
+    """A teacher corpus made from the training inputs (fresh folder, no cache yet) trains the GAN."""
+    from gan_stretch.data.corpus import teacher_from_corpus
+
+    teacher = teacher_from_corpus(tiny_corpus.root, tmp_path / "wsola-teacher", "wsola")
+    run_stage("gan", teacher, tmp_path / "gan", 6, ae=ae_model)
+    assert load_model(tmp_path / "gan" / "model.safetensors").kind == "gan"
+    run_stage("gan", teacher, tmp_path / "gan2", 6, ae=ae_model)  # the cached latents are read back
+    assert torch.equal(weights(tmp_path / "gan" / "model.safetensors")["refiner.outp.weight"],
+                       weights(tmp_path / "gan2" / "model.safetensors")["refiner.outp.weight"])

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from einops import rearrange
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
@@ -93,12 +94,13 @@ def latent_cache(corpus: Corpus, model, model_digest: str, split: str = "train")
     """Encodes each (input, target) pair of the split once with the frozen autoencoder of ``model``."""
     items = corpus.split(split)
     cfg, ae = model.spectral, model.autoencoder
-    path = corpus.root / "cache" / f"latents-{_digest(model_digest, [(i.id, i.audio) for i in items])}.safetensors"
+    path = corpus.root / "cache" / f"latents-{_digest(2, model_digest, [(i.id, i.audio) for i in items])}.safetensors"
     if path.is_file():
         t = load_file(str(path))
-        meta = json.loads(Path(str(path) + ".json").read_text())
+        with safe_open(str(path), framework="pt") as f:
+            kinds = json.loads(f.metadata()["kinds"])
         return LatentPairs(t["source"], t["target"], t["offsets"].numpy(), t["lengths"].numpy(),
-                           t["rates"].numpy(), meta["kinds"])
+                           t["rates"].numpy(), kinds)
     src, tgt, lengths, rates = [], [], [], []
     for item in tqdm(items, desc=f"encoding latents of {corpus.root.name}", unit="item"):
         frames, _ = db_frames(corpus.load(item, 1.0), cfg)
@@ -114,11 +116,10 @@ def latent_cache(corpus: Corpus, model, model_digest: str, split: str = "train")
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     pairs = LatentPairs(torch.cat(src), torch.cat(tgt), offsets, lengths, np.asarray(rates, np.float64),
                         [corpus.kind] * len(lengths))
-    Path(str(path) + ".json").write_text(json.dumps({"kinds": pairs.kinds}))
     with atomic_write(path) as tmp:
         save_file({"source": pairs.source.contiguous(), "target": pairs.target.contiguous(),
                    "offsets": torch.from_numpy(offsets), "lengths": torch.from_numpy(lengths),
-                   "rates": torch.from_numpy(pairs.rates)}, str(tmp))
+                   "rates": torch.from_numpy(pairs.rates)}, str(tmp), metadata={"kinds": json.dumps(pairs.kinds)})
     return pairs
 
 
