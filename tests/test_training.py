@@ -232,20 +232,22 @@ def test_same_seed_same_weights(tiny_corpus, tmp_path):
     assert not all(torch.equal(a[k], c[k]) for k in a)  # the seed matters
 
 
-def test_resume_refuses_another_stages_state(tiny_corpus, ae_model, tmp_path):
-    run_dir = tmp_path / "mixed"
+def with_autoencoder_state(run_dir: Path, ae_model: Path) -> Path:
+    """A run folder whose last checkpoint is the autoencoder run's training state."""
     (run_dir / "checkpoints").mkdir(parents=True)
     (run_dir / "checkpoints" / "last.safetensors").write_bytes(
         (ae_model.parent / "checkpoints" / "last.safetensors").read_bytes())
+    return run_dir
+
+
+def test_resume_refuses_another_stages_state(tiny_corpus, ae_model, tmp_path):
+    run_dir = with_autoencoder_state(tmp_path / "mixed", ae_model)
     with pytest.raises(CheckpointError, match="not a mapper training state"):
         run_stage("mapper", tiny_corpus, run_dir, 5, ae=ae_model)
 
 
 def test_resume_refuses_a_different_architecture(tiny_corpus, ae_model, tmp_path):
-    run_dir = tmp_path / "arch"
-    (run_dir / "checkpoints").mkdir(parents=True)
-    (run_dir / "checkpoints" / "last.safetensors").write_bytes(
-        (ae_model.parent / "checkpoints" / "last.safetensors").read_bytes())
+    run_dir = with_autoencoder_state(tmp_path / "arch", ae_model)
     with pytest.raises(CheckpointError, match="does not match"):
         run_stage("autoencoder", tiny_corpus, run_dir, 40, "latent=8")
 

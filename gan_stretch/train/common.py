@@ -140,7 +140,8 @@ class Run:
                     f"{k.split('/')[-1]} {v:.3f}" for k, v in scalars.items() if k.startswith("loss/")))
             if done % r.save_every == 0 or done == r.steps:
                 self.save(done, modules, optimizers)
-                self.export(export())  # a usable model at every save, not only at the end
+                if done < r.steps:  # a usable model at every save; the last one is exported below
+                    self.export(export())
             if done % r.eval_every == 0 or done == r.steps:
                 for m in modules.values():
                     m.eval()
