@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from .errors import CheckpointError
 
 META_KEY = "gan_stretch"
+PARTIAL = ".partial-"  # marks the temporary files of atomic_write: ``.{stem}.partial-XXXX{suffix}``
 
 
 @contextlib.contextmanager
@@ -29,7 +30,7 @@ def atomic_write(path: str | os.PathLike):
     success and removes it on any failure, so ``path`` is either the old file or the whole new one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}{PARTIAL}", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
     try:
@@ -37,6 +38,15 @@ def atomic_write(path: str | os.PathLike):
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def remove_partial_files(folder: str | os.PathLike) -> list[Path]:
+    """Removes the temporary files that a process killed mid-write (SIGKILL, power loss) left in
+    ``folder`` and below; only the owner of a folder (a resumed training run) should call this."""
+    stale = [p for p in Path(folder).rglob(f".*{PARTIAL}*") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 def save(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict) -> None:

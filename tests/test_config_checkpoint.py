@@ -141,6 +141,20 @@ def test_save_overwrites_and_a_failed_save_keeps_the_old_file(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck.safetensors"]
 
 
+def test_partial_files_of_a_killed_write_are_found_and_only_they_are_removed(tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    keep = [run / "model.safetensors", run / ".hidden-user-file", run / "checkpoints" / "last.safetensors"]
+    for p in keep:
+        p.write_bytes(b"x")
+    with checkpoint.atomic_write(run / "model.safetensors") as tmp:  # what a SIGKILL mid-write leaves
+        stale = [tmp.with_name(tmp.name + ".copy"), run / "checkpoints" / tmp.name.replace("model", "last")]
+    for p in stale:
+        p.write_bytes(b"partial")
+    assert sorted(checkpoint.remove_partial_files(run)) == sorted(stale)
+    assert sorted(p for p in run.rglob("*") if p.is_file()) == sorted(keep)
+
+
 def _corrupt_files(folder: Path) -> dict[str, Path]:
     good = folder / "good.safetensors"
     checkpoint.save(good, sample_tensors(), {"kind": "gan"})

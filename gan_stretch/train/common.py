@@ -39,6 +39,8 @@ class Run:
         self.model_path = self.dir / "model.safetensors"
         if self.is_main:
             self.dir.mkdir(parents=True, exist_ok=True)
+            for stale in checkpoint.remove_partial_files(self.dir):
+                print(f"removed {stale}, a partial file left by an interrupted run")
             (self.dir / "recipe.json").write_text(json.dumps(recipe_dict(recipe), indent=1))
         self.accelerator.init_trackers("tb", config={k: (v if isinstance(v, (int, float, str, bool)) else str(v))
                                                      for k, v in recipe_dict(recipe).items()})
