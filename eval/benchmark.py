@@ -167,7 +167,8 @@ def main(argv=None) -> int:
     p.add_argument("--methods", nargs="*", default=["pv"], help="classical stretchers and ceilings")
     p.add_argument("--rates", type=float, nargs="+", default=None)
     p.add_argument("--pieces", type=int, default=8, help="held-out pieces to score")
-    p.add_argument("--griffin-lim", type=int, default=16)
+    p.add_argument("--griffin-lim", type=int, default=2, help="phase refinement iterations of the models")
+    p.add_argument("--no-phase-lock", dest="phase_lock", action="store_false", help="plain phase propagation")
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
     if bool(args.data) == bool(args.recordings):
@@ -175,7 +176,8 @@ def main(argv=None) -> int:
     models = {}
     for spec in args.model:
         name, _, path = spec.partition("=")
-        models[name] = Stretcher(load_model(path), device=args.device, griffin_lim=args.griffin_lim)
+        models[name] = Stretcher(load_model(path), device=args.device, griffin_lim=args.griffin_lim,
+                                  phase_lock=args.phase_lock)
     if args.recordings:
         return recordings(args, models)
 
@@ -221,7 +223,7 @@ def main(argv=None) -> int:
     (out / "config.json").write_text(json.dumps({
         "command": " ".join([sys.executable, *sys.argv]) if argv is None else " ".join(["eval/benchmark.py", *argv]),
         "data": args.data, "pieces": [i.id for i in items], "models": args.model, "methods": args.methods,
-        "griffin_lim": args.griffin_lim, "plots": plots,
+        "griffin_lim": args.griffin_lim, "phase_lock": args.phase_lock, "plots": plots,
         "model_meta": {n: s.model.meta for n, s in models.items()}}, indent=1, default=str))
     print(table)
     print(f"wrote {out}/table.md, results.csv, {len(plots)} plots")

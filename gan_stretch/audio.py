@@ -6,11 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+import torch
 
-from .checkpoint import atomic_write
+from .checkpoint import partial_path
 from .errors import AudioError
 
-FORMATS = {f".{ext.lower()}" for ext in sf.available_formats()}
+FORMATS = {f".{ext.lower()}": ext for ext in sf.available_formats()}  # extension -> soundfile format
 
 
 def validate(wave: np.ndarray, what: str = "audio") -> np.ndarray:
@@ -57,17 +58,111 @@ def _check_wav_length(path: Path) -> None:
 
 def load(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     """Reads any file soundfile reads -> (float32 [C, N], sample rate)."""
-    path = Path(path)
-    if not path.exists():
-        raise AudioError(f"input file not found: {path}")
-    if path.is_dir():
-        raise AudioError(f"input is a folder, not an audio file: {path}")
-    try:
-        _check_wav_length(path)
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as e:
-        raise AudioError(f"cannot read audio file {path}: {e}") from None
-    return validate(data.T, f"audio file {path}"), int(sr)
+    with AudioReader(path) as reader:
+        data = reader.read(0, reader.frames).numpy()
+    return validate(data, reader.name), reader.sample_rate
+
+
+class AudioReader:
+    """An audio file read in blocks: ``read(lo, hi)`` -> float32 tensor [C, hi - lo], zeros outside
+    the file. Every block is checked for NaN/Inf; a file that ends before its header says raises."""
+
+    def __init__(self, path: str | os.PathLike, device: str | torch.device = "cpu"):
+        path = Path(path)
+        self.path, self.name, self.device = path, f"audio file {path}", torch.device(device)
+        if not path.exists():
+            raise AudioError(f"input file not found: {path}")
+        if path.is_dir():
+            raise AudioError(f"input is a folder, not an audio file: {path}")
+        try:
+            _check_wav_length(path)
+            self.file = sf.SoundFile(str(path))
+        except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as e:
+            raise AudioError(f"cannot read audio file {path}: {e}") from None
+        self.frames, self.channels, self.sample_rate = self.file.frames, self.file.channels, self.file.samplerate
+        self.format, self.subtype = self.file.format, self.file.subtype
+        if self.frames <= 0:
+            self.close()
+            raise AudioError(f"{self.name} is empty (no samples)")
+        if self.channels > 64:
+            self.close()
+            raise AudioError(f"{self.name} has {self.channels} channels; at most 64 are supported")
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.channels, self.frames
+
+    def read(self, lo: int, hi: int) -> torch.Tensor:
+        out = torch.zeros(self.channels, hi - lo, device=self.device)
+        a, b = max(lo, 0), min(hi, self.frames)
+        if b <= a:
+            return out
+        try:
+            self.file.seek(a)
+            data = self.file.read(b - a, dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as e:
+            raise AudioError(f"cannot read {self.name}: {e}") from None
+        if data.shape[0] < b - a:
+            raise AudioError(f"{self.name} is truncated: it ends at sample {a + data.shape[0]}, "
+                             f"its header announces {self.frames}")
+        if not np.isfinite(data).all():
+            raise AudioError(f"{self.name} contains NaN or Inf samples")
+        out[:, a - lo:b - lo] = torch.from_numpy(data.T).to(self.device)
+        return out
+
+    def close(self) -> None:
+        self.file.close()
+
+    def __enter__(self) -> "AudioReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class AudioWriter:
+    """Writes an audio file block by block (format from the extension); the file appears at
+    ``path`` only when the writer closes without an error. ``like`` (an AudioReader) keeps the
+    input's sample format (16/24-bit, float) when the output has the same container format."""
+
+    def __init__(self, path: str | os.PathLike, sr: int, channels: int, like: "AudioReader | None" = None):
+        self.path = check_output_path(path)
+        self.sr, self.channels = sr, channels
+        fmt = FORMATS[self.path.suffix.lower()]
+        self.subtype = like.subtype if like is not None and like.format == fmt else None
+        if self.subtype is not None and not sf.check_format(fmt, self.subtype):
+            self.subtype = None
+        self.clip = (self.subtype or sf.default_subtype(fmt) or "") not in ("FLOAT", "DOUBLE")
+
+    def __enter__(self) -> "AudioWriter":
+        self.tmp = self.path  # nothing to remove until the temporary file exists
+        try:
+            self.tmp = partial_path(self.path)
+            self.file = sf.SoundFile(str(self.tmp), "w", self.sr, self.channels, subtype=self.subtype)
+        except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as e:
+            if self.tmp != self.path:
+                self.tmp.unlink(missing_ok=True)
+            raise AudioError(f"cannot write {self.path}: {e}") from None
+        return self
+
+    def write(self, chunk: np.ndarray) -> None:
+        """chunk: float [C, k]."""
+        chunk = np.clip(chunk, -1, 1) if self.clip else chunk
+        try:
+            self.file.write(np.ascontiguousarray(chunk.T))
+        except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as e:
+            raise AudioError(f"cannot write {self.path}: {e}") from None
+
+    def __exit__(self, kind, error, tb) -> None:
+        try:
+            self.file.close()
+            if kind is None:
+                os.replace(self.tmp, self.path)
+        except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as e:
+            if kind is None:
+                raise AudioError(f"cannot write {self.path}: {e}") from None
+        finally:
+            self.tmp.unlink(missing_ok=True)
 
 
 def check_output_path(path: str | os.PathLike, inputs: tuple = (), create_folder: bool = False) -> Path:
@@ -94,9 +189,5 @@ def check_output_path(path: str | os.PathLike, inputs: tuple = (), create_folder
 
 def save(path: str | os.PathLike, wave: np.ndarray, sr: int) -> None:
     """Writes float [C, N] to ``path`` (format from the extension) atomically."""
-    path = check_output_path(path)
-    try:
-        with atomic_write(path) as tmp:
-            sf.write(str(tmp), np.clip(wave, -1, 1).T, sr)
-    except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as e:
-        raise AudioError(f"cannot write {path}: {e}") from None
+    with AudioWriter(path, sr, np.asarray(wave).shape[0]) as writer:
+        writer.write(np.asarray(wave))

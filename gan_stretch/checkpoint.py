@@ -29,15 +29,20 @@ def atomic_write(path: str | os.PathLike):
     """Yields a temporary sibling of ``path`` (same suffix) to write; renames it into place on
     success and removes it on any failure, so ``path`` is either the old file or the whole new one."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}{PARTIAL}", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
+    tmp = partial_path(path)
     try:
         yield tmp
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def partial_path(path: Path) -> Path:
+    """A new empty temporary sibling of ``path`` (same suffix, so formats are still recognised)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}{PARTIAL}", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
 
 
 def remove_partial_files(folder: str | os.PathLike) -> list[Path]:

@@ -12,7 +12,7 @@ def _stretch(args) -> None:
 
     from tqdm import tqdm
 
-    from .audio import FORMATS, check_output_path, load, save
+    from .audio import FORMATS, check_output_path
     from .errors import AudioError
     from .pipeline import Stretcher
     from .spectral import check_rate
@@ -37,14 +37,20 @@ def _stretch(args) -> None:
         jobs = [(src, dst)]
     for f, out in jobs:
         check_output_path(out, inputs=(f,), create_folder=len(jobs) > 1)
-    stretcher = Stretcher(args.checkpoint, device=args.device, griffin_lim=args.griffin_lim)
-    for f, out in tqdm(jobs, desc="stretching", unit="file", disable=len(jobs) == 1):
-        wave, sr = load(f)
-        y = stretcher.stretch(wave, sr, None if args.rate is None else float(args.rate), duration=args.duration,
-                              time_map=time_map)
-        save(out, y, sr)
-        if len(jobs) == 1:
-            print(f"wrote {out} ({y.shape[-1] / sr:.2f} s, {sr} Hz, {y.shape[0]} channel(s))")
+    stretcher = Stretcher(args.checkpoint, device=args.device, griffin_lim=args.griffin_lim,
+                          phase_lock=not args.no_phase_lock)
+    rate = None if args.rate is None else float(args.rate)
+    with tqdm(jobs, desc="stretching", unit="file", disable=len(jobs) == 1) as files, \
+            tqdm(desc="audio", unit="s", leave=False, disable=len(jobs) > 1 or not sys.stderr.isatty()) as seconds:
+        for f, out in files:
+            def progress(done, total, bar=seconds):
+                bar.total, bar.n = round(total, 1), round(done, 1)
+                bar.refresh()
+            info = stretcher.stretch_file(f, out, rate, duration=args.duration, time_map=time_map, progress=progress)
+            if len(jobs) == 1:
+                seconds.close()
+                print(f"wrote {out} ({info['frames'] / info['sample_rate']:.2f} s, {info['sample_rate']} Hz, "
+                      f"{info['channels']} channel(s))")
     if len(jobs) > 1:
         print(f"wrote {len(jobs)} files to {dst}")
 
@@ -88,7 +94,9 @@ def parser() -> argparse.ArgumentParser:
                    help="Rubber Band time map: lines 'source_frame target_frame' (sample indices)")
     s.add_argument("--checkpoint", default=None, help="model .safetensors (default: the packaged model)")
     s.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
-    s.add_argument("--griffin-lim", type=int, default=16, help="phase refinement iterations")
+    s.add_argument("--griffin-lim", type=int, default=2,
+                   help="phase refinement iterations (default 2; more cost time and gain little)")
+    s.add_argument("--no-phase-lock", action="store_true", help="plain phase propagation instead of phase locking")
     s.set_defaults(fn=_stretch)
 
     d = sub.add_parser("data", help="build training and evaluation corpora")

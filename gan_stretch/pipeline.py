@@ -17,7 +17,7 @@ import torchaudio
 from einops import rearrange
 
 from . import checkpoint, spectral, timemap
-from .audio import validate
+from .audio import AudioReader, AudioWriter, check_output_path, validate
 from .errors import AudioError, CheckpointError
 from .models import (AutoencoderConfig, FrameAutoencoder, GeneratorConfig, LatentGenerator, MapperConfig,
                      StretchMapper)
@@ -25,6 +25,7 @@ from .spectral import MAX_RATE, MIN_RATE, SpectralConfig
 
 DEFAULT_CHECKPOINT = Path(__file__).parent / "checkpoints" / "default.safetensors"
 KINDS = ("autoencoder", "mapper", "gan")
+SILENT_DB = -200.0  # a loudest bin below this (1e-10) means the input holds only zeros
 
 
 @dataclass
@@ -90,19 +91,23 @@ class Stretcher:
     """Loads a model once and stretches any number of signals with it.
 
     >>> s = Stretcher()                       # the packaged default model
-    >>> y = s.stretch(x, 22050, rate=2.0)     # x: [N] or [C, N]; y: same layout, N / 2 samples
+    >>> y = s.stretch(x, 44100, rate=2.0)     # x: [N] or [C, N]; y: same layout, N / 2 samples
+    >>> s.stretch_file("in.flac", "out.flac", rate=0.8)   # streamed: memory does not grow with the file
     """
 
     def __init__(self, checkpoint_path: str | os.PathLike | Model | None = None, device: str | None = None,
-                 griffin_lim: int = 16, chunk_frames: int = 2048):
+                 griffin_lim: int = 2, phase_lock: bool = True, chunk_frames: int = 1024):
         self.model = checkpoint_path if isinstance(checkpoint_path, Model) else \
             load_model(checkpoint_path or DEFAULT_CHECKPOINT)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model.autoencoder.to(self.device)
         if self.model.refiner is not None:
             self.model.refiner.to(self.device)
-        self.griffin_lim = griffin_lim
-        self.chunk_frames = chunk_frames  # output frames per streamed block (about 47 s at 22.05 kHz)
+        if not isinstance(griffin_lim, (int, np.integer)) or not 0 <= griffin_lim <= 1000:
+            raise ValueError(f"griffin_lim must be an iteration count in [0, 1000], got {griffin_lim!r}")
+        self.griffin_lim = int(griffin_lim)
+        self.phase_lock = phase_lock
+        self.chunk_frames = chunk_frames  # output frames per streamed block (about 24 s)
         refiner = self.model.refiner
         context = sum(d * (refiner.cfg.kernel - 1) // 2 for d in refiner.cfg.dilations) \
             if isinstance(refiner, LatentGenerator) else 0
@@ -124,86 +129,111 @@ class Stretcher:
         arr = audio.detach().cpu().numpy() if is_torch else np.asarray(audio)
         one_d = arr.ndim == 1
         wave = validate(arr, "input audio")
-        if not isinstance(sr, (int, np.integer)) or not 1000 <= sr <= 384000:
-            raise AudioError(f"sample rate must be an integer number of Hz in [1000, 384000], got {sr!r}")
+        check_sample_rate(sr)
         tmap = timemap.resolve(wave.shape[-1], int(sr), rate, duration, time_map)
         out = self.stretch_tensor(torch.from_numpy(wave).to(self.device), int(sr), tmap)
         out = out[0] if one_d else out
         return out.to(audio.device) if is_torch else out.cpu().numpy()
 
+    @torch.no_grad()
     def stretch_tensor(self, wave: torch.Tensor, sr: int, tmap: timemap.TimeMap) -> torch.Tensor:
-        """wave: [C, N] float tensor at ``sr`` -> [C, tmap.n_out].
-
-        The model runs at its own sample rate. Above its Nyquist frequency, the input's band is
-        stretched by a phase vocoder at the input's rate, so a 44.1 kHz file keeps its full band.
-        """
-        msr = self.spectral.sample_rate
-        if sr == msr:
-            return self._neural(wave, tmap)
-        low = torchaudio.functional.resample(wave, sr, msr)
-        out = fit(torchaudio.functional.resample(self._neural(low, tmap.scaled(msr / sr)), msr, sr), tmap.n_out)
-        if sr > msr:
-            high = wave - fit(torchaudio.functional.resample(low, msr, sr), wave.shape[-1])
-            out = out + self._vocoder(high, sr, tmap)
+        """wave: [C, N] float tensor at ``sr`` (on any device; a batch of clips is a [C, N] of
+        clips) -> [C, tmap.n_out]."""
+        out = wave.new_zeros(wave.shape[0], tmap.n_out)
+        for start, chunk in self.blocks(wave, sr, tmap):
+            out[:, start:start + chunk.shape[-1]] = chunk
         return out
 
-    def _neural(self, wave: torch.Tensor, tmap: timemap.TimeMap) -> torch.Tensor:
-        """The learned stretch at the model's rate: [C, N] -> [C, tmap.n_out]."""
+    @torch.no_grad()
+    def stretch_file(self, src: str | os.PathLike, dst: str | os.PathLike, rate: float | None = None, *,
+                     duration: float | None = None, time_map=None, progress=None) -> dict:
+        """Stretches an audio file into ``dst`` (format from its extension), reading and writing in
+        blocks: peak memory stays flat however long the file is. ``dst`` appears only when whole.
+        ``progress(done, total)`` is called after each block (seconds of output). Returns
+        {"frames", "sample_rate", "channels"} of the output."""
+        with AudioReader(src, self.device) as reader:
+            sr = reader.sample_rate
+            tmap = timemap.resolve(reader.frames, sr, rate, duration, time_map)
+            dst = check_output_path(dst, inputs=(src,))
+            with AudioWriter(dst, sr, reader.channels, like=reader) as writer:
+                for start, chunk in self.blocks(reader, sr, tmap):
+                    writer.write(chunk.cpu().numpy())
+                    if progress is not None:
+                        progress((start + chunk.shape[-1]) / sr, tmap.n_out / sr)
+        return {"frames": tmap.n_out, "sample_rate": sr, "channels": reader.channels}
+
+    def input_config(self, sr: int) -> SpectralConfig:
+        """STFT settings at the input's rate with the model's frame duration and frequency spacing:
+        a 44.1 kHz input gets n_fft 4096 and hop 1024, whose first 1025 bins are the model's."""
         cfg = self.spectral
-        rate = torch.full((wave.shape[0],), min(max(tmap.mean_rate, MIN_RATE), MAX_RATE), device=wave.device)
+        if sr == cfg.sample_rate:
+            return cfg
+        hop = max(1, round(cfg.hop * sr / cfg.sample_rate))
+        ratio = cfg.n_fft / cfg.hop
+        n_fft = round(hop * ratio) if ratio == int(ratio) else 2 * round(cfg.n_fft * sr / cfg.sample_rate / 2)
+        return SpectralConfig(sample_rate=sr, n_fft=n_fft, hop=hop, db_range=cfg.db_range)
 
-        def magnitudes(spec, positions, ref):
-            frames = rearrange(spectral.magnitude_to_db(spec.abs(), ref, cfg), "c f t -> c t f")
-            out_db = self.transform(frames, positions, rate)
-            return spectral.db_to_magnitude(rearrange(out_db, "c t f -> c f t"), ref)
+    def blocks(self, source, sr: int, tmap: timemap.TimeMap):
+        """Yields (first output sample, audio [C, k]) in order, covering 0..tmap.n_out.
 
-        return self._stream(wave, tmap, cfg, magnitudes, self.griffin_lim)
-
-    def _vocoder(self, wave: torch.Tensor, sr: int, tmap: timemap.TimeMap) -> torch.Tensor:
-        """A phase vocoder on this module's streaming path (for the band above the model's)."""
-        scale = 2 ** max(0, round(math.log2(sr / self.spectral.sample_rate)))
-        cfg = SpectralConfig(sample_rate=sr, n_fft=self.spectral.n_fft * scale, hop=self.spectral.hop * scale)
-
-        def magnitudes(spec, positions, ref):
-            return rearrange(spectral.time_scale(rearrange(spec.abs(), "c f t -> c t f"), positions), "c t f -> c f t")
-
-        return self._stream(wave, tmap, cfg, magnitudes, 0)
-
-    def _stream(self, wave: torch.Tensor, tmap: timemap.TimeMap, cfg: SpectralConfig, magnitudes,
-                n_iter: int) -> torch.Tensor:
-        """Stretches [C, N] -> [C, tmap.n_out] through blocks of ``chunk_frames`` output frames.
-
-        Each block reads only the input frames it needs (plus a margin for the generator's
-        context and Griffin-Lim), continues the previous block's propagated phase, and is
-        overlap-added into the output, so memory does not grow with the input beyond the output.
+        Each block of ``chunk_frames`` output frames reads only the input frames it needs (plus
+        a margin for the generator's context and Griffin-Lim), continues the previous block's
+        propagated phase, and is overlap-added; the samples no later frame can touch are yielded.
+        The model runs on the bins below its Nyquist frequency (mapped onto its own bins); above
+        it, the input's magnitudes are time-scaled as a phase vocoder would, so a 44.1 kHz file
+        keeps its full band, and one phase reconstruction covers both.
         """
-        n_in, n_out = cfg.n_frames(wave.shape[-1]), cfg.n_frames(tmap.n_out)
-        positions = tmap.positions(n_out, cfg.hop, n_in, wave.device)
-        block = self.chunk_frames
-        ref = max(spectral.reference_db(spectral.frames(wave, cfg, s, min(s + block, n_in)).abs())
+        cfg = self.input_config(sr)
+        band = Band(self.spectral, cfg, source.device if isinstance(source, torch.Tensor) else self.device)
+        n_in, n_out = cfg.n_frames(source.shape[-1]), cfg.n_frames(tmap.n_out)
+        positions = tmap.positions(n_out, cfg.hop, n_in, band.device)
+        block, margin = self.chunk_frames, self.margin
+        ref = max(spectral.reference_db(band.low(spectral.frames(source, cfg, s, min(s + block, n_in)).abs()))
                   for s in range(0, n_in, block))
-        margin = self.margin
-        out = wave.new_zeros(wave.shape[0], (n_out - 1) * cfg.hop + cfg.n_fft)
-        power = wave.new_zeros(out.shape[-1])
+        if ref <= SILENT_DB:
+            raise AudioError(f"{getattr(source, 'name', 'input audio')} is silent (every sample is zero)")
+        rate = torch.full((source.shape[0],), min(max(tmap.mean_rate, MIN_RATE), MAX_RATE), device=band.device)
+        half = cfg.n_fft // 2
+        pending, weight = None, None  # overlap-added samples not final yet, from output frame j0 on
         carry = None  # (first output frame, propagated phase) of the previous block
         for j0 in range(0, n_out, block):
             j1 = min(j0 + block, n_out)
             a, b = max(0, j0 - margin), min(n_out, j1 + margin)
             first = int(positions[a].floor())
             stop = min(n_in, int(positions[b - 1].floor()) + 2)
-            spec = spectral.frames(wave, cfg, first, stop)  # [C, F, stop - first]
+            spec = spectral.frames(source, cfg, first, stop).to(band.device)  # [C, F, stop - first]
             local = positions[a:b] - first
             start = None if carry is None else carry[1][..., a - carry[0]]
             phase = spectral.propagate_phase(spec, local, cfg, start)
             carry = (a, phase)
-            mag = magnitudes(spec, local, ref)
-            length = tmap.n_out - a * cfg.hop if b == n_out else None  # the last block ends with the output
-            full = spectral.griffin_lim(mag, phase, cfg, n_iter, length=length) if n_iter else torch.polar(mag, phase)
-            signal, weight = spectral.overlap_add(full[..., j0 - a:j1 - a], cfg)
-            out[:, j0 * cfg.hop:j0 * cfg.hop + signal.shape[-1]] += signal
-            power[j0 * cfg.hop:j0 * cfg.hop + weight.shape[-1]] += weight
-        out = out / power.clamp_min(1e-11)
-        return fit(out[:, cfg.n_fft // 2:], tmap.n_out)
+            mag = self.magnitudes(spec, local, ref, rate, band)
+            if self.phase_lock:
+                phase = spectral.lock_phase(phase, mag, spec, local)
+            if self.griffin_lim:
+                full = spectral.griffin_lim(mag, phase, cfg, self.griffin_lim, length=tmap.n_out, offset=a)
+            else:
+                full = torch.polar(mag, phase)
+            signal, power = spectral.overlap_add(full[..., j0 - a:j1 - a], cfg)  # from sample j0 * hop - half
+            if pending is not None:
+                signal[..., :pending.shape[-1]] += pending
+                power[:weight.shape[-1]] += weight
+            done = signal.shape[-1] if j1 == n_out else (j1 - j0) * cfg.hop  # later frames start there
+            lo, hi = j0 * cfg.hop - half, min(j0 * cfg.hop - half + done, tmap.n_out)
+            out = signal[..., max(0, -lo):hi - lo] / power[max(0, -lo):hi - lo].clamp_min(1e-8)
+            pending, weight = signal[..., done:], power[done:]
+            if out.shape[-1]:
+                yield max(lo, 0), out
+        # a block's yield ends at its last frame's start; the last block's covers the output's end
+
+    def magnitudes(self, spec: torch.Tensor, positions: torch.Tensor, ref, rate, band: "Band") -> torch.Tensor:
+        """Input STFT [C, F, T] -> stretched magnitudes [C, F, T'] (model below its Nyquist
+        frequency, time-scaled input above it)."""
+        frames = rearrange(spectral.magnitude_to_db(band.low(spec.abs()), ref, self.spectral), "c f t -> c t f")
+        low = spectral.db_to_magnitude(rearrange(self.transform(frames, positions, rate), "c t f -> c f t"), ref)
+        if band.full:
+            return band.from_model(low)
+        scaled = rearrange(spectral.time_scale(rearrange(spec.abs(), "c f t -> c t f"), positions), "c t f -> c f t")
+        return band.combine(low, scaled)
 
     def transform(self, frames: torch.Tensor, positions: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
         """dB frames [B, T, F] -> stretched dB frames [B, T', F] (encode, time-scale, refine, decode)."""
@@ -212,6 +242,57 @@ class Stretcher:
         if self.model.refiner is not None:
             latents = self.model.refiner(latents, rate)
         return ae.decode(latents)
+
+
+class Band:
+    """Maps the bins of an STFT at the input's rate onto the model's bins and back.
+
+    Both have the same bin spacing (about 10.8 Hz); when the rates are not in a power-of-two
+    ratio the spacing differs slightly and bins are linearly interpolated. Model bins above the
+    input's Nyquist frequency are silence; input bins above the model's Nyquist frequency come
+    from the time-scaled input, cross-faded over the top 10 % of the model's band.
+    """
+
+    def __init__(self, model: SpectralConfig, cfg: SpectralConfig, device):
+        self.device = torch.device(device)
+        self.model, self.cfg = model, cfg
+        step = (model.sample_rate / model.n_fft) / (cfg.sample_rate / cfg.n_fft)  # model bin -> input bins
+        self.exact = abs(step - 1) < 1e-9
+        self.to_input = torch.arange(model.n_freq, dtype=torch.float64) * step  # input bin of each model bin
+        self.to_model = torch.arange(cfg.n_freq, dtype=torch.float64) / step  # model bin of each input bin
+        nyquist = model.n_freq - 1
+        self.full = bool(self.to_model[-1] <= nyquist)  # the model covers the whole input band
+        fade = ((nyquist - self.to_model) / (0.1 * nyquist)).clamp(0, 1)
+        self.fade = fade.float().to(self.device)[:, None]
+        self.to_input, self.to_model = self.to_input.float().to(self.device), self.to_model.float().to(self.device)
+
+    def low(self, mag: torch.Tensor) -> torch.Tensor:
+        """Input magnitudes [..., F_in, T] -> the model's bins [..., F_model, T] (zero above the input's band)."""
+        n = self.model.n_freq
+        if self.exact and mag.shape[-2] >= n:
+            return mag[..., :n, :]
+        inside = self.to_input <= mag.shape[-2] - 1
+        out = spectral.time_scale(mag, self.to_input)  # interpolates along the bin axis here
+        return out * inside[:, None]
+
+    def from_model(self, mag: torch.Tensor) -> torch.Tensor:
+        """Model-bin magnitudes [..., F_model, T] -> input bins [..., F_in, T] (within the model's band)."""
+        if self.exact:
+            return mag[..., :self.cfg.n_freq, :]
+        return spectral.time_scale(mag, self.to_model)
+
+    def combine(self, low: torch.Tensor, scaled: torch.Tensor) -> torch.Tensor:
+        """The model's magnitudes below its Nyquist frequency, ``scaled`` above, cross-faded."""
+        n = self.model.n_freq
+        lo = torch.nn.functional.pad(self.from_model(low)[..., :scaled.shape[-2], :],
+                                     (0, 0, 0, max(0, scaled.shape[-2] - n))) if self.exact else self.from_model(low)
+        return lo * self.fade + scaled * (1 - self.fade)
+
+
+def check_sample_rate(sr) -> int:
+    if not isinstance(sr, (int, np.integer)) or not 1000 <= sr <= 384000:
+        raise AudioError(f"sample rate must be an integer number of Hz in [1000, 384000], got {sr!r}")
+    return int(sr)
 
 
 def fit(wave: torch.Tensor, n: int) -> torch.Tensor:

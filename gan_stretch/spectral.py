@@ -10,6 +10,7 @@ import math
 from dataclasses import asdict, dataclass
 
 import torch
+from einops import rearrange
 
 from .errors import RateError
 
@@ -121,66 +122,138 @@ def propagate_phase(spec: torch.Tensor, positions: torch.Tensor, cfg: SpectralCo
     ``start`` [..., F] continues an earlier block's phase (streaming); by default the phase
     starts as the input's at the first position. This is the phase propagation of
     librosa.phase_vocoder / torchaudio.functional.phase_vocoder, written here because both take
-    one constant rate, while time maps need arbitrary positions.
+    one constant rate, while time maps need arbitrary positions. Each frame's advance is wrapped
+    to [-pi, pi) before the running sum, so float32 keeps the phase to about 1e-3 rad.
     """
     n_freq, n = spec.shape[-2], spec.shape[-1]
     positions = positions.to(spec.device).clamp(0, n - 1)
     omega = 2 * math.pi * cfg.hop * torch.arange(n_freq, device=spec.device, dtype=torch.float64) / cfg.n_fft
-    phase_in = torch.angle(spec).double()
+    omega = wrap(omega).to(spec.real.dtype).unsqueeze(-1)
+    phase_in = torch.angle(spec)
     i0 = positions.floor().long().clamp_max(n - 1)
     i1 = (i0 + 1).clamp_max(n - 1)
-    dphi = phase_in.index_select(-1, i1) - phase_in.index_select(-1, i0) - omega.unsqueeze(-1)
-    dphi = dphi - 2 * math.pi * torch.round(dphi / (2 * math.pi))
-    advance = omega.unsqueeze(-1) + dphi  # instantaneous frequency times one hop
-    first = phase_in.index_select(-1, i0[:1]) if start is None else start.double().unsqueeze(-1)
-    phase = torch.cat([first, first + torch.cumsum(advance[..., :-1], dim=-1)], dim=-1)
-    return torch.remainder(phase + math.pi, 2 * math.pi).sub_(math.pi).to(spec.real.dtype)
+    # instantaneous frequency times one hop, modulo 2 pi: omega + wrap(dphi - omega) == dphi (mod 2 pi)
+    advance = wrap(phase_in.index_select(-1, i1) - phase_in.index_select(-1, i0))
+    advance = torch.where(i1 > i0, advance, omega)  # past the last frame: the bin's centre frequency
+    first = phase_in.index_select(-1, i0[:1]) if start is None else start.unsqueeze(-1)
+    return wrap(torch.cat([first, first + torch.cumsum(wrap(advance[..., :-1]), dim=-1)], dim=-1))
 
 
-def frames(wave: torch.Tensor, cfg: SpectralConfig, first: int, stop: int) -> torch.Tensor:
+def wrap(phase: torch.Tensor) -> torch.Tensor:
+    """Angles to [-pi, pi)."""
+    return torch.remainder(phase + math.pi, 2 * math.pi) - math.pi
+
+
+def lock_phase(phase: torch.Tensor, mag: torch.Tensor, spec: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Identity phase locking (Laroche and Dolson): every bin keeps, relative to its nearest
+    spectral peak, the phase offset it has in the input frame it is read from, so the bins of one
+    partial stay coherent instead of drifting apart ("phasiness").
+
+    phase, mag: [..., F, T'] (propagated phase, output magnitudes); spec: the input STFT
+    [..., F, T]; positions [T'] into it. No library implements locking for arbitrary positions;
+    the peaks' own phases come from :func:`propagate_phase`, which keeps this a vectorised pass.
+    """
+    n_freq = mag.shape[-2]
+    left = torch.nn.functional.pad(mag[..., :-1, :], (0, 0, 1, 0))
+    right = torch.nn.functional.pad(mag[..., 1:, :], (0, 0, 0, 1))
+    peak = (mag >= left) & (mag > right)
+    bins = torch.arange(n_freq, device=mag.device).view(-1, 1).expand_as(mag)
+    below = torch.where(peak, bins, torch.full_like(bins, -n_freq)).cummax(dim=-2).values  # last peak at or below
+    above = torch.where(peak, bins, torch.full_like(bins, 2 * n_freq)).flip(-2).cummin(dim=-2).values.flip(-2)
+    nearest = torch.where(bins - below <= above - bins, below, above).clamp(0, n_freq - 1)
+    src = torch.angle(spec).index_select(-1, (positions.to(spec.device) + 0.5).floor().long().clamp(0, spec.shape[-1] - 1))
+    return wrap(phase.gather(-2, nearest) + src - src.gather(-2, nearest))
+
+
+def frames(wave, cfg: SpectralConfig, first: int, stop: int) -> torch.Tensor:
     """Frames first..stop-1 of the centred STFT of the whole ``wave`` [..., N], computed from the
-    samples they cover alone (zeros beyond the ends): [..., F, stop - first]."""
+    samples they cover alone (zeros beyond the ends): [..., F, stop - first].
+
+    ``wave`` is a tensor or anything with ``read(lo, hi)`` returning samples lo..hi-1 as a tensor
+    [..., hi - lo] zero-padded outside the signal (a file read in blocks).
+    """
     begin = first * cfg.hop - cfg.n_fft // 2
     length = (stop - first - 1) * cfg.hop + cfg.n_fft
-    lo, hi = max(begin, 0), min(begin + length, wave.shape[-1])
-    if hi > lo:
-        seg = torch.nn.functional.pad(wave[..., lo:hi], (lo - begin, begin + length - hi))
+    if isinstance(wave, torch.Tensor):
+        seg = read_padded(wave, begin, begin + length)
     else:
-        seg = wave.new_zeros(*wave.shape[:-1], length)
+        seg = wave.read(begin, begin + length)
     lead = seg.shape[:-1]
-    window = hann(cfg.n_fft, wave.device, wave.dtype)
+    window = hann(cfg.n_fft, seg.device, seg.dtype)
     spec = torch.stft(seg.reshape(-1, length), cfg.n_fft, cfg.hop, window=window, center=False, return_complex=True)
     return spec.reshape(*lead, *spec.shape[-2:])
+
+
+def read_padded(wave: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+    """Samples lo..hi-1 of ``wave`` [..., N], zeros outside 0..N-1."""
+    a, b = max(lo, 0), min(hi, wave.shape[-1])
+    if b <= a:
+        return wave.new_zeros(*wave.shape[:-1], hi - lo)
+    return torch.nn.functional.pad(wave[..., a:b], (a - lo, hi - b))
 
 
 def overlap_add(spec: torch.Tensor, cfg: SpectralConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """Windowed inverse FFT of each frame [..., F, K], overlap-added: (signal [..., L], window
     power [L]) with L = (K - 1) * hop + n_fft; dividing one by the other is torch.istft's result."""
     window = hann(cfg.n_fft, spec.device, spec.real.dtype)
-    k = spec.shape[-1]
-    lead = spec.shape[:-2]
-    length = (k - 1) * cfg.hop + cfg.n_fft
-    fold = lambda x: torch.nn.functional.fold(x, (1, length), (1, cfg.n_fft), stride=(1, cfg.hop)).reshape(
-        *x.shape[:-2], length)
-    time = torch.fft.irfft(spec.reshape(-1, *spec.shape[-2:]), n=cfg.n_fft, dim=-2) * window[:, None]
-    power = (window ** 2)[None, :, None].expand(1, cfg.n_fft, k)
-    return fold(time).reshape(*lead, length), fold(power)[0]
+    time = torch.fft.irfft(spec, n=cfg.n_fft, dim=-2) * window[:, None]  # [..., n_fft, K]
+    return _fold(time, cfg), _fold((window ** 2)[:, None].expand(cfg.n_fft, spec.shape[-1]), cfg)
+
+
+def _fold(time: torch.Tensor, cfg: SpectralConfig) -> torch.Tensor:
+    """Overlap-add of frames [..., n_fft, K] at ``hop`` -> [..., (K - 1) * hop + n_fft].
+
+    When the hop divides the frame, each frame is cut into n_fft / hop hop-long pieces and the
+    pieces are summed with n_fft / hop shifted adds (several times faster than
+    torch.nn.functional.fold, which torch.istft also uses); otherwise fold does it."""
+    n_fft, hop, k = cfg.n_fft, cfg.hop, time.shape[-1]
+    lead = time.shape[:-2]
+    if n_fft % hop:
+        flat = time.reshape(-1, n_fft, k)
+        out = torch.nn.functional.fold(flat, (1, (k - 1) * hop + n_fft), (1, n_fft), stride=(1, hop))
+        return out.reshape(*lead, -1)
+    r = n_fft // hop
+    pieces = rearrange(time, "... (r h) k -> ... r k h", r=r)
+    out = time.new_zeros(*lead, k + r - 1, hop)
+    for i in range(r):
+        out[..., i:i + k, :] += pieces[..., i, :, :]
+    return out.reshape(*lead, (k + r - 1) * hop)
+
+
+def project(spec: torch.Tensor, cfg: SpectralConfig, lo: int = 0, hi: int | None = None) -> torch.Tensor:
+    """The STFT of the signal that ``spec`` [..., F, K] overlap-adds to (the nearest consistent
+    spectrogram), keeping only samples lo..hi-1 of the overlap-added span (zeros elsewhere).
+
+    One Griffin-Lim step done on the frames themselves: irfft, overlap-add, window power, reframe,
+    rfft, without torch.istft's centring and envelope checks, which cost more than the FFTs."""
+    signal, power = overlap_add(spec, cfg)
+    signal = signal / power.clamp_min(1e-8)
+    if lo > 0 or (hi is not None and hi < signal.shape[-1]):
+        keep = torch.zeros_like(power)
+        keep[max(lo, 0):hi] = 1
+        signal = signal * keep
+    window = hann(cfg.n_fft, spec.device, spec.real.dtype)
+    framed = signal.unfold(-1, cfg.n_fft, cfg.hop) * window  # [..., K, n_fft]
+    return rearrange(torch.fft.rfft(framed, dim=-1), "... k f -> ... f k")
 
 
 def griffin_lim(mag: torch.Tensor, phase: torch.Tensor, cfg: SpectralConfig, n_iter: int = 16,
-                momentum: float = 0.99, length: int | None = None) -> torch.Tensor:
+                momentum: float = 0.99, length: int | None = None, offset: int = 0) -> torch.Tensor:
     """Magnitudes [..., F, T'] + initial phase -> consistent complex STFT [..., F, T'].
 
     Fast Griffin-Lim (the update of torchaudio.functional.griffinlim) started from ``phase``;
     torchaudio's version only starts from zero or random phase, and a propagated phase is what
-    makes a few iterations enough. ``length`` is the signal's length in samples (default: up to
-    the last frame's centre).
+    makes a few iterations enough. The frames are those of a centred STFT, frame ``offset`` + j
+    centred on sample (offset + j) * hop of a signal ``length`` samples long (default: up to the
+    last frame's centre); samples outside the signal are held at zero.
     """
-    length = (mag.shape[-1] - 1) * cfg.hop if length is None else length
+    length = (offset + mag.shape[-1] - 1) * cfg.hop if length is None else length
+    lo = cfg.n_fft // 2 - offset * cfg.hop  # the signal's first and last samples, in the frames' span
+    hi = lo + length
     angles = torch.polar(torch.ones_like(mag), phase)
     previous = torch.zeros_like(angles)
     for _ in range(n_iter):
-        rebuilt = analyze(synthesize(mag * angles, cfg, length), cfg)
+        rebuilt = project(mag * angles, cfg, lo, hi)
         angles = torch.sgn(rebuilt - previous * (momentum / (1 + momentum)))  # unit phasors
         previous = rebuilt
     return mag * angles

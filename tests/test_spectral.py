@@ -173,6 +173,37 @@ def test_overlap_add_divided_by_window_power_is_istft():
     assert (y - x).abs().max() < 1e-4
 
 
+@pytest.mark.parametrize("cfg", [CFG, spectral.SpectralConfig(44100, 4096, 1024), spectral.SpectralConfig(16000, 1000, 300)])
+def test_projection_is_istft_then_stft(cfg):
+    """One Griffin-Lim step on the frames equals torch.istft followed by torch.stft (also when the
+    hop does not divide the frame, where fold does the overlap-add)."""
+    g = torch.Generator().manual_seed(7)
+    spec = torch.complex(torch.randn(2, cfg.n_freq, 30, generator=g), torch.randn(2, cfg.n_freq, 30, generator=g))
+    length = 29 * cfg.hop + 77  # 30 frames
+    expected = spectral.analyze(spectral.synthesize(spec, cfg, length), cfg)
+    got = spectral.project(spec, cfg, cfg.n_fft // 2, cfg.n_fft // 2 + length)
+    torch.testing.assert_close(got, expected, atol=2e-3, rtol=1e-3)
+
+
+def test_phase_locking_keeps_a_partials_bins_coherent():
+    """A sine between two bins, read at rate 0.5: the bins around its peak keep the input's phase
+    offsets to the peak (plain propagation lets them drift apart)."""
+    sr, f = CFG.sample_rate, 1011.3
+    x = torch.sin(2 * math.pi * f * torch.arange(N) / sr)
+    spec = spectral.analyze(x, CFG)
+    n_out = CFG.n_frames(N * 2)
+    pos = spectral.stretch_positions(spec.shape[-1], n_out, 0.5)
+    mag = spectral.time_scale(spec.abs().T, pos).T
+    phase = spectral.propagate_phase(spec, pos, CFG)
+    locked = spectral.lock_phase(phase, mag, spec, pos)
+    k = round(f * CFG.n_fft / sr)
+    src = torch.angle(spec)[:, pos.round().long()]
+    offset = lambda ph: spectral.wrap(ph[k + 1] - ph[k] - (src[k + 1] - src[k]))[10:-10]
+    assert offset(locked).abs().max() < 1e-3
+    assert offset(phase).abs().max() > 0.5
+    torch.testing.assert_close(locked[k], phase[k])  # the peak keeps its propagated phase
+
+
 @pytest.mark.parametrize("rate", [0.5, 2.0])
 def test_propagate_phase_advances_at_the_instantaneous_frequency(rate):
     """For a stationary sine, each output frame's phase advances by 2*pi*f*hop/sr at the peak bin."""
