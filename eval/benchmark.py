@@ -167,7 +167,7 @@ def main(argv=None) -> int:
     p.add_argument("--methods", nargs="*", default=["pv"], help="classical stretchers and ceilings")
     p.add_argument("--rates", type=float, nargs="+", default=None)
     p.add_argument("--pieces", type=int, default=8, help="held-out pieces to score")
-    p.add_argument("--griffin-lim", type=int, default=2, help="phase refinement iterations of the models")
+    p.add_argument("--griffin-lim", type=int, default=1, help="phase refinement iterations of the models")
     p.add_argument("--no-phase-lock", dest="phase_lock", action="store_false", help="plain phase propagation")
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)

@@ -133,7 +133,7 @@ def main(argv=None) -> int:
     p.add_argument("--seconds", type=float, default=180.0)
     p.add_argument("--rate", type=float, default=1.5)
     p.add_argument("--checkpoint", default=None)
-    p.add_argument("--griffin-lim", type=int, default=16)
+    p.add_argument("--griffin-lim", type=int, default=1)
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--gpu-batch", type=int, default=0, help="measure batched throughput instead (clips at once)")
     p.add_argument("--clip-seconds", type=float, default=10.0)

@@ -96,7 +96,7 @@ class Stretcher:
     """
 
     def __init__(self, checkpoint_path: str | os.PathLike | Model | None = None, device: str | None = None,
-                 griffin_lim: int = 2, phase_lock: bool = True, chunk_frames: int = 1024):
+                 griffin_lim: int = 1, phase_lock: bool = True, chunk_frames: int = 1024):
         self.model = checkpoint_path if isinstance(checkpoint_path, Model) else \
             load_model(checkpoint_path or DEFAULT_CHECKPOINT)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -204,15 +204,22 @@ class Stretcher:
             spec = spectral.frames(source, cfg, first, stop).to(band.device)  # [C, F, stop - first]
             local = positions[a:b] - first
             start = None if carry is None else carry[1][..., a - carry[0]]
-            phase = spectral.propagate_phase(spec, local, cfg, start)
-            carry = (a, phase)
-            mag = self.magnitudes(spec, local, ref, rate, band)
+            # identical channels (dual mono, a centred source alone) are stretched once: they stay identical
+            keep, inverse = distinct_channels(spec, start)
+            if len(keep) < spec.shape[0]:
+                spec, start = spec[keep], None if start is None else start[keep]
+            source_phase = torch.angle(spec)
+            phase = spectral.propagate_phase(source_phase, local, cfg, start)
+            mag = self.magnitudes(spec.abs(), local, ref, rate[:len(keep)], band)
+            carry = (a, phase[inverse] if len(keep) < len(inverse) else phase)
             if self.phase_lock:
-                phase = spectral.lock_phase(phase, mag, spec, local)
+                phase = spectral.lock_phase(phase, mag, source_phase, local)
             if self.griffin_lim:
                 full = spectral.griffin_lim(mag, phase, cfg, self.griffin_lim, length=tmap.n_out, offset=a)
             else:
                 full = torch.polar(mag, phase)
+            if len(keep) < len(inverse):
+                full = full[inverse]
             signal, power = spectral.overlap_add(full[..., j0 - a:j1 - a], cfg)  # from sample j0 * hop - half
             if pending is not None:
                 signal[..., :pending.shape[-1]] += pending
@@ -225,15 +232,14 @@ class Stretcher:
                 yield max(lo, 0), out
         # a block's yield ends at its last frame's start; the last block's covers the output's end
 
-    def magnitudes(self, spec: torch.Tensor, positions: torch.Tensor, ref, rate, band: "Band") -> torch.Tensor:
-        """Input STFT [C, F, T] -> stretched magnitudes [C, F, T'] (model below its Nyquist
+    def magnitudes(self, mag: torch.Tensor, positions: torch.Tensor, ref, rate, band: "Band") -> torch.Tensor:
+        """Input magnitudes [C, F, T] -> stretched magnitudes [C, F, T'] (model below its Nyquist
         frequency, time-scaled input above it)."""
-        frames = rearrange(spectral.magnitude_to_db(band.low(spec.abs()), ref, self.spectral), "c f t -> c t f")
+        frames = rearrange(spectral.magnitude_to_db(band.low(mag), ref, self.spectral), "c f t -> c t f")
         low = spectral.db_to_magnitude(rearrange(self.transform(frames, positions, rate), "c t f -> c f t"), ref)
         if band.full:
             return band.from_model(low)
-        scaled = rearrange(spectral.time_scale(rearrange(spec.abs(), "c f t -> c t f"), positions), "c t f -> c f t")
-        return band.combine(low, scaled)
+        return band.combine(low, spectral.time_scale(mag[..., band.first_high:, :], positions, dim=-1))
 
     def transform(self, frames: torch.Tensor, positions: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
         """dB frames [B, T, F] -> stretched dB frames [B, T', F] (encode, time-scale, refine, decode)."""
@@ -263,6 +269,7 @@ class Band:
         nyquist = model.n_freq - 1
         self.full = bool(self.to_model[-1] <= nyquist)  # the model covers the whole input band
         fade = ((nyquist - self.to_model) / (0.1 * nyquist)).clamp(0, 1)
+        self.first_high = int((fade >= 1).sum())  # input bins from here on need the time-scaled input
         self.fade = fade.float().to(self.device)[:, None]
         self.to_input, self.to_model = self.to_input.float().to(self.device), self.to_model.float().to(self.device)
 
@@ -276,17 +283,38 @@ class Band:
         return out * inside[:, None]
 
     def from_model(self, mag: torch.Tensor) -> torch.Tensor:
-        """Model-bin magnitudes [..., F_model, T] -> input bins [..., F_in, T] (within the model's band)."""
+        """Model-bin magnitudes [..., F_model, T] -> input bins [..., min(F_in, F_model), T]
+        (exact bins), or [..., F_in, T] (interpolated; meaningful within the model's band)."""
         if self.exact:
             return mag[..., :self.cfg.n_freq, :]
         return spectral.time_scale(mag, self.to_model)
 
-    def combine(self, low: torch.Tensor, scaled: torch.Tensor) -> torch.Tensor:
-        """The model's magnitudes below its Nyquist frequency, ``scaled`` above, cross-faded."""
-        n = self.model.n_freq
-        lo = torch.nn.functional.pad(self.from_model(low)[..., :scaled.shape[-2], :],
-                                     (0, 0, 0, max(0, scaled.shape[-2] - n))) if self.exact else self.from_model(low)
-        return lo * self.fade + scaled * (1 - self.fade)
+    def combine(self, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+        """The model's magnitudes [..., F_model, T] below its Nyquist frequency, ``high`` (the
+        input bins from ``first_high`` on, [..., F_in - first_high, T]) above, cross-faded."""
+        k, n = self.first_high, self.cfg.n_freq
+        out = low.new_empty(*low.shape[:-2], n, low.shape[-1])
+        model = self.from_model(low)
+        out[..., :k, :] = model[..., :k, :]
+        top = min(model.shape[-2], n)
+        fade = self.fade[k:top]
+        out[..., k:top, :] = torch.lerp(high[..., :top - k, :], model[..., k:top, :], fade)
+        out[..., top:, :] = high[..., top - k:, :]
+        return out
+
+
+def distinct_channels(*tensors: torch.Tensor | None) -> tuple[list[int], list[int]]:
+    """Channels (first axis) that differ in any of ``tensors``: (kept channel indices, for every
+    channel the position of its kept twin)."""
+    tensors = [t for t in tensors if t is not None]
+    keep, inverse = [], []
+    for c in range(tensors[0].shape[0]):
+        twin = next((i for i, k in enumerate(keep) if all(torch.equal(t[c], t[k]) for t in tensors)), None)
+        if twin is None:
+            keep.append(c)
+            twin = len(keep) - 1
+        inverse.append(twin)
+    return keep, inverse
 
 
 def check_sample_rate(sr) -> int:
@@ -304,7 +332,7 @@ _DEFAULT: dict = {}
 
 
 def stretch(waveform, sr: int, rate: float | None = None, *, duration: float | None = None, time_map=None,
-            checkpoint: str | os.PathLike | None = None, device: str | None = None, griffin_lim: int = 16):
+            checkpoint: str | os.PathLike | None = None, device: str | None = None, griffin_lim: int = 1):
     """Stretch ``waveform`` ([N] or [C, N], numpy or torch) by ``rate`` (2 halves the duration), to
     ``duration`` seconds, or along ``time_map``; see :meth:`Stretcher.stretch`."""
     key = (str(checkpoint or DEFAULT_CHECKPOINT), device, griffin_lim)

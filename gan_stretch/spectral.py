@@ -105,20 +105,23 @@ def stretch_positions(n_in: int, n_out: int, rate: float, device=None) -> torch.
     return pos.clamp_(0, n_in - 1).float()
 
 
-def time_scale(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-    """Linear interpolation along time. x: [..., T, D], positions: [T'] -> [..., T', D]."""
-    n = x.shape[-2]
+def time_scale(x: torch.Tensor, positions: torch.Tensor, dim: int = -2) -> torch.Tensor:
+    """Linear interpolation along time. x: [..., T, D], positions: [T'] -> [..., T', D] (or
+    along another ``dim``: -1 for [..., D, T])."""
+    n = x.shape[dim]
     positions = positions.to(x.device).clamp(0, n - 1)
     i0 = positions.floor().long().clamp_max(n - 1)
     i1 = (i0 + 1).clamp_max(n - 1)
-    frac = (positions - i0.to(positions.dtype)).to(x.dtype).unsqueeze(-1)
-    return x.index_select(-2, i0) * (1 - frac) + x.index_select(-2, i1) * frac
+    frac = (positions - i0.to(positions.dtype)).to(x.dtype)
+    frac = frac.unsqueeze(-1) if dim == -2 else frac
+    return torch.lerp(x.index_select(dim, i0), x.index_select(dim, i1), frac)
 
 
 def propagate_phase(spec: torch.Tensor, positions: torch.Tensor, cfg: SpectralConfig,
                     start: torch.Tensor | None = None) -> torch.Tensor:
     """Phase-vocoder phase of the input read at arbitrary source positions: [..., F, T'] radians.
 
+    ``spec`` is the input's complex STFT [..., F, T], or its phase (real).
     ``start`` [..., F] continues an earlier block's phase (streaming); by default the phase
     starts as the input's at the first position. This is the phase propagation of
     librosa.phase_vocoder / torchaudio.functional.phase_vocoder, written here because both take
@@ -128,13 +131,13 @@ def propagate_phase(spec: torch.Tensor, positions: torch.Tensor, cfg: SpectralCo
     n_freq, n = spec.shape[-2], spec.shape[-1]
     positions = positions.to(spec.device).clamp(0, n - 1)
     omega = 2 * math.pi * cfg.hop * torch.arange(n_freq, device=spec.device, dtype=torch.float64) / cfg.n_fft
-    omega = wrap(omega).to(spec.real.dtype).unsqueeze(-1)
-    phase_in = torch.angle(spec)
+    phase_in = torch.angle(spec) if spec.is_complex() else spec
+    omega = wrap(omega).to(phase_in.dtype).unsqueeze(-1)
     i0 = positions.floor().long().clamp_max(n - 1)
-    i1 = (i0 + 1).clamp_max(n - 1)
-    # instantaneous frequency times one hop, modulo 2 pi: omega + wrap(dphi - omega) == dphi (mod 2 pi)
-    advance = wrap(phase_in.index_select(-1, i1) - phase_in.index_select(-1, i0))
-    advance = torch.where(i1 > i0, advance, omega)  # past the last frame: the bin's centre frequency
+    # instantaneous frequency times one hop, modulo 2 pi (omega + wrap(dphi - omega) == dphi mod 2 pi);
+    # past the last frame, the bin's centre frequency
+    step = torch.cat([phase_in[..., 1:] - phase_in[..., :-1], omega.expand(*phase_in.shape[:-1], 1)], dim=-1)
+    advance = step.index_select(-1, i0)
     first = phase_in.index_select(-1, i0[:1]) if start is None else start.unsqueeze(-1)
     return wrap(torch.cat([first, first + torch.cumsum(wrap(advance[..., :-1]), dim=-1)], dim=-1))
 
@@ -144,25 +147,25 @@ def wrap(phase: torch.Tensor) -> torch.Tensor:
     return torch.remainder(phase + math.pi, 2 * math.pi) - math.pi
 
 
-def lock_phase(phase: torch.Tensor, mag: torch.Tensor, spec: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-    """Identity phase locking (Laroche and Dolson): every bin keeps, relative to its nearest
-    spectral peak, the phase offset it has in the input frame it is read from, so the bins of one
-    partial stay coherent instead of drifting apart ("phasiness").
+def lock_phase(phase: torch.Tensor, mag: torch.Tensor, source_phase: torch.Tensor, positions: torch.Tensor,
+               radius: int = 2) -> torch.Tensor:
+    """Identity phase locking (Laroche and Dolson): every bin keeps, relative to the strongest bin
+    within ``radius`` bins of it (the peak of its partial: a Hann window's main lobe is 2 bins
+    wide), the phase offset it has in the input frame it is read from, so the bins of one partial
+    stay coherent instead of drifting apart ("phasiness").
 
-    phase, mag: [..., F, T'] (propagated phase, output magnitudes); spec: the input STFT
-    [..., F, T]; positions [T'] into it. No library implements locking for arbitrary positions;
-    the peaks' own phases come from :func:`propagate_phase`, which keeps this a vectorised pass.
+    phase, mag: [..., F, T'] (propagated phase, output magnitudes); source_phase: the input's
+    phase [..., F, T]; positions [T'] into it. No library implements locking for arbitrary
+    positions; a max-pool finds the peaks, and the peaks' own phases come from
+    :func:`propagate_phase`, which keeps this one vectorised pass.
     """
-    n_freq = mag.shape[-2]
-    left = torch.nn.functional.pad(mag[..., :-1, :], (0, 0, 1, 0))
-    right = torch.nn.functional.pad(mag[..., 1:, :], (0, 0, 0, 1))
-    peak = (mag >= left) & (mag > right)
-    bins = torch.arange(n_freq, device=mag.device).view(-1, 1).expand_as(mag)
-    below = torch.where(peak, bins, torch.full_like(bins, -n_freq)).cummax(dim=-2).values  # last peak at or below
-    above = torch.where(peak, bins, torch.full_like(bins, 2 * n_freq)).flip(-2).cummin(dim=-2).values.flip(-2)
-    nearest = torch.where(bins - below <= above - bins, below, above).clamp(0, n_freq - 1)
-    src = torch.angle(spec).index_select(-1, (positions.to(spec.device) + 0.5).floor().long().clamp(0, spec.shape[-1] - 1))
-    return wrap(phase.gather(-2, nearest) + src - src.gather(-2, nearest))
+    n_freq, n_out = mag.shape[-2:]
+    flat = mag.reshape(-1, 1, n_freq, n_out)
+    _, where = torch.nn.functional.max_pool2d(flat, (2 * radius + 1, 1), 1, (radius, 0), return_indices=True)
+    peak = torch.div(where, n_out, rounding_mode="floor").reshape(mag.shape)  # flat (f, t) index -> f
+    nearest = (positions.to(mag.device) + 0.5).floor().long().clamp(0, source_phase.shape[-1] - 1)
+    src = source_phase.index_select(-1, nearest)
+    return wrap(phase.gather(-2, peak) + src - src.gather(-2, peak))
 
 
 def frames(wave, cfg: SpectralConfig, first: int, stop: int) -> torch.Tensor:
@@ -250,13 +253,13 @@ def griffin_lim(mag: torch.Tensor, phase: torch.Tensor, cfg: SpectralConfig, n_i
     length = (offset + mag.shape[-1] - 1) * cfg.hop if length is None else length
     lo = cfg.n_fft // 2 - offset * cfg.hop  # the signal's first and last samples, in the frames' span
     hi = lo + length
-    angles = torch.polar(torch.ones_like(mag), phase)
-    previous = torch.zeros_like(angles)
+    spec, previous = torch.polar(mag, phase), None
     for _ in range(n_iter):
-        rebuilt = project(mag * angles, cfg, lo, hi)
-        angles = torch.sgn(rebuilt - previous * (momentum / (1 + momentum)))  # unit phasors
+        rebuilt = project(spec, cfg, lo, hi)
+        target = rebuilt if previous is None else rebuilt - previous * (momentum / (1 + momentum))
+        spec = mag * torch.sgn(target)
         previous = rebuilt
-    return mag * angles
+    return spec
 
 
 def reconstruct(mag: torch.Tensor, phase: torch.Tensor, cfg: SpectralConfig, length: int,

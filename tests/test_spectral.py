@@ -195,7 +195,7 @@ def test_phase_locking_keeps_a_partials_bins_coherent():
     pos = spectral.stretch_positions(spec.shape[-1], n_out, 0.5)
     mag = spectral.time_scale(spec.abs().T, pos).T
     phase = spectral.propagate_phase(spec, pos, CFG)
-    locked = spectral.lock_phase(phase, mag, spec, pos)
+    locked = spectral.lock_phase(phase, mag, torch.angle(spec), pos)
     k = round(f * CFG.n_fft / sr)
     src = torch.angle(spec)[:, pos.round().long()]
     offset = lambda ph: spectral.wrap(ph[k + 1] - ph[k] - (src[k + 1] - src[k]))[10:-10]

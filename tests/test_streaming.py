@@ -1,0 +1,120 @@
+"""Files stream through in blocks: bounded reads, the same audio as in memory, the input's sample
+format kept, and nothing half-written when a block fails."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from conftest import music_like
+from gan_stretch import AudioError, Stretcher
+from gan_stretch.audio import AudioReader
+
+
+@pytest.fixture(scope="module")
+def small_blocks(tiny_model):
+    return Stretcher(tiny_model, device="cpu", griffin_lim=1, chunk_frames=64)
+
+
+def spy_reads(monkeypatch) -> list[int]:
+    spans = []
+    read = AudioReader.read
+
+    def recording(self, lo, hi):
+        spans.append(hi - lo)
+        return read(self, lo, hi)
+
+    monkeypatch.setattr(AudioReader, "read", recording)
+    return spans
+
+
+@pytest.mark.parametrize("seconds", [6, 24])
+def test_reads_are_blocks_whose_size_does_not_grow_with_the_file(small_blocks, tmp_path, monkeypatch, seconds):
+    sr = 44100
+    src, dst = tmp_path / "in.wav", tmp_path / "out.wav"
+    sf.write(str(src), music_like(seconds * sr, sr=sr, channels=2).T, sr, subtype="FLOAT")
+    spans = spy_reads(monkeypatch)
+    info = small_blocks.stretch_file(src, dst, 0.5)
+    assert info == {"frames": 2 * seconds * sr, "sample_rate": sr, "channels": 2}
+    cfg = small_blocks.input_config(sr)
+    # a block of 64 output frames at rate 0.5 reads 32 input frames plus margins (and a frame of lead-in)
+    bound = (64 // 2 + small_blocks.margin + 3) * cfg.hop + cfg.n_fft
+    assert max(spans) <= bound, (max(spans), bound)
+    assert len(spans) > 2 * seconds  # many small reads, not one
+
+
+def test_streamed_file_equals_the_in_memory_stretch(small_blocks, tmp_path):
+    sr = 48000  # not a power-of-two multiple of the model's rate: bins are interpolated
+    wave = music_like(5 * sr, sr=sr, channels=2)
+    src, dst = tmp_path / "in.wav", tmp_path / "out.wav"
+    sf.write(str(src), wave.T, sr, subtype="FLOAT")
+    small_blocks.stretch_file(src, dst, 1.3)
+    streamed, sr_out = sf.read(str(dst), dtype="float32", always_2d=True)
+    expected = small_blocks.stretch(wave, sr, 1.3)
+    assert sr_out == sr and sf.info(str(dst)).subtype == "FLOAT"
+    np.testing.assert_allclose(streamed.T, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("ext,subtype", [(".flac", "PCM_24"), (".wav", "PCM_24"), (".wav", "FLOAT"), (".flac", "PCM_16")])
+def test_output_keeps_the_inputs_sample_format(small_blocks, tmp_path, ext, subtype):
+    src, dst = tmp_path / f"in{ext}", tmp_path / f"out{ext}"
+    sf.write(str(src), music_like(22050), 22050, subtype=subtype)
+    small_blocks.stretch_file(src, dst, 2.0)
+    assert sf.info(str(dst)).subtype == subtype
+
+
+def test_a_failing_block_leaves_no_output(small_blocks, tmp_path):
+    """NaN in the middle of a long file is found while streaming: an error naming it, no file left."""
+    sr = 22050
+    wave = music_like(20 * sr)
+    wave[15 * sr] = np.nan
+    src, dst = tmp_path / "in.wav", tmp_path / "out.wav"
+    sf.write(str(src), wave, sr, subtype="FLOAT")
+    with pytest.raises(AudioError, match="NaN or Inf"):
+        small_blocks.stretch_file(src, dst, 0.8)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav"]
+
+
+def test_silent_file_is_refused(small_blocks, tmp_path):
+    src, dst = tmp_path / "in.flac", tmp_path / "out.flac"
+    sf.write(str(src), np.zeros(22050, np.float32), 22050)
+    with pytest.raises(AudioError, match="silent"):
+        small_blocks.stretch_file(src, dst, 0.8)
+    assert not dst.exists()
+
+
+@pytest.mark.parametrize("sr", [11025, 22050, 32000, 44100, 48000, 96000])
+def test_input_stft_has_the_models_frame_duration_and_bin_spacing(small_blocks, sr):
+    cfg, model = small_blocks.input_config(sr), small_blocks.spectral
+    assert abs(cfg.hop / sr - model.hop / model.sample_rate) < 0.5 / sr * 2
+    assert abs(cfg.sample_rate / cfg.n_fft - model.sample_rate / model.n_fft) < 0.01 * model.sample_rate / model.n_fft
+    assert cfg.n_fft % cfg.hop == 0  # the fast overlap-add applies
+
+
+def test_band_mapping_round_trips_model_bins(small_blocks):
+    """Model bins -> input bins -> model bins is the identity where the input's band reaches."""
+    from gan_stretch.pipeline import Band
+
+    for sr in (44100, 48000):
+        band = Band(small_blocks.spectral, small_blocks.input_config(sr), "cpu")
+        bins = torch.arange(small_blocks.spectral.n_freq, dtype=torch.float32)
+        mag = (1.5 + torch.sin(bins / 20))[None, :, None].expand(2, -1, 5)  # a smooth spectrum
+        back = band.low(band.combine(mag, torch.zeros(2, band.cfg.n_freq - band.first_high, 5)))
+        top = int(0.85 * mag.shape[1])  # below the cross-fade to the time-scaled band
+        torch.testing.assert_close(back[:, :top], mag[:, :top], atol=1e-3, rtol=1e-3)
+
+
+def test_channels_that_are_identical_for_a_while_stay_identical_and_independent(small_blocks):
+    """Dual mono for the first half, then the right channel changes: the halves stay bit-identical
+    while the input is, and each channel equals its own mono stretch throughout."""
+    sr = 22050
+    left = music_like(6 * sr, seed=1)
+    right = left.copy()
+    right[3 * sr:] = music_like(3 * sr, seed=2)
+    y = small_blocks.stretch(np.stack([left, right]), sr, 0.7)
+    same = int(2.5 * sr / 0.7)  # before the change (and its frames' reach)
+    assert np.array_equal(y[0, :same], y[1, :same])
+    assert not np.allclose(y[0, -sr:], y[1, -sr:])
+    for c, mono in enumerate((left, right)):
+        np.testing.assert_allclose(y[c], small_blocks.stretch(mono, sr, 0.7), atol=1e-5)
