@@ -111,7 +111,10 @@ class Stretcher:
         refiner = self.model.refiner
         context = sum(d * (refiner.cfg.kernel - 1) // 2 for d in refiner.cfg.dilations) \
             if isinstance(refiner, LatentGenerator) else 0
-        self.margin = context + 32  # frames of context each side of a block: the generator's + Griffin-Lim's
+        # frames of context each side of a block: the generator's, and n_fft / hop - 1 frames per
+        # Griffin-Lim iteration (how far one overlap-add and re-analysis spreads a frame), plus two
+        overlap = self.spectral.n_fft // self.spectral.hop - 1
+        self.margin = context + overlap * self.griffin_lim + 2
 
     @property
     def spectral(self) -> SpectralConfig:
@@ -188,7 +191,7 @@ class Stretcher:
         n_in, n_out = cfg.n_frames(source.shape[-1]), cfg.n_frames(tmap.n_out)
         positions = tmap.positions(n_out, cfg.hop, n_in, band.device)
         block, margin = self.chunk_frames, self.margin
-        ref = max(spectral.reference_db(band.low(spectral.frames(source, cfg, s, min(s + block, n_in)).abs()))
+        ref = max(spectral.reference_db(band.low_abs(spectral.frames(source, cfg, s, min(s + block, n_in))))
                   for s in range(0, n_in, block))
         if ref <= SILENT_DB:
             raise AudioError(f"{getattr(source, 'name', 'input audio')} is silent (every sample is zero)")
@@ -282,6 +285,12 @@ class Band:
         out = spectral.time_scale(mag, self.to_input)  # interpolates along the bin axis here
         return out * inside[:, None]
 
+    def low_abs(self, spec: torch.Tensor) -> torch.Tensor:
+        """``low(spec.abs())`` without the magnitudes of bins the model does not see."""
+        if self.exact and spec.shape[-2] >= self.model.n_freq:
+            return spec[..., :self.model.n_freq, :].abs()
+        return self.low(spec.abs())
+
     def from_model(self, mag: torch.Tensor) -> torch.Tensor:
         """Model-bin magnitudes [..., F_model, T] -> input bins [..., min(F_in, F_model), T]
         (exact bins), or [..., F_in, T] (interpolated; meaningful within the model's band)."""
@@ -293,7 +302,7 @@ class Band:
         """The model's magnitudes [..., F_model, T] below its Nyquist frequency, ``high`` (the
         input bins from ``first_high`` on, [..., F_in - first_high, T]) above, cross-faded."""
         k, n = self.first_high, self.cfg.n_freq
-        out = low.new_empty(*low.shape[:-2], n, low.shape[-1])
+        out = low.new_empty(*low.shape[:-2], low.shape[-1], n).transpose(-1, -2)  # the STFT's layout
         model = self.from_model(low)
         out[..., :k, :] = model[..., :k, :]
         top = min(model.shape[-2], n)
@@ -307,9 +316,23 @@ def distinct_channels(*tensors: torch.Tensor | None) -> tuple[list[int], list[in
     """Channels (first axis) that differ in any of ``tensors``: (kept channel indices, for every
     channel the position of its kept twin)."""
     tensors = [t for t in tensors if t is not None]
+    channels = tensors[0].shape[0]
+    if channels == 1:
+        return [0], [0]
+    # one transfer of per-channel sums over a sparse sample of each tensor; exact comparisons only
+    # where those agree
+    def fingerprint(t: torch.Tensor) -> torch.Tensor:
+        t = t[(slice(None),) + (slice(None, None, 7),) * (t.dim() - 1)]  # a sparse view, no copy
+        dims = tuple(range(1, t.dim()))
+        if t.is_complex():
+            return t.real.sum(dim=dims, dtype=torch.float64) + 2 * t.imag.sum(dim=dims, dtype=torch.float64)
+        return t.sum(dim=dims, dtype=torch.float64)
+
+    sums = torch.stack([fingerprint(t) for t in tensors], dim=1).tolist()
     keep, inverse = [], []
-    for c in range(tensors[0].shape[0]):
-        twin = next((i for i, k in enumerate(keep) if all(torch.equal(t[c], t[k]) for t in tensors)), None)
+    for c in range(channels):
+        twin = next((i for i, k in enumerate(keep) if sums[c] == sums[k]
+                     and all(torch.equal(t[c], t[k]) for t in tensors)), None)
         if twin is None:
             keep.append(c)
             twin = len(keep) - 1

@@ -108,6 +108,8 @@ def stretch_positions(n_in: int, n_out: int, rate: float, device=None) -> torch.
 def time_scale(x: torch.Tensor, positions: torch.Tensor, dim: int = -2) -> torch.Tensor:
     """Linear interpolation along time. x: [..., T, D], positions: [T'] -> [..., T', D] (or
     along another ``dim``: -1 for [..., D, T])."""
+    if dim == -1 and x.dim() > 1 and x.stride(-2) == 1:  # STFT layout (bins contiguous): gather whole frames
+        return time_scale(x.transpose(-1, -2), positions).transpose(-1, -2)
     n = x.shape[dim]
     positions = positions.to(x.device).clamp(0, n - 1)
     i0 = positions.floor().long().clamp_max(n - 1)
@@ -131,15 +133,16 @@ def propagate_phase(spec: torch.Tensor, positions: torch.Tensor, cfg: SpectralCo
     n_freq, n = spec.shape[-2], spec.shape[-1]
     positions = positions.to(spec.device).clamp(0, n - 1)
     omega = 2 * math.pi * cfg.hop * torch.arange(n_freq, device=spec.device, dtype=torch.float64) / cfg.n_fft
-    phase_in = torch.angle(spec) if spec.is_complex() else spec
-    omega = wrap(omega).to(phase_in.dtype).unsqueeze(-1)
+    phase_in = (torch.angle(spec) if spec.is_complex() else spec).transpose(-1, -2)  # [..., T, F]: frames whole
+    omega = wrap(omega).to(phase_in.dtype)
     i0 = positions.floor().long().clamp_max(n - 1)
     # instantaneous frequency times one hop, modulo 2 pi (omega + wrap(dphi - omega) == dphi mod 2 pi);
     # past the last frame, the bin's centre frequency
-    step = torch.cat([phase_in[..., 1:] - phase_in[..., :-1], omega.expand(*phase_in.shape[:-1], 1)], dim=-1)
-    advance = step.index_select(-1, i0)
-    first = phase_in.index_select(-1, i0[:1]) if start is None else start.unsqueeze(-1)
-    return wrap(torch.cat([first, first + torch.cumsum(wrap(advance[..., :-1]), dim=-1)], dim=-1))
+    step = torch.cat([phase_in[..., 1:, :] - phase_in[..., :-1, :], omega.expand(*phase_in.shape[:-2], 1, n_freq)],
+                     dim=-2)
+    advance = wrap(step.index_select(-2, i0[:-1]))
+    first = phase_in.index_select(-2, i0[:1]) if start is None else start.unsqueeze(-2)
+    return wrap(torch.cat([first, first + torch.cumsum(advance, dim=-2)], dim=-2)).transpose(-1, -2)
 
 
 def wrap(phase: torch.Tensor) -> torch.Tensor:
@@ -160,12 +163,14 @@ def lock_phase(phase: torch.Tensor, mag: torch.Tensor, source_phase: torch.Tenso
     :func:`propagate_phase`, which keeps this one vectorised pass.
     """
     n_freq, n_out = mag.shape[-2:]
-    flat = mag.reshape(-1, 1, n_freq, n_out)
-    _, where = torch.nn.functional.max_pool2d(flat, (2 * radius + 1, 1), 1, (radius, 0), return_indices=True)
-    peak = torch.div(where, n_out, rounding_mode="floor").reshape(mag.shape)  # flat (f, t) index -> f
+    frames = mag.transpose(-1, -2).reshape(-1, 1, n_out, n_freq)  # [..., T', F]: no copy in the STFT layout
+    _, where = torch.nn.functional.max_pool2d(frames, (1, 2 * radius + 1), 1, (0, radius), return_indices=True)
+    rows = torch.arange(0, n_out * n_freq, n_freq, device=mag.device)[:, None]
+    peak = (where.reshape(-1, n_out, n_freq) - rows).reshape(*mag.shape[:-2], n_out, n_freq)  # flat (t, f) -> f
     nearest = (positions.to(mag.device) + 0.5).floor().long().clamp(0, source_phase.shape[-1] - 1)
-    src = source_phase.index_select(-1, nearest)
-    return wrap(phase.gather(-2, peak) + src - src.gather(-2, peak))
+    src = source_phase.transpose(-1, -2).index_select(-2, nearest)
+    phase = phase.transpose(-1, -2)
+    return wrap(phase.gather(-1, peak) + src - src.gather(-1, peak)).transpose(-1, -2)
 
 
 def frames(wave, cfg: SpectralConfig, first: int, stop: int) -> torch.Tensor:
