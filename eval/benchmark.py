@@ -41,7 +41,7 @@ CEILINGS = ("ceiling-phase", "ceiling-ae", "interp-magnitude")
 
 
 def ceiling(kind: str, stretcher: Stretcher | None, cfg, src: np.ndarray, truth: np.ndarray, rate: float,
-            griffin_lim: int) -> np.ndarray:
+            griffin_lim: int, phase_lock: bool) -> np.ndarray:
     """Reference pipelines that isolate one stage's error (see the module docstring)."""
     wave = torch.from_numpy(src[None])
     spec = spectral.analyze(wave, cfg)
@@ -57,6 +57,8 @@ def ceiling(kind: str, stretcher: Stretcher | None, cfg, src: np.ndarray, truth:
             ae = stretcher.model.autoencoder.cpu()
             db = ae.decode(ae.encode(rearrange(spectral.magnitude_to_db(mag, ref, cfg), "c f t -> c t f")))
             mag = spectral.db_to_magnitude(rearrange(db, "c t f -> c f t"), ref)
+    if phase_lock:  # the models' phase reconstruction: propagated, locked, refined
+        phase = spectral.lock_phase(phase, mag, torch.angle(spec), positions)
     return spectral.reconstruct(mag, phase, cfg, n_out, griffin_lim)[0].numpy()
 
 
@@ -169,6 +171,8 @@ def main(argv=None) -> int:
     p.add_argument("--pieces", type=int, default=8, help="held-out pieces to score")
     p.add_argument("--griffin-lim", type=int, default=1, help="phase refinement iterations of the models")
     p.add_argument("--no-phase-lock", dest="phase_lock", action="store_false", help="plain phase propagation")
+    p.add_argument("--no-residual", dest="residual", action="store_false",
+                   help="models decode their latents alone (Stretcher(residual=False))")
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
     if bool(args.data) == bool(args.recordings):
@@ -177,7 +181,7 @@ def main(argv=None) -> int:
     for spec in args.model:
         name, _, path = spec.partition("=")
         models[name] = Stretcher(load_model(path), device=args.device, griffin_lim=args.griffin_lim,
-                                  phase_lock=args.phase_lock)
+                                  phase_lock=args.phase_lock, residual=args.residual)
     if args.recordings:
         return recordings(args, models)
 
@@ -205,7 +209,7 @@ def main(argv=None) -> int:
                 if name == "ceiling-ae" and any_model is None:
                     continue
                 y = ceiling(name, any_model, (any_model.spectral if any_model else spectral.SpectralConfig(sample_rate=sr)),
-                            src, truth, rate, args.griffin_lim)
+                            src, truth, rate, args.griffin_lim, args.phase_lock)
             else:
                 y = teachers.get(name, exact_length=False)(src[None], sr, rate)[0]  # its own length
             elapsed = time.perf_counter() - t0
@@ -223,7 +227,7 @@ def main(argv=None) -> int:
     (out / "config.json").write_text(json.dumps({
         "command": " ".join([sys.executable, *sys.argv]) if argv is None else " ".join(["eval/benchmark.py", *argv]),
         "data": args.data, "pieces": [i.id for i in items], "models": args.model, "methods": args.methods,
-        "griffin_lim": args.griffin_lim, "phase_lock": args.phase_lock, "plots": plots,
+        "griffin_lim": args.griffin_lim, "phase_lock": args.phase_lock, "residual": args.residual, "plots": plots,
         "model_meta": {n: s.model.meta for n, s in models.items()}}, indent=1, default=str))
     print(table)
     print(f"wrote {out}/table.md, results.csv, {len(plots)} plots")

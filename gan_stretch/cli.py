@@ -38,7 +38,7 @@ def _stretch(args) -> None:
     for f, out in jobs:
         check_output_path(out, inputs=(f,), create_folder=len(jobs) > 1)
     stretcher = Stretcher(args.checkpoint, device=args.device, griffin_lim=args.griffin_lim,
-                          phase_lock=not args.no_phase_lock)
+                          phase_lock=not args.no_phase_lock, residual=not args.no_residual)
     rate = None if args.rate is None else float(args.rate)
     with tqdm(jobs, desc="stretching", unit="file", disable=len(jobs) == 1) as files, \
             tqdm(desc="audio", unit="s", leave=False, disable=len(jobs) > 1 or not sys.stderr.isatty()) as seconds:
@@ -97,6 +97,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--griffin-lim", type=int, default=1,
                    help="phase refinement iterations after phase locking (default 1; more cost time and gain nothing measurable)")
     s.add_argument("--no-phase-lock", action="store_true", help="plain phase propagation instead of phase locking")
+    s.add_argument("--no-residual", action="store_true",
+                   help="decode the refined latents alone instead of applying their change to the input's spectrum")
     s.set_defaults(fn=_stretch)
 
     d = sub.add_parser("data", help="build training and evaluation corpora")

@@ -96,7 +96,7 @@ class Stretcher:
     """
 
     def __init__(self, checkpoint_path: str | os.PathLike | Model | None = None, device: str | None = None,
-                 griffin_lim: int = 1, phase_lock: bool = True, chunk_frames: int = 1024):
+                 griffin_lim: int = 1, phase_lock: bool = True, residual: bool = True, chunk_frames: int = 1024):
         self.model = checkpoint_path if isinstance(checkpoint_path, Model) else \
             load_model(checkpoint_path or DEFAULT_CHECKPOINT)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -107,6 +107,7 @@ class Stretcher:
             raise ValueError(f"griffin_lim must be an iteration count in [0, 1000], got {griffin_lim!r}")
         self.griffin_lim = int(griffin_lim)
         self.phase_lock = phase_lock
+        self.residual = residual
         self.chunk_frames = chunk_frames  # output frames per streamed block (about 24 s)
         refiner = self.model.refiner
         context = sum(d * (refiner.cfg.kernel - 1) // 2 for d in refiner.cfg.dilations) \
@@ -247,10 +248,15 @@ class Stretcher:
     def transform(self, frames: torch.Tensor, positions: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
         """dB frames [B, T, F] -> stretched dB frames [B, T', F] (encode, time-scale, refine, decode)."""
         ae = self.model.autoencoder
-        latents = spectral.time_scale(ae.encode(frames), positions)
-        if self.model.refiner is not None:
-            latents = self.model.refiner(latents, rate)
-        return ae.decode(latents)
+        scaled = spectral.time_scale(ae.encode(frames), positions)
+        refined = scaled if self.model.refiner is None else self.model.refiner(scaled, rate)
+        out = ae.decode(refined)
+        if self.residual:
+            # the refiner's change, decoded, applied to the time-scaled input frames: the
+            # autoencoder's own reconstruction error (the same in both decodes) cancels out
+            delta = out - ae.decode(scaled)
+            out = (spectral.time_scale(frames, positions) + delta).clamp(-ae.cfg.db_range, 0)
+        return out
 
 
 class Band:

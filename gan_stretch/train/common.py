@@ -162,7 +162,9 @@ class Run:
         items = corpus.split("heldout")[: self.recipe.eval_pieces]
         if not items:
             return {}
-        stretcher = Stretcher(model, device=str(self.device), griffin_lim=8)
+        # the pipeline users get; an autoencoder alone is scored on its own decoding (residual
+        # decoding would hide it: with no refiner it is plain interpolation of the input)
+        stretcher = Stretcher(model, device=str(self.device), residual=model.kind != "autoencoder")
         sr, scores = corpus.sample_rate, {}
         for k, item in enumerate(items):
             src = corpus.load(item, 1.0)
