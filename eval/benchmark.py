@@ -4,7 +4,8 @@
         --model gan=runs/gan/model.safetensors --model mapper=runs/mapper/model.safetensors \
         --methods pv rubberband-r3 wsola [--rates 0.5 0.75 1.25 1.5 2.0] [--pieces 8]
 
-Methods: every ``--model NAME=PATH`` (a model of kind autoencoder is plain latent interpolation),
+Methods: every ``--model NAME=PATH`` (a model of kind autoencoder is plain latent interpolation;
+``NAME=PATH@griffin_lim=16,phase_lock=0,residual=0`` scores it with other pipeline settings),
 the classical stretchers of gan_stretch.teachers, and the ceilings
   ceiling-phase     the TRUE stretched magnitudes through our phase reconstruction
   ceiling-ae        the TRUE stretched audio through the autoencoder (needs a --model) + phase
@@ -165,12 +166,14 @@ def main(argv=None) -> int:
     p.add_argument("--recordings", help="instead of --data: a folder of recorded music (no ground truth)")
     p.add_argument("--seconds", type=float, default=15.0, help="excerpt length for --recordings")
     p.add_argument("--out", required=True, help="results folder")
-    p.add_argument("--model", action="append", default=[], metavar="NAME=PATH")
+    p.add_argument("--model", action="append", default=[], metavar="NAME=PATH[@OPTIONS]",
+                   help="a model to score; OPTIONS override the pipeline for it, e.g. "
+                        "gan-plain=model.safetensors@griffin_lim=16,phase_lock=0,residual=0")
     p.add_argument("--methods", nargs="*", default=["pv"], help="classical stretchers and ceilings")
     p.add_argument("--rates", type=float, nargs="+", default=None)
     p.add_argument("--pieces", type=int, default=8, help="held-out pieces to score")
     p.add_argument("--griffin-lim", type=int, default=1, help="phase refinement iterations of the models")
-    p.add_argument("--no-phase-lock", dest="phase_lock", action="store_false", help="plain phase propagation")
+    p.add_argument("--phase-lock", action="store_true", help="models lock phases to peaks (Stretcher(phase_lock=True))")
     p.add_argument("--no-residual", dest="residual", action="store_false",
                    help="models decode their latents alone (Stretcher(residual=False))")
     p.add_argument("--device", default="cpu")
@@ -180,8 +183,14 @@ def main(argv=None) -> int:
     models = {}
     for spec in args.model:
         name, _, path = spec.partition("=")
-        models[name] = Stretcher(load_model(path), device=args.device, griffin_lim=args.griffin_lim,
-                                  phase_lock=args.phase_lock, residual=args.residual)
+        path, _, opts = path.partition("@")  # NAME=PATH@griffin_lim=16,phase_lock=0,residual=0
+        options = {"griffin_lim": args.griffin_lim, "phase_lock": args.phase_lock, "residual": args.residual}
+        for opt in filter(None, opts.split(",")):
+            key, _, value = opt.partition("=")
+            if key not in options:
+                raise SystemExit(f"error: unknown model option {key!r} in {spec!r} (use {', '.join(options)})")
+            options[key] = int(value) if key == "griffin_lim" else value.lower() in ("1", "true", "yes")
+        models[name] = Stretcher(load_model(path), device=args.device, **options)
     if args.recordings:
         return recordings(args, models)
 

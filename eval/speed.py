@@ -51,14 +51,17 @@ def cpu(args) -> None:
         sr = 44100
         wave = test_piece(args.seconds, sr)
     dur = wave.shape[-1] / sr
-    stretcher = Stretcher(args.checkpoint, device="cpu", griffin_lim=args.griffin_lim)
     teachers.phase_vocoder(wave[:, : sr], sr, args.rate)  # compile librosa's numba kernels outside the timing
-    stretcher.stretch(wave[:, : 5 * sr], sr, args.rate)  # allocator warm-up
     rows = []
-    for threads in sorted({1, args.threads}):
-        torch.set_num_threads(threads)
-        rows.append((f"gan-stretch (CPU, {threads} torch thread(s), {args.griffin_lim} GL iteration(s))",
-                     timed(stretcher.stretch, wave, sr, args.rate, repeats=args.repeats)[0]))
+    configs = [(f"{args.griffin_lim} GL iteration(s)", {"griffin_lim": args.griffin_lim, "phase_lock": bool(args.phase_lock)}),
+               ("fast: phase locking, no GL", {"griffin_lim": 0, "phase_lock": True})]
+    for label, options in configs:
+        stretcher = Stretcher(args.checkpoint, device="cpu", **options)
+        stretcher.stretch(wave[:, : 5 * sr], sr, args.rate)  # allocator warm-up
+        for threads in sorted({1, args.threads}):
+            torch.set_num_threads(threads)
+            rows.append((f"gan-stretch ({label}; CPU, {threads} thread(s))",
+                         timed(stretcher.stretch, wave, sr, args.rate, repeats=args.repeats)[0]))
     torch.set_num_threads(args.threads)
     rows.insert(0, ("librosa phase vocoder", timed(teachers.phase_vocoder, wave, sr, args.rate, repeats=args.repeats)[0]))
     for name, fn in (("Rubber Band R3 (rubberband -3)", teachers.rubberband_r3),
@@ -80,7 +83,7 @@ def gpu(args) -> None:
     from gan_stretch.timemap import from_rate
 
     device = args.device or "cuda"
-    stretcher = Stretcher(args.checkpoint, device=device, griffin_lim=args.griffin_lim)
+    stretcher = Stretcher(args.checkpoint, device=device, griffin_lim=args.griffin_lim, phase_lock=bool(args.phase_lock))
     sr = stretcher.spectral.sample_rate
     n = int(args.clip_seconds * sr)
     t = torch.arange(n, device=device) / sr
@@ -124,7 +127,8 @@ def memory(args) -> None:
                       "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)")
             t0 = time.perf_counter()
             out = subprocess.run([sys.executable, "-c", script, "stretch", str(src), str(dst), "--rate",
-                                  str(args.rate), "--griffin-lim", str(args.griffin_lim)],
+                                  str(args.rate), "--griffin-lim", str(args.griffin_lim)]
+                                 + (["--phase-lock"] if args.phase_lock else []),
                                  capture_output=True, text=True, check=True).stdout.split()
             peak_mb = int(out[-1]) / 1024
             print(f"| {minutes:g} min stereo {sr} Hz | {time.perf_counter() - t0:.0f} | {peak_mb:.0f} "
@@ -138,6 +142,7 @@ def main(argv=None) -> int:
     p.add_argument("--rate", type=float, default=1.5)
     p.add_argument("--checkpoint", default=None)
     p.add_argument("--griffin-lim", type=int, default=1)
+    p.add_argument("--phase-lock", type=int, default=0, help="1: lock phases to peaks (the fast row always does)")
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--gpu-batch", type=int, default=0, help="measure batched throughput instead (clips at once)")
     p.add_argument("--clip-seconds", type=float, default=10.0)

@@ -96,7 +96,7 @@ class Stretcher:
     """
 
     def __init__(self, checkpoint_path: str | os.PathLike | Model | None = None, device: str | None = None,
-                 griffin_lim: int = 1, phase_lock: bool = True, residual: bool = True, chunk_frames: int = 1024):
+                 griffin_lim: int = 1, phase_lock: bool = False, residual: bool = True, chunk_frames: int = 1024):
         self.model = checkpoint_path if isinstance(checkpoint_path, Model) else \
             load_model(checkpoint_path or DEFAULT_CHECKPOINT)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
