@@ -94,7 +94,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--duration", type=float, default=None, help="target duration in seconds (instead of --rate)")
     s.add_argument("--time-map", default=None,
                    help="Rubber Band time map: lines 'source_frame target_frame' (sample indices)")
-    s.add_argument("--checkpoint", default=None, help="model .safetensors (default: the packaged model)")
+    s.add_argument("--checkpoint", default=None,
+                   help="model .safetensors, or a packaged model: default (stretch mapper) or gan")
     s.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     s.add_argument("--griffin-lim", type=int, default=1,
                    help="phase refinement iterations (default 1; more cost time and gain under 0.05 dB)")

@@ -23,7 +23,19 @@ from .models import (AutoencoderConfig, FrameAutoencoder, GeneratorConfig, Laten
                      StretchMapper)
 from .spectral import MAX_RATE, MIN_RATE, SpectralConfig
 
-DEFAULT_CHECKPOINT = Path(__file__).parent / "checkpoints" / "default.safetensors"
+PACKAGED = Path(__file__).parent / "checkpoints"
+DEFAULT_CHECKPOINT = PACKAGED / "default.safetensors"  # the best model measured (see the README)
+
+
+def resolve_checkpoint(name: str | os.PathLike | None) -> Path:
+    """A model file path, or the name of a packaged model: ``default`` (the stretch mapper) or
+    ``gan`` (the adversarially trained generator, on the same autoencoder)."""
+    if name is None:
+        return DEFAULT_CHECKPOINT
+    packaged = PACKAGED / f"{name}.safetensors"
+    if isinstance(name, str) and "/" not in name and not name.endswith(".safetensors") and packaged.is_file():
+        return packaged
+    return Path(name)
 KINDS = ("autoencoder", "mapper", "gan")
 SILENT_DB = -200.0  # a loudest bin below this (1e-10) means the input holds only zeros
 
@@ -98,7 +110,7 @@ class Stretcher:
     def __init__(self, checkpoint_path: str | os.PathLike | Model | None = None, device: str | None = None,
                  griffin_lim: int = 1, phase_lock: bool = False, residual: bool = True, chunk_frames: int = 1024):
         self.model = checkpoint_path if isinstance(checkpoint_path, Model) else \
-            load_model(checkpoint_path or DEFAULT_CHECKPOINT)
+            load_model(resolve_checkpoint(checkpoint_path))
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model.autoencoder.to(self.device)
         if self.model.refiner is not None:
@@ -364,7 +376,7 @@ def stretch(waveform, sr: int, rate: float | None = None, *, duration: float | N
             checkpoint: str | os.PathLike | None = None, device: str | None = None, griffin_lim: int = 1):
     """Stretch ``waveform`` ([N] or [C, N], numpy or torch) by ``rate`` (2 halves the duration), to
     ``duration`` seconds, or along ``time_map``; see :meth:`Stretcher.stretch`."""
-    key = (str(checkpoint or DEFAULT_CHECKPOINT), device, griffin_lim)
+    key = (str(resolve_checkpoint(checkpoint)), device, griffin_lim)
     if key not in _DEFAULT:
         _DEFAULT.clear()
         _DEFAULT[key] = Stretcher(checkpoint, device, griffin_lim)

@@ -76,12 +76,15 @@ def test_time_map_file(default, tmp_path):
             default.stretch(x, sr, time_map=bad)
 
 
-def test_packaged_model_is_a_trained_gan(default):
-    """The shipped model is a GAN whose generator changes the interpolated latents (not the identity)."""
+@pytest.mark.parametrize("name,kind", [("default", "mapper"), ("gan", "gan")])
+def test_packaged_models_are_trained_refiners(name, kind):
+    """Both shipped models load by name, and their refiners change the interpolated latents (not
+    the identity they start as)."""
     import torch
 
-    assert default.model.kind == "gan"
-    refiner = default.model.refiner
-    z = torch.zeros(1, 32, refiner.cfg.latent_dim)
+    stretcher = Stretcher(name, device="cpu")
+    assert stretcher.model.kind == kind and stretcher.model.meta["trained_by"] == "recipes/default-model.sh"
+    refiner = stretcher.model.refiner
+    z = torch.linspace(-0.5, 0.5, 32 * refiner.cfg.latent_dim).reshape(1, 32, -1)
     with torch.no_grad():
         assert (refiner(z, torch.tensor([2.0])) - z).abs().max() > 1e-3
