@@ -53,10 +53,14 @@ def cpu(args) -> None:
     dur = wave.shape[-1] / sr
     teachers.phase_vocoder(wave[:, : sr], sr, args.rate)  # compile librosa's numba kernels outside the timing
     rows = []
-    configs = [(f"{args.griffin_lim} GL iteration(s)", {"griffin_lim": args.griffin_lim, "phase_lock": bool(args.phase_lock)}),
-               ("fast: phase locking, no GL", {"griffin_lim": 0, "phase_lock": True})]
-    for label, options in configs:
-        stretcher = Stretcher(args.checkpoint, device="cpu", **options)
+    name = args.checkpoint or "default"
+    configs = [(f"{name}, {args.griffin_lim} GL iteration(s)", args.checkpoint,
+                {"griffin_lim": args.griffin_lim, "phase_lock": bool(args.phase_lock)}),
+               (f"{name}, --fast: phase locking, no GL", args.checkpoint, {"griffin_lim": 0, "phase_lock": True})]
+    if args.checkpoint is None:
+        configs.append(("gan, 1 GL iteration", "gan", {"griffin_lim": 1}))
+    for label, checkpoint, options in configs:
+        stretcher = Stretcher(checkpoint, device="cpu", **options)
         stretcher.stretch(wave[:, : 5 * sr], sr, args.rate)  # allocator warm-up
         for threads in sorted({1, args.threads}):
             torch.set_num_threads(threads)
@@ -108,7 +112,6 @@ def gpu(args) -> None:
 
 def memory(args) -> None:
     """Peak memory of `gan-stretch stretch` on files of growing length (one fresh process each)."""
-    import resource
     import subprocess
     import tempfile
     from pathlib import Path
@@ -123,8 +126,10 @@ def memory(args) -> None:
             src, dst = Path(tmp) / f"in{minutes}.wav", Path(tmp) / f"out{minutes}.wav"
             n = int(minutes * 60 * sr)
             sf.write(src, np.stack([np.resize(ch, n) for ch in piece]).T, sr, subtype="PCM_16")
-            script = ("import resource, sys; from gan_stretch.cli import main; rc = main(sys.argv[1:]); "
-                      "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)")
+            # VmHWM: the peak of this process image alone (ru_maxrss would include the parent's
+            # memory at fork time, which holds the test file's samples)
+            script = ("import re, sys; from gan_stretch.cli import main; rc = main(sys.argv[1:]); "
+                      "print(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)); sys.exit(rc)")
             t0 = time.perf_counter()
             out = subprocess.run([sys.executable, "-c", script, "stretch", str(src), str(dst), "--rate",
                                   str(args.rate), "--griffin-lim", str(args.griffin_lim)]
