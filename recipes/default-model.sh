@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Trains the packaged default model (gan_stretch/checkpoints/default.safetensors):
+# Trains the packaged models: the autoencoder, then the stretch mapper and the GAN on it.
 #   bash recipes/default-model.sh DATA RUNS [ACCELERATE_CONFIG]
 # DATA: a true-tempo corpus (gan-stretch data midi --out DATA --pieces 90 --seconds 8);
 # RUNS: where the three runs go. On one H100 the whole script takes about 6 minutes (the shipped
-# model: 56 training items of a 90-piece corpus; the GAN exported in float16 with
-# gan_stretch.pipeline.save_model(..., half=True)).
+# models: 56 training items of a 90-piece corpus). Shipped in float16 with
+# gan_stretch.pipeline.save_model(..., half=True): RUNS/mapper/model.safetensors as
+# gan_stretch/checkpoints/default.safetensors (the best measured) and RUNS/gan/model.safetensors
+# as gan_stretch/checkpoints/gan.safetensors.
 set -euo pipefail
 DATA=${1:?corpus folder}
 RUNS=${2:?runs folder}
