@@ -50,6 +50,7 @@ class SequenceRecipe(Recipe):
     spec_weight: float = 1.0  # L1 on decoded mel dB, through the frozen decoder
     spec_frames: int = 512  # frames per batch decoded for that loss
     latent_weight: float = 10.0  # L1 on latents
+    init: str = ""  # a model file of this stage and size whose refiner starts the run (fine-tuning)
 
 
 @dataclass

@@ -13,7 +13,7 @@ import torch
 
 from gan_stretch import checkpoint
 from gan_stretch.data.corpus import Corpus, build_true_tempo
-from gan_stretch.errors import CheckpointError, TrainingError
+from gan_stretch.errors import CheckpointError, ConfigError, TrainingError
 from gan_stretch.pipeline import Stretcher, load_model
 from gan_stretch.train import run as train
 from gan_stretch.train.common import Run
@@ -155,6 +155,23 @@ def test_sequence_stage_run(stage, refiner, tiny_corpus, ae_model, tmp_path):
         assert {"loss/discriminator", "loss/adversarial", "loss/feature_matching", "g/latent_spread"} <= tags
     y = Stretcher(model, device="cpu", griffin_lim=2).stretch(np.sin(np.arange(22050) * 0.1), 22050, 0.5)
     assert y.shape == (44100,) and np.isfinite(y).all()
+
+
+@pytest.mark.parametrize("stage", ["mapper", "gan"])
+def test_fine_tuning_starts_from_the_init_models_refiner(stage, tiny_corpus, ae_model, tmp_path, capsys):
+    first = tmp_path / "first"
+    run_stage(stage, tiny_corpus, first, 10, ae=ae_model)
+    init = first / "model.safetensors"
+    tuned = tmp_path / "tuned"
+    run_stage(stage, tiny_corpus, tuned, 1, f"init={init}", "lr=1e-12", ae=ae_model)  # one step that moves nothing
+    assert f"starting from the {stage} of {init}" in capsys.readouterr().out
+    a, b = load_model(init).refiner.state_dict(), load_model(tuned / "model.safetensors").refiner.state_dict()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=0)
+    other = "gan" if stage == "mapper" else "mapper"
+    with pytest.raises(ConfigError, match=f"is a {stage} model"):
+        run_stage(other, tiny_corpus, tmp_path / "wrong-kind", 1, f"init={init}", ae=ae_model)
+    assert not (tmp_path / "wrong-kind").exists()  # refused before the run folder is made
 
 
 def test_evaluation_logs_held_out_scores(tiny_corpus, ae_model, tmp_path):

@@ -14,7 +14,7 @@ from accelerate.utils import set_seed
 from .. import checkpoint, spectral
 from ..config import Recipe, recipe_dict
 from ..data.corpus import Corpus
-from ..errors import CheckpointError, GanStretchError, TrainingError
+from ..errors import CheckpointError, ConfigError, GanStretchError, TrainingError
 from ..models import FrameAutoencoder
 from ..pipeline import Model, Stretcher, save_model
 from ..spectral import SpectralConfig
@@ -206,6 +206,16 @@ def sequence_stage(recipe) -> tuple[Run, SpectralConfig, FrameAutoencoder, "Late
     from ..pipeline import load_model
 
     loaded = load_model(recipe.autoencoder)  # a missing input fails before the run folder is made
+    if recipe.init:
+        init = load_model(recipe.init)
+        if init.kind != recipe.stage:
+            raise ConfigError(f"init={recipe.init} is a {init.kind} model; a {recipe.stage} run needs a "
+                              f"{recipe.stage} model")
+        same = all(torch.allclose(a.float(), b.float(), atol=2e-3, rtol=2e-3) for a, b in
+                   zip(init.autoencoder.state_dict().values(), loaded.autoencoder.state_dict().values()))
+        if init.autoencoder.cfg != loaded.autoencoder.cfg or not same:
+            raise ConfigError(f"init={recipe.init} was trained on another autoencoder than "
+                              f"autoencoder={recipe.autoencoder}; its refiner would not fit these latents")
     sets = [c for c in corpora(recipe) if recipe.pairs in ("all", c.kind)]
     if not sets:
         raise GanStretchError(f"no corpus in data={recipe.data} has {recipe.pairs} pairs")
@@ -216,6 +226,22 @@ def sequence_stage(recipe) -> tuple[Run, SpectralConfig, FrameAutoencoder, "Late
     pairs = concat_pairs([latent_cache(c, base, digest) for c in sets])
     run.print(f"{len(pairs.lengths)} latent pairs, {pairs.source.shape[0]} frames")
     return run, base.spectral, base.autoencoder.to(run.device), pairs
+
+
+def init_refiner(run: Run, recipe, kind: str, refiners: list[torch.nn.Module]) -> None:
+    """Starts ``refiners`` from the refiner of the model file ``recipe.init`` (fine-tuning), unless
+    the run resumes from its own checkpoint."""
+    if not recipe.init or run.last.exists():
+        return
+    from ..pipeline import load_model
+
+    model = load_model(recipe.init)  # its kind and autoencoder were checked by sequence_stage
+    for refiner in refiners:
+        try:
+            refiner.load_state_dict(model.refiner.state_dict())
+        except RuntimeError as e:
+            raise ConfigError(f"init={recipe.init} has other sizes than this recipe ({e})") from None
+    run.print(f"starting from the {kind} of {recipe.init}")
 
 
 def spec_rows(rng: np.random.Generator, recipe) -> torch.Tensor:

@@ -15,7 +15,7 @@ from .. import losses
 from ..config import GanRecipe
 from ..models import DiscriminatorConfig, GeneratorConfig, LatentDiscriminator, LatentGenerator
 from ..pipeline import Model, model_meta
-from .common import Run, sequence_stage, spec_rows
+from .common import Run, init_refiner, sequence_stage, spec_rows
 
 
 def train(recipe: GanRecipe) -> Run:
@@ -27,6 +27,7 @@ def train(recipe: GanRecipe) -> Run:
     conditional = recipe.d_conditional and recipe.real == "target"
     discriminator = LatentDiscriminator(DiscriminatorConfig(latent_dim=L, channels=recipe.d_channels,
                                                             layers=recipe.d_layers, conditional=conditional))
+    init_refiner(run, recipe, "gan", [generator])
     ema = copy.deepcopy(generator).requires_grad_(False)
     opt_g = torch.optim.Adam(generator.parameters(), lr=recipe.lr, betas=(0.8, 0.99))
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=recipe.d_lr, betas=(0.8, 0.99))

@@ -7,13 +7,14 @@ from ..config import MapperRecipe
 from ..losses import MelScale, decoded_mel_l1
 from ..models import MapperConfig, StretchMapper
 from ..pipeline import Model, model_meta
-from .common import Run, sequence_stage, spec_rows
+from .common import Run, init_refiner, sequence_stage, spec_rows
 
 
 def train(recipe: MapperRecipe) -> Run:
     run, spec, ae, pairs = sequence_stage(recipe)
 
     mapper = StretchMapper(MapperConfig(latent_dim=ae.cfg.latent_dim, hidden=recipe.hidden))
+    init_refiner(run, recipe, "mapper", [mapper])
     optimizer = torch.optim.Adam(mapper.parameters(), lr=recipe.lr)
     start = run.resume({"mapper": mapper}, {"mapper": optimizer})
     mapper, optimizer = run.accelerator.prepare(mapper, optimizer)
