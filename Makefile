@@ -45,8 +45,8 @@ demo: system .venv/.installed
 	echo "== 5/6 benchmark on held-out renders"; \
 	$(PY) eval/benchmark.py --data $(DATA) --out results/demo --pieces 8 \
 		--model interpolation=$(DEMO)/autoencoder/model.safetensors --model mapper=$(DEMO)/mapper/model.safetensors \
-		--model gan=$(DEMO)/gan/model.safetensors --model packaged-mapper=gan_stretch/checkpoints/default.safetensors \
-		--model packaged-gan=gan_stretch/checkpoints/gan.safetensors \
+		--model gan=$(DEMO)/gan/model.safetensors --model packaged-gan=gan_stretch/checkpoints/default.safetensors \
+		--model packaged-mapper=gan_stretch/checkpoints/mapper.safetensors \
 		--methods pv ceiling-ae; \
 	echo "== 6/6 stretching an example"; \
 	example=$$($(PY) -c "from gan_stretch.data import Corpus; c = Corpus('$(DATA)'); i = c.split('heldout')[0]; print(c.root / i.audio['1.000'])"); \

@@ -58,7 +58,7 @@ def cpu(args) -> None:
                 {"griffin_lim": args.griffin_lim, "phase_lock": bool(args.phase_lock)}),
                (f"{name}, --fast: phase locking, no GL", args.checkpoint, {"griffin_lim": 0, "phase_lock": True})]
     if args.checkpoint is None:
-        configs.append(("gan, 1 GL iteration", "gan", {"griffin_lim": 1}))
+        configs.append(("mapper, 1 GL iteration", "mapper", {"griffin_lim": 1}))
     for label, checkpoint, options in configs:
         stretcher = Stretcher(checkpoint, device="cpu", **options)
         stretcher.stretch(wave[:, : 5 * sr], sr, args.rate)  # allocator warm-up

@@ -95,7 +95,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--time-map", default=None,
                    help="Rubber Band time map: lines 'source_frame target_frame' (sample indices)")
     s.add_argument("--checkpoint", default=None,
-                   help="model .safetensors, or a packaged model: default (stretch mapper) or gan")
+                   help="model .safetensors, or a packaged model: default (the GAN) or mapper (its baseline)")
     s.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     s.add_argument("--griffin-lim", type=int, default=1,
                    help="phase refinement iterations (default 1; more cost time and gain under 0.05 dB)")

@@ -28,8 +28,8 @@ DEFAULT_CHECKPOINT = PACKAGED / "default.safetensors"  # the best model measured
 
 
 def resolve_checkpoint(name: str | os.PathLike | None) -> Path:
-    """A model file path, or the name of a packaged model: ``default`` (the stretch mapper) or
-    ``gan`` (the adversarially trained generator, on the same autoencoder)."""
+    """A model file path, or the name of a packaged model: ``default`` (the GAN) or ``mapper``
+    (its supervised baseline, on the same autoencoder)."""
     if name is None:
         return DEFAULT_CHECKPOINT
     packaged = PACKAGED / f"{name}.safetensors"
