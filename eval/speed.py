@@ -55,8 +55,7 @@ def cpu(args) -> None:
     rows = []
     name = args.checkpoint or "default"
     configs = [(f"{name}, {args.griffin_lim} GL iteration(s)", args.checkpoint,
-                {"griffin_lim": args.griffin_lim, "phase_lock": bool(args.phase_lock)}),
-               (f"{name}, --fast: phase locking, no GL", args.checkpoint, {"griffin_lim": 0, "phase_lock": True})]
+                {"griffin_lim": args.griffin_lim, "phase_lock": bool(args.phase_lock)})]
     if args.checkpoint is None:
         configs.append(("mapper, 1 GL iteration", "mapper", {"griffin_lim": 1}))
     for label, checkpoint, options in configs:
@@ -147,7 +146,7 @@ def main(argv=None) -> int:
     p.add_argument("--rate", type=float, default=1.5)
     p.add_argument("--checkpoint", default=None)
     p.add_argument("--griffin-lim", type=int, default=1)
-    p.add_argument("--phase-lock", type=int, default=0, help="1: lock phases to peaks (the fast row always does)")
+    p.add_argument("--phase-lock", type=int, default=0, help="1: lock phases to peaks")
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--gpu-batch", type=int, default=0, help="measure batched throughput instead (clips at once)")
     p.add_argument("--clip-seconds", type=float, default=10.0)

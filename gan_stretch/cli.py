@@ -37,8 +37,6 @@ def _stretch(args) -> None:
         jobs = [(src, dst)]
     for f, out in jobs:
         check_output_path(out, inputs=(f,), create_folder=len(jobs) > 1)
-    if args.fast:
-        args.griffin_lim, args.phase_lock = 0, True
     stretcher = Stretcher(args.checkpoint, device=args.device, griffin_lim=args.griffin_lim,
                           phase_lock=args.phase_lock, residual=not args.no_residual)
     rate = None if args.rate is None else float(args.rate)
@@ -100,8 +98,6 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--griffin-lim", type=int, default=1,
                    help="phase refinement iterations (default 1; more cost time and gain under 0.05 dB)")
     s.add_argument("--phase-lock", action="store_true", help="lock each bin's phase to its partial's peak")
-    s.add_argument("--fast", action="store_true",
-                   help="phase locking instead of Griffin-Lim: faster, slightly less accurate (see the README)")
     s.add_argument("--no-residual", action="store_true",
                    help="decode the refined latents alone instead of applying their change to the input's spectrum")
     s.set_defaults(fn=_stretch)

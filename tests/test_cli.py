@@ -63,19 +63,18 @@ def test_output_format_follows_extension(tmp_path, tiny_model, ext, fmt):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav", f"out{ext}"]
 
 
-@pytest.mark.parametrize("flags", [["--fast"], ["--phase-lock", "--griffin-lim", "0"], ["--no-residual"]])
+@pytest.mark.parametrize("flags", [["--phase-lock"], ["--griffin-lim", "0"], ["--no-residual"]])
 def test_pipeline_flags(tmp_path, tiny_model, flags):
-    """The speed/quality switches each write a whole file; --fast is phase locking without Griffin-Lim."""
+    """Each pipeline switch writes a whole file of the right length, and changes the result."""
     wave = music_like(22050, channels=2)
     src = write(tmp_path / "in.wav", wave, 22050, subtype="FLOAT")
     outs = {}
-    for name, extra in (("flags", flags), ("reference", ["--phase-lock", "--griffin-lim", "0"])):
+    for name, extra in (("flags", flags), ("default", [])):
         dst = tmp_path / f"{name}.wav"
         assert main(["stretch", str(src), str(dst), "--rate", "0.8", "--checkpoint", str(tiny_model), *extra]) == 0
         assert sf.info(str(dst)).frames == round(22050 / 0.8)
         outs[name] = sf.read(str(dst))[0]
-    same = np.array_equal(outs["flags"], outs["reference"])
-    assert same == (flags != ["--no-residual"])  # --fast means exactly the reference's settings
+    assert not np.allclose(outs["flags"], outs["default"], atol=1e-6)
 
 
 def console_script() -> str:
