@@ -174,6 +174,12 @@ def test_fine_tuning_starts_from_the_init_models_refiner(stage, tiny_corpus, ae_
     assert not (tmp_path / "wrong-kind").exists()  # refused before the run folder is made
 
 
+def test_fine_tuning_refuses_a_model_of_another_autoencoder(tiny_corpus, ae_model, tiny_model, tmp_path):
+    with pytest.raises(ConfigError, match="another autoencoder"):
+        run_stage("gan", tiny_corpus, tmp_path / "run", 1, f"init={tiny_model}", ae=ae_model)
+    assert not (tmp_path / "run").exists()
+
+
 def test_evaluation_logs_held_out_scores(tiny_corpus, ae_model, tmp_path):
     run_dir = tmp_path / "eval"
     run_stage("autoencoder", tiny_corpus, run_dir, 2, "eval_pieces=1")  # evaluates at the last step
