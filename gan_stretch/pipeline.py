@@ -6,14 +6,12 @@ audio [C, N] -> STFT [C, F, T] -> dB frames -> latents [C, T, L] (frozen autoenc
 """
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torchaudio
 from einops import rearrange
 
 from . import checkpoint, spectral, timemap
@@ -362,11 +360,6 @@ def check_sample_rate(sr) -> int:
     if not isinstance(sr, (int, np.integer)) or not 1000 <= sr <= 384000:
         raise AudioError(f"sample rate must be an integer number of Hz in [1000, 384000], got {sr!r}")
     return int(sr)
-
-
-def fit(wave: torch.Tensor, n: int) -> torch.Tensor:
-    """Cut or zero-pad the last axis to ``n`` samples."""
-    return torch.nn.functional.pad(wave, (0, max(0, n - wave.shape[-1])))[..., :n]
 
 
 _DEFAULT: dict = {}

@@ -36,10 +36,6 @@ class TimeMap:
     def mean_rate(self) -> float:
         return self.n_in / self.n_out
 
-    def scaled(self, factor: float) -> "TimeMap":
-        """The same map for the signal resampled by ``factor`` (new_sr / old_sr)."""
-        return TimeMap(np.round(self.source * factor), np.round(self.target * factor))
-
     def positions(self, n_frames_out: int, hop: int, n_frames_in: int, device=None) -> torch.Tensor:
         """Source frame position of each output frame: [n_frames_out] float."""
         t = np.arange(n_frames_out, dtype=np.float64) * hop

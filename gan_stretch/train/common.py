@@ -199,15 +199,16 @@ def spectrogram_image(out: np.ndarray, truth: np.ndarray, cfg) -> np.ndarray:
     return torch.cat([r[:, :n] for r in rows], dim=0).numpy()
 
 
-def sequence_stage(recipe) -> tuple[Run, SpectralConfig, FrameAutoencoder, "LatentPairs"]:
+def sequence_stage(recipe) -> tuple[Run, SpectralConfig, FrameAutoencoder, "LatentPairs", Model | None]:
     """Start of a stage-2 run: the run, the frozen autoencoder of ``recipe.autoencoder`` (any model
-    file works; only its autoencoder is used) and the cached latent pairs of ``recipe.data``."""
+    file works; only its autoencoder is used), the cached latent pairs of ``recipe.data``, and the
+    model ``recipe.init`` whose refiner starts the run (None without one)."""
     from ..data.cache import concat_pairs, file_digest, latent_cache
     from ..pipeline import load_model
 
     loaded = load_model(recipe.autoencoder)  # a missing input fails before the run folder is made
-    if recipe.init:
-        init = load_model(recipe.init)
+    init = load_model(recipe.init) if recipe.init else None
+    if init is not None:
         if init.kind != recipe.stage:
             raise ConfigError(f"init={recipe.init} is a {init.kind} model; a {recipe.stage} run needs a "
                               f"{recipe.stage} model")
@@ -225,23 +226,20 @@ def sequence_stage(recipe) -> tuple[Run, SpectralConfig, FrameAutoencoder, "Late
     digest = file_digest(recipe.autoencoder)
     pairs = concat_pairs([latent_cache(c, base, digest) for c in sets])
     run.print(f"{len(pairs.lengths)} latent pairs, {pairs.source.shape[0]} frames")
-    return run, base.spectral, base.autoencoder.to(run.device), pairs
+    return run, base.spectral, base.autoencoder.to(run.device), pairs, init
 
 
-def init_refiner(run: Run, recipe, kind: str, refiners: list[torch.nn.Module]) -> None:
-    """Starts ``refiners`` from the refiner of the model file ``recipe.init`` (fine-tuning), unless
-    the run resumes from its own checkpoint."""
-    if not recipe.init or run.last.exists():
+def init_refiner(run: Run, recipe, init: Model | None, refiner: torch.nn.Module) -> None:
+    """Starts ``refiner`` from the refiner of ``init``, the model file ``recipe.init`` that
+    :func:`sequence_stage` loaded and checked (fine-tuning), unless the run resumes from its own
+    checkpoint."""
+    if init is None or run.last.exists():
         return
-    from ..pipeline import load_model
-
-    model = load_model(recipe.init)  # its kind and autoencoder were checked by sequence_stage
-    for refiner in refiners:
-        try:
-            refiner.load_state_dict(model.refiner.state_dict())
-        except RuntimeError as e:
-            raise ConfigError(f"init={recipe.init} has other sizes than this recipe ({e})") from None
-    run.print(f"starting from the {kind} of {recipe.init}")
+    try:
+        refiner.load_state_dict(init.refiner.state_dict())
+    except RuntimeError as e:
+        raise ConfigError(f"init={recipe.init} has other sizes than this recipe ({e})") from None
+    run.print(f"starting from the {init.kind} of {recipe.init}")
 
 
 def spec_rows(rng: np.random.Generator, recipe) -> torch.Tensor:

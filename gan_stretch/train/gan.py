@@ -19,7 +19,7 @@ from .common import Run, init_refiner, sequence_stage, spec_rows
 
 
 def train(recipe: GanRecipe) -> Run:
-    run, spec, ae, pairs = sequence_stage(recipe)
+    run, spec, ae, pairs, init = sequence_stage(recipe)
 
     L = ae.cfg.latent_dim
     generator = LatentGenerator(GeneratorConfig(latent_dim=L, channels=recipe.channels, kernel=recipe.kernel,
@@ -27,7 +27,7 @@ def train(recipe: GanRecipe) -> Run:
     conditional = recipe.d_conditional and recipe.real == "target"
     discriminator = LatentDiscriminator(DiscriminatorConfig(latent_dim=L, channels=recipe.d_channels,
                                                             layers=recipe.d_layers, conditional=conditional))
-    init_refiner(run, recipe, "gan", [generator])
+    init_refiner(run, recipe, init, generator)
     ema = copy.deepcopy(generator).requires_grad_(False)
     opt_g = torch.optim.Adam(generator.parameters(), lr=recipe.lr, betas=(0.8, 0.99))
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=recipe.d_lr, betas=(0.8, 0.99))

@@ -11,10 +11,10 @@ from .common import Run, init_refiner, sequence_stage, spec_rows
 
 
 def train(recipe: MapperRecipe) -> Run:
-    run, spec, ae, pairs = sequence_stage(recipe)
+    run, spec, ae, pairs, init = sequence_stage(recipe)
 
     mapper = StretchMapper(MapperConfig(latent_dim=ae.cfg.latent_dim, hidden=recipe.hidden))
-    init_refiner(run, recipe, "mapper", [mapper])
+    init_refiner(run, recipe, init, mapper)
     optimizer = torch.optim.Adam(mapper.parameters(), lr=recipe.lr)
     start = run.resume({"mapper": mapper}, {"mapper": optimizer})
     mapper, optimizer = run.accelerator.prepare(mapper, optimizer)
