@@ -135,14 +135,15 @@ class AudioWriter:
         self.clip = (self.subtype or sf.default_subtype(fmt) or "") not in ("FLOAT", "DOUBLE")
 
     def __enter__(self) -> "AudioWriter":
-        self.tmp = self.path  # nothing to remove until the temporary file exists
+        tmp = None
         try:
-            self.tmp = partial_path(self.path)
-            self.file = sf.SoundFile(str(self.tmp), "w", self.sr, self.channels, subtype=self.subtype)
+            tmp = partial_path(self.path)
+            self.file = sf.SoundFile(str(tmp), "w", self.sr, self.channels, subtype=self.subtype)
         except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as e:
-            if self.tmp != self.path:
-                self.tmp.unlink(missing_ok=True)
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
             raise AudioError(f"cannot write {self.path}: {e}") from None
+        self.tmp = tmp
         return self
 
     def write(self, chunk: np.ndarray) -> None:
