@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +45,15 @@ class Item:
     audio: dict  # rate key -> path relative to the corpus folder
     program: int | None = None
     soundfont: str | None = None
+    onsets: list[float] | None = None  # note-on times at tempo 1, in seconds (true-tempo renders)
+    drum_onsets: list[float] | None = None  # drum hits (GM channel 10) at tempo 1, in seconds
+    extra: dict = field(default_factory=dict)  # any other manifest field, kept as written
+
+    @classmethod
+    def from_manifest(cls, entry: dict) -> "Item":
+        known = {f.name for f in fields(cls)} - {"extra"}
+        return cls(**{k: v for k, v in entry.items() if k in known},
+                   extra={k: v for k, v in entry.items() if k not in known})
 
 
 class Corpus:
@@ -57,7 +66,7 @@ class Corpus:
         self.manifest = json.loads(path.read_text())
         self.sample_rate = int(self.manifest["sample_rate"])
         self.kind = self.manifest["kind"]
-        self.items = [Item(**it) for it in self.manifest["items"]]
+        self.items = [Item.from_manifest(it) for it in self.manifest["items"]]
 
     def split(self, name: str) -> list[Item]:
         return [it for it in self.items if it.split == name]
@@ -69,6 +78,21 @@ class Corpus:
 
     def rates(self, item: Item) -> list[float]:
         return sorted(float(k) for k in item.audio if float(k) != 1.0)
+
+    def onsets(self, item: Item, rate: float = 1.0, drums: bool = True) -> np.ndarray | None:
+        """Note-on times of ``item``'s render at ``rate``, in seconds (at tempo r a note starts at
+        t / r); drum hits included unless ``drums`` is False. None for items without a score
+        (teacher corpora). Corpora made before onsets were recorded get them from the score again."""
+        if item.onsets is None:
+            if self.kind != "true-tempo" or not item.source.startswith("music21:"):
+                return None
+            from .render import music21_midi, note_onsets, perform
+
+            midi = perform(music21_midi(item.source.split(":", 1)[1]), item.program or 0,
+                           float(self.manifest["seconds"]), 1.0)
+            item.onsets, item.drum_onsets = note_onsets(midi)
+        times = list(item.onsets) + (list(item.drum_onsets or []) if drums else [])
+        return np.asarray(sorted(times), dtype=np.float64) / float(rate)
 
 
 def _write_manifest(root: Path, manifest: dict) -> None:
@@ -113,7 +137,7 @@ def build_true_tempo(out: str | os.PathLike, pieces: int = 32, heldout: float = 
 
     ``splits=("heldout",)`` renders only the held-out pieces (an evaluation set, e.g. with a
     soundfont never used in training)."""
-    from .render import find_soundfont, music21_midi, perform, render
+    from .render import find_soundfont, music21_midi, note_onsets, perform, render
 
     root = Path(out)
     sf2 = find_soundfont(soundfont)
@@ -133,12 +157,16 @@ def build_true_tempo(out: str | os.PathLike, pieces: int = 32, heldout: float = 
             continue
         item = {"id": item_id, "split": split, "source": f"music21:{src}", "program": program,
                 "soundfont": sf2.name, "audio": audio}
-        if not (item_id in done and all((root / p).is_file() for p in audio.values())):
+        old_item = done.get(item_id, {})
+        if "onsets" in old_item:
+            item["onsets"], item["drum_onsets"] = old_item["onsets"], old_item.get("drum_onsets", [])
+        if not (item_id in done and "onsets" in old_item and all((root / p).is_file() for p in audio.values())):
             try:
                 midi = music21_midi(src)
             except Exception as e:  # music21 raises many types on pieces it cannot convert
                 tqdm.write(f"skipping {src}: music21 cannot convert it ({type(e).__name__})")
                 continue
+            item["onsets"], item["drum_onsets"] = note_onsets(perform(midi, program, seconds, 1.0))
             for r in all_rates:
                 path = root / audio[rate_key(r)]
                 if not path.is_file():

@@ -85,6 +85,17 @@ def perform(midi: mido.MidiFile, program: int, seconds: float, rate: float) -> m
     return out
 
 
+def note_onsets(midi: mido.MidiFile) -> tuple[list[float], list[float]]:
+    """Note-on times in seconds (tempo changes followed) of a performance: (pitched notes, drum hits
+    on the GM drum channel), each sorted. A render of ``midi`` starts its notes at these times."""
+    pitched, drums, elapsed = [], [], 0.0
+    for msg in midi:  # mido yields messages with delta times in seconds, tempo applied
+        elapsed += msg.time
+        if msg.type == "note_on" and msg.velocity > 0:
+            (drums if msg.channel == DRUM_CHANNEL else pitched).append(round(elapsed, 5))
+    return sorted(pitched), sorted(drums)
+
+
 def render(midi: mido.MidiFile, soundfont: Path, sample_rate: int, n_samples: int) -> np.ndarray:
     """fluidsynth -> mono float32 [n_samples] (cut or zero-padded to exactly ``n_samples``)."""
     if shutil.which("fluidsynth") is None:
