@@ -230,10 +230,18 @@ def build(results: str | os.PathLike) -> Path:
                 (work / files[n]).parent.mkdir(parents=True, exist_ok=True)
                 sf.write(str(work / files[n]), w.T, sr, subtype="PCM_16")
             save_spectrograms({n: mel_db(w, sr) for n, w in clips.items()}, {n: work / p for n, p in pngs.items()})
+            # The blind test plays every item at the reference's length (cut or padded with silence): a
+            # clip that ends early would give its method away by the player's duration.
+            n_ref = clips["reference"].shape[-1]
+            blind = {n: files[n] if w.shape[-1] == n_ref else f"audio/{sub}/{clip_id(tid, n + '/blind')}.flac"
+                     for n, w in clips.items() if n != "input"}
+            for n, f in blind.items():
+                if f != files[n]:
+                    sf.write(str(work / f), teachers.fit_length(clips[n], n_ref).T, sr, subtype="PCM_16")
             items = []
             for n, w in clips.items():
                 m = measures.get((t["piece"], n, round(rate, 6)), {})
-                items.append({"method": n, "src": files[n], "png": pngs[n],
+                items.append({"method": n, "src": files[n], "blind_src": blind.get(n), "png": pngs[n],
                               "seconds": round(w.shape[-1] / sr, 3), "measures": m})
             page_trials.append({"id": tid, "piece": t["piece"], "rate": rate, "level_lufs": round(level, 1),
                                 "items": items})
@@ -241,6 +249,9 @@ def build(results: str | os.PathLike) -> Path:
                                .encode()).hexdigest()[:12]
         (work / "index.html").write_text(compare_html(results.name, page_trials, columns))
         (work / "blind.html").write_text(blind_html(results.name, page_trials, page_id))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(work, 0o777 & ~umask)  # mkdtemp's folder is private; the page is not
         old = results / f".listen-old-{os.getpid()}"
         if final.exists():
             os.replace(final, old)
@@ -265,9 +276,7 @@ LOUDNESS_NOTE = ("Every clip of a row is normalised to the same integrated loudn
                  "and nothing clips. The level used is shown per row.")
 
 
-def describe(name: str) -> str:
-    return {"input": "input (rate 1)", "reference": "reference: true-tempo render",
-            "anchor": "anchor: resampling"}.get(name, name)
+KINDS = {"input": "original tempo", "reference": "true-tempo render", "anchor": "resampled: pitch moves"}
 
 
 def compare_html(title: str, trials: list[dict], columns: list[str]) -> str:
@@ -280,8 +289,9 @@ def compare_html(title: str, trials: list[dict], columns: list[str]) -> str:
             table = "".join(f"<tr><th>{e(c)}</th><td>{fmt(it['measures'][c])}</td></tr>" for c in shown)
             kind = it["method"] if it["method"] in ("input", "reference", "anchor") else "method"
             cards.append(
-                f'<figure class="card {kind}"><figcaption>{e(describe(it["method"]))}'
+                f'<figure class="card {kind}"><figcaption><span class="name">{e(it["method"])}</span>'
                 f'<span class="dur">{it["seconds"]:.2f} s</span></figcaption>'
+                f'<div class="kind">{e(KINDS.get(it["method"], "method"))}</div>'
                 f'<img src="{e(it["png"])}" width="{SPEC_PX[0]}" height="{SPEC_PX[1]}" alt="spectrogram of '
                 f'{e(it["method"])}" loading="lazy">'
                 f'<audio controls preload="none" src="{e(it["src"])}"></audio>'
@@ -300,7 +310,7 @@ def blind_html(title: str, trials: list[dict], page_id: str) -> str:
             "trials": [{"id": t["id"], "piece": t["piece"], "rate": t["rate"],
                         "reference": next(i["src"] for i in t["items"] if i["method"] == "reference"),
                         # the methods under test: every output, the hidden reference and the anchor
-                        "items": [{"method": i["method"], "src": i["src"]} for i in t["items"]
+                        "items": [{"method": i["method"], "src": i["blind_src"]} for i in t["items"]
                                   if i["method"] != "input"]} for t in trials]}
     e = html.escape
     return (_template("blind.html").replace("{{TITLE}}", e(title)).replace("{{STYLE}}", _template("style.css"))

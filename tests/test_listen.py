@@ -65,6 +65,25 @@ def test_clips_are_loudness_matched_and_do_not_clip(results):
     assert "LUFS" in (page / "index.html").read_text() and "BS.1770" in (page / "blind.html").read_text()
 
 
+def test_blind_items_last_as_long_as_the_reference(tmp_path):
+    """A method whose output ends early keeps its length on the comparison page, and is padded to the
+    reference's length in the blind test, where the player's duration would give it away."""
+    x = music_like(SR * 2, seed=3)
+    truth = music_like(SR, seed=4)
+    listen.save_trial(tmp_path, "a/piece", 2.0, SR, x, truth, {"short": truth[:-2205], "exact": truth * 0.5})
+    page = listen.build(tmp_path).parent  # no results.csv: a page without measures
+    html = (page / "blind.html").read_text()
+    data = json.loads(re.search(r'<script id="data" type="application/json">(.*?)</script>', html, re.S).group(1))
+    (trial,) = data["trials"]
+    assert sorted(i["method"] for i in trial["items"]) == ["anchor", "exact", "reference", "short"]
+    for it in trial["items"]:
+        assert sf.info(str(page / it["src"])).frames == SR, it["method"]
+    assert "0.90 s" in (page / "index.html").read_text()  # the short output as the method wrote it
+    on_disk = {str(p.relative_to(page)) for p in page.rglob("*") if p.is_file()}
+    assert named_files(page) == on_disk
+    assert (page.stat().st_mode & 0o755) == 0o755  # readable by a web server, unlike a bare mkdtemp
+
+
 def test_peak_guard_lowers_the_whole_row():
     """A spiky clip that would peak above -1 dBFS at -23 LUFS pulls every clip of its row down together."""
     quiet = music_like(SR * 2, seed=1)[None] * 0.1

@@ -76,7 +76,7 @@
     h.textContent = `Trial ${current + 1} of ${order.length}: ${t.piece}, rate ${t.rate} `;
     const sub = document.createElement("span");
     sub.className = "rate";
-    sub.textContent = `(${t.rate < 1 ? "slowed down" : "sped up"} to ${(1 / t.rate).toPrecision(3)}× the duration)`;
+    sub.textContent = `(${t.rate < 1 ? "slowed down" : "sped up"} to ${Number((1 / t.rate).toPrecision(3))}× the duration)`;
     h.append(sub);
     box.append(h);
     const head = document.createElement("div");
