@@ -197,6 +197,8 @@ def main(argv=None) -> int:
             options[key] = int(value) if key == "griffin_lim" else value.lower() in ("1", "true", "yes")
         models[name] = Stretcher(load_model(path), device=args.device, **options)
     if args.recordings:
+        if args.listen:
+            raise SystemExit("error: --listen needs --data: recordings have no reference to listen against")
         return recordings(args, models)
 
     corpus = Corpus(args.data)

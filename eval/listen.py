@@ -245,7 +245,7 @@ def build(results: str | os.PathLike) -> Path:
                               "seconds": round(w.shape[-1] / sr, 3), "measures": m})
             page_trials.append({"id": tid, "piece": t["piece"], "rate": rate, "level_lufs": round(level, 1),
                                 "items": items})
-        page_id = hashlib.sha1(json.dumps([(t["id"], [i["src"] for i in t["items"]]) for t in page_trials])
+        page_id = hashlib.sha1(json.dumps([(t["id"], [(i["src"], i["blind_src"]) for i in t["items"]]) for t in page_trials])
                                .encode()).hexdigest()[:12]
         (work / "index.html").write_text(compare_html(results.name, page_trials, columns))
         (work / "blind.html").write_text(blind_html(results.name, page_trials, page_id))
@@ -286,7 +286,8 @@ def compare_html(title: str, trials: list[dict], columns: list[str]) -> str:
         cards = []
         for it in t["items"]:
             shown = [c for c in columns if c in it["measures"]]
-            table = "".join(f"<tr><th>{e(c)}</th><td>{fmt(it['measures'][c])}</td></tr>" for c in shown)
+            table = "".join(f"<tr><th>{e(c).replace('_', '_<wbr>')}</th><td>{fmt(it['measures'][c])}</td></tr>"
+                            for c in shown)  # long column names break after an underscore
             kind = it["method"] if it["method"] in ("input", "reference", "anchor") else "method"
             cards.append(
                 f'<figure class="card {kind}"><figcaption><span class="name">{e(it["method"])}</span>'
