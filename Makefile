@@ -1,13 +1,14 @@
 # make demo : builds a small true-tempo corpus, trains the three stages, scores them, stretches an example
 # make test : the test suite
 # Both bootstrap what they need on a fresh machine: Debian packages and a pinned .venv.
+# (chromium + chromium-driver: the listening page's browser test)
 
 SHELL := /bin/bash
 PY := .venv/bin/python
 LAUNCH := .venv/bin/accelerate launch --config_file recipes/accelerate/cpu.yaml -m gan_stretch.train
 DEMO := runs/demo
 DATA := data/demo
-APT_PACKAGES := fluidsynth timgm6mb-soundfont rubberband-cli
+APT_PACKAGES := fluidsynth timgm6mb-soundfont rubberband-cli chromium chromium-driver
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test system clean-demo
@@ -17,6 +18,10 @@ system:
 	command -v fluidsynth >/dev/null || missing="$$missing fluidsynth"; \
 	[ -f /usr/share/sounds/sf2/TimGM6mb.sf2 ] || missing="$$missing timgm6mb-soundfont"; \
 	command -v rubberband >/dev/null || missing="$$missing rubberband-cli"; \
+	if grep -qi ubuntu /etc/os-release 2>/dev/null; then browser="chromium-browser chromium-chromedriver"; \
+	else browser="chromium chromium-driver"; fi; \
+	{ command -v chromium || command -v chromium-browser; } >/dev/null && command -v chromedriver >/dev/null \
+		|| missing="$$missing $$browser"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
@@ -47,7 +52,7 @@ demo: system .venv/.installed
 		--model interpolation=$(DEMO)/autoencoder/model.safetensors --model mapper=$(DEMO)/mapper/model.safetensors \
 		--model gan=$(DEMO)/gan/model.safetensors --model packaged-gan=gan_stretch/checkpoints/default.safetensors \
 		--model packaged-mapper=gan_stretch/checkpoints/mapper.safetensors \
-		--methods pv ceiling-ae; \
+		--methods pv ceiling-ae --listen; \
 	echo "== 6/6 stretching an example"; \
 	example=$$($(PY) -c "from gan_stretch.data import Corpus; c = Corpus('$(DATA)'); i = c.split('heldout')[0]; print(c.root / i.audio['1.000'])"); \
 	for r in 0.5 2.0; do .venv/bin/gan-stretch stretch $$example $(DEMO)/example_rate$$r.wav --rate $$r --checkpoint $(DEMO)/gan/model.safetensors; done; \
@@ -56,7 +61,8 @@ demo: system .venv/.installed
 	echo "  results : results/demo/table.md (results.csv, plots *.png)"; \
 	echo "  models  : $(DEMO)/{autoencoder,mapper,gan}/model.safetensors"; \
 	echo "  audio   : $(DEMO)/example_input.wav, $(DEMO)/example_rate0.5.wav, $(DEMO)/example_rate2.0.wav"; \
-	echo "  watch   : .venv/bin/tensorboard --logdir $(DEMO)"
+	echo "  watch   : .venv/bin/tensorboard --logdir $(DEMO)"; \
+	echo "  listen  : results/demo/listen/index.html (open it in a browser; blind test: results/demo/listen/blind.html)"
 
 clean-demo:
 	rm -rf $(DEMO) $(DATA) results/demo

@@ -11,7 +11,8 @@ the classical stretchers of gan_stretch.teachers, and the ceilings
   ceiling-ae        the TRUE stretched audio through the autoencoder (needs a --model) + phase
   interp-magnitude  input magnitudes interpolated in time (no autoencoder) + our phase
 Writes results.csv (one row per piece, method and rate), table.md, one PNG per metric, and
-config.json (the exact command and inputs).
+config.json (the exact command and inputs). ``--listen`` also stores every clip under audio/ and writes
+a listening page, listen/index.html (eval/listen.py).
 
     python eval/benchmark.py --recordings /usr/share/scummvm/drascula/audio --out results/recorded \
         --model gan=... --methods pv rubberband-r3 wsola
@@ -36,6 +37,8 @@ from tqdm import tqdm
 from gan_stretch import metrics, spectral, teachers
 from gan_stretch.data.corpus import Corpus
 from gan_stretch.pipeline import Stretcher, load_model
+
+import listen  # eval/listen.py, beside this script
 
 METRICS = ("logmel_db", "spectral_convergence", "mrstft", "duration_error_ms", "pitch_cents", "realtime_factor")
 CEILINGS = ("ceiling-phase", "ceiling-ae", "interp-magnitude")
@@ -177,6 +180,8 @@ def main(argv=None) -> int:
     p.add_argument("--no-residual", dest="residual", action="store_false",
                    help="models decode their latents alone (Stretcher(residual=False))")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--listen", action="store_true",
+                   help="store the input, the truth and every output under OUT/audio/ and write OUT/listen/")
     args = p.parse_args(argv)
     if bool(args.data) == bool(args.recordings):
         raise SystemExit("error: give --data (true-tempo corpus) or --recordings (folder of music)")
@@ -192,6 +197,8 @@ def main(argv=None) -> int:
             options[key] = int(value) if key == "griffin_lim" else value.lower() in ("1", "true", "yes")
         models[name] = Stretcher(load_model(path), device=args.device, **options)
     if args.recordings:
+        if args.listen:
+            raise SystemExit("error: --listen needs --data: recordings have no reference to listen against")
         return recordings(args, models)
 
     corpus = Corpus(args.data)
@@ -207,9 +214,12 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
 
     rows = []
+    if args.listen:
+        listen.clear_clips(out)
     jobs = [(item, rate) for item in items for rate in (args.rates or corpus.rates(item))]
     for item, rate in tqdm(jobs, desc="benchmark", unit="pair"):
         src, truth = corpus.load(item, 1.0), corpus.load(item, rate)
+        clips = {}
         for name in list(models) + list(args.methods):
             t0 = time.perf_counter()
             if name in models:
@@ -224,6 +234,9 @@ def main(argv=None) -> int:
             elapsed = time.perf_counter() - t0
             rows.append({"piece": item.id, "program": item.program, "method": name, "rate": rate,
                          **score(y, src, truth, sr, elapsed)})
+            clips[name] = y
+        if args.listen:
+            listen.save_trial(out, item.id, rate, sr, src, truth, clips)
 
     with open(out / "results.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -240,6 +253,8 @@ def main(argv=None) -> int:
         "model_meta": {n: s.model.meta for n, s in models.items()}}, indent=1, default=str))
     print(table)
     print(f"wrote {out}/table.md, results.csv, {len(plots)} plots")
+    if args.listen:
+        print(f"listening page: {listen.build(out)}")
     return 0
 
 
