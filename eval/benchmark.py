@@ -5,7 +5,7 @@
         --methods pv rubberband-r3 wsola [--rates 0.5 0.75 1.25 1.5 2.0] [--pieces 8]
 
 Methods: every ``--model NAME=PATH`` (a model of kind autoencoder is plain latent interpolation;
-``NAME=PATH@griffin_lim=16,phase_lock=0,residual=0`` scores it with other pipeline settings),
+``NAME=PATH@griffin_lim=16,phase_lock=0,residual=0,transients=1`` scores it with other pipeline settings),
 the classical stretchers of gan_stretch.teachers, and the ceilings
   ceiling-phase     the TRUE stretched magnitudes through our phase reconstruction
   ceiling-ae        the TRUE stretched audio through the autoencoder (needs a --model) + phase
@@ -40,7 +40,9 @@ from gan_stretch.pipeline import Stretcher, load_model
 
 import listen  # eval/listen.py, beside this script
 
-METRICS = ("logmel_db", "spectral_convergence", "mrstft", "duration_error_ms", "pitch_cents", "realtime_factor")
+METRICS = ("logmel_db", "visqol", "attack_db", "smear_db", "oversmoothing_db", "spectral_convergence", "mrstft",
+           "duration_error_ms", "pitch_cents", "realtime_factor")
+PERCEPTION = ("visqol", "attack_db", "smear_db", "oversmoothing_db")
 CEILINGS = ("ceiling-phase", "ceiling-ae", "interp-magnitude")
 
 
@@ -66,9 +68,17 @@ def ceiling(kind: str, stretcher: Stretcher | None, cfg, src: np.ndarray, truth:
     return spectral.reconstruct(mag, phase, cfg, n_out, griffin_lim)[0].numpy()
 
 
-def score(out: np.ndarray, src: np.ndarray, truth: np.ndarray, sr: int, seconds: float) -> dict:
+def score(out: np.ndarray, src: np.ndarray, truth: np.ndarray, sr: int, seconds: float,
+          onsets: np.ndarray | None = None, visqol: bool = True) -> dict:
+    """Every per-clip measure of ``out`` against ``truth`` (``onsets``: the score's note onsets in
+    the output's time, seconds; attack and smear are NaN without them)."""
     out = np.asarray(out, dtype=np.float32).reshape(-1)
+    nan = float("nan")
     return {"logmel_db": metrics.log_mel_distance(out, truth, sr),
+            "visqol": metrics.visqol(out, truth, sr) if visqol else nan,
+            "attack_db": metrics.attack_db(out, truth, sr, onsets) if onsets is not None else nan,
+            "smear_db": metrics.smear_db(out, truth, sr, onsets) if onsets is not None else nan,
+            "oversmoothing_db": metrics.oversmoothing_db(out, truth, sr),
             "spectral_convergence": metrics.spectral_convergence(out, truth),
             "mrstft": metrics.multi_resolution_stft_distance(out, truth),
             "duration_error_ms": 1000 * metrics.duration_error(out, truth.shape[-1], sr),
@@ -76,8 +86,19 @@ def score(out: np.ndarray, src: np.ndarray, truth: np.ndarray, sr: int, seconds:
             "realtime_factor": src.shape[-1] / sr / max(seconds, 1e-9)}
 
 
-HOW = {"logmel_db": "lower is better", "spectral_convergence": "lower is better", "mrstft": "lower is better",
+HOW = {"logmel_db": "dB, lower is better", "visqol": "MOS-LQO 1-5, higher is better; the truth scores 4.73",
+       "attack_db": "dB, 0 is right, negative = weaker attacks",
+       "smear_db": "dB, 0 is right, positive = energy smeared before onsets",
+       "oversmoothing_db": "dB, 0 is right, negative = over-smoothed",
+       "two_sample_accuracy": "held-out accuracy of a fresh classifier, 0.5 = indistinguishable from the truth",
+       "spectral_convergence": "lower is better", "mrstft": "lower is better",
        "duration_error_ms": "0 is right", "pitch_cents": "0 is right", "realtime_factor": "higher is faster"}
+
+
+def mean_of(values) -> float:
+    """Mean of the finite values (NaN where a measure does not apply, e.g. attacks without onsets)."""
+    v = np.asarray([x for x in values if np.isfinite(x)], dtype=np.float64)
+    return float(v.mean()) if len(v) else float("nan")
 
 
 def write_table(rows: list[dict], metric: str = "logmel_db") -> str:
@@ -88,8 +109,20 @@ def write_table(rows: list[dict], metric: str = "logmel_db") -> str:
              "| method | " + " | ".join(f"{r:g}" for r in rates) + " | mean |",
              "|---|" + "---|" * (len(rates) + 1)]
     for m in methods:
-        vals = [np.mean([r[metric] for r in rows if r["method"] == m and r["rate"] == rate]) for rate in rates]
-        lines.append(f"| {m} | " + " | ".join(f"{v:.2f}" for v in vals) + f" | {np.mean(vals):.2f} |")
+        vals = [mean_of([r[metric] for r in rows if r["method"] == m and r["rate"] == rate]) for rate in rates]
+        lines.append(f"| {m} | " + " | ".join(f"{v:.2f}" for v in vals) + f" | {mean_of(vals):.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_summary(rows: list[dict], metrics_shown=("logmel_db", *PERCEPTION, "two_sample_accuracy")) -> str:
+    """Both axes side by side: one line per method, the mean over pieces and rates of each measure."""
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    shown = [m for m in metrics_shown if any(m in r for r in rows)]
+    lines = ["Distance and perception side by side (means over pieces and rates)", "",
+             "| method | " + " | ".join(shown) + " |", "|---|" + "---|" * len(shown)]
+    for m in methods:
+        vals = [mean_of([r[k] for r in rows if r["method"] == m and k in r]) for k in shown]
+        lines.append(f"| {m} | " + " | ".join(f"{v:.2f}" for v in vals) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -102,10 +135,10 @@ def plot(rows: list[dict], out: Path) -> list[str]:
     written = []
     methods = list(dict.fromkeys(r["method"] for r in rows))
     rates = sorted({r["rate"] for r in rows})
-    for metric in METRICS:
+    for metric in [m for m in METRICS + ("two_sample_accuracy",) if all(m in r for r in rows)]:
         fig, ax = plt.subplots(figsize=(6, 4))
         for m in methods:
-            ax.plot(rates, [np.mean([r[metric] for r in rows if r["method"] == m and r["rate"] == rate])
+            ax.plot(rates, [mean_of([r[metric] for r in rows if r["method"] == m and r["rate"] == rate])
                             for rate in rates], marker="o", label=m)
         ax.set_xscale("log", base=2)
         ax.set_xticks(rates, [f"{r:g}" for r in rates])
@@ -117,6 +150,23 @@ def plot(rows: list[dict], out: Path) -> list[str]:
         fig.savefig(out / f"{metric}.png", dpi=100)
         plt.close(fig)
         written.append(f"{metric}.png")
+    for perception in ("visqol", "two_sample_accuracy"):  # the distortion-perception plane
+        if not all(np.isfinite(r.get(perception, np.nan)) for r in rows):
+            continue
+        fig, ax = plt.subplots(figsize=(6, 4.5))
+        for m in methods:
+            mine = [r for r in rows if r["method"] == m]
+            ax.scatter(mean_of([r["logmel_db"] for r in mine]), mean_of([r[perception] for r in mine]), label=m)
+            ax.annotate(m, (mean_of([r["logmel_db"] for r in mine]), mean_of([r[perception] for r in mine])),
+                        fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set_xlabel("log-mel distance to the truth (dB, lower is better)")
+        ax.set_ylabel(perception + (" (higher is better)" if perception == "visqol" else " (0.5 is best)"))
+        ax.set_title("distortion-perception plane (means over pieces and rates)")
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(out / f"plane_{perception}.png", dpi=100)
+        plt.close(fig)
+        written.append(f"plane_{perception}.png")
     return written
 
 
@@ -179,7 +229,13 @@ def main(argv=None) -> int:
     p.add_argument("--phase-lock", action="store_true", help="models lock phases to peaks (Stretcher(phase_lock=True))")
     p.add_argument("--no-residual", dest="residual", action="store_false",
                    help="models decode their latents alone (Stretcher(residual=False))")
+    p.add_argument("--transients", type=int, choices=(0, 1), default=None,
+                   help="models play attacks at speed 1 with a phase reset (Stretcher(transients=...); "
+                        "default: as each model was trained)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--no-visqol", dest="visqol", action="store_false", help="skip ViSQOL (the slowest measure)")
+    p.add_argument("--no-two-sample", dest="two_sample", action="store_false",
+                   help="skip the two-sample classifier test")
     p.add_argument("--listen", action="store_true",
                    help="store the input, the truth and every output under OUT/audio/ and write OUT/listen/")
     args = p.parse_args(argv)
@@ -189,12 +245,14 @@ def main(argv=None) -> int:
     for spec in args.model:
         name, _, path = spec.partition("=")
         path, _, opts = path.partition("@")  # NAME=PATH@griffin_lim=16,phase_lock=0,residual=0
-        options = {"griffin_lim": args.griffin_lim, "phase_lock": args.phase_lock, "residual": args.residual}
+        options = {"griffin_lim": args.griffin_lim, "phase_lock": args.phase_lock, "residual": args.residual,
+                   "transients": args.transients}
         for opt in filter(None, opts.split(",")):
             key, _, value = opt.partition("=")
             if key not in options:
                 raise SystemExit(f"error: unknown model option {key!r} in {spec!r} (use {', '.join(options)})")
             options[key] = int(value) if key == "griffin_lim" else value.lower() in ("1", "true", "yes")
+        options["transients"] = None if options["transients"] is None else bool(options["transients"])
         models[name] = Stretcher(load_model(path), device=args.device, **options)
     if args.recordings:
         if args.listen:
@@ -217,8 +275,12 @@ def main(argv=None) -> int:
     if args.listen:
         listen.clear_clips(out)
     jobs = [(item, rate) for item in items for rate in (args.rates or corpus.rates(item))]
+    patches: dict[str, list] = {}  # method -> (piece, rate, log-mel patches) for the two-sample test
     for item, rate in tqdm(jobs, desc="benchmark", unit="pair"):
         src, truth = corpus.load(item, 1.0), corpus.load(item, rate)
+        onsets = corpus.onsets(item, rate)
+        if args.two_sample:
+            patches.setdefault("truth", []).append((item.id, rate, metrics.mel_patches(truth, sr)))
         clips = {}
         for name in list(models) + list(args.methods):
             t0 = time.perf_counter()
@@ -233,23 +295,36 @@ def main(argv=None) -> int:
                 y = teachers.get(name, exact_length=False)(src[None], sr, rate)[0]  # its own length
             elapsed = time.perf_counter() - t0
             rows.append({"piece": item.id, "program": item.program, "method": name, "rate": rate,
-                         **score(y, src, truth, sr, elapsed)})
+                         **score(y, src, truth, sr, elapsed, onsets, args.visqol)})
+            if args.two_sample:
+                patches.setdefault(name, []).append((item.id, rate, metrics.mel_patches(y, sr)))
             clips[name] = y
         if args.listen:
             listen.save_trial(out, item.id, rate, sr, src, truth, clips)
 
+    if args.two_sample and len(items) >= 2:
+        # one fresh classifier per method (never the training discriminator); its held-out accuracy
+        # per rate goes on every row of that method and rate
+        for name in tqdm([m for m in patches if m != "truth"], desc="two-sample tests", unit="method"):
+            acc = metrics.two_sample_accuracy(patches[name], patches["truth"])["per_rate"]
+            for r in rows:
+                if r["method"] == name:
+                    r["two_sample_accuracy"] = acc.get(r["rate"], float("nan"))
     with open(out / "results.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    table = write_table(rows)
-    extra = "\n".join(write_table(rows, m) for m in ("pitch_cents", "duration_error_ms", "realtime_factor"))
+    table = write_summary(rows) + "\n" + write_table(rows)
+    shown = [m for m in (*PERCEPTION, "two_sample_accuracy") if any(np.isfinite(r.get(m, np.nan)) for r in rows)]
+    extra = "\n".join(write_table(rows, m) for m in (*shown, "pitch_cents", "duration_error_ms", "realtime_factor"))
     (out / "table.md").write_text(f"# {out.name}: {len(items)} held-out pieces of {args.data}\n\n{table}\n{extra}")
     plots = plot(rows, out)
     (out / "config.json").write_text(json.dumps({
         "command": " ".join([sys.executable, *sys.argv]) if argv is None else " ".join(["eval/benchmark.py", *argv]),
         "data": args.data, "pieces": [i.id for i in items], "models": args.model, "methods": args.methods,
-        "griffin_lim": args.griffin_lim, "phase_lock": args.phase_lock, "residual": args.residual, "plots": plots,
+        "griffin_lim": args.griffin_lim, "phase_lock": args.phase_lock, "residual": args.residual,
+        "transients": args.transients, "plots": plots,
+        "visqol": args.visqol, "two_sample": args.two_sample,
         "model_meta": {n: s.model.meta for n, s in models.items()}}, indent=1, default=str))
     print(table)
     print(f"wrote {out}/table.md, results.csv, {len(plots)} plots")

@@ -30,6 +30,7 @@ class Recipe:
     eval_every: int = 500
     save_every: int = 250
     eval_pieces: int = 2  # held-out pieces scored and logged to TensorBoard at each evaluation
+    eval_visqol: bool = True  # ViSQOL in that evaluation (about 1 s per clip on a CPU)
 
 
 @dataclass
@@ -51,6 +52,7 @@ class SequenceRecipe(Recipe):
     spec_frames: int = 512  # frames per batch decoded for that loss
     latent_weight: float = 10.0  # L1 on latents
     init: str = ""  # a model file of this stage and size whose refiner starts the run (fine-tuning)
+    transients: bool = False  # train on attacks played at speed 1 (the Stretcher's transients=True)
 
 
 @dataclass

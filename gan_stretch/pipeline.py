@@ -106,7 +106,8 @@ class Stretcher:
     """
 
     def __init__(self, checkpoint_path: str | os.PathLike | Model | None = None, device: str | None = None,
-                 griffin_lim: int = 1, phase_lock: bool = False, residual: bool = True, chunk_frames: int = 1024):
+                 griffin_lim: int = 1, phase_lock: bool = False, residual: bool = True, chunk_frames: int = 1024,
+                 transients: bool | None = None):
         self.model = checkpoint_path if isinstance(checkpoint_path, Model) else \
             load_model(resolve_checkpoint(checkpoint_path))
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -118,6 +119,8 @@ class Stretcher:
         self.griffin_lim = int(griffin_lim)
         self.phase_lock = phase_lock
         self.residual = residual
+        # attacks played at speed 1 with their own phase (see blocks); by default as the model was trained
+        self.transients = bool(self.model.meta.get("transients", False) if transients is None else transients)
         self.chunk_frames = chunk_frames  # output frames per streamed block (about 24 s)
         refiner = self.model.refiner
         context = sum(d * (refiner.cfg.kernel - 1) // 2 for d in refiner.cfg.dilations) \
@@ -200,12 +203,13 @@ class Stretcher:
         cfg = self.input_config(sr)
         band = Band(self.spectral, cfg, source.device if isinstance(source, torch.Tensor) else self.device)
         n_in, n_out = cfg.n_frames(source.shape[-1]), cfg.n_frames(tmap.n_out)
-        positions = tmap.positions(n_out, cfg.hop, n_in, band.device)
         block, margin = self.chunk_frames, self.margin
-        ref = max(spectral.reference_db(band.low_abs(spectral.frames(source, cfg, s, min(s + block, n_in))))
-                  for s in range(0, n_in, block))
+        ref, onsets = self.analysis(source, cfg, band, n_in)
         if ref <= SILENT_DB:
             raise AudioError(f"{getattr(source, 'name', 'input audio')} is silent (every sample is zero)")
+        # with transients, each detected attack is played at speed 1 and starts with the input's
+        # phase; the stretch happens between attacks, as in a performance at another tempo
+        positions, resets = timemap.frame_positions(tmap, cfg, n_in, onsets if self.transients else None, band.device)
         rate = torch.full((source.shape[0],), min(max(tmap.mean_rate, MIN_RATE), MAX_RATE), device=band.device)
         half = cfg.n_fft // 2
         pending, weight = None, None  # overlap-added samples not final yet, from output frame j0 on
@@ -223,7 +227,7 @@ class Stretcher:
             if len(keep) < spec.shape[0]:
                 spec, start = spec[keep], None if start is None else start[keep]
             source_phase = torch.angle(spec)
-            phase = spectral.propagate_phase(source_phase, local, cfg, start)
+            phase = spectral.propagate_phase(source_phase, local, cfg, start, None if resets is None else resets[a:b])
             mag = self.magnitudes(spec.abs(), local, ref, rate[:len(keep)], band)
             carry = (a, phase[inverse] if len(keep) < len(inverse) else phase)
             if self.phase_lock:
@@ -245,6 +249,20 @@ class Stretcher:
             if out.shape[-1]:
                 yield max(lo, 0), out
         # a block's yield ends at its last frame's start; the last block's covers the output's end
+
+    def analysis(self, source, cfg: SpectralConfig, band: "Band", n_in: int) -> tuple[float, np.ndarray]:
+        """One pass over the input in blocks: the loudest bin of the model's band (dB; one reference
+        for all channels) and, with ``transients``, the input frames where attacks start."""
+        ref, power = float("-inf"), []
+        fb = spectral.mel_filters(self.spectral, band.device) if self.transients else None
+        for s in range(0, n_in, self.chunk_frames):
+            mag = band.low_abs(spectral.frames(source, cfg, s, min(s + self.chunk_frames, n_in)))  # [C, F, T]
+            ref = max(ref, float(spectral.reference_db(mag)))
+            if fb is not None:
+                power.append(torch.einsum("cft,fm->tm", mag.float() ** 2, fb))
+        if fb is None:
+            return ref, np.zeros(0, dtype=np.int64)
+        return ref, spectral.detect_onsets(torch.cat(power).cpu().numpy(), cfg)
 
     def magnitudes(self, mag: torch.Tensor, positions: torch.Tensor, ref, rate, band: "Band") -> torch.Tensor:
         """Input magnitudes [C, F, T] -> stretched magnitudes [C, F, T'] (model below its Nyquist

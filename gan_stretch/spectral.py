@@ -9,6 +9,7 @@ import functools
 import math
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 from einops import rearrange
 
@@ -120,7 +121,7 @@ def time_scale(x: torch.Tensor, positions: torch.Tensor, dim: int = -2) -> torch
 
 
 def propagate_phase(spec: torch.Tensor, positions: torch.Tensor, cfg: SpectralConfig,
-                    start: torch.Tensor | None = None) -> torch.Tensor:
+                    start: torch.Tensor | None = None, reset: torch.Tensor | None = None) -> torch.Tensor:
     """Phase-vocoder phase of the input read at arbitrary source positions: [..., F, T'] radians.
 
     ``spec`` is the input's complex STFT [..., F, T], or its phase (real).
@@ -129,6 +130,9 @@ def propagate_phase(spec: torch.Tensor, positions: torch.Tensor, cfg: SpectralCo
     librosa.phase_vocoder / torchaudio.functional.phase_vocoder, written here because both take
     one constant rate, while time maps need arbitrary positions. Each frame's advance is wrapped
     to [-pi, pi) before the running sum, so float32 keeps the phase to about 1e-3 rad.
+    ``reset`` [T'] bool marks output frames whose phase restarts as the input's at their
+    position (a phase reset at transients: the bins of an attack stay aligned as in the input,
+    instead of the propagated phases that spread it over the whole window).
     """
     n_freq, n = spec.shape[-2], spec.shape[-1]
     positions = positions.to(spec.device).clamp(0, n - 1)
@@ -142,7 +146,15 @@ def propagate_phase(spec: torch.Tensor, positions: torch.Tensor, cfg: SpectralCo
                      dim=-2)
     advance = wrap(step.index_select(-2, i0[:-1]))
     first = phase_in.index_select(-2, i0[:1]) if start is None else start.unsqueeze(-2)
-    return wrap(torch.cat([first, first + torch.cumsum(advance, dim=-2)], dim=-2)).transpose(-1, -2)
+    total = torch.cat([torch.zeros_like(first), torch.cumsum(advance, dim=-2)], dim=-2)  # [..., T', F]
+    if reset is None or not bool(reset.any()):
+        return wrap(first + total).transpose(-1, -2)
+    # frame j continues from the last reset frame r <= j: phase_in[i0[r]] + (total[j] - total[r])
+    reset = reset.to(spec.device).clone()
+    origin = phase_in.index_select(-2, i0)  # the input's phase at every position
+    last = torch.where(reset, torch.arange(len(reset), device=spec.device), 0).cummax(0).values
+    base = torch.where(reset[last][:, None], origin.index_select(-2, last) - total.index_select(-2, last), first)
+    return wrap(base + total).transpose(-1, -2)
 
 
 def wrap(phase: torch.Tensor) -> torch.Tensor:
@@ -171,6 +183,37 @@ def lock_phase(phase: torch.Tensor, mag: torch.Tensor, source_phase: torch.Tenso
     src = source_phase.transpose(-1, -2).index_select(-2, nearest)
     phase = phase.transpose(-1, -2)
     return wrap(phase.gather(-1, peak) + src - src.gather(-1, peak)).transpose(-1, -2)
+
+
+TRANSIENT_FRAMES = (3, 3)  # frames before / after an onset played at speed 1: a 2048-sample window's reach
+
+
+@functools.lru_cache(maxsize=8)
+def mel_filters(cfg: SpectralConfig, device) -> torch.Tensor:
+    """40 mel bands over the bins of ``cfg`` [F, 40], for onset detection."""
+    import torchaudio
+
+    return torchaudio.functional.melscale_fbanks(cfg.n_freq, 0.0, cfg.sample_rate / 2, 40, cfg.sample_rate,
+                                                 norm="slaney", mel_scale="slaney").to(device)
+
+
+def detect_onsets(mel_power, cfg: SpectralConfig):
+    """Frames where attacks start, from mel power frames [T, M] (all channels summed): librosa's
+    peak picking on the spectral flux of log-mel (floored 80 dB below the loudest band)."""
+    import librosa
+
+    mel_power = np.asarray(mel_power, dtype=np.float64)
+    db = 10 * np.log10(np.maximum(mel_power, max(float(mel_power.max()), 1e-20) * 1e-8))
+    flux = np.concatenate([[0.0], np.maximum(np.diff(db, axis=0), 0).mean(axis=1)])
+    if flux.max() <= 0:
+        return np.zeros(0, dtype=np.int64)
+    return librosa.onset.onset_detect(onset_envelope=flux, sr=cfg.sample_rate, hop_length=cfg.hop, units="frames")
+
+
+def onsets_of(mag: torch.Tensor, cfg: SpectralConfig):
+    """Attack frames of magnitudes [..., F, T] at the settings of ``cfg``."""
+    power = torch.einsum("...ft,fm->...tm", mag.float() ** 2, mel_filters(cfg, mag.device))
+    return detect_onsets(power.reshape(-1, *power.shape[-2:]).sum(0).cpu().numpy(), cfg)
 
 
 def frames(wave, cfg: SpectralConfig, first: int, stop: int) -> torch.Tensor:

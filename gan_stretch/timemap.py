@@ -43,6 +43,76 @@ class TimeMap:
         return torch.from_numpy(np.clip(src, 0, n_frames_in - 1)).float().to(device)
 
 
+def with_transients(tmap: TimeMap, onsets, hop: int, before: int, after: int) -> tuple[TimeMap, np.ndarray]:
+    """``tmap`` with each onset's neighbourhood played at speed 1, as a slower or faster
+    performance plays its attacks: input samples [s - before * hop, s + after * hop] of an onset
+    at input sample s map to output samples [o - before * hop, o + after * hop], o being where
+    ``tmap`` puts s (moved by less than hop / 2 so the region's output frames read whole input
+    frames); the stretch happens between these regions. Every onset still lands within half a hop
+    of where ``tmap`` puts it, and the ends and anchors of ``tmap`` are kept.
+
+    Onsets whose region would not fit (too close to a neighbour, an anchor or an end, or leaving
+    a gap outside the rates [MIN_RATE, MAX_RATE]) are left to ``tmap``. Returns the new map and
+    the output frames where a region starts (its phase is the input's there: a phase reset).
+    """
+    src_anchor, tgt_anchor = tmap.source, tmap.target
+    knots_src, knots_tgt, starts = [float(src_anchor[0])], [float(tgt_anchor[0])], []
+    nxt = 1  # the next anchor of tmap not yet passed
+    b, a = before * hop, after * hop
+
+    def gap_ok(s0, t0, s1, t1) -> bool:
+        return t1 > t0 and s1 > s0 and MIN_RATE - 1e-9 <= (s1 - s0) / (t1 - t0) <= MAX_RATE + 1e-9
+
+    for s in np.sort(np.asarray(onsets, dtype=np.float64)):
+        s = round(s / hop) * hop  # onsets are frame centres
+        o = float(np.interp(s, src_anchor, tgt_anchor))
+        o = s + round((o - s) / hop) * hop  # output frames land on whole input frames
+        lo_s, hi_s, lo_t, hi_t = s - b, s + a, o - b, o + a
+        while nxt < len(src_anchor) - 1 and src_anchor[nxt] <= knots_src[-1]:
+            nxt += 1
+        # anchors of tmap inside the region (or before it) must be passed first
+        inner = [k for k in range(nxt, len(src_anchor) - 1) if src_anchor[k] <= hi_s or tgt_anchor[k] <= hi_t]
+        if inner:
+            last = inner[-1]
+            if src_anchor[last] >= lo_s or tgt_anchor[last] >= lo_t:
+                continue  # an anchor of the user's map falls inside this region: the anchor wins
+            anchors = list(zip(src_anchor[nxt:last + 1], tgt_anchor[nxt:last + 1]))
+        else:
+            anchors = []
+        path = [(knots_src[-1], knots_tgt[-1]), *anchors, (lo_s, lo_t), (hi_s, hi_t)]
+        end = (src_anchor[nxt + len(anchors)], tgt_anchor[nxt + len(anchors)])
+        if lo_s < 0 or lo_t < 0 or not all(gap_ok(*p, *q) for p, q in zip(path[:-2], path[1:-1])) \
+                or not gap_ok(hi_s, hi_t, *end):
+            continue
+        for ps, pt in anchors:
+            knots_src.append(float(ps))
+            knots_tgt.append(float(pt))
+        nxt += len(anchors)
+        knots_src += [lo_s, hi_s]
+        knots_tgt += [lo_t, hi_t]
+        starts.append(int(round(lo_t / hop)))
+    rest = [k for k in range(len(src_anchor)) if src_anchor[k] > knots_src[-1]]
+    knots_src += [float(src_anchor[k]) for k in rest]
+    knots_tgt += [float(tgt_anchor[k]) for k in rest]
+    return TimeMap(np.asarray(knots_src), np.asarray(knots_tgt)), np.asarray(starts, dtype=np.int64)
+
+
+def frame_positions(tmap: TimeMap, cfg, n_in: int, onsets=None, device=None):
+    """Source frame position of every output frame of ``tmap`` at the STFT settings ``cfg``
+    ([n_out] float, n_in input frames), and the frames whose phase restarts (None, or [n_out]
+    bool). With ``onsets`` (input frames of attacks), each attack is played at speed 1
+    (:func:`with_transients`)."""
+    from .spectral import TRANSIENT_FRAMES
+
+    n_out = cfg.n_frames(tmap.n_out)
+    if onsets is None or len(onsets) == 0:
+        return tmap.positions(n_out, cfg.hop, n_in, device), None
+    tmap, starts = with_transients(tmap, np.asarray(onsets) * cfg.hop, cfg.hop, *TRANSIENT_FRAMES)
+    resets = torch.zeros(n_out, dtype=torch.bool, device=device)
+    resets[torch.from_numpy(starts[starts < n_out]).to(resets.device)] = True
+    return tmap.positions(n_out, cfg.hop, n_in, device), resets
+
+
 def from_rate(n: int, rate: float) -> TimeMap:
     rate = check_rate(rate)
     return TimeMap(np.array([0.0, n]), np.array([0.0, max(1, round(n / rate))]))

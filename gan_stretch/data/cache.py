@@ -21,7 +21,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from .. import spectral
+from .. import spectral, timemap
 from ..checkpoint import atomic_write
 from ..spectral import SpectralConfig
 from .corpus import Corpus
@@ -90,11 +90,18 @@ class LatentPairs:
 
 
 @torch.no_grad()
-def latent_cache(corpus: Corpus, model, model_digest: str, split: str = "train") -> LatentPairs:
-    """Encodes each (input, target) pair of the split once with the frozen autoencoder of ``model``."""
+def latent_cache(corpus: Corpus, model, model_digest: str, split: str = "train",
+                 transients: bool = False) -> LatentPairs:
+    """Encodes each (input, target) pair of the split once with the frozen autoencoder of ``model``.
+
+    The input's latents are time-scaled to the target's frames as the Stretcher does: uniformly,
+    or with ``transients`` each detected attack at speed 1 (gan_stretch.timemap.with_transients).
+    """
     items = corpus.split(split)
     cfg, ae = model.spectral, model.autoencoder
-    path = corpus.root / "cache" / f"latents-{_digest(2, model_digest, [(i.id, i.audio) for i in items])}.safetensors"
+    key = [(i.id, i.audio) for i in items]
+    name = _digest(2, model_digest, key) if not transients else _digest(3, model_digest, key, "transients")
+    path = corpus.root / "cache" / f"latents-{name}.safetensors"
     if path.is_file():
         t = load_file(str(path))
         with safe_open(str(path), framework="pt") as f:
@@ -103,11 +110,18 @@ def latent_cache(corpus: Corpus, model, model_digest: str, split: str = "train")
                            t["rates"].numpy(), kinds)
     src, tgt, lengths, rates = [], [], [], []
     for item in tqdm(items, desc=f"encoding latents of {corpus.root.name}", unit="item"):
-        frames, _ = db_frames(corpus.load(item, 1.0), cfg)
+        wave = corpus.load(item, 1.0)
+        frames, spec = db_frames(wave, cfg)
         lat = ae.encode(frames)
+        onsets = spectral.onsets_of(spec.abs(), cfg) if transients else None
         for rate in corpus.rates(item):
-            target = ae.encode(db_frames(corpus.load(item, rate), cfg)[0])
-            positions = spectral.stretch_positions(lat.shape[0], target.shape[0], rate)
+            truth = corpus.load(item, rate)
+            target = ae.encode(db_frames(truth, cfg)[0])
+            if transients:
+                tmap = timemap.TimeMap(np.array([0.0, len(wave)]), np.array([0.0, len(truth)]))
+                positions, _ = timemap.frame_positions(tmap, cfg, lat.shape[0], onsets)
+            else:
+                positions = spectral.stretch_positions(lat.shape[0], target.shape[0], rate)
             src.append(spectral.time_scale(lat, positions))
             tgt.append(target)
             lengths.append(target.shape[0])

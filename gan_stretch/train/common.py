@@ -171,10 +171,19 @@ class Run:
             for rate in corpus.rates(item):
                 out = stretcher.stretch(src, sr, rate)
                 truth = corpus.load(item, rate)
-                for name, value in (("logmel_db", metrics.log_mel_distance(out, truth, sr)),
-                                    ("spectral_convergence", metrics.spectral_convergence(out, truth)),
-                                    ("pitch_cents", metrics.pitch_shift_cents(out, src, sr))):
-                    scores.setdefault(name, {}).setdefault(rate, []).append(value)
+                onsets = corpus.onsets(item, rate)
+                values = {"logmel_db": metrics.log_mel_distance(out, truth, sr),
+                          "spectral_convergence": metrics.spectral_convergence(out, truth),
+                          "pitch_cents": metrics.pitch_shift_cents(out, src, sr),
+                          "oversmoothing_db": metrics.oversmoothing_db(out, truth, sr)}
+                if onsets is not None:  # both axes: distance above, perception here
+                    values.update(attack_db=metrics.attack_db(out, truth, sr, onsets),
+                                  smear_db=metrics.smear_db(out, truth, sr, onsets))
+                if self.recipe.eval_visqol:
+                    values["visqol"] = metrics.visqol(out, truth, sr)
+                for name, value in values.items():
+                    if np.isfinite(value):
+                        scores.setdefault(name, {}).setdefault(rate, []).append(value)
                 if k == 0 and rate in EXAMPLE_RATES:
                     self.writer.add_audio(f"audio/rate_{rate:g}", out[None], step, sample_rate=sr)
                     self.writer.add_image(f"spectrogram/rate_{rate:g}",
@@ -224,7 +233,7 @@ def sequence_stage(recipe) -> tuple[Run, SpectralConfig, FrameAutoencoder, "Late
     base = Model("autoencoder", loaded.spectral, loaded.autoencoder, None,
                  {**loaded.meta, "kind": "autoencoder", "refiner": None})
     digest = file_digest(recipe.autoencoder)
-    pairs = concat_pairs([latent_cache(c, base, digest) for c in sets])
+    pairs = concat_pairs([latent_cache(c, base, digest, transients=recipe.transients) for c in sets])
     run.print(f"{len(pairs.lengths)} latent pairs, {pairs.source.shape[0]} frames")
     return run, base.spectral, base.autoencoder.to(run.device), pairs, init
 

@@ -84,7 +84,7 @@ def train(recipe: GanRecipe) -> Run:
         return scalars
 
     def export() -> Model:
-        return Model("gan", spec, ae, ema, model_meta("gan", spec, ae, ema, {"stage": "gan"}))
+        return Model("gan", spec, ae, ema, model_meta("gan", spec, ae, ema, {"stage": "gan", "transients": recipe.transients}))
 
     run.loop(start, train_step, modules, optimizers, export)
     return run

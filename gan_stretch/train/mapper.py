@@ -34,7 +34,7 @@ def train(recipe: MapperRecipe) -> Run:
 
     def export() -> Model:
         m = run.accelerator.unwrap_model(mapper)
-        return Model("mapper", spec, ae, m, model_meta("mapper", spec, ae, m, {"stage": "mapper"}))
+        return Model("mapper", spec, ae, m, model_meta("mapper", spec, ae, m, {"stage": "mapper", "transients": recipe.transients}))
 
     run.loop(start, train_step, {"mapper": mapper}, {"mapper": optimizer}, export)
     return run
