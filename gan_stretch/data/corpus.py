@@ -1,15 +1,18 @@
 """Corpora of (input, truly stretched) audio pairs on disk, described by ``manifest.json``.
 
 Two kinds share one layout:
-  true-tempo  music21 compositions rendered at tempo 1 and at each rate (ground truth)
+  true-tempo  MIDI rendered at tempo 1 and at each rate (ground truth), in three families:
+              classical (music21 pieces, one GM program per item), ensemble (each part of a
+              multi-part score on its own program) and groove (generated drums, bass, comping, lead)
   teacher     excerpts of recorded audio, stretched by a classical stretcher
 
 ```
 <corpus>/manifest.json   {"kind", "sample_rate", "seconds", "rates", "items": [...]}
 <corpus>/audio/<item id>/r1.000.flac, r0.500.flac, ...
 ```
-Each item records its split (train / heldout), so evaluation never scores a piece trained on.
-A rerun reuses every render already on disk.
+Each item records its split (train / heldout), so evaluation never scores a piece trained on,
+and how it was made (sound bank, programs, effects, level, seed, note onsets; see ``Item``).
+A rerun reuses every render already on disk: an item's id names its render choices.
 """
 from __future__ import annotations
 
@@ -247,7 +250,10 @@ def build_true_tempo(out: str | os.PathLike, pieces: int = 32, heldout: float = 
     if level_range is not None:
         level_range = (float(level_range[0]), float(level_range[1]))
         if not (level_range[0] <= level_range[1] <= 0):
-            raise GanStretchError(f"level range must be low <= high <= 0 dBFS, got {level_range[0]:g} {level_range[1]:g}")
+            raise GanStretchError("level range must be low <= high <= 0 dBFS, "
+                                  f"got {level_range[0]:g} {level_range[1]:g}")
+    if items is not None and items < 1:
+        raise GanStretchError(f"items must be at least 1, got {items}")
     names = [s.strip() for s in soundfont.split(",")] if isinstance(soundfont, str) else list(soundfont or [None])
     banks = [find_soundfont(n, synth) for n in names]  # every bank checked before anything is written
 

@@ -202,8 +202,8 @@ def render(midi: mido.MidiFile, soundfont: Path, sample_rate: int, n_samples: in
         else:
             # --preserve-silence: timidity otherwise skips to the first note, which would move
             # every onset of a piece that starts with a rest.
-            cmd = ["timidity", "-c", str(timidity_config(Path(soundfont), Path(tmp))), "-Ow", "-s", str(sample_rate), "-o", str(wav),
-                   "--preserve-silence", f"-EFreverb={'f' if reverb else 'd'}",
+            cfg = timidity_config(Path(soundfont), Path(tmp))
+            cmd = ["timidity", "-c", str(cfg), "-Ow", "-s", str(sample_rate), "-o", str(wav), "--preserve-silence", f"-EFreverb={'f' if reverb else 'd'}",
                    f"-EFchorus={'n' if chorus else 'd'}", str(mid)]
         proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "LANG": "C"})
         if proc.returncode != 0 or not wav.exists():
