@@ -348,6 +348,20 @@ def test_old_manifests_still_load(tmp_path):
     assert loaded.meta == {"future": 1}
 
 
+@needs_fluidsynth
+def test_rebuilding_an_older_corpus_adds_onsets_without_rendering_again(tmp_path):
+    build_true_tempo(tmp_path, pieces=1, seconds=1.0, rates=(2.0,), heldout=0.0)
+    path = tmp_path / "manifest.json"
+    manifest = json.loads(path.read_text())
+    fresh = dict(manifest["items"][0])
+    manifest["items"] = [{k: fresh[k] for k in ("id", "split", "source", "program", "soundfont", "audio")}]
+    path.write_text(json.dumps(manifest))  # as written before onsets were recorded
+    stamps = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.flac")}
+    (item,) = build_true_tempo(tmp_path, pieces=1, seconds=1.0, rates=(2.0,), heldout=0.0).items
+    assert item.onsets == fresh["onsets"] and item.programs == fresh["programs"]
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.flac")} == stamps
+
+
 def test_bad_render_options_fail_before_anything_is_written(tmp_path, capsys):
     out, bank = tmp_path / "c", tmp_path / "a.sf2"
     bank.write_bytes(b"")
