@@ -203,8 +203,8 @@ def render(midi: mido.MidiFile, soundfont: Path, sample_rate: int, n_samples: in
             # --preserve-silence: timidity otherwise skips to the first note, which would move
             # every onset of a piece that starts with a rest.
             cfg = timidity_config(Path(soundfont), Path(tmp))
-            cmd = ["timidity", "-c", str(cfg), "-Ow", "-s", str(sample_rate), "-o", str(wav), "--preserve-silence", f"-EFreverb={'f' if reverb else 'd'}",
-                   f"-EFchorus={'n' if chorus else 'd'}", str(mid)]
+            cmd = ["timidity", "-c", str(cfg), "-Ow", "-s", str(sample_rate), "-o", str(wav), "--preserve-silence",
+                   f"-EFreverb={'f' if reverb else 'd'}", f"-EFchorus={'n' if chorus else 'd'}", str(mid)]
         proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "LANG": "C"})
         if proc.returncode != 0 or not wav.exists():
             raise GanStretchError(f"{synth} failed: {proc.stderr.strip() or proc.stdout.strip()}")
