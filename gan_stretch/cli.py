@@ -61,7 +61,9 @@ def _data_midi(args) -> None:
     c = build_true_tempo(args.out, pieces=args.pieces, heldout=args.heldout, seconds=args.seconds,
                          rates=args.rates, programs=args.programs or DEFAULT_PROGRAMS,
                          programs_per_piece=args.programs_per_piece, sample_rate=args.sample_rate,
-                         soundfont=args.soundfont, splits=("heldout",) if args.heldout_only else ("train", "heldout"))
+                         soundfont=args.soundfont, splits=("heldout",) if args.heldout_only else ("train", "heldout"),
+                         family=args.family, synth=args.synth, reverb=args.reverb, chorus=args.chorus,
+                         level_range=args.level_range, seed=args.seed, items=args.items)
     print(f"{c.root}: {len(c.split('train'))} training and {len(c.split('heldout'))} held-out items")
 
 
@@ -104,12 +106,26 @@ def parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("data", help="build training and evaluation corpora")
     dsub = d.add_subparsers(dest="source", required=True)
-    m = dsub.add_parser("midi", help="true-tempo pairs rendered from the music21 corpus")
+    m = dsub.add_parser("midi", help="true-tempo pairs rendered from MIDI: music21 pieces, ensembles, grooves")
     m.add_argument("--out", required=True)
-    m.add_argument("--pieces", type=int, default=32)
-    m.add_argument("--programs", type=int, nargs="*", default=None, help="General MIDI programs to cycle through")
-    m.add_argument("--programs-per-piece", type=int, default=1)
-    m.add_argument("--soundfont", default=None, help=".sf2 path or name (default: TimGM6mb)")
+    m.add_argument("--family", choices=("classical", "ensemble", "groove"), default="classical",
+                   help="classical: music21 pieces, one GM program per item; ensemble: multi-part scores, each "
+                        "part on its own program; groove: generated drums, bass, comping and lead")
+    m.add_argument("--pieces", type=int, default=32, help="pieces (grooves: grooves) to take")
+    m.add_argument("--programs", type=int, nargs="*", default=None,
+                   help="classical: General MIDI programs to cycle through")
+    m.add_argument("--programs-per-piece", type=int, default=1,
+                   help="items per piece (classical: programs, ensemble: orchestrations)")
+    m.add_argument("--soundfont", default=None,
+                   help="sound bank, or several separated by commas of which each item draws one: .sf2/.sf3 path "
+                        "or name (default TimGM6mb) for fluidsynth, .cfg (default freepats) for timidity")
+    m.add_argument("--synth", choices=("fluidsynth", "timidity"), default="fluidsynth")
+    m.add_argument("--reverb", choices=("off", "on", "random"), default="off", help="reverb per item")
+    m.add_argument("--chorus", choices=("off", "on", "random"), default="off", help="chorus per item")
+    m.add_argument("--level-range", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                   help="each item's peak level drawn in this range of dBFS, e.g. -30 -3 (default: the engine's)")
+    m.add_argument("--seed", type=int, default=0, help="draws of grooves, orchestrations and render choices")
+    m.add_argument("--items", type=int, default=None, help="stop after this many items")
     m.add_argument("--heldout-only", action="store_true", help="render only the held-out pieces (an evaluation set)")
     t = dsub.add_parser("teacher", help="recorded audio stretched by a classical stretcher")
     t.add_argument("--audio", required=True, help="folder of wav/flac/ogg files")

@@ -1,15 +1,18 @@
 """Corpora of (input, truly stretched) audio pairs on disk, described by ``manifest.json``.
 
 Two kinds share one layout:
-  true-tempo  music21 compositions rendered at tempo 1 and at each rate (ground truth)
+  true-tempo  MIDI rendered at tempo 1 and at each rate (ground truth), in three families:
+              classical (music21 pieces, one GM program per item), ensemble (each part of a
+              multi-part score on its own program) and groove (generated drums, bass, comping, lead)
   teacher     excerpts of recorded audio, stretched by a classical stretcher
 
 ```
 <corpus>/manifest.json   {"kind", "sample_rate", "seconds", "rates", "items": [...]}
 <corpus>/audio/<item id>/r1.000.flac, r0.500.flac, ...
 ```
-Each item records its split (train / heldout), so evaluation never scores a piece trained on.
-A rerun reuses every render already on disk.
+Each item records its split (train / heldout), so evaluation never scores a piece trained on,
+and how it was made (sound bank, programs, effects, level, seed, note onsets; see ``Item``).
+A rerun reuses every render already on disk: an item's id names its render choices.
 """
 from __future__ import annotations
 
@@ -39,15 +42,24 @@ def rate_key(rate: float) -> str:
 
 @dataclass
 class Item:
+    """One piece of a corpus. Everything after ``audio`` is optional: older manifests lack it."""
     id: str
     split: str
     source: str
     audio: dict  # rate key -> path relative to the corpus folder
-    program: int | None = None
-    soundfont: str | None = None
+    program: int | None = None  # classical: the one GM program of every part
+    soundfont: str | None = None  # the sound bank's file name (a timidity .cfg with synth timidity)
     onsets: list[float] | None = None  # note-on times at tempo 1, in seconds (true-tempo renders)
     drum_onsets: list[float] | None = None  # drum hits (GM channel 10) at tempo 1, in seconds
-    extra: dict = field(default_factory=dict)  # any other manifest field, kept as written
+    family: str | None = None  # classical | ensemble | groove
+    programs: dict | None = None  # MIDI channel (a string, as in JSON) -> GM program; the drum channel 9 is absent
+    synth: str | None = None  # fluidsynth | timidity
+    reverb: bool | None = None
+    chorus: bool | None = None
+    level: float | None = None  # the drawn peak level in dBFS (None: the engine's level)
+    peak_db: float | None = None  # the rate-1 render's measured peak in dBFS
+    seed: int | None = None  # the item's seed (notes and render choices)
+    extra: dict = field(default_factory=dict)  # any other manifest field, kept as written (groove style, ...)
 
     @classmethod
     def from_manifest(cls, entry: dict) -> "Item":
@@ -125,59 +137,185 @@ def corpus_sources(n: int, composers=COMPOSERS) -> list[str]:
             if i < len(l) and len(out) < n:
                 out.append(l[i])
         i += 1
-    root = str(Path(corpus.__file__).parent)
-    return [os.path.relpath(p, root).replace(os.sep, "/") for p in out]
+    root = os.path.realpath(Path(corpus.__file__).parent)  # real paths: the environment may be a symlink
+    return [os.path.relpath(os.path.realpath(p), root).replace(os.sep, "/") for p in out]
+
+
+FAMILIES = ("classical", "ensemble", "groove")
+EFFECTS = ("off", "on", "random")
+
+
+def item_seed(seed: int, key: str) -> int:
+    """The seed of one item: stable across machines and Python versions (crc32, not hash())."""
+    return zlib.crc32(f"{seed}:{key}".encode())
+
+
+def choose_render(seed: int, soundfonts, reverb: str = "off", chorus: str = "off",
+                  level_range: tuple[float, float] | None = None) -> dict:
+    """How one item sounds, drawn from its ``seed``: a sound bank from ``soundfonts``, reverb and
+    chorus (``off``/``on``/``random``) with their send levels and room size, and a peak level in
+    ``level_range`` dBFS (0.1 dB steps; None keeps the engine's level)."""
+    rng = np.random.default_rng([seed, 1])  # a stream of its own: render choices never change the notes
+    bank = soundfonts[rng.integers(len(soundfonts))]
+    on = {name: mode == "on" or (mode == "random" and bool(rng.random() < 0.5))
+          for name, mode in (("reverb", reverb), ("chorus", chorus))}
+    sends = {"reverb_send": int(rng.integers(40, 111)), "room_size": round(float(rng.uniform(0.4, 0.9)), 2),
+             "chorus_send": int(rng.integers(40, 111))}
+    level = None if level_range is None else round(float(rng.uniform(*level_range)), 1)
+    effects = {k: v for k, v in sends.items() if on["chorus" if k.startswith("chorus") else "reverb"]}
+    return {"soundfont": bank, **on, "effects": effects, "level": level}
+
+
+def _render_suffix(choice: dict, seed: int) -> str:
+    """Id suffix naming what the render choices changed (none: today's ids stay valid)."""
+    return (f"-{Path(choice['soundfont']).stem}" + ("-rev" if choice["reverb"] else "") +
+            ("-cho" if choice["chorus"] else "") +
+            (f"-L{choice['level']:+.1f}" if choice["level"] is not None else "") + (f"-s{seed}" if seed else ""))
+
+
+@dataclass
+class _Job:
+    key: str  # the piece: one piece is held out in every family and orchestration
+    stem: str  # item id before the render suffix
+    source: str
+    seed: int
+    make: object  # () -> (MIDI at tempo 1, program or channel -> program, extra manifest fields)
+
+
+def _jobs(family: str, pieces: int, programs, programs_per_piece: int, composers, seconds: float,
+          seed: int) -> list[_Job]:
+    from .render import music21_midi
+
+    if family == "groove":
+        from .grooves import groove
+
+        def make_groove(s):
+            g = groove(s, seconds)
+            return g.midi(), g.programs, {"groove": {"style": g.style, "bpm": g.bpm, "swing": g.swing,
+                                                     "key": g.key, "minor": g.minor}}
+        return [_Job(f"groove-{k}", f"groove-{k:04d}", f"groove:{k}", s,
+                     lambda s=s: make_groove(s))
+                for k in range(pieces) for s in [item_seed(seed, f"groove-{k}")]]
+    if family == "ensemble":
+        from .ensembles import ENSEMBLE_COMPOSERS, orchestrate, split_parts
+
+        def make_ensemble(src, s):
+            midi, parts = split_parts(music21_midi(src))
+            name, prog = orchestrate(parts, np.random.default_rng([s, 2]))
+            return midi, prog, {"ensemble": name}
+        sources = corpus_sources(pieces, composers or ENSEMBLE_COMPOSERS)
+        return [_Job(src, f"{_piece_name(src)}-e{k}", f"music21:{src}", s, lambda src=src, s=s: make_ensemble(src, s))
+                for src in sources for k in range(programs_per_piece) for s in [item_seed(seed, f"{src}#e{k}")]]
+    sources = corpus_sources(pieces, composers or COMPOSERS)
+    jobs = []
+    for i, src in enumerate(sources):
+        for k in range(programs_per_piece):
+            program = programs[(i * programs_per_piece + k) % len(programs)]
+            jobs.append(_Job(src, f"{_piece_name(src)}-p{program}", f"music21:{src}",
+                             item_seed(seed, f"{src}#p{program}"),
+                             lambda src=src, program=program: (music21_midi(src), program, {"program": program})))
+    return jobs
+
+
+def _piece_name(src: str) -> str:
+    return Path(src).with_suffix("").as_posix().replace("/", "-")
 
 
 def build_true_tempo(out: str | os.PathLike, pieces: int = 32, heldout: float = 0.25, seconds: float = 10.0,
                      rates=DEFAULT_RATES, programs=DEFAULT_PROGRAMS, programs_per_piece: int = 1,
-                     sample_rate: int = 22050, soundfont: str | None = None,
-                     composers=COMPOSERS, splits=("train", "heldout")) -> Corpus:
-    """Renders ``pieces`` compositions at tempo 1 and each rate; reuses renders already on disk.
+                     sample_rate: int = 22050, soundfont: str | list | None = None,
+                     composers=None, splits=("train", "heldout"), family: str = "classical",
+                     synth: str = "fluidsynth", reverb: str = "off", chorus: str = "off",
+                     level_range: tuple[float, float] | None = None, seed: int = 0,
+                     items: int | None = None) -> Corpus:
+    """Renders ``pieces`` pieces at tempo 1 and each rate; reuses renders already on disk.
 
-    ``splits=("heldout",)`` renders only the held-out pieces (an evaluation set, e.g. with a
-    soundfont never used in training)."""
-    from .render import find_soundfont, music21_midi, note_onsets, perform, render
+    ``family``: ``classical`` (music21 pieces, one GM program for every part, cycled through
+    ``programs``), ``ensemble`` (multi-part scores, each part on its own program, drawn per item;
+    ``programs_per_piece`` orchestrations of each) or ``groove`` (``pieces`` generated band grooves
+    with drums). ``soundfont``: one bank or a list (a comma-separated string too) of which each item
+    draws one; ``synth``: fluidsynth (.sf2/.sf3) or timidity (.cfg); ``reverb``/``chorus``: off, on
+    or random per item; ``level_range``: (low, high) dBFS of each item's peak, the same gain on
+    every rate. ``splits=("heldout",)`` renders only the held-out pieces (an evaluation set, e.g.
+    with a soundfont never used in training); ``items`` stops after that many items.
+    """
+    from .render import (CHORUS_SEND, DRUM_CHANNEL, REVERB_SEND, find_soundfont, normalise, note_channels,
+                         note_onsets, peak_db, perform, render)
+
+    if family not in FAMILIES:
+        raise GanStretchError(f"unknown family {family!r}; choose one of {', '.join(FAMILIES)}")
+    for name, mode in (("reverb", reverb), ("chorus", chorus)):
+        if mode not in EFFECTS:
+            raise GanStretchError(f"{name} must be one of {', '.join(EFFECTS)}, not {mode!r}")
+    if level_range is not None:
+        level_range = (float(level_range[0]), float(level_range[1]))
+        if not (level_range[0] <= level_range[1] <= 0):
+            raise GanStretchError("level range must be low <= high <= 0 dBFS, "
+                                  f"got {level_range[0]:g} {level_range[1]:g}")
+    if items is not None and items < 1:
+        raise GanStretchError(f"items must be at least 1, got {items}")
+    names = [s.strip() for s in soundfont.split(",")] if isinstance(soundfont, str) else list(soundfont or [None])
+    banks = [find_soundfont(n, synth) for n in names]  # every bank checked before anything is written
 
     root = Path(out)
-    sf2 = find_soundfont(soundfont)
-    manifest = {"kind": "true-tempo", "sample_rate": sample_rate, "seconds": seconds,
-                "rates": [float(r) for r in rates], "soundfont": sf2.name, "items": []}
+    manifest = {"kind": "true-tempo", "family": family, "sample_rate": sample_rate, "seconds": seconds,
+                "rates": [float(r) for r in rates], "soundfont": banks[0].name, "soundfonts": [b.name for b in banks],
+                "synth": synth, "reverb": reverb, "chorus": chorus,
+                "level_range": list(level_range) if level_range else None, "seed": seed, "items": []}
     old = root / "manifest.json"
     done = {it["id"]: it for it in json.loads(old.read_text())["items"]} if old.is_file() else {}
-    sources = corpus_sources(pieces, composers)
     all_rates = [1.0] + [float(r) for r in rates]
-    jobs = [(src, programs[(i * programs_per_piece + k) % len(programs)])
-            for i, src in enumerate(sources) for k in range(programs_per_piece)]
-    for src, program in tqdm(jobs, desc="rendering true-tempo pairs", unit="piece"):
-        item_id = f"{Path(src).with_suffix('').as_posix().replace('/', '-')}-p{program}-{sf2.stem}"
-        audio = {rate_key(r): f"audio/{item_id}/r{rate_key(r)}.flac" for r in all_rates}
-        split = "heldout" if _is_heldout(src, heldout) else "train"
+    jobs = _jobs(family, pieces, programs, programs_per_piece, composers, seconds, seed)
+    for job in tqdm(jobs, desc=f"rendering true-tempo pairs ({family})", unit="item"):
+        split = "heldout" if _is_heldout(job.key, heldout) else "train"
         if split not in splits:
             continue
-        item = {"id": item_id, "split": split, "source": f"music21:{src}", "program": program,
-                "soundfont": sf2.name, "audio": audio}
-        old_item = done.get(item_id, {})
-        if "onsets" in old_item:
-            item["onsets"], item["drum_onsets"] = old_item["onsets"], old_item.get("drum_onsets", [])
-        if not (item_id in done and "onsets" in old_item and all((root / p).is_file() for p in audio.values())):
+        choice = choose_render(job.seed, banks, reverb, chorus, level_range)
+        item_id = job.stem + _render_suffix(choice, seed)
+        audio = {rate_key(r): f"audio/{item_id}/r{rate_key(r)}.flac" for r in all_rates}
+        item = {"id": item_id, "split": split, "source": job.source, "family": family,
+                "soundfont": choice["soundfont"].name, "synth": synth, "reverb": choice["reverb"],
+                "chorus": choice["chorus"], "effects": choice["effects"], "level": choice["level"],
+                "seed": job.seed, "audio": audio}
+        rendered = item_id in done and all((root / p).is_file() for p in audio.values())
+        if rendered and "onsets" in done[item_id]:
+            item.update({k: v for k, v in done[item_id].items() if k not in item and k != "peak_db"})
+        else:
             try:
-                midi = music21_midi(src)
+                midi, program, extra = job.make()
             except Exception as e:  # music21 raises many types on pieces it cannot convert
-                tqdm.write(f"skipping {src}: music21 cannot convert it ({type(e).__name__})")
+                tqdm.write(f"skipping {job.source}: cannot convert it ({type(e).__name__})")
                 continue
-            item["onsets"], item["drum_onsets"] = note_onsets(perform(midi, program, seconds, 1.0))
-            for r in all_rates:
-                path = root / audio[rate_key(r)]
-                if not path.is_file():
-                    wave = render(perform(midi, program, seconds, r), sf2, sample_rate,
-                                  int(round(seconds * sample_rate / r)))
-                    _write_audio(path, wave, sample_rate)
-        if np.abs(sf.read(str(root / audio[rate_key(1.0)]), dtype="float32")[0]).max() < 1e-4:
+            controls = {}
+            if choice["reverb"]:
+                controls[REVERB_SEND] = choice["effects"]["reverb_send"]
+            if choice["chorus"]:
+                controls[CHORUS_SEND] = choice["effects"]["chorus_send"]
+            perf = {r: perform(midi, program, seconds, r, controls) for r in all_rates}
+            onsets, drums = note_onsets(perf[1.0])
+            prog = program if isinstance(program, dict) else {c: program for c in note_channels(perf[1.0])
+                                                               if c != DRUM_CHANNEL}
+            item.update(extra, programs={str(c): int(p) for c, p in sorted(prog.items())}, onsets=onsets,
+                        drum_onsets=drums)
+            if not rendered:
+                # every rate rendered again when one is missing: the shared gain needs all of them
+                waves = {r: render(perf[r], choice["soundfont"], sample_rate, int(round(seconds * sample_rate / r)),
+                                   synth=synth, reverb=choice["reverb"], chorus=choice["chorus"],
+                                   room_size=choice["effects"].get("room_size", 0.2))
+                         for r in all_rates}
+                waves, _ = normalise(waves, choice["level"])
+                for r, wave in waves.items():
+                    if not (root / audio[rate_key(r)]).is_file():
+                        _write_audio(root / audio[rate_key(r)], wave, sample_rate)
+        peak = float(np.abs(sf.read(str(root / audio[rate_key(1.0)]), dtype="float32")[0]).max())
+        if peak < 1e-4:
             tqdm.write(f"skipping {item_id}: silent render")
             continue
+        item["peak_db"] = round(peak_db(np.array([peak])), 2)
         manifest["items"].append(item)
         _write_manifest(root, manifest)
+        if items is not None and len(manifest["items"]) >= items:
+            break
     _write_manifest(root, manifest)
     return Corpus(root)
 
