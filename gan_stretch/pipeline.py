@@ -202,9 +202,8 @@ class Stretcher:
         n_in, n_out = cfg.n_frames(source.shape[-1]), cfg.n_frames(tmap.n_out)
         positions = tmap.positions(n_out, cfg.hop, n_in, band.device)
         block, margin = self.chunk_frames, self.margin
-        ref = max(spectral.reference_db(band.low_abs(spectral.frames(source, cfg, s, min(s + block, n_in))))
-                  for s in range(0, n_in, block))
-        if ref <= SILENT_DB:
+        ref = channel_reference_db(source, cfg, band, block, n_in)  # [C]
+        if ref.max() <= SILENT_DB:
             raise AudioError(f"{getattr(source, 'name', 'input audio')} is silent (every sample is zero)")
         rate = torch.full((source.shape[0],), min(max(tmap.mean_rate, MIN_RATE), MAX_RATE), device=band.device)
         half = cfg.n_fft // 2
@@ -224,7 +223,7 @@ class Stretcher:
                 spec, start = spec[keep], None if start is None else start[keep]
             source_phase = torch.angle(spec)
             phase = spectral.propagate_phase(source_phase, local, cfg, start)
-            mag = self.magnitudes(spec.abs(), local, ref, rate[:len(keep)], band)
+            mag = self.magnitudes(spec.abs(), local, ref[keep], rate[:len(keep)], band)
             carry = (a, phase[inverse] if len(keep) < len(inverse) else phase)
             if self.phase_lock:
                 phase = spectral.lock_phase(phase, mag, source_phase, local)
@@ -326,6 +325,25 @@ class Band:
         out[..., k:top, :] = torch.lerp(high[..., :top - k, :], model[..., k:top, :], fade)
         out[..., top:, :] = high[..., top - k:, :]
         return out
+
+
+def channel_reference_db(source, cfg: SpectralConfig, band: "Band", block: int, n_in: int) -> torch.Tensor:
+    """The loudest model-band bin of each channel over the whole input, in dB: [C].
+
+    Each channel is measured against its own maximum, so a source panned to -12 dB reaches the
+    model exactly as it would centred and the model's change is the same in both channels: the
+    level difference between channels passes through unchanged (one reference shared by all
+    channels made the quieter channel's change differ and narrowed the stereo image, -12 dB to
+    -9.6 dB at rate 2). A channel more than ``db_range`` below the loudest is silence and keeps
+    the loudest one's reference.
+    """
+    peak = None
+    for s in range(0, n_in, block):
+        mag = band.low_abs(spectral.frames(source, cfg, s, min(s + block, n_in)))  # [C, F, T]
+        m = mag.amax(dim=(-2, -1))
+        peak = m if peak is None else torch.maximum(peak, m)
+    db = 20.0 * torch.log10(peak.clamp_min(1e-12))
+    return torch.maximum(db, db.max() - cfg.db_range)
 
 
 def distinct_channels(*tensors: torch.Tensor | None) -> tuple[list[int], list[int]]:
