@@ -6,6 +6,7 @@ audio [C, N] -> STFT [C, F, T] -> dB frames -> latents [C, T, L] (frozen autoenc
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,6 +199,9 @@ class Stretcher:
         keeps its full band, and one phase reconstruction covers both.
         """
         cfg = self.input_config(sr)
+        if tmap.is_identity:
+            yield from passthrough(source, tmap.n_out, self.chunk_frames * cfg.hop)
+            return
         band = Band(self.spectral, cfg, source.device if isinstance(source, torch.Tensor) else self.device)
         n_in, n_out = cfg.n_frames(source.shape[-1]), cfg.n_frames(tmap.n_out)
         positions = tmap.positions(n_out, cfg.hop, n_in, band.device)
@@ -265,7 +269,7 @@ class Stretcher:
             # autoencoder's own reconstruction error (the same in both decodes) cancels out
             delta = out - ae.decode(scaled)
             out = (spectral.time_scale(frames, positions) + delta).clamp(-ae.cfg.db_range, 0)
-        return out
+        return steady_level(out, frames, positions, ae.cfg.db_range)
 
 
 class Band:
@@ -327,6 +331,23 @@ class Band:
         return out
 
 
+def passthrough(source, n: int, step: int):
+    """Yields (first sample, audio [C, k]) of the input itself, ``step`` samples at a time.
+
+    An identity time map (rate 1) asks for the input unchanged: a true-tempo render at tempo 1
+    is the input, and a refiner trained on other rates is not an identity (the default model
+    at rate 1: 17 dB SNR on music), so the input is returned exactly. A silent input fails as
+    it does at any other rate."""
+    heard = False
+    for lo in range(0, n, step):
+        hi = min(lo + step, n)
+        chunk = spectral.read_padded(source, lo, hi) if isinstance(source, torch.Tensor) else source.read(lo, hi)
+        heard = heard or bool(chunk.abs().amax() > 1e-10)
+        yield lo, chunk
+    if not heard:
+        raise AudioError(f"{getattr(source, 'name', 'input audio')} is silent (every sample is zero)")
+
+
 def channel_reference_db(source, cfg: SpectralConfig, band: "Band", block: int, n_in: int) -> torch.Tensor:
     """The loudest model-band bin of each channel over the whole input, in dB: [C].
 
@@ -344,6 +365,40 @@ def channel_reference_db(source, cfg: SpectralConfig, band: "Band", block: int, 
         peak = m if peak is None else torch.maximum(peak, m)
     db = 20.0 * torch.log10(peak.clamp_min(1e-12))
     return torch.maximum(db, db.max() - cfg.db_range)
+
+
+# frame-to-frame level change (dB) below which the input counts as steady; measured on held-out
+# renders (eval/benchmark.py, 4 pieces): OPL-3 FM log-mel 3.19 -> 3.09 dB, TimGM6mb 3.86 -> 3.86;
+# 0.5 dB also corrects decays whose level the refiner gets right (TimGM6mb: 4.03)
+STEADY_DB = 0.25
+
+
+def steady_level(out: torch.Tensor, frames: torch.Tensor, positions: torch.Tensor, db_range: float) -> torch.Tensor:
+    """Stretched dB frames [B, T', F] with the level of the input kept where the input is steady.
+
+    Where the input's level does not change from frame to frame (a held note, a drone), the
+    truly stretched signal has the input's level at any rate; the refiner, trained on music whose
+    notes decay in real time (slower tempo: more decay between notes, a lower level), shifts the
+    level by rate regardless (a steady tone: -3 dB at rate 0.25, +1.2 dB at rate 4). Each output
+    frame's energy change is removed in proportion to how steady the input is around its source
+    position: fully where its level does not change from frame to frame, not at all where it
+    changes by ``STEADY_DB`` or more; decays and onsets keep the refiner's level.
+    out: stretched dB frames [B, T', F]; frames: the input's dB frames [B, T, F]; positions [T'].
+    """
+    level = power_db(frames)  # [B, T]
+    # |level change| across each boundary between input frames (none before the first or after
+    # the last), then the largest within one frame of each boundary
+    change = torch.nn.functional.pad((level[:, 1:] - level[:, :-1]).abs(), (1, 1))  # [B, T + 1]
+    local = torch.nn.functional.max_pool1d(change[:, None], 3, 1, 1)[:, 0]
+    i0 = positions.floor().long().clamp(0, frames.shape[1] - 1)  # output frame j lies between i0 and i0 + 1
+    gate = (1 - torch.maximum(local[:, i0], local[:, i0 + 1]) / STEADY_DB).clamp(0, 1)  # [B, T']
+    excess = power_db(out) - power_db(spectral.time_scale(frames, positions))  # [B, T']
+    return (out - (gate * excess)[..., None]).clamp(-db_range, 0)
+
+
+def power_db(frames: torch.Tensor) -> torch.Tensor:
+    """dB frames [..., F] -> each frame's total power in dB [...]."""
+    return torch.logsumexp(frames * (math.log(10) / 10), dim=-1) * (10 / math.log(10))
 
 
 def distinct_channels(*tensors: torch.Tensor | None) -> tuple[list[int], list[int]]:

@@ -33,6 +33,12 @@ class TimeMap:
         return int(self.target[-1])
 
     @property
+    def is_identity(self) -> bool:
+        """Every output sample is the input sample at the same index (rate 1, or a time map whose
+        anchors all lie on the diagonal)."""
+        return self.n_in == self.n_out and bool(np.all(self.source == self.target))
+
+    @property
     def mean_rate(self) -> float:
         return self.n_in / self.n_out
 
