@@ -17,7 +17,7 @@ from einops import rearrange
 
 from . import checkpoint, spectral, timemap
 from .audio import AudioReader, AudioWriter, check_output_path, validate
-from .errors import AudioError, CheckpointError
+from .errors import AudioError, CheckpointError, ConfigError
 from .models import (AutoencoderConfig, FrameAutoencoder, GeneratorConfig, LatentGenerator, MapperConfig,
                      StretchMapper)
 from .spectral import MAX_RATE, MIN_RATE, SpectralConfig
@@ -92,6 +92,10 @@ def load_model(path: str | os.PathLike) -> Model:
             refiner.load_state_dict(checkpoint.unprefixed("refiner", tensors))
     except (KeyError, TypeError, RuntimeError) as e:
         raise CheckpointError(f"checkpoint {path} does not match its config ({e})") from None
+    broken = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if broken:
+        raise CheckpointError(f"checkpoint {path} holds NaN or Inf weights ({', '.join(broken[:3])}"
+                              f"{', ...' if len(broken) > 3 else ''}); it would write noise or silence")
     for m in (ae, refiner):
         if m is not None:
             m.eval().requires_grad_(False)
@@ -108,14 +112,15 @@ class Stretcher:
 
     def __init__(self, checkpoint_path: str | os.PathLike | Model | None = None, device: str | None = None,
                  griffin_lim: int = 1, phase_lock: bool = False, residual: bool = True, chunk_frames: int = 1024):
+        if isinstance(griffin_lim, bool) or not isinstance(griffin_lim, (int, np.integer)) \
+                or not 0 <= griffin_lim <= 1000:
+            raise ConfigError(f"griffin_lim must be an iteration count in [0, 1000], got {griffin_lim!r}")
+        self.device = check_device(device)
         self.model = checkpoint_path if isinstance(checkpoint_path, Model) else \
             load_model(resolve_checkpoint(checkpoint_path))
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model.autoencoder.to(self.device)
         if self.model.refiner is not None:
             self.model.refiner.to(self.device)
-        if not isinstance(griffin_lim, (int, np.integer)) or not 0 <= griffin_lim <= 1000:
-            raise ValueError(f"griffin_lim must be an iteration count in [0, 1000], got {griffin_lim!r}")
         self.griffin_lim = int(griffin_lim)
         self.phase_lock = phase_lock
         self.residual = residual
@@ -138,15 +143,23 @@ class Stretcher:
         """Stretch ``audio`` (numpy or torch, [N] or [C, N] at ``sr``) by a rate, to a duration, or
         along a time map (a Rubber Band time map file, or (source_frame, target_frame) pairs).
 
-        Returns the same type and layout; a rate gives round(N / rate) samples.
+        Returns the same type and layout as float32 samples; a rate gives round(N / rate)
+        samples. Integer PCM (int8/int16/int32/uint8) is scaled to [-1, 1] as soundfile reads it.
+        An identity time map (rate 1) returns the input unchanged.
         """
         is_torch = isinstance(audio, torch.Tensor)
-        arr = audio.detach().cpu().numpy() if is_torch else np.asarray(audio)
+        if is_torch:
+            arr = audio.detach().cpu()
+            arr = (arr.float() if arr.dtype in (torch.bfloat16, torch.float16) else arr).numpy()  # no numpy bf16
+        else:
+            arr = np.asarray(audio)
         one_d = arr.ndim == 1
         wave = validate(arr, "input audio")
         check_sample_rate(sr)
         tmap = timemap.resolve(wave.shape[-1], int(sr), rate, duration, time_map)
         out = self.stretch_tensor(torch.from_numpy(wave).to(self.device), int(sr), tmap)
+        if not torch.isfinite(out).all():
+            raise AudioError("the stretched audio contains NaN or Inf samples (a broken model?)")
         out = out[0] if one_d else out
         return out.to(audio.device) if is_torch else out.cpu().numpy()
 
@@ -161,21 +174,24 @@ class Stretcher:
 
     @torch.no_grad()
     def stretch_file(self, src: str | os.PathLike, dst: str | os.PathLike, rate: float | None = None, *,
-                     duration: float | None = None, time_map=None, progress=None) -> dict:
+                     duration: float | None = None, time_map=None, progress=None, clobber: bool = True) -> dict:
         """Stretches an audio file into ``dst`` (format from its extension), reading and writing in
-        blocks: peak memory stays flat however long the file is. ``dst`` appears only when whole.
-        ``progress(done, total)`` is called after each block (seconds of output). Returns
-        {"frames", "sample_rate", "channels"} of the output."""
+        blocks: peak memory stays flat however long the file is. ``dst`` appears only when whole;
+        an existing ``dst`` is replaced unless ``clobber`` is False. ``progress(done, total)`` is
+        called after each block (seconds of output). Returns {"frames", "sample_rate",
+        "channels", "clipped", "peak"} of the output ("clipped": samples over full scale that an
+        integer format clipped; "peak": the largest magnitude before clipping)."""
         with AudioReader(src, self.device) as reader:
-            sr = reader.sample_rate
+            sr = check_sample_rate(reader.sample_rate, reader.name)
             tmap = timemap.resolve(reader.frames, sr, rate, duration, time_map)
             dst = check_output_path(dst, inputs=(src,))
-            with AudioWriter(dst, sr, reader.channels, like=reader) as writer:
+            with AudioWriter(dst, sr, reader.channels, like=reader, clobber=clobber) as writer:
                 for start, chunk in self.blocks(reader, sr, tmap):
                     writer.write(chunk.cpu().numpy())
                     if progress is not None:
                         progress((start + chunk.shape[-1]) / sr, tmap.n_out / sr)
-        return {"frames": tmap.n_out, "sample_rate": sr, "channels": reader.channels}
+        return {"frames": tmap.n_out, "sample_rate": sr, "channels": reader.channels,
+                "clipped": writer.clipped, "peak": writer.peak}
 
     def input_config(self, sr: int) -> SpectralConfig:
         """STFT settings at the input's rate with the model's frame duration and frequency spacing:
@@ -429,10 +445,40 @@ def distinct_channels(*tensors: torch.Tensor | None) -> tuple[list[int], list[in
     return keep, inverse
 
 
-def check_sample_rate(sr) -> int:
-    if not isinstance(sr, (int, np.integer)) or not 1000 <= sr <= 384000:
-        raise AudioError(f"sample rate must be an integer number of Hz in [1000, 384000], got {sr!r}")
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8000, 192000
+
+
+def check_sample_rate(sr, what: str = "input audio") -> int:
+    """The sample rates stretched: 8 to 192 kHz (the model's band is 11 kHz wide; below 8 kHz
+    its frames would be long smears, above 192 kHz a frame would be over 17,000 samples long)."""
+    if isinstance(sr, bool) or not isinstance(sr, (int, np.integer)):
+        raise AudioError(f"sample rate must be an integer number of Hz, got {sr!r}")
+    if not MIN_SAMPLE_RATE <= sr <= MAX_SAMPLE_RATE:
+        raise AudioError(f"{what} has sample rate {sr} Hz; sample rates from {MIN_SAMPLE_RATE} to "
+                         f"{MAX_SAMPLE_RATE} Hz are supported (resample it first)")
     return int(sr)
+
+
+def check_device(device) -> torch.device:
+    """``device`` (None: cuda when available, else cpu) as a torch.device that exists here."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ConfigError(f"unknown device {device!r}; use cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"device {device!r}: no CUDA GPU is available here; use --device cpu")
+        if dev.index is not None and dev.index >= count:
+            raise ConfigError(f"device {device!r}: there are {count} CUDA GPU(s) (cuda:0 to cuda:{count - 1})")
+    elif dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError(f"device {device!r}: Apple's MPS backend is not available here; use --device cpu")
+    elif dev.type != "cpu":
+        raise ConfigError(f"device {device!r} is not supported; use cpu, cuda, cuda:N or mps")
+    return dev
 
 
 _DEFAULT: dict = {}
