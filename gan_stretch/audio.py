@@ -1,6 +1,7 @@
 """Audio files in and out (soundfile), with the checks every entry point shares."""
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -8,10 +9,21 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from .checkpoint import partial_path
+from .checkpoint import partial_path, target_mode
+from .containers import truncation
 from .errors import AudioError
 
 FORMATS = {f".{ext.lower()}": ext for ext in sf.available_formats()}  # extension -> soundfile format
+FORMATS.update({".aif": "AIFF", ".aifc": "AIFF", ".oga": "OGG", ".snd": "AU"})  # the usual other names
+SUBTYPES = {}  # extension -> the sample format it implies
+if "OPUS" in sf.available_subtypes("OGG"):
+    FORMATS[".opus"], SUBTYPES[".opus"] = "OGG", "OPUS"
+# formats libsndfile writes that do not read back as written
+UNWRITABLE = {"RAW": "raw audio has no header, so it keeps neither the sample rate nor the sample format",
+              "SD2": "Sound Designer II keeps its header in a separate resource-fork file (._NAME)"}
+LOSSY = ("VORBIS", "OPUS", "MPEG_LAYER_III")  # their decoders may pad the frame count
+# integer PCM -> float as soundfile reads it: divided by the magnitude of the most negative value
+PCM_SCALE = {np.dtype(np.int8): 2.0 ** 7, np.dtype(np.int16): 2.0 ** 15, np.dtype(np.int32): 2.0 ** 31}
 
 
 def validate(wave: np.ndarray, what: str = "audio") -> np.ndarray:
@@ -28,6 +40,17 @@ def validate(wave: np.ndarray, what: str = "audio") -> np.ndarray:
     if wave.shape[0] > 64:
         raise AudioError(f"{what} has {wave.shape[0]} channels; expected [channels, samples] with at most 64 "
                          "channels (is it transposed?)")
+    if wave.shape[0] > wave.shape[1]:
+        raise AudioError(f"{what} has shape {tuple(wave.shape)}: more channels than samples, so it is probably "
+                         "[samples, channels]; pass [channels, samples] (x.T)")
+    if np.issubdtype(wave.dtype, np.integer):
+        if wave.dtype == np.uint8:  # 8-bit WAV: unsigned, centred on 128
+            wave = (wave.astype(np.float32) - 128) / 128
+        elif wave.dtype in PCM_SCALE:
+            wave = (wave / PCM_SCALE[wave.dtype]).astype(np.float32)
+        else:
+            raise AudioError(f"{what} has dtype {wave.dtype}, which is no PCM sample format; pass float "
+                             "samples in [-1, 1] or int8/int16/int32/uint8 PCM")
     wave = wave.astype(np.float32, copy=False)
     if not np.isfinite(wave).all():
         raise AudioError(f"{what} contains NaN or Inf samples")
@@ -36,24 +59,11 @@ def validate(wave: np.ndarray, what: str = "audio") -> np.ndarray:
     return wave
 
 
-def _check_wav_length(path: Path) -> None:
-    """libsndfile reads a truncated WAV without complaint (it counts the frames that are there),
-    so compare the data chunk's declared size with what the file holds."""
-    with open(path, "rb") as f:
-        head = f.read(1 << 16)
-    if head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
-        return
-    order = "little" if head[:4] == b"RIFF" else "big"
-    pos = 12
-    while pos + 8 <= len(head):
-        size = int.from_bytes(head[pos + 4:pos + 8], order)
-        if head[pos:pos + 4] == b"data":
-            have = path.stat().st_size - (pos + 8)
-            if size != 0xFFFFFFFF and have < size:  # 0xFFFFFFFF: streamed WAV of unknown length
-                raise AudioError(f"audio file {path} is truncated: its header announces {size} bytes of "
-                                 f"audio, the file holds {have}")
-            return
-        pos += 8 + size + (size & 1)
+def _truncation(path: Path) -> str | None:
+    try:
+        return truncation(path)
+    except OSError:
+        return None
 
 
 def load(path: str | os.PathLike) -> tuple[np.ndarray, int]:
@@ -75,12 +85,19 @@ class AudioReader:
         if path.is_dir():
             raise AudioError(f"input is a folder, not an audio file: {path}")
         try:
-            _check_wav_length(path)
             self.file = sf.SoundFile(str(path))
         except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as e:
+            missing = _truncation(path)
+            if missing:
+                raise AudioError(f"audio file {path} is truncated: {missing}") from None
             raise AudioError(f"cannot read audio file {path}: {e}") from None
         self.frames, self.channels, self.sample_rate = self.file.frames, self.file.channels, self.file.samplerate
         self.format, self.subtype = self.file.format, self.file.subtype
+        missing = _truncation(path)
+        if missing:
+            self.close()
+            raise AudioError(f"{self.name} is truncated: it ends at sample {self.frames} "
+                             f"({self.frames / self.sample_rate:.2f} s); {missing}")
         if self.frames <= 0:
             self.close()
             raise AudioError(f"{self.name} is empty (no samples)")
@@ -122,23 +139,33 @@ class AudioReader:
 
 class AudioWriter:
     """Writes an audio file block by block (format from the extension); the file appears at
-    ``path`` only when the writer closes without an error. ``like`` (an AudioReader) keeps the
-    input's sample format (16/24-bit, float) when the output has the same container format."""
+    ``path`` only when the writer closes without an error, after it was read back and found
+    whole. ``like`` (an AudioReader) keeps the input's sample format (16/24-bit, float) when the
+    output has the same container format. Integer formats clip at full scale: ``clipped`` counts
+    the samples that did and ``peak`` is the largest magnitude asked for. ``clobber=False``
+    refuses to replace an existing file, also one that appears while the writer works."""
 
-    def __init__(self, path: str | os.PathLike, sr: int, channels: int, like: "AudioReader | None" = None):
+    def __init__(self, path: str | os.PathLike, sr: int, channels: int, like: "AudioReader | None" = None,
+                 clobber: bool = True):
         self.path = check_output_path(path)
-        self.sr, self.channels = sr, channels
-        fmt = FORMATS[self.path.suffix.lower()]
-        self.subtype = like.subtype if like is not None and like.format == fmt else None
-        if self.subtype is not None and not sf.check_format(fmt, self.subtype):
-            self.subtype = None
-        self.clip = (self.subtype or sf.default_subtype(fmt) or "") not in ("FLOAT", "DOUBLE")
+        self.sr, self.channels, self.clobber = sr, channels, clobber
+        suffix = self.path.suffix.lower()
+        self.format = FORMATS[suffix]
+        self.subtype = SUBTYPES.get(suffix)
+        if self.subtype is None and like is not None and like.format == self.format \
+                and sf.check_format(self.format, like.subtype):
+            self.subtype = like.subtype
+        check_format(self.path, sr, channels, self.subtype)
+        self.clip = (self.subtype or sf.default_subtype(self.format) or "") not in ("FLOAT", "DOUBLE")
+        self.frames, self.clipped, self.peak = 0, 0, 0.0
 
     def __enter__(self) -> "AudioWriter":
+        if not self.clobber and self.path.exists():
+            raise AudioError(f"{self.path} exists (not overwritten: --no-clobber)")
         tmp = None
         try:
             tmp = partial_path(self.path)
-            self.file = sf.SoundFile(str(tmp), "w", self.sr, self.channels, subtype=self.subtype)
+            self.file = sf.SoundFile(str(tmp), "w", self.sr, self.channels, subtype=self.subtype, format=self.format)
         except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as e:
             if tmp is not None:
                 tmp.unlink(missing_ok=True)
@@ -148,22 +175,98 @@ class AudioWriter:
 
     def write(self, chunk: np.ndarray) -> None:
         """chunk: float [C, k]."""
-        chunk = np.clip(chunk, -1, 1) if self.clip else chunk
+        if not np.isfinite(chunk).all():
+            raise AudioError(f"cannot write {self.path}: the stretched audio contains NaN or Inf samples "
+                             "(a broken model?)")
+        if chunk.size:
+            self.peak = max(self.peak, float(np.abs(chunk).max()))
+        if self.clip:
+            over = np.abs(chunk) > 1
+            if over.any():
+                self.clipped += int(over.sum())
+                chunk = np.clip(chunk, -1, 1)
         try:
             self.file.write(np.ascontiguousarray(chunk.T))
         except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as e:
             raise AudioError(f"cannot write {self.path}: {e}") from None
+        self.frames += chunk.shape[-1]
 
     def __exit__(self, kind, error, tb) -> None:
         try:
             self.file.close()
             if kind is None:
-                os.replace(self.tmp, self.path)
+                self._verify()
+                os.chmod(self.tmp, target_mode(self.path))
+                if self.clobber:
+                    os.replace(self.tmp, self.path)
+                else:
+                    _link_new(self.tmp, self.path)
         except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as e:
             if kind is None:
                 raise AudioError(f"cannot write {self.path}: {e}") from None
         finally:
             self.tmp.unlink(missing_ok=True)
+
+    def _verify(self) -> None:
+        """The written file reads back with the rate, channels and length written (a format that
+        cannot hold them would otherwise pass unnoticed)."""
+        try:
+            info = sf.info(str(self.tmp))
+        except (sf.LibsndfileError, RuntimeError) as e:
+            raise AudioError(f"cannot write {self.path}: the written file does not read back ({e})") from None
+        lossy = (self.subtype or sf.default_subtype(self.format)) in LOSSY
+        got = (info.samplerate, info.channels) + (() if lossy else (info.frames,))
+        want = (self.sr, self.channels) + (() if lossy else (self.frames,))
+        if got != want:
+            raise AudioError(f"cannot write {self.path}: it reads back as {info.samplerate} Hz, {info.channels} "
+                             f"channel(s), {info.frames} frames instead of {self.sr} Hz, {self.channels}, "
+                             f"{self.frames}")
+
+
+def _link_new(tmp: Path, path: Path) -> None:
+    """Moves ``tmp`` to ``path`` unless ``path`` exists (a hard link fails on an existing name,
+    where a rename would replace it)."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise AudioError(f"{path} exists (not overwritten: --no-clobber)") from None
+    except OSError:  # a file system without hard links
+        if path.exists():
+            raise AudioError(f"{path} exists (not overwritten: --no-clobber)") from None
+        os.replace(tmp, path)
+
+
+def check_format(path: Path, sr: int, channels: int, subtype: str | None = None) -> None:
+    """Writes a short file of this format, rate and channel count in memory and reads it back:
+    raises AudioError naming the cause (a channel limit, a fixed sample rate, a format that keeps
+    its header elsewhere) before any work, instead of libsndfile's "Format not recognised"."""
+    fmt = FORMATS[path.suffix.lower()]
+    name = f"{path.suffix.lower()} ({fmt})"
+    if fmt in UNWRITABLE:
+        raise AudioError(f"cannot write {path}: {UNWRITABLE[fmt]}; use .wav, .flac or another format")
+
+    def probe(n_channels: int) -> tuple[int, int] | str:
+        buf = io.BytesIO()
+        try:
+            with sf.SoundFile(buf, "w", sr, n_channels, subtype=subtype, format=fmt) as f:
+                f.write(np.zeros((64, n_channels), np.float32))
+            buf.seek(0)
+            with sf.SoundFile(buf) as f:
+                return f.samplerate, f.channels
+        except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as e:
+            text = str(e).split(": ", 1)[-1] if "Error opening" in str(e) else str(e)
+            return text.removeprefix("Error : ")
+
+    got = probe(channels)
+    if isinstance(got, str):
+        fewer = [n for n in (8, 6, 4, 2, 1) if n < channels and not isinstance(probe(n), str)]
+        if fewer:
+            raise AudioError(f"cannot write {path}: {name} files hold at most {fewer[0]} channel(s), "
+                             f"the audio has {channels}")
+        raise AudioError(f"cannot write {path} at {sr} Hz: {got}")
+    if got != (sr, channels):
+        raise AudioError(f"cannot write {path}: {name} files cannot store {sr} Hz (it reads back as "
+                         f"{got[0]} Hz); use .wav, .flac or another format")
 
 
 def check_output_path(path: str | os.PathLike, inputs: tuple = (), create_folder: bool = False) -> Path:
@@ -172,6 +275,9 @@ def check_output_path(path: str | os.PathLike, inputs: tuple = (), create_folder
     if path.suffix.lower() not in FORMATS:
         raise AudioError(f"cannot write {path}: unknown audio format {path.suffix!r} "
                          f"(use one of {', '.join(sorted(FORMATS))})")
+    if FORMATS[path.suffix.lower()] in UNWRITABLE:
+        raise AudioError(f"cannot write {path}: {UNWRITABLE[FORMATS[path.suffix.lower()]]}; "
+                         "use .wav, .flac or another format")
     for inp in inputs:
         if Path(inp).exists() and path.exists() and os.path.samefile(inp, path):
             raise AudioError(f"output path {path} is the input file; choose another name")

@@ -10,6 +10,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import socket
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -21,7 +24,8 @@ from safetensors.torch import load_file, save_file
 from .errors import CheckpointError
 
 META_KEY = "gan_stretch"
-PARTIAL = ".partial-"  # marks the temporary files of atomic_write: ``.{stem}.partial-XXXX{suffix}``
+PARTIAL = ".partial-"  # marks the temporary files of atomic_write: ``.{stem}.partial-{host}-{pid}-XXXX{suffix}``
+HOST = re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:24] or "host"
 
 
 @contextlib.contextmanager
@@ -32,17 +36,79 @@ def atomic_write(path: str | os.PathLike):
     tmp = partial_path(path)
     try:
         yield tmp
+        os.chmod(tmp, target_mode(path))  # a writer may have made the file anew (safetensors does)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
 
 def partial_path(path: Path) -> Path:
-    """A new empty temporary sibling of ``path`` (same suffix, so formats are still recognised)."""
+    """A new empty temporary sibling of ``path`` (same suffix, so formats are still recognised),
+    with the permissions the finished file should have: an existing ``path``'s mode (overwriting
+    keeps it), else what ``open()`` would give under the process umask. mkstemp makes every file
+    0600, and the rename would carry that onto the output. Stale temporary files of ``path``
+    that a killed process of this machine left behind are removed first."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}{PARTIAL}", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
+    remove_stale_partials(path)
+    mode = target_mode(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}{PARTIAL}{HOST}-{os.getpid()}-", suffix=path.suffix,
+                               dir=path.parent)
+    try:
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
     return Path(tmp)
+
+
+def target_mode(path: Path) -> int:
+    """The permission bits a finished ``path`` gets: those of the file it replaces, else what
+    ``open()`` gives a new file under the process umask."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # the only portable way to read it is to set it; put it straight back
+    os.umask(mask)
+    return mask
+
+
+def remove_stale_partials(path: Path) -> list[Path]:
+    """Removes the temporary files of ``path`` (``.{stem}.partial-{host}-{pid}-...{suffix}``) left
+    by processes of this machine that no longer run (SIGKILL, a power cut); those of running
+    processes, and of other machines sharing the folder, are left alone."""
+    pattern = re.compile(re.escape(f".{path.stem}{PARTIAL}{HOST}-") + r"(\d+)-[^/]*" + re.escape(path.suffix) + "$")
+    removed = []
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return removed
+    for name in names:
+        m = pattern.match(name)
+        if m and not _alive(int(m.group(1))):
+            stale = path.parent / name
+            try:
+                stale.unlink()
+                removed.append(stale)
+            except OSError:
+                pass
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OverflowError:
+        return False  # not a process id
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 def remove_partial_files(folder: str | os.PathLike) -> list[Path]:

@@ -7,14 +7,14 @@ import sys
 from .errors import GanStretchError
 
 
-def _stretch(args) -> None:
+def _stretch(args) -> int:
     from pathlib import Path
 
     from tqdm import tqdm
 
-    from .audio import FORMATS, check_output_path
+    from .audio import AudioReader, check_format, check_output_path
     from .errors import AudioError
-    from .pipeline import Stretcher
+    from .pipeline import Stretcher, check_sample_rate
     from .spectral import check_rate
     from .timemap import read
 
@@ -25,34 +25,100 @@ def _stretch(args) -> None:
     time_map = read(args.time_map) if args.time_map else None
     src, dst = Path(args.input), Path(args.output)
     if src.is_dir():  # a whole folder: every audio file in it, same names, same formats
-        files = sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in FORMATS)
-        if not files:
-            raise AudioError(f"no audio files in {src}")
-        if dst.resolve() == src.resolve():
-            raise AudioError("output folder is the input folder; choose another")
-        jobs = [(f, dst / f.relative_to(src)) for f in files]
+        jobs, skipped = folder_jobs(src, dst)
+        for f, out in jobs:
+            check_output_path(out, inputs=(f,), create_folder=True)
     elif not src.exists():
         raise AudioError(f"input file not found: {src}")
     else:
-        jobs = [(src, dst)]
-    for f, out in jobs:
-        check_output_path(out, inputs=(f,), create_folder=len(jobs) > 1)
+        jobs, skipped = [(src, dst)], []
+        check_output_path(dst, inputs=(src,))
+        if args.no_clobber and dst.exists():
+            raise AudioError(f"{dst} exists (not overwritten: --no-clobber)")
+        with AudioReader(src) as reader:  # the input's header and the output's format, before any work
+            check_sample_rate(reader.sample_rate, reader.name)
+            check_format(dst, reader.sample_rate, reader.channels)
     stretcher = Stretcher(args.checkpoint, device=args.device, griffin_lim=args.griffin_lim,
                           phase_lock=args.phase_lock, residual=not args.no_residual)
     rate = None if args.rate is None else float(args.rate)
-    with tqdm(jobs, desc="stretching", unit="file", disable=len(jobs) == 1) as files, \
-            tqdm(desc="audio", unit="s", leave=False, disable=len(jobs) > 1 or not sys.stderr.isatty()) as seconds:
-        for f, out in files:
-            def progress(done, total, bar=seconds):
-                bar.total, bar.n = round(total, 1), round(done, 1)
-                bar.refresh()
-            info = stretcher.stretch_file(f, out, rate, duration=args.duration, time_map=time_map, progress=progress)
-            if len(jobs) == 1:
-                seconds.close()
-                print(f"wrote {out} ({info['frames'] / info['sample_rate']:.2f} s, {info['sample_rate']} Hz, "
-                      f"{info['channels']} channel(s))")
-    if len(jobs) > 1:
-        print(f"wrote {len(jobs)} files to {dst}")
+    if not src.is_dir():
+        with tqdm(desc="audio", unit="s", leave=False, disable=not sys.stderr.isatty()) as seconds:
+            def progress(done, total):
+                seconds.total, seconds.n = round(total, 1), round(done, 1)
+                seconds.refresh()
+            info = stretcher.stretch_file(src, dst, rate, duration=args.duration, time_map=time_map,
+                                          progress=progress, clobber=not args.no_clobber)
+        _warn_clipped(dst, info)
+        print(f"wrote {dst} ({info['frames'] / info['sample_rate']:.2f} s, {info['sample_rate']} Hz, "
+              f"{info['channels']} channel(s))")
+        return 0
+    done, failed, existing = 0, [], []
+    for f, out in tqdm(jobs, desc="stretching", unit="file"):
+        name = f.relative_to(src)
+        if args.no_clobber and out.exists():
+            existing.append(name)
+            continue
+        try:
+            info = stretcher.stretch_file(f, out, rate, duration=args.duration, time_map=time_map,
+                                          clobber=not args.no_clobber)
+        except GanStretchError as e:
+            failed.append(name)
+            message = str(e) if str(f) in str(e) else f"{f}: {e}"  # the line names the file
+            tqdm.write(f"gan-stretch: error: {message}", file=sys.stderr)
+            continue
+        _warn_clipped(name, info)
+        done += 1
+    summary = f"{done} stretched into {dst}"
+    if existing:
+        summary += f", {len(existing)} already there (--no-clobber)"
+    if failed:
+        summary += f", {len(failed)} failed: {_names(failed)}"
+    print(summary)
+    if skipped:
+        print(f"skipped {len(skipped)} file(s) that are not audio gan-stretch reads: {_names(skipped)}")
+    return 1 if failed else 0
+
+
+def folder_jobs(src, dst) -> tuple[list, list]:
+    """(input file, output file) pairs for a folder of audio, and the files left out as not audio.
+
+    Hidden files and folders (macOS ``._x.wav`` resource forks, ``.x.partial-*`` files of an
+    interrupted write) are never audio to stretch; an output folder inside the input folder is
+    never read as input (a second run would stretch the first run's outputs)."""
+    from .audio import FORMATS
+    from .errors import AudioError
+
+    src_r, dst_r = src.resolve(), dst.resolve()
+    if dst_r == src_r:
+        raise AudioError("output folder is the input folder; choose another")
+    jobs, skipped = [], []
+    for p in sorted(src.rglob("*")):
+        rel = p.relative_to(src)
+        if any(part.startswith(".") for part in rel.parts) or not p.is_file():
+            continue
+        if p.resolve() == dst_r or dst_r in p.resolve().parents:
+            continue
+        if p.suffix.lower() in FORMATS:
+            jobs.append((p, dst / rel))
+        else:
+            skipped.append(rel)
+    if not jobs:
+        raise AudioError(f"no audio files in {src}" + (f" (skipped: {_names(skipped)})" if skipped else ""))
+    return jobs, skipped
+
+
+def _names(paths, most: int = 5) -> str:
+    names = [str(p) for p in paths]
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+def _warn_clipped(name, info: dict) -> None:
+    if info.get("clipped"):
+        import math
+
+        print(f"gan-stretch: warning: {name}: {info['clipped']} sample(s) clipped at full scale (peak "
+              f"{info['peak']:.3f}, {20 * math.log10(info['peak']):+.1f} dBFS); lower the input level by "
+              f"{20 * math.log10(info['peak']) + 0.1:.1f} dB or write a float format", file=sys.stderr)
 
 
 def _data_midi(args) -> None:
@@ -102,6 +168,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--phase-lock", action="store_true", help="lock each bin's phase to its partial's peak")
     s.add_argument("--no-residual", action="store_true",
                    help="decode the refined latents alone instead of applying their change to the input's spectrum")
+    s.add_argument("-n", "--no-clobber", action="store_true",
+                   help="never overwrite an existing output (default: replace it, as sox and rubberband do); "
+                        "in folder mode, files already stretched are skipped, so a rerun resumes a batch")
     s.set_defaults(fn=_stretch)
 
     d = sub.add_parser("data", help="build training and evaluation corpora")
@@ -148,17 +217,41 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (timeout, kill, docker stop, a closed terminal): unwound like Ctrl-C, so
+    every temporary file is removed on the way out."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate(signum, frame):
+    raise Terminated(signum)
+
+
 def main(argv=None) -> int:
+    import signal
+    import threading
+
     args = parser().parse_args(argv)
+    handled = (signal.SIGTERM, signal.SIGHUP) if threading.current_thread() is threading.main_thread() else ()
+    previous = {sig: signal.signal(sig, _terminate) for sig in handled}
     try:
-        args.fn(args)
+        code = args.fn(args)
     except GanStretchError as e:
         print(f"gan-stretch: error: {e}", file=sys.stderr)
         return 1
+    except Terminated as e:
+        print(f"gan-stretch: terminated by {signal.Signals(e.signum).name}", file=sys.stderr)
+        return 128 + e.signum
     except KeyboardInterrupt:
         print("gan-stretch: interrupted", file=sys.stderr)
         return 130
-    return 0
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return code or 0
 
 
 if __name__ == "__main__":

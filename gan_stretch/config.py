@@ -5,7 +5,11 @@ Unknown keys, wrong types and impossible values are rejected before any work sta
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
+import os
+import tempfile
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,42 +19,56 @@ import yaml
 from .errors import ConfigError
 
 
+def setting(default, lo: float | None = None, hi: float | None = None, *, above: bool = False,
+            below: bool = False, choices: tuple | None = None, min_items: int = 0):
+    """A recipe field with the values it accepts declared next to it: a closed range [lo, hi]
+    (``above``/``below`` make an end open), a set of ``choices``, and for a list, each item in
+    the range and at least ``min_items`` items. load_recipe enforces them."""
+    meta = {"lo": lo, "hi": hi, "above": above, "below": below, "choices": choices, "min_items": min_items}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+BIG = 10 ** 9  # a bound no sane value reaches, so typos (steps=1e12) still fail
+
+
 @dataclass
 class Recipe:
     stage: str = ""
     data: str = ""  # corpus folder (see gan_stretch.data.corpus)
     run_dir: str = ""  # checkpoints, TensorBoard logs and the exported model go here
-    seed: int = 0
-    steps: int = 1000
-    batch_size: int = 64
-    lr: float = 1e-3
-    lr_min_ratio: float = 0.1  # cosine decay to lr * lr_min_ratio
-    grad_clip: float = 1.0
-    log_every: int = 50
-    eval_every: int = 500
-    save_every: int = 250
-    eval_pieces: int = 2  # held-out pieces scored and logged to TensorBoard at each evaluation
+    seed: int = setting(0, 0, 2 ** 32 - 1)
+    steps: int = setting(1000, 1, BIG)
+    batch_size: int = setting(64, 1, 65536)
+    lr: float = setting(1e-3, 0, 10, above=True)
+    lr_min_ratio: float = setting(0.1, 0, 1)  # cosine decay to lr * lr_min_ratio
+    grad_clip: float = setting(1.0, 0, 1e6)
+    log_every: int = setting(50, 1, BIG)
+    eval_every: int = setting(500, 1, BIG)
+    save_every: int = setting(250, 1, BIG)
+    eval_pieces: int = setting(2, 0, 10000)  # held-out pieces scored and logged to TensorBoard at each evaluation
     eval_visqol: bool = True  # ViSQOL in that evaluation (about 1 s per clip on a CPU)
 
 
 @dataclass
 class AutoencoderRecipe(Recipe):
     stage: str = "autoencoder"
-    hidden: list[int] = field(default_factory=lambda: [1024, 512])
-    latent: int = 128
-    mel_weight: float = 1.0  # L1 on mel dB (the benchmark's scale)
-    linear_weight: float = 1.0  # L1 on linear-frequency dB
-    quiet_db: float = -80.0  # frames whose maximum is below this (re piece max) are not trained on
+    hidden: list[int] = setting([1024, 512], 1, 65536, min_items=2)
+    latent: int = setting(128, 1, 4096)
+    mel_weight: float = setting(1.0, 0, 1e6)  # L1 on mel dB (the benchmark's scale)
+    linear_weight: float = setting(1.0, 0, 1e6)  # L1 on linear-frequency dB
+    quiet_db: float = setting(-80.0, -200, 0)  # frames whose maximum is below this (re piece max) are not trained on
 
 
 @dataclass
 class SequenceRecipe(Recipe):
     autoencoder: str = ""  # path to the frozen autoencoder's model.safetensors
-    window: int = 64  # latent frames per training sequence
-    pairs: str = "all"  # which pairs to train on: all | true-tempo | teacher
-    spec_weight: float = 1.0  # L1 on decoded mel dB, through the frozen decoder
-    spec_frames: int = 512  # frames per batch decoded for that loss
-    latent_weight: float = 10.0  # L1 on latents
+    window: int = setting(64, 1, 8192)  # latent frames per training sequence
+    pairs: str = setting("all", choices=("all", "true-tempo", "teacher"))  # which pairs to train on
+    spec_weight: float = setting(1.0, 0, 1e6)  # L1 on decoded mel dB, through the frozen decoder
+    spec_frames: int = setting(512, 1, 10 ** 7)  # frames per batch decoded for that loss
+    latent_weight: float = setting(10.0, 0, 1e6)  # L1 on latents
     init: str = ""  # a model file of this stage and size whose refiner starts the run (fine-tuning)
     transients: bool = False  # train on attacks played at speed 1 (the Stretcher's transients=True)
 
@@ -58,33 +76,27 @@ class SequenceRecipe(Recipe):
 @dataclass
 class MapperRecipe(SequenceRecipe):
     stage: str = "mapper"
-    hidden: int = 256
+    hidden: int = setting(256, 1, 65536)
 
 
 @dataclass
 class GanRecipe(SequenceRecipe):
     stage: str = "gan"
-    channels: int = 128
-    kernel: int = 5
-    dilations: list[int] = field(default_factory=lambda: [1, 2, 4, 1, 2, 4])
-    d_channels: int = 128
-    d_layers: int = 4
+    channels: int = setting(128, 1, 4096)
+    kernel: int = setting(5, 1, 63)
+    dilations: list[int] = setting([1, 2, 4, 1, 2, 4], 1, 1024, min_items=1)
+    d_channels: int = setting(128, 1, 4096)
+    d_layers: int = setting(4, 1, 12)
     d_conditional: bool = True
-    d_lr: float = 2e-4
-    adv_weight: float = 1.0
-    fm_weight: float = 2.0
-    warmup_steps: int = 200  # generator trains on the regression terms alone before D starts
-    ema_decay: float = 0.99
-    real: str = "target"  # what D sees as real: target (truly stretched) | natural (any music frames)
+    d_lr: float = setting(2e-4, 0, 10, above=True)
+    adv_weight: float = setting(1.0, 0, 1e6)
+    fm_weight: float = setting(2.0, 0, 1e6)
+    warmup_steps: int = setting(200, 0, BIG)  # generator trains on the regression terms alone before D starts
+    ema_decay: float = setting(0.99, 0, 1, below=True)
+    real: str = setting("target", choices=("target", "natural"))  # what D sees as real: target (truly stretched) | natural (any music frames)
 
 
 STAGES = {"autoencoder": AutoencoderRecipe, "mapper": MapperRecipe, "gan": GanRecipe}
-
-_POSITIVE = {"steps", "batch_size", "lr", "log_every", "eval_every", "save_every", "latent", "window",
-             "hidden", "spec_frames", "channels", "kernel", "d_channels", "d_layers", "d_lr"}
-_NON_NEGATIVE = {"seed", "grad_clip", "mel_weight", "linear_weight", "spec_weight", "latent_weight",
-                 "adv_weight", "fm_weight", "warmup_steps", "eval_pieces", "lr_min_ratio"}
-_CHOICES = {"pairs": ("all", "true-tempo", "teacher"), "real": ("target", "natural")}
 
 
 def _coerce(name: str, value, kind):
@@ -118,18 +130,30 @@ def _coerce(name: str, value, kind):
     raise ConfigError(f"{name}: unsupported type {kind}")
 
 
+def _in_range(value, meta: dict) -> bool:
+    lo, hi = meta["lo"], meta["hi"]
+    return not ((lo is not None and (value <= lo if meta["above"] else value < lo))
+                or (hi is not None and (value >= hi if meta["below"] else value > hi)))
+
+
+def _range_text(meta: dict) -> str:
+    lo, hi = meta["lo"], meta["hi"]
+    return f"{'(' if meta['above'] else '['}{lo:g}, {hi:g}{')' if meta['below'] else ']'}"
+
+
 def _validate(recipe: Recipe) -> None:
     for f in dataclasses.fields(recipe):
-        v = getattr(recipe, f.name)
+        v, meta = getattr(recipe, f.name), f.metadata
         values = v if isinstance(v, list) else [v]
         if any(isinstance(x, float) and not math.isfinite(x) for x in values):
             raise ConfigError(f"{f.name} must be a finite number, got {v}")
-        if f.name in _POSITIVE and any(x <= 0 for x in values):
-            raise ConfigError(f"{f.name} must be positive, got {v}")
-        if f.name in _NON_NEGATIVE and any(x < 0 for x in values):
-            raise ConfigError(f"{f.name} must not be negative, got {v}")
-        if f.name in _CHOICES and v not in _CHOICES[f.name]:
-            raise ConfigError(f"{f.name} must be one of {', '.join(_CHOICES[f.name])}, got {v!r}")
+        if meta.get("choices") and v not in meta["choices"]:
+            raise ConfigError(f"{f.name} must be one of {', '.join(meta['choices'])}, got {v!r}")
+        if isinstance(v, list) and len(v) < meta.get("min_items", 0):
+            raise ConfigError(f"{f.name} needs at least {meta['min_items']} value(s), got {v}")
+        if meta.get("lo") is not None and not all(_in_range(x, meta) for x in values):
+            what = "every value of " + f.name if isinstance(v, list) else f.name
+            raise ConfigError(f"{what} must be in {_range_text(meta)}, got {v}")
     for name in ("data", "run_dir") + (("autoencoder",) if isinstance(recipe, SequenceRecipe) else ()):
         if not getattr(recipe, name):
             raise ConfigError(f"recipe needs {name}=...")
@@ -140,8 +164,20 @@ def _validate(recipe: Recipe) -> None:
             raise ConfigError(f"kernel must be odd, got {recipe.kernel}")
         if recipe.window < 2 ** recipe.d_layers:
             raise ConfigError(f"window={recipe.window} is too short for d_layers={recipe.d_layers}")
-        if not 0 <= recipe.ema_decay < 1:
-            raise ConfigError(f"ema_decay must be in [0, 1), got {recipe.ema_decay}")
+    _check_run_dir(recipe.run_dir)
+
+
+def _check_run_dir(run_dir: str) -> None:
+    """run_dir can be created and written: probed with a temporary folder in it, or in its
+    nearest existing parent, removed at once (a permission check alone passes for root on /proc)."""
+    path = Path(run_dir)
+    existing = next((p for p in (path, *path.parents) if p.exists()), Path("."))
+    if not existing.is_dir():
+        raise ConfigError(f"run_dir={run_dir}: {existing} is a file, not a folder")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".gan-stretch-probe-", dir=existing))
+    except OSError as e:
+        raise ConfigError(f"run_dir={run_dir} cannot be created or written in {existing} ({e.strerror})") from None
 
 
 def parse_overrides(items: list[str]) -> dict:
@@ -157,18 +193,30 @@ def parse_overrides(items: list[str]) -> dict:
     return out
 
 
+def read_recipe_file(path: str | Path, _seen: tuple = ()) -> dict:
+    """The key: value mapping of a recipe file, with its ``base:`` (a recipe file, relative to this
+    one) read first and overridden by this file's keys: a variant lists only its differences."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"recipe not found: {path}" + (f" (the base of {_seen[-1]})" if _seen else ""))
+    if path.resolve() in _seen:
+        raise ConfigError(f"recipe {path} is its own base (through {' -> '.join(map(str, _seen))})")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"recipe {path} is not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"recipe {path} must be a mapping of key: value")
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    if not isinstance(base, str):
+        raise ConfigError(f"recipe {path}: base must be the path of a recipe file, got {base!r}")
+    return {**read_recipe_file(path.parent / base, (*_seen, path.resolve())), **raw}
+
+
 def load_recipe(path: str | Path | None, overrides: list[str] | dict | None = None) -> Recipe:
-    raw: dict = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"recipe not found: {path}")
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"recipe {path} is not valid YAML: {e}") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"recipe {path} must be a mapping of key: value")
+    raw: dict = read_recipe_file(path) if path is not None else {}
     raw.update(overrides if isinstance(overrides, dict) else parse_overrides(overrides or []))
     stage = raw.get("stage")
     if stage not in STAGES:
@@ -182,8 +230,16 @@ def load_recipe(path: str | Path | None, overrides: list[str] | dict | None = No
                           f"known keys: {', '.join(sorted(known))}")
     recipe = cls(**{k: _coerce(k, v, hints[k]) for k, v in raw.items()})
     _validate(recipe)
+    recipe._file = None if path is None else str(path)  # recorded in the model file (recipe_source)
     return recipe
 
 
 def recipe_dict(recipe: Recipe) -> dict:
     return dataclasses.asdict(recipe)
+
+
+def recipe_source(recipe: Recipe) -> dict:
+    """What a model file records of the recipe that made it: the file named (base files resolved
+    into it) and a hash of every setting the run used, overrides included."""
+    digest = hashlib.sha256(json.dumps(recipe_dict(recipe), sort_keys=True).encode()).hexdigest()[:16]
+    return {"file": getattr(recipe, "_file", None), "sha256": digest}

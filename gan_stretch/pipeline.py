@@ -6,6 +6,7 @@ audio [C, N] -> STFT [C, F, T] -> dB frames -> latents [C, T, L] (frozen autoenc
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ from einops import rearrange
 
 from . import checkpoint, spectral, timemap
 from .audio import AudioReader, AudioWriter, check_output_path, validate
-from .errors import AudioError, CheckpointError
+from .errors import AudioError, CheckpointError, ConfigError
 from .models import (AutoencoderConfig, FrameAutoencoder, GeneratorConfig, LatentGenerator, MapperConfig,
                      StretchMapper)
 from .spectral import MAX_RATE, MIN_RATE, SpectralConfig
@@ -91,6 +92,10 @@ def load_model(path: str | os.PathLike) -> Model:
             refiner.load_state_dict(checkpoint.unprefixed("refiner", tensors))
     except (KeyError, TypeError, RuntimeError) as e:
         raise CheckpointError(f"checkpoint {path} does not match its config ({e})") from None
+    broken = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if broken:
+        raise CheckpointError(f"checkpoint {path} holds NaN or Inf weights ({', '.join(broken[:3])}"
+                              f"{', ...' if len(broken) > 3 else ''}); it would write noise or silence")
     for m in (ae, refiner):
         if m is not None:
             m.eval().requires_grad_(False)
@@ -108,14 +113,15 @@ class Stretcher:
     def __init__(self, checkpoint_path: str | os.PathLike | Model | None = None, device: str | None = None,
                  griffin_lim: int = 1, phase_lock: bool = False, residual: bool = True, chunk_frames: int = 1024,
                  transients: bool | None = None):
+        if isinstance(griffin_lim, bool) or not isinstance(griffin_lim, (int, np.integer)) \
+                or not 0 <= griffin_lim <= 1000:
+            raise ConfigError(f"griffin_lim must be an iteration count in [0, 1000], got {griffin_lim!r}")
+        self.device = check_device(device)
         self.model = checkpoint_path if isinstance(checkpoint_path, Model) else \
             load_model(resolve_checkpoint(checkpoint_path))
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model.autoencoder.to(self.device)
         if self.model.refiner is not None:
             self.model.refiner.to(self.device)
-        if not isinstance(griffin_lim, (int, np.integer)) or not 0 <= griffin_lim <= 1000:
-            raise ValueError(f"griffin_lim must be an iteration count in [0, 1000], got {griffin_lim!r}")
         self.griffin_lim = int(griffin_lim)
         self.phase_lock = phase_lock
         self.residual = residual
@@ -140,15 +146,23 @@ class Stretcher:
         """Stretch ``audio`` (numpy or torch, [N] or [C, N] at ``sr``) by a rate, to a duration, or
         along a time map (a Rubber Band time map file, or (source_frame, target_frame) pairs).
 
-        Returns the same type and layout; a rate gives round(N / rate) samples.
+        Returns the same type and layout as float32 samples; a rate gives round(N / rate)
+        samples. Integer PCM (int8/int16/int32/uint8) is scaled to [-1, 1] as soundfile reads it.
+        An identity time map (rate 1) returns the input unchanged.
         """
         is_torch = isinstance(audio, torch.Tensor)
-        arr = audio.detach().cpu().numpy() if is_torch else np.asarray(audio)
+        if is_torch:
+            arr = audio.detach().cpu()
+            arr = (arr.float() if arr.dtype in (torch.bfloat16, torch.float16) else arr).numpy()  # no numpy bf16
+        else:
+            arr = np.asarray(audio)
         one_d = arr.ndim == 1
         wave = validate(arr, "input audio")
         check_sample_rate(sr)
         tmap = timemap.resolve(wave.shape[-1], int(sr), rate, duration, time_map)
         out = self.stretch_tensor(torch.from_numpy(wave).to(self.device), int(sr), tmap)
+        if not torch.isfinite(out).all():
+            raise AudioError("the stretched audio contains NaN or Inf samples (a broken model?)")
         out = out[0] if one_d else out
         return out.to(audio.device) if is_torch else out.cpu().numpy()
 
@@ -163,21 +177,24 @@ class Stretcher:
 
     @torch.no_grad()
     def stretch_file(self, src: str | os.PathLike, dst: str | os.PathLike, rate: float | None = None, *,
-                     duration: float | None = None, time_map=None, progress=None) -> dict:
+                     duration: float | None = None, time_map=None, progress=None, clobber: bool = True) -> dict:
         """Stretches an audio file into ``dst`` (format from its extension), reading and writing in
-        blocks: peak memory stays flat however long the file is. ``dst`` appears only when whole.
-        ``progress(done, total)`` is called after each block (seconds of output). Returns
-        {"frames", "sample_rate", "channels"} of the output."""
+        blocks: peak memory stays flat however long the file is. ``dst`` appears only when whole;
+        an existing ``dst`` is replaced unless ``clobber`` is False. ``progress(done, total)`` is
+        called after each block (seconds of output). Returns {"frames", "sample_rate",
+        "channels", "clipped", "peak"} of the output ("clipped": samples over full scale that an
+        integer format clipped; "peak": the largest magnitude before clipping)."""
         with AudioReader(src, self.device) as reader:
-            sr = reader.sample_rate
+            sr = check_sample_rate(reader.sample_rate, reader.name)
             tmap = timemap.resolve(reader.frames, sr, rate, duration, time_map)
             dst = check_output_path(dst, inputs=(src,))
-            with AudioWriter(dst, sr, reader.channels, like=reader) as writer:
+            with AudioWriter(dst, sr, reader.channels, like=reader, clobber=clobber) as writer:
                 for start, chunk in self.blocks(reader, sr, tmap):
                     writer.write(chunk.cpu().numpy())
                     if progress is not None:
                         progress((start + chunk.shape[-1]) / sr, tmap.n_out / sr)
-        return {"frames": tmap.n_out, "sample_rate": sr, "channels": reader.channels}
+        return {"frames": tmap.n_out, "sample_rate": sr, "channels": reader.channels,
+                "clipped": writer.clipped, "peak": writer.peak}
 
     def input_config(self, sr: int) -> SpectralConfig:
         """STFT settings at the input's rate with the model's frame duration and frequency spacing:
@@ -201,11 +218,14 @@ class Stretcher:
         keeps its full band, and one phase reconstruction covers both.
         """
         cfg = self.input_config(sr)
+        if tmap.is_identity:
+            yield from passthrough(source, tmap.n_out, self.chunk_frames * cfg.hop)
+            return
         band = Band(self.spectral, cfg, source.device if isinstance(source, torch.Tensor) else self.device)
         n_in, n_out = cfg.n_frames(source.shape[-1]), cfg.n_frames(tmap.n_out)
         block, margin = self.chunk_frames, self.margin
-        ref, onsets = self.analysis(source, cfg, band, n_in)
-        if ref <= SILENT_DB:
+        ref, onsets = self.analysis(source, cfg, band, n_in)  # ref: [C]
+        if ref.max() <= SILENT_DB:
             raise AudioError(f"{getattr(source, 'name', 'input audio')} is silent (every sample is zero)")
         # with transients, each detected attack is played at speed 1 and starts with the input's
         # phase; the stretch happens between attacks, as in a performance at another tempo
@@ -228,7 +248,7 @@ class Stretcher:
                 spec, start = spec[keep], None if start is None else start[keep]
             source_phase = torch.angle(spec)
             phase = spectral.propagate_phase(source_phase, local, cfg, start, None if resets is None else resets[a:b])
-            mag = self.magnitudes(spec.abs(), local, ref, rate[:len(keep)], band)
+            mag = self.magnitudes(spec.abs(), local, ref[keep], rate[:len(keep)], band)
             carry = (a, phase[inverse] if len(keep) < len(inverse) else phase)
             if self.phase_lock:
                 phase = spectral.lock_phase(phase, mag, source_phase, local)
@@ -250,19 +270,21 @@ class Stretcher:
                 yield max(lo, 0), out
         # a block's yield ends at its last frame's start; the last block's covers the output's end
 
-    def analysis(self, source, cfg: SpectralConfig, band: "Band", n_in: int) -> tuple[float, np.ndarray]:
-        """One pass over the input in blocks: the loudest bin of the model's band (dB; one reference
-        for all channels) and, with ``transients``, the input frames where attacks start."""
-        ref, power = float("-inf"), []
+    def analysis(self, source, cfg: SpectralConfig, band: "Band", n_in: int) -> tuple[torch.Tensor, np.ndarray]:
+        """One pass over the input in blocks: the loudest model-band bin of each channel in dB
+        ([C], see :func:`channel_reference_db`) and, with ``transients``, the input frames where
+        attacks start (all channels together, so the channels keep their timing)."""
+        peak, power = None, []
         fb = spectral.mel_filters(self.spectral, band.device) if self.transients else None
         for s in range(0, n_in, self.chunk_frames):
             mag = band.low_abs(spectral.frames(source, cfg, s, min(s + self.chunk_frames, n_in)))  # [C, F, T]
-            ref = max(ref, float(spectral.reference_db(mag)))
+            m = mag.amax(dim=(-2, -1))
+            peak = m if peak is None else torch.maximum(peak, m)
             if fb is not None:
                 power.append(torch.einsum("cft,fm->tm", mag.float() ** 2, fb))
-        if fb is None:
-            return ref, np.zeros(0, dtype=np.int64)
-        return ref, spectral.detect_onsets(torch.cat(power).cpu().numpy(), cfg)
+        onsets = spectral.detect_onsets(torch.cat(power).cpu().numpy(), cfg) if fb is not None \
+            else np.zeros(0, dtype=np.int64)
+        return channel_reference_db(peak, cfg), onsets
 
     def magnitudes(self, mag: torch.Tensor, positions: torch.Tensor, ref, rate, band: "Band") -> torch.Tensor:
         """Input magnitudes [C, F, T] -> stretched magnitudes [C, F, T'] (model below its Nyquist
@@ -284,7 +306,7 @@ class Stretcher:
             # autoencoder's own reconstruction error (the same in both decodes) cancels out
             delta = out - ae.decode(scaled)
             out = (spectral.time_scale(frames, positions) + delta).clamp(-ae.cfg.db_range, 0)
-        return out
+        return steady_level(out, frames, positions, ae.cfg.db_range)
 
 
 class Band:
@@ -346,6 +368,72 @@ class Band:
         return out
 
 
+def passthrough(source, n: int, step: int):
+    """Yields (first sample, audio [C, k]) of the input itself, ``step`` samples at a time.
+
+    An identity time map (rate 1) asks for the input unchanged: a true-tempo render at tempo 1
+    is the input, and a refiner trained on other rates is not an identity (the default model
+    at rate 1: 17 dB SNR on music), so the input is returned exactly. A silent input fails as
+    it does at any other rate."""
+    heard = False
+    for lo in range(0, n, step):
+        hi = min(lo + step, n)
+        chunk = spectral.read_padded(source, lo, hi) if isinstance(source, torch.Tensor) else source.read(lo, hi)
+        heard = heard or bool(chunk.abs().amax() > 1e-10)
+        yield lo, chunk
+    if not heard:
+        raise AudioError(f"{getattr(source, 'name', 'input audio')} is silent (every sample is zero)")
+
+
+def channel_reference_db(peak: torch.Tensor, cfg: SpectralConfig) -> torch.Tensor:
+    """The loudest model-band bin of each channel over the whole input (``peak``, [C] magnitudes),
+    in dB: [C].
+
+    Each channel is measured against its own maximum, so a source panned to -12 dB reaches the
+    model exactly as it would centred and the model's change is the same in both channels: the
+    level difference between channels passes through unchanged (one reference shared by all
+    channels made the quieter channel's change differ and narrowed the stereo image, -12 dB to
+    -9.6 dB at rate 2). A channel more than ``db_range`` below the loudest is silence and keeps
+    the loudest one's reference.
+    """
+    db = 20.0 * torch.log10(peak.clamp_min(1e-12))
+    return torch.maximum(db, db.max() - cfg.db_range)
+
+
+# frame-to-frame level change (dB) below which the input counts as steady; measured on held-out
+# renders (eval/benchmark.py, 4 pieces): OPL-3 FM log-mel 3.19 -> 3.09 dB, TimGM6mb 3.86 -> 3.86;
+# 0.5 dB also corrects decays whose level the refiner gets right (TimGM6mb: 4.03)
+STEADY_DB = 0.25
+
+
+def steady_level(out: torch.Tensor, frames: torch.Tensor, positions: torch.Tensor, db_range: float) -> torch.Tensor:
+    """Stretched dB frames [B, T', F] with the level of the input kept where the input is steady.
+
+    Where the input's level does not change from frame to frame (a held note, a drone), the
+    truly stretched signal has the input's level at any rate; the refiner, trained on music whose
+    notes decay in real time (slower tempo: more decay between notes, a lower level), shifts the
+    level by rate regardless (a steady tone: -3 dB at rate 0.25, +1.2 dB at rate 4). Each output
+    frame's energy change is removed in proportion to how steady the input is around its source
+    position: fully where its level does not change from frame to frame, not at all where it
+    changes by ``STEADY_DB`` or more; decays and onsets keep the refiner's level.
+    out: stretched dB frames [B, T', F]; frames: the input's dB frames [B, T, F]; positions [T'].
+    """
+    level = power_db(frames)  # [B, T]
+    # |level change| across each boundary between input frames (none before the first or after
+    # the last), then the largest within one frame of each boundary
+    change = torch.nn.functional.pad((level[:, 1:] - level[:, :-1]).abs(), (1, 1))  # [B, T + 1]
+    local = torch.nn.functional.max_pool1d(change[:, None], 3, 1, 1)[:, 0]
+    i0 = positions.floor().long().clamp(0, frames.shape[1] - 1)  # output frame j lies between i0 and i0 + 1
+    gate = (1 - torch.maximum(local[:, i0], local[:, i0 + 1]) / STEADY_DB).clamp(0, 1)  # [B, T']
+    excess = power_db(out) - power_db(spectral.time_scale(frames, positions))  # [B, T']
+    return (out - (gate * excess)[..., None]).clamp(-db_range, 0)
+
+
+def power_db(frames: torch.Tensor) -> torch.Tensor:
+    """dB frames [..., F] -> each frame's total power in dB [...]."""
+    return torch.logsumexp(frames * (math.log(10) / 10), dim=-1) * (10 / math.log(10))
+
+
 def distinct_channels(*tensors: torch.Tensor | None) -> tuple[list[int], list[int]]:
     """Channels (first axis) that differ in any of ``tensors``: (kept channel indices, for every
     channel the position of its kept twin)."""
@@ -374,10 +462,40 @@ def distinct_channels(*tensors: torch.Tensor | None) -> tuple[list[int], list[in
     return keep, inverse
 
 
-def check_sample_rate(sr) -> int:
-    if not isinstance(sr, (int, np.integer)) or not 1000 <= sr <= 384000:
-        raise AudioError(f"sample rate must be an integer number of Hz in [1000, 384000], got {sr!r}")
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8000, 192000
+
+
+def check_sample_rate(sr, what: str = "input audio") -> int:
+    """The sample rates stretched: 8 to 192 kHz (the model's band is 11 kHz wide; below 8 kHz
+    its frames would be long smears, above 192 kHz a frame would be over 17,000 samples long)."""
+    if isinstance(sr, bool) or not isinstance(sr, (int, np.integer)):
+        raise AudioError(f"sample rate must be an integer number of Hz, got {sr!r}")
+    if not MIN_SAMPLE_RATE <= sr <= MAX_SAMPLE_RATE:
+        raise AudioError(f"{what} has sample rate {sr} Hz; sample rates from {MIN_SAMPLE_RATE} to "
+                         f"{MAX_SAMPLE_RATE} Hz are supported (resample it first)")
     return int(sr)
+
+
+def check_device(device) -> torch.device:
+    """``device`` (None: cuda when available, else cpu) as a torch.device that exists here."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ConfigError(f"unknown device {device!r}; use cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"device {device!r}: no CUDA GPU is available here; use --device cpu")
+        if dev.index is not None and dev.index >= count:
+            raise ConfigError(f"device {device!r}: there are {count} CUDA GPU(s) (cuda:0 to cuda:{count - 1})")
+    elif dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError(f"device {device!r}: Apple's MPS backend is not available here; use --device cpu")
+    elif dev.type != "cpu":
+        raise ConfigError(f"device {device!r} is not supported; use cpu, cuda, cuda:N or mps")
+    return dev
 
 
 _DEFAULT: dict = {}

@@ -33,6 +33,12 @@ class TimeMap:
         return int(self.target[-1])
 
     @property
+    def is_identity(self) -> bool:
+        """Every output sample is the input sample at the same index (rate 1, or a time map whose
+        anchors all lie on the diagonal)."""
+        return self.n_in == self.n_out and bool(np.all(self.source == self.target))
+
+    @property
     def mean_rate(self) -> float:
         return self.n_in / self.n_out
 
@@ -184,5 +190,31 @@ def resolve(n: int, sr: int, rate=None, duration=None, time_map=None) -> TimeMap
         if end is None:
             raise RateError("give a rate, a duration or a time map")
         return end
-    pairs = read(time_map) if isinstance(time_map, (str, os.PathLike)) else [tuple(map(int, p)) for p in time_map]
+    pairs = read(time_map) if isinstance(time_map, (str, os.PathLike)) else anchors(time_map)
     return from_anchors(n, pairs, end)
+
+
+def anchors(time_map) -> list[tuple[int, int]]:
+    """(source_frame, target_frame) pairs given in code (a list, array or tensor of pairs) as ints;
+    raises RateError on anything else (an empty map, non-integer or non-finite frames)."""
+    if isinstance(time_map, torch.Tensor):
+        time_map = time_map.detach().cpu().numpy()
+    try:
+        rows = [tuple(p) for p in time_map]
+    except TypeError:
+        raise RateError(f"time_map must be a file path or (source_frame, target_frame) pairs, got "
+                        f"{type(time_map).__name__}") from None
+    if not rows:
+        raise RateError("time_map has no (source_frame, target_frame) pairs")
+    pairs = []
+    for i, row in enumerate(rows):
+        if len(row) != 2:
+            raise RateError(f"time_map entry {i} is {row!r}; expected a (source_frame, target_frame) pair")
+        try:
+            values = [float(v) for v in row]
+        except (TypeError, ValueError):
+            raise RateError(f"time_map entry {i} is {row!r}; frames must be numbers") from None
+        if not all(math.isfinite(v) and v == int(v) for v in values):
+            raise RateError(f"time_map entry {i} is {row!r}; frames must be whole sample indices")
+        pairs.append((int(values[0]), int(values[1])))
+    return pairs

@@ -13,6 +13,7 @@ from pathlib import Path
 import mido
 import numpy as np
 import pytest
+import soundfile as sf
 
 from gan_stretch.cli import main
 from gan_stretch.data.corpus import Corpus, build_true_tempo, choose_render, item_seed
@@ -345,6 +346,8 @@ def test_old_manifests_still_load(tmp_path):
             "soundfont": "TimGM6mb.sf2", "audio": {"1.000": "audio/x/r1.000.flac"}, "future": 1}
     (tmp_path / "manifest.json").write_text(json.dumps({"kind": "true-tempo", "sample_rate": 22050,
                                                         "seconds": 8, "rates": [0.5], "items": [item]}))
+    (tmp_path / "audio" / "x").mkdir(parents=True)
+    sf.write(str(tmp_path / "audio" / "x" / "r1.000.flac"), np.zeros(100, np.float32), 22050)
     (loaded,) = Corpus(tmp_path).items
     assert loaded.program == 0 and loaded.onsets is None and loaded.family is None and loaded.level is None
     assert loaded.extra == {"future": 1}

@@ -36,7 +36,8 @@ def test_reads_are_blocks_whose_size_does_not_grow_with_the_file(small_blocks, t
     sf.write(str(src), music_like(seconds * sr, sr=sr, channels=2).T, sr, subtype="FLOAT")
     spans = spy_reads(monkeypatch)
     info = small_blocks.stretch_file(src, dst, 0.5)
-    assert info == {"frames": 2 * seconds * sr, "sample_rate": sr, "channels": 2}
+    assert {k: info[k] for k in ("frames", "sample_rate", "channels")} == {"frames": 2 * seconds * sr,
+                                                                          "sample_rate": sr, "channels": 2}
     cfg = small_blocks.input_config(sr)
     # the level pass reads 64 frames at a time; a block of 64 output frames at rate 0.5 reads 32
     # input frames plus its margins
@@ -107,15 +108,16 @@ def test_band_mapping_round_trips_model_bins(small_blocks):
 
 
 def test_channels_that_are_identical_for_a_while_stay_identical_and_independent(small_blocks):
-    """Dual mono for the first half, then the right channel changes: the halves stay bit-identical
-    while the input is, and each channel equals its own mono stretch throughout."""
+    """Dual mono for the first half, then the right channel changes: the halves stay identical
+    while the input is (to float rounding: each channel is measured against its own peak), and
+    each channel equals its own mono stretch throughout."""
     sr = 22050
     left = music_like(6 * sr, seed=1)
     right = left.copy()
     right[3 * sr:] = music_like(3 * sr, seed=2)
     y = small_blocks.stretch(np.stack([left, right]), sr, 0.7)
     same = int(2.5 * sr / 0.7)  # before the change (and its frames' reach)
-    assert np.array_equal(y[0, :same], y[1, :same])
+    np.testing.assert_allclose(y[0, :same], y[1, :same], rtol=0, atol=1e-6)
     assert not np.allclose(y[0, -sr:], y[1, -sr:])
     for c, mono in enumerate((left, right)):
         np.testing.assert_allclose(y[c], small_blocks.stretch(mono, sr, 0.7), atol=1e-5)

@@ -75,10 +75,19 @@ class Corpus:
         if not path.is_file():
             raise GanStretchError(f"no corpus at {self.root} (manifest.json missing); build one with "
                                   "`gan-stretch data midi` or `gan-stretch data teacher`")
-        self.manifest = json.loads(path.read_text())
-        self.sample_rate = int(self.manifest["sample_rate"])
-        self.kind = self.manifest["kind"]
-        self.items = [Item.from_manifest(it) for it in self.manifest["items"]]
+        self.manifest = read_manifest(path)
+        try:
+            self.sample_rate = int(self.manifest["sample_rate"])
+            self.kind = str(self.manifest["kind"])
+            self.items = [Item.from_manifest(it) for it in self.manifest["items"]]
+            audio = [self.root / p for it in self.items for p in it.audio.values()]
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise GanStretchError(f"corpus manifest {path} is incomplete or malformed ({type(e).__name__}: {e}); "
+                                  "rebuild the corpus") from None
+        lost = [p for p in audio if not p.is_file()]
+        if lost:
+            raise GanStretchError(f"corpus {self.root} lacks {len(lost)} audio file(s) its manifest lists "
+                                  f"(first: {lost[0]}); rebuild the corpus (a rerun renders only what is missing)")
 
     def split(self, name: str) -> list[Item]:
         return [it for it in self.items if it.split == name]
@@ -107,6 +116,16 @@ class Corpus:
         return np.asarray(sorted(times), dtype=np.float64) / float(rate)
 
 
+def read_manifest(path: Path) -> dict:
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise GanStretchError(f"corpus manifest {path} is corrupt ({e}); rebuild the corpus") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("items"), list):
+        raise GanStretchError(f"corpus manifest {path} is incomplete (no list of items); rebuild the corpus")
+    return manifest
+
+
 def _write_manifest(root: Path, manifest: dict) -> None:
     with atomic_write(root / "manifest.json") as tmp:
         tmp.write_text(json.dumps(manifest, indent=1))
@@ -127,9 +146,13 @@ def corpus_sources(n: int, composers=COMPOSERS) -> list[str]:
     """``n`` music21 corpus pieces, taken round-robin from ``composers`` in a fixed order."""
     from music21 import corpus
 
+    # getComposer returns resolved paths; resolve the corpus root too, or a music21 reached through
+    # a symlink (a linked virtualenv, a linked home) turns every piece into '../../..' and the
+    # corpus ends up empty
     lists = []
     for c in composers:
-        paths = sorted(str(p) for p in corpus.getComposer(c) if str(p).endswith((".mxl", ".xml", ".krn", ".mid")))
+        paths = sorted(str(Path(p).resolve()) for p in corpus.getComposer(c)
+                       if str(p).endswith((".mxl", ".xml", ".krn", ".mid")))
         lists.append(paths)
     out, i = [], 0
     while len(out) < n and any(i < len(l) for l in lists):
@@ -263,9 +286,13 @@ def build_true_tempo(out: str | os.PathLike, pieces: int = 32, heldout: float = 
                 "synth": synth, "reverb": reverb, "chorus": chorus,
                 "level_range": list(level_range) if level_range else None, "seed": seed, "items": []}
     old = root / "manifest.json"
-    done = {it["id"]: it for it in json.loads(old.read_text())["items"]} if old.is_file() else {}
+    try:  # a rerun reuses what is on disk; a corrupt manifest is rebuilt
+        done = {it.get("id"): it for it in read_manifest(old)["items"] if isinstance(it, dict)} if old.is_file() else {}
+    except GanStretchError:
+        done = {}
     all_rates = [1.0] + [float(r) for r in rates]
     jobs = _jobs(family, pieces, programs, programs_per_piece, composers, seconds, seed)
+    skipped: dict[str, list[str]] = {}  # why -> pieces
     for job in tqdm(jobs, desc=f"rendering true-tempo pairs ({family})", unit="item"):
         split = "heldout" if _is_heldout(job.key, heldout) else "train"
         if split not in splits:
@@ -285,6 +312,7 @@ def build_true_tempo(out: str | os.PathLike, pieces: int = 32, heldout: float = 
                 midi, program, extra = job.make()
             except Exception as e:  # music21 raises many types on pieces it cannot convert
                 tqdm.write(f"skipping {job.source}: cannot convert it ({type(e).__name__})")
+                skipped.setdefault(f"music21 cannot convert them ({type(e).__name__}: {e})"[:200], []).append(job.source)
                 continue
             controls = {}
             if choice["reverb"]:
@@ -310,14 +338,28 @@ def build_true_tempo(out: str | os.PathLike, pieces: int = 32, heldout: float = 
         peak = float(np.abs(sf.read(str(root / audio[rate_key(1.0)]), dtype="float32")[0]).max())
         if peak < 1e-4:
             tqdm.write(f"skipping {item_id}: silent render")
+            skipped.setdefault("their renders are silent", []).append(job.source)
             continue
         item["peak_db"] = round(peak_db(np.array([peak])), 2)
         manifest["items"].append(item)
         _write_manifest(root, manifest)
         if items is not None and len(manifest["items"]) >= items:
             break
+    _check_not_empty(manifest["items"], splits, len(jobs), skipped, root)
     _write_manifest(root, manifest)
     return Corpus(root)
+
+
+def _check_not_empty(items: list[dict], splits, n_sources: int, skipped: dict, root: Path) -> None:
+    """A corpus with no items, or no training items where training items were asked for, is an
+    error that says why (every piece skipped, or all of them held out)."""
+    missing = "train" if "train" in splits and not any(it["split"] == "train" for it in items) else None
+    if items and missing is None:
+        return
+    why = "; ".join(f"{len(v)} skipped because {k} (first: {v[0]})" for k, v in skipped.items())
+    if not why:
+        why = f"all {n_sources} pieces fall in the other split; use more pieces or change the held-out fraction"
+    raise GanStretchError(f"corpus {root} would have no {'training ' if items else ''}items: {why}")
 
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")

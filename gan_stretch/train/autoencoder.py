@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..config import AutoencoderRecipe
+from ..config import AutoencoderRecipe, recipe_source
 from ..data.cache import frame_cache
 from ..errors import GanStretchError
 from ..losses import MelScale, db_l1, mel_l1
@@ -44,7 +44,8 @@ def train(recipe: AutoencoderRecipe) -> Run:
 
     def export() -> Model:  # the autoencoder alone stretches by plain latent interpolation
         ae = run.accelerator.unwrap_model(model)
-        return Model("autoencoder", spec, ae, None, model_meta("autoencoder", spec, ae, None, {"stage": "autoencoder"}))
+        meta = {"stage": "autoencoder", "recipe": recipe_source(recipe)}
+        return Model("autoencoder", spec, ae, None, model_meta("autoencoder", spec, ae, None, meta))
 
     run.loop(start, train_step, {"autoencoder": model}, {"autoencoder": optimizer}, export)
     return run

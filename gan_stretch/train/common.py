@@ -229,6 +229,10 @@ def sequence_stage(recipe) -> tuple[Run, SpectralConfig, FrameAutoencoder, "Late
     sets = [c for c in corpora(recipe) if recipe.pairs in ("all", c.kind)]
     if not sets:
         raise GanStretchError(f"no corpus in data={recipe.data} has {recipe.pairs} pairs")
+    longest = max(longest_pair(c, loaded.spectral) for c in sets)
+    if recipe.window > longest:
+        raise ConfigError(f"window={recipe.window} latent frames is longer than any training pair in "
+                          f"data={recipe.data} (at most {longest} frames); lower window")
     run = Run(recipe)
     base = Model("autoencoder", loaded.spectral, loaded.autoencoder, None,
                  {**loaded.meta, "kind": "autoencoder", "refiner": None})
@@ -236,6 +240,13 @@ def sequence_stage(recipe) -> tuple[Run, SpectralConfig, FrameAutoencoder, "Late
     pairs = concat_pairs([latent_cache(c, base, digest, transients=recipe.transients) for c in sets])
     run.print(f"{len(pairs.lengths)} latent pairs, {pairs.source.shape[0]} frames")
     return run, base.spectral, base.autoencoder.to(run.device), pairs, init
+
+
+def longest_pair(corpus: Corpus, cfg: SpectralConfig) -> int:
+    """Frames of a corpus's longest training pair (its excerpt at its slowest rate), from the manifest."""
+    seconds = float(corpus.manifest.get("seconds") or 0)
+    rates = [float(r) for r in corpus.manifest.get("rates") or [1.0]]
+    return cfg.n_frames(int(seconds * corpus.sample_rate / min(rates + [1.0]))) if seconds > 0 else 10 ** 9
 
 
 def init_refiner(run: Run, recipe, init: Model | None, refiner: torch.nn.Module) -> None:

@@ -12,7 +12,7 @@ import copy
 import torch
 
 from .. import losses
-from ..config import GanRecipe
+from ..config import GanRecipe, recipe_source
 from ..models import DiscriminatorConfig, GeneratorConfig, LatentDiscriminator, LatentGenerator
 from ..pipeline import Model, model_meta
 from .common import Run, init_refiner, sequence_stage, spec_rows
@@ -84,7 +84,8 @@ def train(recipe: GanRecipe) -> Run:
         return scalars
 
     def export() -> Model:
-        return Model("gan", spec, ae, ema, model_meta("gan", spec, ae, ema, {"stage": "gan", "transients": recipe.transients}))
+        meta = {"stage": "gan", "transients": recipe.transients, "recipe": recipe_source(recipe)}
+        return Model("gan", spec, ae, ema, model_meta("gan", spec, ae, ema, meta))
 
     run.loop(start, train_step, modules, optimizers, export)
     return run

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from ..config import MapperRecipe
+from ..config import MapperRecipe, recipe_source
 from ..losses import MelScale, decoded_mel_l1
 from ..models import MapperConfig, StretchMapper
 from ..pipeline import Model, model_meta
@@ -34,7 +34,8 @@ def train(recipe: MapperRecipe) -> Run:
 
     def export() -> Model:
         m = run.accelerator.unwrap_model(mapper)
-        return Model("mapper", spec, ae, m, model_meta("mapper", spec, ae, m, {"stage": "mapper", "transients": recipe.transients}))
+        meta = {"stage": "mapper", "transients": recipe.transients, "recipe": recipe_source(recipe)}
+        return Model("mapper", spec, ae, m, model_meta("mapper", spec, ae, m, meta))
 
     run.loop(start, train_step, {"mapper": mapper}, {"mapper": optimizer}, export)
     return run

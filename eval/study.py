@@ -1,0 +1,176 @@
+"""The adversarial study: does the discriminator earn its place? One command trains and scores it.
+
+    python eval/study.py --out docs/results/adversarial --eval data/eval/classical-opl3 data/eval/classical-musescore \
+        [--seeds 0 1 2] [--adv-weights 0.1 0.3 3] [--autoencoder runs/default/autoencoder/model.safetensors]
+
+Variants (recipe files; each trained once per seed on the same data, steps and autoencoder):
+  mapper        recipes/default/mapper.yaml           the supervised frame-wise baseline
+  gan-no-adv    recipes/ablations/gan-no-adv.yaml     the generator, supervised terms only
+  gan           recipes/default/gan.yaml              the generator with its discriminator(s)
+plus a sweep of the adversarial weight (adv_weight=w, fm_weight=2w, supervised terms fixed; seed
+0): w = 0 is gan-no-adv, w = 1 is gan. Every model is scored by eval/benchmark.py on each
+evaluation set (held-out pieces, soundfonts never trained on) with every measure; then per-clip
+paired differences (gan minus gan-no-adv, gan minus mapper: each clip's measure averaged over the
+seeds first) with bootstrap 95% confidence intervals (resampling clips), per rate and measure.
+Writes OUT/study.md, OUT/paired.csv and OUT/commands.txt; reuses finished runs and scores.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+MEASURES = ("logmel_db", "visqol", "attack_db", "smear_db", "oversmoothing_db", "two_sample_accuracy")
+BETTER = {"logmel_db": "lower", "visqol": "higher", "attack_db": "closer to 0", "smear_db": "closer to 0",
+          "oversmoothing_db": "closer to 0", "two_sample_accuracy": "closer to 0.5"}
+VARIANTS = {"mapper": "recipes/default/mapper.yaml", "gan-no-adv": "recipes/ablations/gan-no-adv.yaml",
+            "gan": "recipes/default/gan.yaml"}
+PAIRS = (("gan", "gan-no-adv"), ("gan", "mapper"), ("gan-no-adv", "mapper"))
+
+
+def bootstrap_ci(diffs: np.ndarray, n: int = 10000, seed: int = 0) -> tuple[float, float, float]:
+    """Mean of ``diffs`` and its 95% percentile-bootstrap interval (resampling the clips)."""
+    diffs = np.asarray(diffs, dtype=np.float64)
+    diffs = diffs[np.isfinite(diffs)]
+    if len(diffs) == 0:
+        return float("nan"), float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = diffs[rng.integers(0, len(diffs), (n, len(diffs)))].mean(axis=1)
+    return float(diffs.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def improvement(measure: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per clip, how much better a is than b on ``measure`` (positive = a better), in its units."""
+    if BETTER[measure] == "lower":
+        return b - a
+    if BETTER[measure] == "higher":
+        return a - b
+    target = 0.5 if measure == "two_sample_accuracy" else 0.0
+    return np.abs(b - target) - np.abs(a - target)
+
+
+def read_rows(path: Path) -> list[dict]:
+    with open(path) as f:
+        return [{**r, "rate": float(r["rate"]), **{m: float(r[m]) for m in MEASURES if r.get(m, "") != ""}}
+                for r in csv.DictReader(f)]
+
+
+def paired(rows: list[dict], a: str, b: str, seeds: list[int], measure: str, rate: float | None) -> np.ndarray:
+    """Per clip (set, piece, rate): improvement of variant a over b, each averaged over seeds."""
+    def per_clip(variant):
+        acc: dict = {}
+        for r in rows:
+            name, _, seed = r["method"].rpartition("-s")
+            if name == variant and int(seed) in seeds and (rate is None or r["rate"] == rate) and measure in r:
+                acc.setdefault((r["set"], r["piece"], r["rate"]), []).append(r[measure])
+        return {k: float(np.mean(v)) for k, v in acc.items()}
+    va, vb = per_clip(a), per_clip(b)
+    keys = sorted(set(va) & set(vb))
+    return improvement(measure, np.array([va[k] for k in keys]), np.array([vb[k] for k in keys]))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="docs/results/adversarial")
+    p.add_argument("--runs", default="runs/study")
+    p.add_argument("--eval", nargs="+", required=True, help="evaluation corpora (held-out, unseen sound banks)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--adv-weights", type=float, nargs="*", default=[0.1, 0.3, 3.0],
+                   help="extra adversarial weights of the sweep (0 and 1 are the variants)")
+    p.add_argument("--autoencoder", default=None,
+                   help="a trained autoencoder (default: train recipes/default/autoencoder.yaml once)")
+    p.add_argument("--pieces", type=int, default=8)
+    p.add_argument("--accelerate-config", default=str(ROOT / "recipes/accelerate/cpu.yaml"))
+    p.add_argument("--extra", default="", help="overrides for every run, e.g. 'data=data/train/a,data/train/b'")
+    p.add_argument("--score-only", action="store_true", help="only re-read existing scores and write the report")
+    args = p.parse_args(argv)
+    out, runs = Path(args.out), Path(args.runs)
+    out.mkdir(parents=True, exist_ok=True)
+    commands: list[str] = []
+
+    def sh(cmd: list[str]) -> None:
+        commands.append(shlex.join(cmd))
+        print("$", commands[-1], flush=True)
+        subprocess.run(cmd, check=True, cwd=ROOT)
+
+    def train(recipe: str, run: str, *overrides: str) -> str:
+        model = runs / run / "model.safetensors"
+        if not (model.is_file() and not (runs / run / "checkpoints" / "last.safetensors").is_file()
+                or model.is_file() and args.score_only):
+            sh([sys.executable, "-m", "accelerate.commands.launch", "--config_file", args.accelerate_config,
+                "-m", "gan_stretch.train", recipe, f"run_dir={runs / run}", "eval_pieces=0", *overrides,
+                *args.extra.split()])
+        return str(model)
+
+    ae = args.autoencoder or train("recipes/default/autoencoder.yaml", "autoencoder")
+    models: dict[str, str] = {}
+    for seed in args.seeds:
+        for name, recipe in VARIANTS.items():
+            models[f"{name}-s{seed}"] = train(recipe, f"{name}-s{seed}", f"autoencoder={ae}", f"seed={seed}")
+    for w in args.adv_weights:
+        models[f"gan-adv{w:g}-s0"] = train(VARIANTS["gan"], f"gan-adv{w:g}-s0", f"autoencoder={ae}", "seed=0",
+                                           f"adv_weight={w:g}", f"fm_weight={2 * w:g}")
+    rows = []
+    for data in args.eval:
+        res = out / "scores" / Path(data).name
+        if not (res / "results.csv").is_file():
+            cmd = [sys.executable, "eval/benchmark.py", "--data", data, "--out", str(res), "--pieces", str(args.pieces),
+                   "--methods", "wsola", "rubberband-r3"]
+            for name, path in models.items():
+                cmd += ["--model", f"{name}={path}"]
+            sh(cmd)
+        rows += [{**r, "set": Path(data).name} for r in read_rows(res / "results.csv")]
+    report(rows, args, out)
+    if commands:
+        (out / "commands.txt").write_text("\n".join(commands) + "\n")
+    return 0
+
+
+def report(rows: list[dict], args, out: Path) -> None:
+    rates = sorted({r["rate"] for r in rows})
+    lines = [f"# The adversarial study ({', '.join(Path(d).name for d in args.eval)}; seeds "
+             f"{', '.join(map(str, args.seeds))})", "",
+             "Regenerate: `python eval/study.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]) + "`", "",
+             "Per-clip paired improvement of the first variant over the second (each clip's measure averaged over "
+             "the seeds first; positive = the first is better: lower log-mel, higher ViSQOL, attack/smear/"
+             "over-smoothing closer to 0, classifier accuracy closer to 0.5), mean and bootstrap 95% interval "
+             "over clips. An interval that excludes 0 is a difference the data shows.", ""]
+    csv_rows = []
+    for a, b in PAIRS:
+        lines += [f"## {a} vs {b}", "", "| measure | " + " | ".join(f"{r:g}" for r in rates) + " | all rates |",
+                  "|---|" + "---|" * (len(rates) + 1)]
+        for m in MEASURES:
+            cells = []
+            for rate in [*rates, None]:
+                mean, lo, hi = bootstrap_ci(paired(rows, a, b, args.seeds, m, rate))
+                csv_rows.append({"a": a, "b": b, "measure": m, "rate": "all" if rate is None else rate,
+                                 "mean": mean, "lo": lo, "hi": hi})
+                mark = "**" if np.isfinite(lo) and (lo > 0 or hi < 0) else ""
+                cells.append(f"{mark}{mean:+.3f} [{lo:+.3f}, {hi:+.3f}]{mark}" if np.isfinite(mean) else "n/a")
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        lines.append("")
+    # means per variant and the sweep
+    lines += ["## Means per variant (over sets, pieces, rates and seeds)", "",
+              "| variant | " + " | ".join(MEASURES) + " |", "|---|" + "---|" * len(MEASURES)]
+    variants = list(dict.fromkeys(r["method"].rpartition("-s")[0] if "-s" in r["method"] else r["method"]
+                                  for r in rows))
+    for v in variants:
+        mine = [r for r in rows if (r["method"].rpartition("-s")[0] if "-s" in r["method"] else r["method"]) == v]
+        vals = [np.nanmean([r.get(m, np.nan) for r in mine]) for m in MEASURES]
+        lines.append(f"| {v} | " + " | ".join(f"{x:.3f}" for x in vals) + " |")
+    (out / "study.md").write_text("\n".join(lines) + "\n")
+    with open(out / "paired.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(csv_rows[0]))
+        w.writeheader()
+        w.writerows(csv_rows)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
