@@ -97,9 +97,20 @@ def test_corpus_rebuild_reuses_renders(tiny_corpus):
     assert {p: p.stat().st_mtime_ns for p in files} == stamps
 
 
+def partial_files(folder: Path) -> list[Path]:
+    """Temporary files of atomic writes (``.{stem}.partial-XXXX{suffix}``) under ``folder``."""
+    return [p for p in folder.rglob(f".*{checkpoint.PARTIAL}*") if p.is_file()]
+
+
 def test_corpus_leaves_no_temporary_files(tiny_corpus, ae_model):
-    leftovers = [p for p in tiny_corpus.root.rglob("*") if p.name.endswith(".tmp")]
-    assert leftovers == []
+    """Renders, manifest and caches (the autoencoder run wrote the frame cache) leave no partial
+    file; the pattern is the one atomic writes really use (checked on a fresh one)."""
+    assert partial_files(tiny_corpus.root) == []
+    probe = checkpoint.partial_path(tiny_corpus.root / "audio" / "probe.flac")
+    try:
+        assert partial_files(tiny_corpus.root) == [probe]
+    finally:
+        probe.unlink()
 
 
 # --- the three stages --------------------------------------------------------------------------
