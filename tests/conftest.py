@@ -40,10 +40,20 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.slow)
 
 
-def tool_marks(name: str, marker) -> list:
-    """Marks for a test that needs the executable ``name``: its marker, and a skip naming it when absent."""
-    return [marker, pytest.mark.skipif(shutil.which(name) is None,
-                                       reason=f"{name} is not installed (make system installs it)")]
+def tool_marks(name: str) -> list:
+    """Marks for a test that needs the executable ``name`` (fluidsynth, rubberband): the marker of
+    that name, and a skip naming it where it is missing."""
+    return [getattr(pytest.mark, name), pytest.mark.skipif(
+        shutil.which(name) is None, reason=f"{name} is not installed (make system installs it)")]
+
+
+def requires(name: str):
+    """Decorator form of :func:`tool_marks`."""
+    def apply(test):
+        for mark in tool_marks(name):
+            test = mark(test)
+        return test
+    return apply
 
 
 @pytest.fixture(scope="session")

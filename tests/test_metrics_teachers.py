@@ -67,7 +67,7 @@ def test_realtime_factor():
 
 def teacher_param(name: str):
     """Rubber Band cases carry the ``rubberband`` marker and skip, naming it, where it is missing."""
-    return pytest.param(name, marks=tool_marks("rubberband", pytest.mark.rubberband)) \
+    return pytest.param(name, marks=tool_marks("rubberband")) \
         if name.startswith("rubberband") else name
 
 

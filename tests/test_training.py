@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import requires
 from gan_stretch import checkpoint
 from gan_stretch.data.corpus import Corpus, build_true_tempo
 from gan_stretch.errors import CheckpointError, ConfigError, TrainingError
@@ -316,6 +317,8 @@ def test_missing_corpus_and_autoencoder(tmp_path):
     assert not (tmp_path / "r").exists() and not (tmp_path / "m").exists()  # nothing was started
 
 
+@pytest.mark.slow
+@requires("fluidsynth")
 def test_heldout_only_corpus_renders_only_the_evaluation_pieces(tmp_path):
     c = build_true_tempo(tmp_path / "eval", pieces=3, heldout=0.55, seconds=1.0, rates=(2.0,), splits=("heldout",))
     assert [i.split for i in c.items] == ["heldout"]  # bach/bwv1.6 alone, as in the tiny corpus
