@@ -3,6 +3,7 @@
     .venv/bin/python tests/mutation_check.py            # every mutation (about 2-3 minutes on 2 cores)
     .venv/bin/python tests/mutation_check.py --list     # what each one changes
     .venv/bin/python tests/mutation_check.py floor int  # the mutations whose names contain these words
+    .venv/bin/python tests/mutation_check.py --every    # name every test that catches each bug (slower)
 
 The working tree (without .git, .venv, runs, data, results) is copied to a temporary folder once;
 the tests named for each mutation first run there unchanged (they must pass), then each
@@ -48,30 +49,32 @@ TIMEMAP_TESTS = ("tests/test_timemap.py", "tests/test_promises.py::test_each_cli
 
 MUTATIONS = [
     bug("log-mel floor 80 dB -> 60 dB", "gan_stretch/metrics.py",
-             "float(p_ref.max()) * 1e-8", "float(p_ref.max()) * 1e-6", METRIC_TESTS),
+        "float(p_ref.max()) * 1e-8", "float(p_ref.max()) * 1e-6", METRIC_TESTS),
     bug("log-mel mean absolute instead of RMS over mel bins", "gan_stretch/metrics.py",
-             "np.sqrt((diff ** 2).mean(axis=0)).mean()", "np.abs(diff).mean(axis=0).mean()", METRIC_TESTS),
-    bug("log-mel 128 mels", "gan_stretch/metrics.py", "n_mels=80", "n_mels=128", METRIC_TESTS, count=2),
-    bug("log-mel hop 512", "gan_stretch/metrics.py", "hop_length=256, n_mels=80",
-             "hop_length=512, n_mels=80", METRIC_TESTS, count=2),
-    bug("log-mel n_fft 1024", "gan_stretch/metrics.py", "n_fft=2048, hop_length=256",
-             "n_fft=1024, hop_length=256", METRIC_TESTS, count=2),
+        "np.sqrt((diff ** 2).mean(axis=0)).mean()", "np.abs(diff).mean(axis=0).mean()", METRIC_TESTS),
+    # the two melspectrogram calls of log_mel_distance (the perception measures have their own)
+    bug("log-mel 128 mels", "gan_stretch/metrics.py", "hop_length=256, n_mels=80, power=2.0)",
+        "hop_length=256, n_mels=128, power=2.0)", METRIC_TESTS, count=2),
+    bug("log-mel hop 512", "gan_stretch/metrics.py", "n_fft=2048, hop_length=256, n_mels=80, power=2.0)",
+        "n_fft=2048, hop_length=512, n_mels=80, power=2.0)", METRIC_TESTS, count=2),
+    bug("log-mel n_fft 1024", "gan_stretch/metrics.py", "n_fft=2048, hop_length=256, n_mels=80, power=2.0)",
+        "n_fft=1024, hop_length=256, n_mels=80, power=2.0)", METRIC_TESTS, count=2),
     bug("output length round(n / rate) -> int(n / rate)", "gan_stretch/timemap.py",
-             "max(1, round(n / rate))", "max(1, int(n / rate))", TIMEMAP_TESTS),
+        "max(1, round(n / rate))", "max(1, int(n / rate))", TIMEMAP_TESTS),
     bug("time map source and target swapped (inverse rate)", "gan_stretch/timemap.py",
-             "np.interp(t, self.target, self.source)", "np.interp(t, self.source, self.target)", TIMEMAP_TESTS),
+        "np.interp(t, self.target, self.source)", "np.interp(t, self.source, self.target)", TIMEMAP_TESTS),
     bug("time-map anchors dropped, only the end point kept", "gan_stretch/timemap.py",
-             "src, tgt = np.append(src, n), np.append(tgt, n_out)",
-             "src, tgt = np.array([0.0, n]), np.array([0.0, n_out])", TIMEMAP_TESTS),
+        "src, tgt = np.append(src, n), np.append(tgt, n_out)",
+        "src, tgt = np.array([0.0, n]), np.array([0.0, n_out])", TIMEMAP_TESTS),
     bug("each streamed block restarts its phase", "gan_stretch/pipeline.py",
-             "start = None if carry is None else carry[1][..., a - carry[0]]", "start = None",
-             ("tests/test_streaming.py::test_streaming_in_small_blocks_matches_one_block",)),
+        "start = None if carry is None else carry[1][..., a - carry[0]]", "start = None",
+        ("tests/test_streaming.py::test_streaming_in_small_blocks_matches_one_block",)),
     bug("band cross-fade over 20 % instead of 10 %", "gan_stretch/pipeline.py",
-             "/ (0.1 * nyquist)", "/ (0.2 * nyquist)",
-             ("tests/test_promises.py::test_band_cross_fade_covers_the_models_top_10_percent",)),
+        "/ (0.1 * nyquist)", "/ (0.2 * nyquist)",
+        ("tests/test_promises.py::test_band_cross_fade_covers_the_models_top_10_percent",)),
     bug("training caches read every item, held-out ones included", "gan_stretch/data/cache.py",
-             "items = corpus.split(split)", "items = corpus.items",
-             ("tests/test_promises.py::test_training_never_reads_held_out_items",), count=2),
+        "items = corpus.split(split)", "items = corpus.items",
+        ("tests/test_promises.py::test_training_never_reads_held_out_items",), count=2),
     bug("one loudness reference per channel instead of one for all", "gan_stretch/pipeline.py",
         "ref = max(spectral.reference_db(band.low_abs(spectral.frames(source, cfg, s, min(s + block, n_in))))\n"
         "                  for s in range(0, n_in, block))",
@@ -80,8 +83,8 @@ MUTATIONS = [
         ("tests/test_stretch.py::test_channels_share_one_loudness_reference",),
         also=(("if ref <= SILENT_DB:", "if ref.max() <= SILENT_DB:", 1),)),
     bug("benchmark duration error against the input's length", "eval/benchmark.py",
-             "metrics.duration_error(out, truth.shape[-1], sr)", "metrics.duration_error(out, src.shape[-1], sr)",
-             ("tests/test_promises.py::test_benchmark_score",)),
+        "metrics.duration_error(out, truth.shape[-1], sr)", "metrics.duration_error(out, src.shape[-1], sr)",
+        ("tests/test_promises.py::test_benchmark_score",)),
 ]
 
 
@@ -93,17 +96,23 @@ def copy_tree(dst: Path) -> Path:
     return dst
 
 
-def pytest(copy: Path, tests, timeout: float = 900) -> tuple[str, str, float]:
-    """Runs ``tests`` in the copy: (passed | failed | skipped | error, one line of detail, seconds)."""
+def pytest(copy: Path, tests, timeout: float = 900, every: bool = False) -> tuple[str, str, float]:
+    """Runs ``tests`` in the copy: (passed | failed | skipped | error, detail, seconds). It stops at
+    the first failure unless ``every``, where the detail names every failing test."""
     env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1",  # no stale .pyc after a put-back
            "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
     start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "pytest", *tests, "-x", "-q", "-rfEs", "-p", "no:cacheprovider"],
+    proc = subprocess.run([sys.executable, "-m", "pytest", *tests, *([] if every else ["-x"]), "-q", "-rfEs",
+                           "-p", "no:cacheprovider"],
                           cwd=copy, env=env, capture_output=True, text=True, timeout=timeout)
     seconds = time.monotonic() - start
     out = proc.stdout + proc.stderr
-    first = next((line for line in out.splitlines() if line.startswith(("FAILED", "ERROR"))), "")
+    failing = [line for line in out.splitlines() if line.startswith(("FAILED", "ERROR"))]
+    first = failing[0] if failing else ""
     if proc.returncode == 1:
+        if every:
+            names = [line.split()[1] for line in failing]
+            return "failed", f"{len(names)} failing: " + ", ".join(n.split("::", 1)[-1] for n in names), seconds
         return "failed", first, seconds
     if proc.returncode != 0:
         return "error", f"pytest exit {proc.returncode}: " + (first or out.strip()[-300:]), seconds
@@ -117,6 +126,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("words", nargs="*", help="run only the mutations whose names contain one of these words")
     p.add_argument("--list", action="store_true", help="list the mutations and exit")
+    p.add_argument("--every", action="store_true", help="run every selected test of a mutation and name all that fail "
+                                                        "(slower; by default each stops at its first failure)")
     args = p.parse_args(argv)
     chosen = [m for m in MUTATIONS if not args.words or any(w.lower() in m.name.lower() for w in args.words)]
     if args.list or not chosen:
@@ -158,7 +169,7 @@ def main(argv=None) -> int:
                 mutated = mutated.replace(old, new)
             path.write_text(mutated)
             try:
-                status, detail, seconds = pytest(copy, m.tests)
+                status, detail, seconds = pytest(copy, m.tests, every=args.every)
             finally:
                 path.write_text(original)
             verdict = {"failed": "caught", "passed": "NOT CAUGHT", "skipped": "NOT RUN (skipped)",
