@@ -20,7 +20,7 @@ import torch
 from conftest import active_model, music_like
 from gan_stretch import metrics
 from gan_stretch.cli import main
-from gan_stretch.pipeline import Band, Stretcher, save_model
+from gan_stretch.pipeline import Band, Stretcher
 from gan_stretch.spectral import SpectralConfig
 
 SR = 22050
