@@ -30,8 +30,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def stretchers():
-    """The default pipeline (one Griffin-Lim iteration, residual decoding) with each model."""
-    return {"default": Stretcher(device="cpu"), "active": Stretcher(active_model(), device="cpu")}
+    """The default pipeline (one Griffin-Lim iteration, residual decoding) with each model, and the
+    same with attacks played at speed 1 (``transients``)."""
+    active = active_model()
+    return {"default": Stretcher(device="cpu"), "active": Stretcher(active, device="cpu"),
+            "default+transients": Stretcher(device="cpu", transients=True),
+            "active+transients": Stretcher(active, device="cpu", transients=True)}
 
 
 # --- pitch ---------------------------------------------------------------------------------------
@@ -121,16 +125,29 @@ def assert_clicks_land(y: np.ndarray, expected: np.ndarray, half: float) -> None
 
 RATE_4_LOSES_A_CLICK = pytest.mark.xfail(strict=True, reason=(
     "rate 4 reads every 4th input frame and no frame covers a click midway between two of them: "
-    "measured 1 dB above the background (default and active model), the clicks a quarter step "
-    "from it 11-12 dB"))
+    "measured 1-2 dB above the background (default and active model, with and without transients), "
+    "the clicks a quarter step from it 11-13 dB"))
+TRANSIENTS_LAND_EARLY = (
+    "transients: an attack is detected 1 to 1.5 hops before its click and played at speed 1 from there, "
+    "so the click lands (1 - 1/rate) times that far from t / rate: measured {} (one hop: 512)")
+
+
+def placement_cases():
+    for transients in (False, True):
+        for rate in (0.25, 0.5, 0.75, 1.25, 1.5, 2.0, 3.0, 4.0):
+            marks = [RATE_4_LOSES_A_CLICK] if rate == 4.0 else []
+            if transients and rate in (0.5, 2.0, 3.0):
+                measured = {0.5: "763 samples early at rate 0.5", 2.0: "639 samples late at rate 2",
+                            3.0: "513 samples late at rate 3, just past the limit"}[rate]
+                marks = [pytest.mark.xfail(strict=True, reason=TRANSIENTS_LAND_EARLY.format(measured))]
+            yield pytest.param(rate, transients, marks=marks, id=f"{rate}{'-transients' if transients else ''}")
 
 
 @pytest.mark.parametrize("model", ["default", "active"])
-@pytest.mark.parametrize("rate", [0.25, 0.5, 0.75, 1.25, 1.5, 2.0, 3.0,
-                                  pytest.param(4.0, marks=RATE_4_LOSES_A_CLICK)])
-def test_each_click_lands_at_t_over_rate(stretchers, model, rate):
+@pytest.mark.parametrize("rate,transients", list(placement_cases()))
+def test_each_click_lands_at_t_over_rate(stretchers, model, rate, transients):
     x, times = click_train(rate)
-    y = stretchers[model].stretch(x, SR, rate)
+    y = stretchers[model + "+transients" * transients].stretch(x, SR, rate)
     assert len(y) == round(len(x) / rate)
     assert_clicks_land(y, times / rate, half=(times[1] - times[0]) / rate / 2)
 
@@ -143,9 +160,12 @@ def test_clicks_on_the_frames_rate_4_reads_land_at_t_over_4(stretchers, model):
 
 
 @pytest.mark.parametrize("model", ["default", "active"])
-def test_each_click_lands_at_its_time_map_target(stretchers, model, tmp_path):
+@pytest.mark.parametrize("transients", [False, pytest.param(True, marks=pytest.mark.xfail(
+    strict=True, reason=TRANSIENTS_LAND_EARLY.format("781 samples early in the rate-0.5 segment")))])
+def test_each_click_lands_at_its_time_map_target(stretchers, model, transients, tmp_path):
     """Rate 0.5 for 1 s, 2 for 2 s, 0.5 for 1 s, then 1: each click lands where the map sends its
     source sample, through the API (pairs) and through a time map file."""
+    model += "+transients" * transients
     n = 6 * SR
     anchors = [(SR, 2 * SR), (3 * SR, 3 * SR), (4 * SR, 5 * SR)]
     times = (np.array([0.5, 1.4, 2.0, 2.7, 3.5, 4.5, 5.4]) * SR).astype(int) + 256 * np.arange(7)
@@ -214,29 +234,32 @@ def test_band_cross_fade_covers_the_models_top_10_percent(sr):
 # --- the benchmark's score -----------------------------------------------------------------------
 
 def test_benchmark_score():
-    """eval/benchmark.py's score(): each metric against the right signal (log-mel and duration
-    against the truth, pitch against the input), milliseconds, and the realtime factor."""
+    """eval/benchmark.py's score(): each measure against the right signal (log-mel and duration
+    against the truth, pitch against the input), milliseconds, the realtime factor, and one value
+    for every column the benchmark writes. (The perception measures are pinned by their own tests;
+    ViSQOL is left out here, it builds a model.)"""
     sys.path.insert(0, str(ROOT / "eval"))
     try:
-        from benchmark import score
+        import benchmark
     finally:
         sys.path.remove(str(ROOT / "eval"))
+    score = lambda out, seconds: benchmark.score(out, src, truth, SR, seconds, visqol=False)
     src = harmonic([220.0])
-    truth = harmonic([220.0], seconds=4.0)  # the true stretch by 0.5 of a stationary chord
-    exact = score(truth, src, truth, SR, seconds=0.5)
+    truth = harmonic([220.0], seconds=4.0)  # the true stretch by 0.5 of a stationary tone
+    exact = score(truth, seconds=0.5)
+    assert set(exact) == set(benchmark.METRICS)
     assert exact["logmel_db"] == 0.0 and exact["duration_error_ms"] == 0.0 and exact["spectral_convergence"] == 0.0
     assert abs(exact["pitch_cents"]) < 0.1
     assert exact["realtime_factor"] == pytest.approx(2.0 / 0.5)
-    short = score(truth[:-441], src, truth, SR, seconds=1.0)
+    short = score(truth[:-441], seconds=1.0)
     assert short["duration_error_ms"] == pytest.approx(-20.0)
     assert short["logmel_db"] == pytest.approx(metrics.log_mel_distance(truth[:-441], truth, SR))
     sharp = harmonic([220.0 * 2 ** (30 / 1200)], seconds=4.0)  # 30 cents up
-    s = score(sharp, src, truth, SR, seconds=1.0)
+    s = score(sharp, seconds=1.0)
     assert s["pitch_cents"] == pytest.approx(30.0, abs=1.0)
     assert s["logmel_db"] == pytest.approx(metrics.log_mel_distance(sharp, truth, SR))
     assert s["mrstft"] == pytest.approx(metrics.multi_resolution_stft_distance(sharp, truth))
-    assert set(s) == {"logmel_db", "spectral_convergence", "mrstft", "duration_error_ms", "pitch_cents",
-                      "realtime_factor"}
+    assert s["spectral_convergence"] == pytest.approx(metrics.spectral_convergence(sharp, truth))
 
 
 # --- training never reads held-out pieces --------------------------------------------------------
