@@ -40,6 +40,16 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.slow)
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Every test starts with one intra-op thread, whatever an earlier test's libraries did (the
+    first ViSQOL measure in a process sets torch's thread count to the core count: the tiny
+    training runs after it took 10-40x longer on a busy 2-core machine)."""
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+    yield
+
+
 def tool_marks(name: str) -> list:
     """Marks for a test that needs the executable ``name`` (fluidsynth, rubberband): the marker of
     that name, and a skip naming it where it is missing."""
