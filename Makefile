@@ -1,5 +1,5 @@
 # make demo : builds a small true-tempo corpus, trains the three stages, scores them, stretches an example
-# make test : the test suite
+# make test : the test suite (make test-fast: without the slow tests)
 # Both bootstrap what they need on a fresh machine: Debian packages and a pinned .venv.
 # (chromium + chromium-driver: the listening page's browser test)
 
@@ -11,7 +11,7 @@ DATA := data/demo
 APT_PACKAGES := fluidsynth timgm6mb-soundfont rubberband-cli chromium chromium-driver
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test system clean-demo
+.PHONY: demo test test-fast mutation-check system clean-demo
 
 system:
 	@missing=""; \
@@ -36,6 +36,14 @@ system:
 
 test: system .venv/.installed
 	$(PY) -m pytest tests
+
+# everything but the tests marked slow (training runs, subprocesses, the packaged model at every rate): under a minute
+test-fast: system .venv/.installed
+	$(PY) -m pytest tests -m "not slow"
+
+# deliberate bugs made in a copy of the project (tests/mutation_check.py): each must make a test fail
+mutation-check: system .venv/.installed
+	$(PY) tests/mutation_check.py
 
 demo: system .venv/.installed
 	@start=$$(date +%s); set -e; \

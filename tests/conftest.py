@@ -1,23 +1,69 @@
-"""Shared fixtures: a tiny untrained model file and a tiny true-tempo corpus.
+"""Shared fixtures: tiny model files, a tiny true-tempo corpus, a test signal; markers and the CPU setup.
 
 Everything runs on the CPU with one intra-op thread: on a 2-core machine that is busy with
 something else, torch's default thread pool makes tiny convolutions 100x slower (threads spin
 against each other), and a fixed thread count also keeps the float results reproducible.
+CUDA is hidden before torch is first imported (a plain assignment, not setdefault: an inherited
+CUDA_VISIBLE_DEVICES must not put in-process training on a GPU, where the exact-equality resume
+checks would not hold). The one ``gpu`` test gets the original value back in a subprocess.
+
+Markers (registered in pyproject.toml): ``slow`` (training runs, subprocesses, the packaged
+model at every rate; ``make test-fast`` leaves them out), ``fluidsynth`` (needs the tiny
+rendered corpus), ``rubberband`` (needs the rubberband binary), ``gpu`` (needs CUDA). A missing
+tool turns its tests into skips that name it, never into fewer tests.
 """
 from __future__ import annotations
 
 import os
 import shutil
 
-import numpy as np
-import pytest
-import torch
+ORIGINAL_CUDA_VISIBLE_DEVICES = os.environ.get("CUDA_VISIBLE_DEVICES")
+os.environ["CUDA_VISIBLE_DEVICES"] = ""  # CPU only, even where a GPU exists; inherited by subprocesses
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # inherited by the subprocesses some tests start
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 torch.set_num_threads(1)
-os.environ.setdefault("OMP_NUM_THREADS", "1")  # inherited by the subprocesses some tests start
-os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # CPU only, even where a GPU exists
 
 SR = 22050
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(config, items):
+    """Tests that need the rendered corpus carry the ``fluidsynth`` marker (and are ``slow``: they
+    render audio or train), so ``-m "not fluidsynth"`` selects what runs without it."""
+    for item in items:
+        if "tiny_corpus" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.fluidsynth)
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Every test starts with one intra-op thread, whatever an earlier test's libraries did (the
+    first ViSQOL measure in a process sets torch's thread count to the core count: the tiny
+    training runs after it took 10-40x longer on a busy 2-core machine)."""
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+    yield
+
+
+def tool_marks(name: str) -> list:
+    """Marks for a test that needs the executable ``name`` (fluidsynth, rubberband): the marker of
+    that name, and a skip naming it where it is missing."""
+    return [getattr(pytest.mark, name), pytest.mark.skipif(
+        shutil.which(name) is None, reason=f"{name} is not installed (make system installs it)")]
+
+
+def requires(name: str):
+    """Decorator form of :func:`tool_marks`."""
+    def apply(test):
+        for mark in tool_marks(name):
+            test = mark(test)
+        return test
+    return apply
 
 
 @pytest.fixture(scope="session")
@@ -34,6 +80,28 @@ def tiny_model(tmp_path_factory):
     path = tmp_path_factory.mktemp("tiny_model") / "model.safetensors"
     save_model(path, Model("gan", spec, ae, gen, model_meta("gan", spec, ae, gen)))
     return path
+
+
+def active_model(seed: int = 0):
+    """A tiny 'gan' Model whose generator changes the latents (random output weights instead of the
+    identity it starts as), so a test sees a model at work, not the time-scaled input alone."""
+    from gan_stretch.models import AutoencoderConfig, FrameAutoencoder, GeneratorConfig, LatentGenerator
+    from gan_stretch.pipeline import Model, model_meta
+    from gan_stretch.spectral import SpectralConfig
+
+    torch.manual_seed(seed)
+    cfg = SpectralConfig()
+    ae = FrameAutoencoder(AutoencoderConfig(n_freq=cfg.n_freq, hidden=[64, 32], latent=16))
+    gen = LatentGenerator(GeneratorConfig(latent_dim=17, channels=16, dilations=[1, 2]))
+    with torch.no_grad():
+        torch.nn.init.normal_(gen.outp.weight, std=0.05)
+    return Model("gan", cfg, ae.eval().requires_grad_(False), gen.eval().requires_grad_(False),
+                 model_meta("gan", cfg, ae, gen))
+
+
+@pytest.fixture(scope="session")
+def tiny_active():
+    return active_model()
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +123,10 @@ def tiny_corpus(tmp_path_factory):
     except GanStretchError as e:
         pytest.skip(f"no General MIDI soundfont: {e}")
     out = tmp_path_factory.mktemp("corpus") / "true-tempo"
-    return build_true_tempo(out, pieces=3, heldout=0.55, seconds=3.0, rates=(0.5, 2.0))
+    corpus = build_true_tempo(out, pieces=3, heldout=0.55, seconds=3.0, rates=(0.5, 2.0))
+    if len(corpus.items) != 3:  # one clear failure instead of every training test failing its own way
+        pytest.fail(f"the tiny corpus holds {len(corpus.items)} of 3 pieces (the build's 'skipping' lines say why)")
+    return corpus
 
 
 def music_like(n: int, sr: int = SR, seed: int = 0, channels: int | None = None) -> np.ndarray:

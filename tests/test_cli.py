@@ -84,6 +84,7 @@ def console_script() -> str:
     return found
 
 
+@pytest.mark.slow  # a fresh process: imports torch and the model again
 def test_console_script(tmp_path, tiny_model):
     src = write(tmp_path / "in.wav", music_like(16000, sr=16000), 16000)
     dst = tmp_path / "out.wav"

@@ -11,6 +11,7 @@ from test_training import RECIPES  # noqa: F401  (keeps the tests folder importa
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # starts a Jupyter kernel
 def test_results_notebook_executes(tmp_path, monkeypatch):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")

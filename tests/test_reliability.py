@@ -3,9 +3,12 @@ get clear errors, never crashes or half-written files."""
 from __future__ import annotations
 
 import os
+import queue
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -17,7 +20,7 @@ from gan_stretch import AudioError, CheckpointError, GanStretchError, RateError,
 from gan_stretch.audio import load
 from gan_stretch.pipeline import load_model
 
-from test_training import RECIPES, overrides, weights
+from test_training import RECIPES, overrides, partial_files, weights
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,6 +31,26 @@ def launch(args: list[str]) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+def wait_for_step(proc: subprocess.Popen, step: int, safety_timeout: float = 600) -> None:
+    """Reads the run's output until it prints "step N/..." with N >= ``step``. Driven by the run's
+    progress alone; the timeout only stops a run that hangs from hanging the suite."""
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout] + [lines.put(None)],
+                     daemon=True).start()
+    deadline, seen = time.monotonic() + safety_timeout, []
+    while True:
+        try:
+            line = lines.get(timeout=max(deadline - time.monotonic(), 0))
+        except queue.Empty:
+            proc.kill()
+            pytest.fail(f"no step {step} after {safety_timeout} s; output so far:\n{''.join(seen)}")
+        assert line is not None, f"the run ended before step {step}; raise steps. Output:\n{''.join(seen)}"
+        seen.append(line)
+        done = re.search(r"\bstep (\d+)/\d+", line)
+        if done and int(done.group(1)) >= step:
+            return
+
+
 def test_killed_training_resumes_without_lost_or_repeated_steps(tiny_corpus, tmp_path):
     steps = 400
     args = lambda run_dir: [str(RECIPES / "autoencoder.yaml"),
@@ -36,12 +59,9 @@ def test_killed_training_resumes_without_lost_or_repeated_steps(tiny_corpus, tmp
 
     proc = launch(args(killed))
     last = killed / "checkpoints" / "last.safetensors"
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if last.exists() and checkpoint.load(last)[1]["step"] >= 30:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run ended before it could be killed; raise steps"
+    # the run prints "step N/400" every 5 steps and saves every 10 right after printing: once it
+    # prints step 35, the checkpoint of step 30 is whole
+    wait_for_step(proc, 35)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     step_at_kill = checkpoint.load(last)[1]["step"]  # the checkpoint is whole: it loads
@@ -58,7 +78,7 @@ def test_killed_training_resumes_without_lost_or_repeated_steps(tiny_corpus, tmp
     a, b = weights(killed / "model.safetensors"), weights(reference / "model.safetensors")
     for k in a:
         assert torch.equal(a[k], b[k]), f"{k} differs from the uninterrupted run"
-    assert not list(killed.rglob("*.tmp")) and not [p for p in killed.rglob(".*") if p.is_file()]
+    assert not partial_files(killed) and not [p for p in killed.rglob(".*") if p.is_file()]
 
 
 def test_random_bytes_never_load(tmp_path):

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import requires
 from gan_stretch import checkpoint
 from gan_stretch.data.corpus import Corpus, build_true_tempo
 from gan_stretch.errors import CheckpointError, ConfigError, TrainingError
@@ -97,9 +98,20 @@ def test_corpus_rebuild_reuses_renders(tiny_corpus):
     assert {p: p.stat().st_mtime_ns for p in files} == stamps
 
 
+def partial_files(folder: Path) -> list[Path]:
+    """Temporary files of atomic writes (``.{stem}.partial-XXXX{suffix}``) under ``folder``."""
+    return [p for p in folder.rglob(f".*{checkpoint.PARTIAL}*") if p.is_file()]
+
+
 def test_corpus_leaves_no_temporary_files(tiny_corpus, ae_model):
-    leftovers = [p for p in tiny_corpus.root.rglob("*") if p.name.endswith(".tmp")]
-    assert leftovers == []
+    """Renders, manifest and caches (the autoencoder run wrote the frame cache) leave no partial
+    file; the pattern is the one atomic writes really use (checked on a fresh one)."""
+    assert partial_files(tiny_corpus.root) == []
+    probe = checkpoint.partial_path(tiny_corpus.root / "audio" / "probe.flac")
+    try:
+        assert partial_files(tiny_corpus.root) == [probe]
+    finally:
+        probe.unlink()
 
 
 # --- the three stages --------------------------------------------------------------------------
@@ -305,6 +317,8 @@ def test_missing_corpus_and_autoencoder(tmp_path):
     assert not (tmp_path / "r").exists() and not (tmp_path / "m").exists()  # nothing was started
 
 
+@pytest.mark.slow
+@requires("fluidsynth")
 def test_heldout_only_corpus_renders_only_the_evaluation_pieces(tmp_path):
     c = build_true_tempo(tmp_path / "eval", pieces=3, heldout=0.55, seconds=1.0, rates=(2.0,), splits=("heldout",))
     assert [i.split for i in c.items] == ["heldout"]  # bach/bwv1.6 alone, as in the tiny corpus
