@@ -71,6 +71,7 @@ class SequenceRecipe(Recipe):
     latent_weight: float = setting(10.0, 0, 1e6)  # L1 on latents
     init: str = ""  # a model file of this stage and size whose refiner starts the run (fine-tuning)
     transients: bool = False  # train on attacks played at speed 1 (the Stretcher's transients=True)
+    residual_loss: bool = False  # the mel loss on the spectrum users get (residual decoding), not the decoded latents
 
 
 @dataclass
@@ -93,6 +94,10 @@ class GanRecipe(SequenceRecipe):
     fm_weight: float = setting(2.0, 0, 1e6)
     warmup_steps: int = setting(200, 0, BIG)  # generator trains on the regression terms alone before D starts
     ema_decay: float = setting(0.99, 0, 1, below=True)
+    spec_adv_weight: float = setting(0.0, 0, 1e6)  # adversarial term of the spectrogram discriminator
+    spec_fm_weight: float = setting(0.0, 0, 1e6)  # its feature matching
+    spec_d_channels: int = setting(16, 1, 1024)
+    spec_d_batch: int = setting(8, 1, 65536)  # windows of each batch the spectrogram discriminator sees
     real: str = setting("target", choices=("target", "natural"))  # what D sees as real: target (truly stretched) | natural (any music frames)
 
 

@@ -25,6 +25,7 @@ import time
 
 import librosa
 import numpy as np
+import torch
 
 
 def _channels(x) -> np.ndarray:
@@ -146,8 +147,12 @@ def visqol(output, truth, sr: int) -> float:
     out, ref = _mono_pair(output, truth)
     if sr != VISQOL_RATE:
         out, ref = (soxr.resample(x.astype(np.float64), sr, VISQOL_RATE) for x in (out, ref))
-    return float(_VISQOL["api"].measure_from_arrays(ref.astype(np.float64), out.astype(np.float64),
-                                                     VISQOL_RATE).moslqo)
+    threads = torch.get_num_threads()  # its numba kernels change torch's thread count; keep the caller's
+    try:
+        return float(_VISQOL["api"].measure_from_arrays(ref.astype(np.float64), out.astype(np.float64),
+                                                         VISQOL_RATE).moslqo)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _onset_hop(sr: int) -> int:

@@ -272,18 +272,23 @@ class Stretcher:
 
     def analysis(self, source, cfg: SpectralConfig, band: "Band", n_in: int) -> tuple[torch.Tensor, np.ndarray]:
         """One pass over the input in blocks: the loudest model-band bin of each channel in dB
-        ([C], see :func:`channel_reference_db`) and, with ``transients``, the input frames where
+        ([C], see :func:`channel_reference_db`) and, with ``transients``, the input samples where
         attacks start (all channels together, so the channels keep their timing)."""
-        peak, power = None, []
+        peak, power, envelope = None, [], []
         fb = spectral.mel_filters(self.spectral, band.device) if self.transients else None
         for s in range(0, n_in, self.chunk_frames):
-            mag = band.low_abs(spectral.frames(source, cfg, s, min(s + self.chunk_frames, n_in)))  # [C, F, T]
+            e = min(s + self.chunk_frames, n_in)
+            seg = spectral.segment(source, cfg, s, e)
+            mag = band.low_abs(spectral.frames(source, cfg, s, e, seg))  # [C, F, T]
             m = mag.amax(dim=(-2, -1))
             peak = m if peak is None else torch.maximum(peak, m)
             if fb is not None:
                 power.append(torch.einsum("cft,fm->tm", mag.float() ** 2, fb))
-        onsets = spectral.detect_onsets(torch.cat(power).cpu().numpy(), cfg) if fb is not None \
-            else np.zeros(0, dtype=np.int64)
+                envelope.append(spectral.attack_envelope(seg, cfg, s, e))
+        onsets = np.zeros(0, dtype=np.int64)
+        if fb is not None:
+            found = spectral.detect_onsets(torch.cat(power).cpu().numpy(), cfg)
+            onsets = spectral.refine_onsets(found, torch.cat(envelope).cpu().numpy(), cfg)
         return channel_reference_db(peak, cfg), onsets
 
     def magnitudes(self, mag: torch.Tensor, positions: torch.Tensor, ref, rate, band: "Band") -> torch.Tensor:

@@ -49,6 +49,9 @@ class TimeMap:
         return torch.from_numpy(np.clip(src, 0, n_frames_in - 1)).float().to(device)
 
 
+GAP_RATES = (MIN_RATE / 2, MAX_RATE * 2)  # local rates allowed between attacks played at speed 1
+
+
 def with_transients(tmap: TimeMap, onsets, hop: int, before: int, after: int) -> tuple[TimeMap, np.ndarray]:
     """``tmap`` with each onset's neighbourhood played at speed 1, as a slower or faster
     performance plays its attacks: input samples [s - before * hop, s + after * hop] of an onset
@@ -58,7 +61,7 @@ def with_transients(tmap: TimeMap, onsets, hop: int, before: int, after: int) ->
     of where ``tmap`` puts it, and the ends and anchors of ``tmap`` are kept.
 
     Onsets whose region would not fit (too close to a neighbour, an anchor or an end, or leaving
-    a gap outside the rates [MIN_RATE, MAX_RATE]) are left to ``tmap``. Returns the new map and
+    a gap outside the rates GAP_RATES) are left to ``tmap``. Returns the new map and
     the output frames where a region starts (its phase is the input's there: a phase reset).
     """
     src_anchor, tgt_anchor = tmap.source, tmap.target
@@ -67,10 +70,9 @@ def with_transients(tmap: TimeMap, onsets, hop: int, before: int, after: int) ->
     b, a = before * hop, after * hop
 
     def gap_ok(s0, t0, s1, t1) -> bool:
-        return t1 > t0 and s1 > s0 and MIN_RATE - 1e-9 <= (s1 - s0) / (t1 - t0) <= MAX_RATE + 1e-9
+        return t1 > t0 and s1 > s0 and GAP_RATES[0] <= (s1 - s0) / (t1 - t0) <= GAP_RATES[1]
 
     for s in np.sort(np.asarray(onsets, dtype=np.float64)):
-        s = round(s / hop) * hop  # onsets are frame centres
         o = float(np.interp(s, src_anchor, tgt_anchor))
         o = s + round((o - s) / hop) * hop  # output frames land on whole input frames
         lo_s, hi_s, lo_t, hi_t = s - b, s + a, o - b, o + a
@@ -96,7 +98,7 @@ def with_transients(tmap: TimeMap, onsets, hop: int, before: int, after: int) ->
         nxt += len(anchors)
         knots_src += [lo_s, hi_s]
         knots_tgt += [lo_t, hi_t]
-        starts.append(int(round(lo_t / hop)))
+        starts.append(int(math.ceil(lo_t / hop - 1e-9)))  # the region's first output frame
     rest = [k for k in range(len(src_anchor)) if src_anchor[k] > knots_src[-1]]
     knots_src += [float(src_anchor[k]) for k in rest]
     knots_tgt += [float(tgt_anchor[k]) for k in rest]
@@ -106,14 +108,14 @@ def with_transients(tmap: TimeMap, onsets, hop: int, before: int, after: int) ->
 def frame_positions(tmap: TimeMap, cfg, n_in: int, onsets=None, device=None):
     """Source frame position of every output frame of ``tmap`` at the STFT settings ``cfg``
     ([n_out] float, n_in input frames), and the frames whose phase restarts (None, or [n_out]
-    bool). With ``onsets`` (input frames of attacks), each attack is played at speed 1
+    bool). With ``onsets`` (input samples of attacks), each attack is played at speed 1
     (:func:`with_transients`)."""
     from .spectral import TRANSIENT_FRAMES
 
     n_out = cfg.n_frames(tmap.n_out)
     if onsets is None or len(onsets) == 0:
         return tmap.positions(n_out, cfg.hop, n_in, device), None
-    tmap, starts = with_transients(tmap, np.asarray(onsets) * cfg.hop, cfg.hop, *TRANSIENT_FRAMES)
+    tmap, starts = with_transients(tmap, np.asarray(onsets), cfg.hop, *TRANSIENT_FRAMES)
     resets = torch.zeros(n_out, dtype=torch.bool, device=device)
     resets[torch.from_numpy(starts[starts < n_out]).to(resets.device)] = True
     return tmap.positions(n_out, cfg.hop, n_in, device), resets

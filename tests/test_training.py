@@ -335,3 +335,25 @@ def test_gan_trains_on_teacher_targets(tiny_corpus, ae_model, tmp_path):
     run_stage("gan", teacher, tmp_path / "gan2", 6, ae=ae_model)  # the cached latents are read back
     assert torch.equal(weights(tmp_path / "gan" / "model.safetensors")["refiner.outp.weight"],
                        weights(tmp_path / "gan2" / "model.safetensors")["refiner.outp.weight"])
+
+
+def test_gan_with_the_spectrogram_discriminator_and_residual_loss(tiny_corpus, ae_model, tmp_path):
+    """The spectrogram discriminator (on the residual output users hear) and the residual mel loss
+    train, log their terms and gradient norms, and the run resumes exactly with them."""
+    run_dir = tmp_path / "gan-spec"
+    extra = ("adv_weight=0", "fm_weight=0", "spec_adv_weight=1", "spec_fm_weight=2", "residual_loss=true",
+             "spec_d_batch=2", "transients=true", "lr_min_ratio=1.0")  # a constant rate: see the test above
+    run_stage("gan", tiny_corpus, run_dir, 12, *extra, ae=ae_model)
+    tags = scalar_tags(run_dir)
+    assert {"loss/spec_adversarial", "loss/spec_feature_matching", "loss/spectrogram_discriminator",
+            "grad_norm/generator", "grad_norm/spectrogram_discriminator"} <= tags
+    assert "loss/adversarial" not in tags  # the latent discriminator is off with its weights at 0
+    model = load_model(run_dir / "model.safetensors")
+    assert model.meta["transients"] is True and Stretcher(model, device="cpu").transients
+    # the checkpoint holds the spectrogram discriminator and its optimizer: a rerun to more steps
+    # continues from it (same weights as one uninterrupted run)
+    whole = tmp_path / "whole"
+    run_stage("gan", tiny_corpus, whole, 16, *extra, ae=ae_model)
+    run_stage("gan", tiny_corpus, run_dir, 16, *extra, ae=ae_model)
+    a, b = load_model(whole / "model.safetensors"), load_model(run_dir / "model.safetensors")
+    assert_same_tensors(a.refiner.state_dict(), b.refiner.state_dict(), exact=False)

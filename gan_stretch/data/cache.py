@@ -65,58 +65,76 @@ def frame_cache(corpus: Corpus, cfg: SpectralConfig, quiet_db: float, split: str
 
 @dataclass
 class LatentPairs:
-    """Aligned latent sequences, concatenated: segment i is rows offsets[i]:offsets[i] + lengths[i]."""
+    """Aligned latent sequences, concatenated: segment i is rows offsets[i]:offsets[i] + lengths[i].
+
+    With ``frames``, the dB frames behind them too, so losses and discriminators can see the
+    spectrum users get (residual decoding: the decoded change applied to the time-scaled input)."""
     source: torch.Tensor  # [M, L] input latents time-scaled to the target's frames
     target: torch.Tensor  # [M, L] latents of the truly stretched audio
     offsets: np.ndarray
     lengths: np.ndarray
     rates: np.ndarray
     kinds: list[str]
+    source_db: torch.Tensor | None = None  # [M, F] float16: the input's dB frames time-scaled the same way
+    target_db: torch.Tensor | None = None  # [M, F] float16: the truly stretched audio's dB frames
 
-    def select(self, keep: np.ndarray) -> "LatentPairs":
-        return LatentPairs(self.source, self.target, self.offsets[keep], self.lengths[keep], self.rates[keep],
-                           [k for k, m in zip(self.kinds, keep) if m])
-
-    def sample(self, rng: np.random.Generator, batch: int, window: int):
-        """Random aligned windows -> (source [B, W, L], target [B, W, L], rate [B])."""
+    def sample_rows(self, rng: np.random.Generator, batch: int, window: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Random aligned windows: (rows [B, W] into the concatenated frames, rate [B])."""
         ok = np.flatnonzero(self.lengths >= window)
         if len(ok) == 0:
             raise ValueError(f"no training pair is {window} frames long; lower window=")
         weights = (self.lengths[ok] - window + 1).astype(np.float64)
         seg = ok[rng.choice(len(ok), size=batch, p=weights / weights.sum())]
         starts = self.offsets[seg] + (rng.random(batch) * (self.lengths[seg] - window + 1)).astype(np.int64)
-        rows = torch.from_numpy(starts[:, None] + np.arange(window)[None])
-        return self.source[rows], self.target[rows], torch.from_numpy(self.rates[seg].astype(np.float32))
+        return torch.from_numpy(starts[:, None] + np.arange(window)[None]), \
+            torch.from_numpy(self.rates[seg].astype(np.float32))
+
+    def sample(self, rng: np.random.Generator, batch: int, window: int):
+        """Random aligned windows -> (source [B, W, L], target [B, W, L], rate [B])."""
+        rows, rate = self.sample_rows(rng, batch, window)
+        return self.source[rows], self.target[rows], rate
+
+
+def _tensors(pairs: LatentPairs) -> dict[str, torch.Tensor]:
+    out = {"source": pairs.source.contiguous(), "target": pairs.target.contiguous(),
+           "offsets": torch.from_numpy(pairs.offsets), "lengths": torch.from_numpy(pairs.lengths),
+           "rates": torch.from_numpy(pairs.rates)}
+    if pairs.source_db is not None:
+        out.update(source_db=pairs.source_db.contiguous(), target_db=pairs.target_db.contiguous())
+    return out
 
 
 @torch.no_grad()
 def latent_cache(corpus: Corpus, model, model_digest: str, split: str = "train",
-                 transients: bool = False) -> LatentPairs:
+                 transients: bool = False, frames: bool = False) -> LatentPairs:
     """Encodes each (input, target) pair of the split once with the frozen autoencoder of ``model``.
 
     The input's latents are time-scaled to the target's frames as the Stretcher does: uniformly,
     or with ``transients`` each detected attack at speed 1 (gan_stretch.timemap.with_transients).
+    ``frames`` also keeps both sides' dB frames (float16; about 2 kB per frame).
     """
     items = corpus.split(split)
     cfg, ae = model.spectral, model.autoencoder
     key = [(i.id, i.audio) for i in items]
-    name = _digest(2, model_digest, key) if not transients else _digest(3, model_digest, key, "transients")
-    path = corpus.root / "cache" / f"latents-{name}.safetensors"
+    name = _digest(2, model_digest, key) if not transients else _digest(3, model_digest, key, "transients", "refined onsets")
+    path = corpus.root / "cache" / f"latents-{name}{'-frames' if frames else ''}.safetensors"
     if path.is_file():
         t = load_file(str(path))
         with safe_open(str(path), framework="pt") as f:
             kinds = json.loads(f.metadata()["kinds"])
         return LatentPairs(t["source"], t["target"], t["offsets"].numpy(), t["lengths"].numpy(),
-                           t["rates"].numpy(), kinds)
-    src, tgt, lengths, rates = [], [], [], []
+                           t["rates"].numpy(), kinds, t.get("source_db"), t.get("target_db"))
+    src, tgt, src_db, tgt_db, lengths, rates = [], [], [], [], [], []
     for item in tqdm(items, desc=f"encoding latents of {corpus.root.name}", unit="item"):
         wave = corpus.load(item, 1.0)
-        frames, spec = db_frames(wave, cfg)
-        lat = ae.encode(frames)
-        onsets = spectral.onsets_of(spec.abs(), cfg) if transients else None
+        db, _ = db_frames(wave, cfg)
+        lat = ae.encode(db)
+        onsets = spectral.onsets_of(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)), cfg) \
+            if transients else None
         for rate in corpus.rates(item):
             truth = corpus.load(item, rate)
-            target = ae.encode(db_frames(truth, cfg)[0])
+            truth_db = db_frames(truth, cfg)[0]
+            target = ae.encode(truth_db)
             if transients:
                 tmap = timemap.TimeMap(np.array([0.0, len(wave)]), np.array([0.0, len(truth)]))
                 positions, _ = timemap.frame_positions(tmap, cfg, lat.shape[0], onsets)
@@ -124,22 +142,27 @@ def latent_cache(corpus: Corpus, model, model_digest: str, split: str = "train",
                 positions = spectral.stretch_positions(lat.shape[0], target.shape[0], rate)
             src.append(spectral.time_scale(lat, positions))
             tgt.append(target)
+            if frames:
+                src_db.append(spectral.time_scale(db, positions).half())
+                tgt_db.append(truth_db.half())
             lengths.append(target.shape[0])
             rates.append(rate)
     lengths = np.asarray(lengths, np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     pairs = LatentPairs(torch.cat(src), torch.cat(tgt), offsets, lengths, np.asarray(rates, np.float64),
-                        [corpus.kind] * len(lengths))
+                        [corpus.kind] * len(lengths), torch.cat(src_db) if frames else None,
+                        torch.cat(tgt_db) if frames else None)
     with atomic_write(path) as tmp:
-        save_file({"source": pairs.source.contiguous(), "target": pairs.target.contiguous(),
-                   "offsets": torch.from_numpy(offsets), "lengths": torch.from_numpy(lengths),
-                   "rates": torch.from_numpy(pairs.rates)}, str(tmp), metadata={"kinds": json.dumps(pairs.kinds)})
+        save_file(_tensors(pairs), str(tmp), metadata={"kinds": json.dumps(pairs.kinds)})
     return pairs
 
 
 def concat_pairs(parts: list[LatentPairs]) -> LatentPairs:
     shift = np.cumsum([0] + [p.source.shape[0] for p in parts[:-1]])
+    frames = all(p.source_db is not None for p in parts)
     return LatentPairs(torch.cat([p.source for p in parts]), torch.cat([p.target for p in parts]),
                        np.concatenate([p.offsets + s for p, s in zip(parts, shift)]),
                        np.concatenate([p.lengths for p in parts]), np.concatenate([p.rates for p in parts]),
-                       sum((p.kinds for p in parts), []))
+                       sum((p.kinds for p in parts), []),
+                       torch.cat([p.source_db for p in parts]) if frames else None,
+                       torch.cat([p.target_db for p in parts]) if frames else None)

@@ -44,3 +44,63 @@ class LatentDiscriminator(nn.Module):
             h = torch.nn.functional.leaky_relu(conv(h), 0.2)
             features.append(h)
         return self.head(h).squeeze(1), features
+
+
+@dataclass
+class SpectrogramDiscriminatorConfig:
+    n_freq: int = 1025
+    sample_rate: int = 22050
+    channels: int = 16
+    conditional: bool = True  # also sees the time-scaled input's frames
+    db_range: float = 120.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class SpectrogramDiscriminator(nn.Module):
+    """Is this spectrogram (dB frames of what users hear) a true stretch of its input?
+
+    Two views of the same frames, each a stack of 2-D convolutions over (time, frequency): 80 mel
+    bands (the envelope, and attacks across bands) and the linear bins averaged in eights (the
+    harmonics and texture the mel view blurs). Conditioned on the time-scaled input's frames and
+    the rate. Unlike the latent discriminator it sees the decoded output itself, where a smeared
+    attack or a blurred partial is visible.
+    """
+
+    def __init__(self, cfg: SpectrogramDiscriminatorConfig):
+        super().__init__()
+        import torchaudio
+
+        self.cfg = cfg
+        fb = torchaudio.functional.melscale_fbanks(cfg.n_freq, 0.0, cfg.sample_rate / 2, 80, cfg.sample_rate,
+                                                   norm="slaney", mel_scale="slaney")
+        self.register_buffer("fb", fb.float().contiguous(), persistent=False)
+        in_ch = (2 if cfg.conditional else 1) + 1  # output, input, log2(rate) plane
+        self.views = nn.ModuleList(self._stack(in_ch, cfg.channels) for _ in range(2))
+
+    @staticmethod
+    def _stack(in_ch: int, ch: int) -> nn.ModuleList:
+        conv = lambda i, o, k, s: spectral_norm(nn.Conv2d(i, o, k, stride=s, padding=(k[0] // 2, k[1] // 2)))
+        return nn.ModuleList([conv(in_ch, ch, (3, 9), (1, 2)), conv(ch, ch, (3, 9), (1, 2)),
+                              conv(ch, ch, (3, 9), (1, 2)), conv(ch, ch, (3, 3), (1, 1)), conv(ch, 1, (3, 3), (1, 1))])
+
+    def _views(self, db: torch.Tensor) -> list[torch.Tensor]:
+        """dB frames [B, T, F] in [-db_range, 0] -> [mel [B, T, 80], linear [B, T, F // 8]], scaled near [-1, 1]."""
+        mel = 10 * torch.log10((torch.pow(10.0, db / 10) @ self.fb).clamp_min(1e-12))
+        lin = torch.nn.functional.avg_pool1d(db, 8)
+        return [(v.clamp_min(-100.0) + 50) / 50 for v in (mel, lin)]
+
+    def forward(self, db: torch.Tensor, rate: torch.Tensor, condition: torch.Tensor | None = None):
+        """db, condition: [B, T, F]; rate: [B] -> (scores per view [[B, T, F']], features list)."""
+        outs, conds = self._views(db), self._views(condition) if self.cfg.conditional else None
+        scores, features = [], []
+        for k, stack in enumerate(self.views):
+            planes = [outs[k]] + ([conds[k]] if conds is not None else [])
+            planes.append(torch.log2(rate).to(db.dtype)[:, None, None].expand_as(outs[k]))
+            h = torch.stack(planes, dim=1)  # [B, C, T, F']
+            for conv in stack[:-1]:
+                h = torch.nn.functional.leaky_relu(conv(h), 0.2)
+                features.append(h)
+            scores.append(stack[-1](h).flatten(1))
+        return scores, features

@@ -38,9 +38,9 @@ def train(recipe: AutoencoderRecipe) -> Run:
         loss_lin, loss_mel = db_l1(y, x), mel_l1(mel, y, x)
         loss = recipe.linear_weight * loss_lin + recipe.mel_weight * loss_mel
         run.check_finite(step, autoencoder=loss)
-        lr = run.optimize(optimizer, loss, model.parameters(), recipe.lr, step)
+        lr, grad_norm = run.optimize(optimizer, loss, model.parameters(), recipe.lr, step)
         return {"loss/total": loss.item(), "loss/linear_db_l1": loss_lin.item(),
-                "loss/mel_db_l1": loss_mel.item(), "lr": lr}
+                "loss/mel_db_l1": loss_mel.item(), "lr": lr, "grad_norm/autoencoder": grad_norm}
 
     def export() -> Model:  # the autoencoder alone stretches by plain latent interpolation
         ae = run.accelerator.unwrap_model(model)

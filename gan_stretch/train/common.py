@@ -117,16 +117,18 @@ class Run:
                 raise TrainingError(f"{name} loss became {value.item()} at step {step}{kept}. "
                                     "Lower lr= or grad_clip=, or check the data")
 
-    def optimize(self, optimizer, loss: torch.Tensor, params, base_lr: float, step: int) -> float:
-        """One update with the scheduled learning rate and gradient clipping; returns the lr used."""
+    def optimize(self, optimizer, loss: torch.Tensor, params, base_lr: float, step: int) -> tuple[float, float]:
+        """One update with the scheduled learning rate and gradient clipping; returns the lr used
+        and the gradient norm before clipping (NaN without clipping)."""
         lr = self.lr(base_lr, step)
         self.set_lr(optimizer, lr)
         optimizer.zero_grad(set_to_none=True)
         self.accelerator.backward(loss)
+        norm = float("nan")
         if self.recipe.grad_clip > 0:
-            self.accelerator.clip_grad_norm_(params, self.recipe.grad_clip)
+            norm = float(self.accelerator.clip_grad_norm_(params, self.recipe.grad_clip))
         optimizer.step()
-        return lr
+        return lr, norm
 
     def loop(self, start: int, train_step, modules: dict, optimizers: dict, export) -> None:
         """Runs ``train_step(step) -> scalars`` from ``start``; logs, saves, evaluates, exports the model."""
@@ -237,7 +239,8 @@ def sequence_stage(recipe) -> tuple[Run, SpectralConfig, FrameAutoencoder, "Late
     base = Model("autoencoder", loaded.spectral, loaded.autoencoder, None,
                  {**loaded.meta, "kind": "autoencoder", "refiner": None})
     digest = file_digest(recipe.autoencoder)
-    pairs = concat_pairs([latent_cache(c, base, digest, transients=recipe.transients) for c in sets])
+    pairs = concat_pairs([latent_cache(c, base, digest, transients=recipe.transients, frames=needs_frames(recipe))
+                          for c in sets])
     run.print(f"{len(pairs.lengths)} latent pairs, {pairs.source.shape[0]} frames")
     return run, base.spectral, base.autoencoder.to(run.device), pairs, init
 
@@ -260,6 +263,42 @@ def init_refiner(run: Run, recipe, init: Model | None, refiner: torch.nn.Module)
     except RuntimeError as e:
         raise ConfigError(f"init={recipe.init} has other sizes than this recipe ({e})") from None
     run.print(f"starting from the {init.kind} of {recipe.init}")
+
+
+def supervised_terms(recipe, ae: FrameAutoencoder, mel, pairs, rows: torch.Tensor, pred: torch.Tensor,
+                     src: torch.Tensor, tgt: torch.Tensor, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+    """The supervised terms the mapper and the generator share, keyed by their log names.
+
+    loss/latent_l1: L1 between refined and true latents. loss/mel_db_l1: L1 on mel dB of a random
+    subset of the batch's frames: decoded refined latents against decoded true latents, or with
+    ``recipe.residual_loss`` the spectrum users get (the decoded change applied to the
+    time-scaled input's frames, as residual decoding does) against the true frames.
+    pred, src, tgt: [B, W, L]; rows: [B, W] rows of ``pairs``.
+    """
+    from .. import losses
+
+    terms = {"loss/latent_l1": (pred - tgt).abs().mean()}
+    pick = spec_rows(rng, recipe)
+    if recipe.residual_loss:
+        flat = lambda x: x.reshape(-1, x.shape[-1])[pick.to(x.device)]
+        src_db = pairs.source_db[rows.reshape(-1)[pick]].to(pred.device).float()
+        tgt_db = pairs.target_db[rows.reshape(-1)[pick]].to(pred.device).float()
+        out = residual_output(ae, flat(pred), flat(src), src_db)
+        terms["loss/mel_db_l1"] = losses.mel_l1(mel, out, tgt_db)
+    else:
+        terms["loss/mel_db_l1"] = losses.decoded_mel_l1(mel, ae.decode, pred, tgt, pick)
+    return terms
+
+
+def residual_output(ae: FrameAutoencoder, pred: torch.Tensor, src: torch.Tensor, src_db: torch.Tensor) -> torch.Tensor:
+    """What residual decoding makes of refined latents: the decoded change (pred against the
+    time-scaled input's latents ``src``) applied to the time-scaled input's dB frames [..., F]."""
+    return (src_db + ae.decode(pred) - ae.decode(src)).clamp(-ae.cfg.db_range, 0)
+
+
+def needs_frames(recipe) -> bool:
+    """Whether a stage-2 recipe trains on the dB frames as well as the latents."""
+    return bool(recipe.residual_loss or getattr(recipe, "spec_adv_weight", 0) + getattr(recipe, "spec_fm_weight", 0))
 
 
 def spec_rows(rng: np.random.Generator, recipe) -> torch.Tensor:

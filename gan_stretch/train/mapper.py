@@ -4,10 +4,10 @@ from __future__ import annotations
 import torch
 
 from ..config import MapperRecipe, recipe_source
-from ..losses import MelScale, decoded_mel_l1
+from ..losses import MelScale
 from ..models import MapperConfig, StretchMapper
 from ..pipeline import Model, model_meta
-from .common import Run, init_refiner, sequence_stage, spec_rows
+from .common import Run, init_refiner, sequence_stage, supervised_terms
 
 
 def train(recipe: MapperRecipe) -> Run:
@@ -22,15 +22,16 @@ def train(recipe: MapperRecipe) -> Run:
 
     def train_step(step: int) -> dict:
         rng = run.rng(step)
-        src, tgt, rate = (t.to(run.device) for t in pairs.sample(rng, recipe.batch_size, recipe.window))
+        rows, rate = pairs.sample_rows(rng, recipe.batch_size, recipe.window)
+        src, tgt, rate = pairs.source[rows].to(run.device), pairs.target[rows].to(run.device), rate.to(run.device)
         pred = mapper(src, rate)
-        loss_lat = (pred - tgt).abs().mean()
-        loss_spec = decoded_mel_l1(mel, ae.decode, pred, tgt, spec_rows(rng, recipe))
-        loss = recipe.latent_weight * loss_lat + recipe.spec_weight * loss_spec
+        terms = supervised_terms(recipe, ae, mel, pairs, rows, pred, src, tgt, rng)
+        weights = {"loss/latent_l1": recipe.latent_weight, "loss/mel_db_l1": recipe.spec_weight}
+        loss = sum(weights[k] * v for k, v in terms.items())
         run.check_finite(step, mapper=loss)
-        lr = run.optimize(optimizer, loss, mapper.parameters(), recipe.lr, step)
-        return {"loss/total": loss.item(), "loss/latent_l1": loss_lat.item(), "loss/mel_db_l1": loss_spec.item(),
-                "lr": lr}
+        lr, grad_norm = run.optimize(optimizer, loss, mapper.parameters(), recipe.lr, step)
+        return {"loss/total": loss.item(), **{k: v.item() for k, v in terms.items()}, "lr": lr,
+                "grad_norm/mapper": grad_norm}
 
     def export() -> Model:
         m = run.accelerator.unwrap_model(mapper)
