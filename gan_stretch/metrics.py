@@ -279,13 +279,20 @@ def two_sample_accuracy(fake: list[tuple[str, float, np.ndarray]], real: list[tu
     piece is both trained and tested on. Returns {"per_rate": {rate: accuracy on the held-out
     patches of that rate, each class weighted equally}, "accuracy": the mean over rates}; 0.5
     means indistinguishable.
-    Deterministic for a seed (the classifier runs on the CPU, one thread per call site's setting).
+    Deterministic for a seed (the classifier runs on the CPU, on one thread).
     """
-    import torch
-
     pieces = sorted({p for p, _, _ in real} | {p for p, _, _ in fake})
     if len(pieces) < 2:
         raise ValueError("the two-sample test needs at least two pieces (train on one, test on another)")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a net this small runs slower on more threads, and is deterministic on one
+    try:
+        return _two_sample(fake, real, pieces, seed, steps, batch)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _two_sample(fake, real, pieces, seed: int, steps: int, batch: int) -> dict:
     folds = [set(pieces[0::2]), set(pieces[1::2])]
     correct: dict[float, list[float]] = {}
     for k, test in enumerate(folds):

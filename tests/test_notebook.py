@@ -23,6 +23,8 @@ def test_results_notebook_executes(tmp_path, monkeypatch):
     run = tmp_path / "results" / "tiny"
     run.mkdir(parents=True)
     rows = [{"piece": f"p{i}", "program": 0, "method": m, "rate": r, "logmel_db": 3.0 + i + (m == "pv"),
+             "visqol": 4.0 - 0.1 * i, "attack_db": -1.0, "smear_db": float("nan") if m == "pv" else 2.0,
+             "oversmoothing_db": -0.5, "two_sample_accuracy": 0.6,
              "spectral_convergence": 0.5, "mrstft": 0.4, "duration_error_ms": 0.0, "pitch_cents": 0.1,
              "realtime_factor": 10.0}
             for i in range(2) for m in ("gan", "pv") for r in (0.5, 2.0)]
@@ -40,4 +42,6 @@ def test_results_notebook_executes(tmp_path, monkeypatch):
     assert "1 result folder(s)" in text
     shown = "".join(str(o.get("data", {}).get("text/markdown", "")) for o in outputs)
     assert "| gan | 3.50 | 3.50 | 3.50 |" in shown  # the table, with the means of the two pieces
-    assert any("image/png" in o.get("data", {}) for o in outputs)
+    # per-measure curves and the distortion-perception plane
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == 2
+    assert "no study in" in text or "adversarial study" in shown
