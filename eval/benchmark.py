@@ -232,6 +232,8 @@ def main(argv=None) -> int:
     p.add_argument("--transients", type=int, choices=(0, 1), default=None,
                    help="models play attacks at speed 1 with a phase reset (Stretcher(transients=...); "
                         "default: as each model was trained)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (1: the fastest on a busy machine, and the same numbers on any machine)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-visqol", dest="visqol", action="store_false", help="skip ViSQOL (the slowest measure)")
     p.add_argument("--no-two-sample", dest="two_sample", action="store_false",
@@ -239,6 +241,7 @@ def main(argv=None) -> int:
     p.add_argument("--listen", action="store_true",
                    help="store the input, the truth and every output under OUT/audio/ and write OUT/listen/")
     args = p.parse_args(argv)
+    torch.set_num_threads(max(1, args.threads))
     if bool(args.data) == bool(args.recordings):
         raise SystemExit("error: give --data (true-tempo corpus) or --recordings (folder of music)")
     models = {}
