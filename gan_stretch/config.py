@@ -101,9 +101,6 @@ class GanRecipe(SequenceRecipe):
     real: str = setting("target", choices=("target", "natural"))  # what D sees as real: target (truly stretched) | natural (any music frames)
 
 
-STAGES = {"autoencoder": AutoencoderRecipe, "mapper": MapperRecipe, "gan": GanRecipe}
-
-
 def _coerce(name: str, value, kind):
     origin = typing.get_origin(kind)
     if origin is list:
@@ -221,12 +218,14 @@ def read_recipe_file(path: str | Path, _seen: tuple = ()) -> dict:
 
 
 def load_recipe(path: str | Path | None, overrides: list[str] | dict | None = None) -> Recipe:
+    from .stages import STAGES  # the registry imports the recipe classes above
+
     raw: dict = read_recipe_file(path) if path is not None else {}
     raw.update(overrides if isinstance(overrides, dict) else parse_overrides(overrides or []))
     stage = raw.get("stage")
     if stage not in STAGES:
         raise ConfigError(f"stage must be one of {', '.join(STAGES)}, got {stage!r}")
-    cls = STAGES[stage]
+    cls = STAGES[stage].recipe
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - known)

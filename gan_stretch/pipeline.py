@@ -8,98 +8,22 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from einops import rearrange
 
-from . import checkpoint, spectral, timemap
+from . import spectral, timemap
 from .audio import AudioReader, AudioWriter, check_output_path, validate
-from .errors import AudioError, CheckpointError, ConfigError
-from .models import (AutoencoderConfig, FrameAutoencoder, GeneratorConfig, LatentGenerator, MapperConfig,
-                     StretchMapper)
+from .band import Band, input_config
+from .errors import AudioError, ConfigError
+from .model import DEFAULT_CHECKPOINT, Model, load_model, model_meta, resolve_checkpoint, save_model
 from .spectral import MAX_RATE, MIN_RATE, SpectralConfig
 
-PACKAGED = Path(__file__).parent / "checkpoints"
-DEFAULT_CHECKPOINT = PACKAGED / "default.safetensors"  # the best model measured (see the README)
-
-
-def resolve_checkpoint(name: str | os.PathLike | None) -> Path:
-    """A model file path, or the name of a packaged model: ``default`` (the GAN) or ``mapper``
-    (its supervised baseline, on the same autoencoder)."""
-    if name is None:
-        return DEFAULT_CHECKPOINT
-    packaged = PACKAGED / f"{name}.safetensors"
-    if isinstance(name, str) and "/" not in name and not name.endswith(".safetensors") and packaged.is_file():
-        return packaged
-    return Path(name)
-KINDS = ("autoencoder", "mapper", "gan")
+# the names users and scripts import from here, wherever they live now
+__all__ = ["Stretcher", "stretch", "load_model", "save_model", "model_meta", "Model", "resolve_checkpoint",
+           "DEFAULT_CHECKPOINT", "Band", "check_sample_rate", "check_device"]
 SILENT_DB = -200.0  # a loudest bin below this (1e-10) means the input holds only zeros
-
-
-@dataclass
-class Model:
-    """What a model checkpoint holds: STFT settings, the frozen autoencoder, and an optional refiner."""
-    kind: str
-    spectral: SpectralConfig
-    autoencoder: FrameAutoencoder
-    refiner: torch.nn.Module | None
-    meta: dict
-
-    def state(self) -> dict[str, torch.Tensor]:
-        tensors = checkpoint.prefixed("autoencoder", self.autoencoder.state_dict())
-        if self.refiner is not None:
-            tensors.update(checkpoint.prefixed("refiner", self.refiner.state_dict()))
-        return tensors
-
-
-def build_refiner(kind: str, cfg: dict) -> torch.nn.Module | None:
-    if kind == "mapper":
-        return StretchMapper(MapperConfig(**cfg))
-    if kind == "gan":
-        return LatentGenerator(GeneratorConfig(**cfg))
-    return None
-
-
-def model_meta(kind: str, spec: SpectralConfig, ae: FrameAutoencoder, refiner, extra: dict | None = None) -> dict:
-    return {"kind": kind, "spectral": spec.to_dict(), "autoencoder": ae.cfg.to_dict(),
-            "refiner": refiner.cfg.to_dict() if refiner is not None else None, **(extra or {})}
-
-
-def save_model(path, model: Model, half: bool = False) -> None:
-    """Writes a model file; ``half`` stores weights as float16 (half the size; loaded back as float32)."""
-    tensors = model.state()
-    if half:
-        tensors = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
-    checkpoint.save(path, tensors, model.meta)
-
-
-def load_model(path: str | os.PathLike) -> Model:
-    tensors, meta = checkpoint.load(path)
-    kind = meta.get("kind")
-    if kind not in KINDS:
-        raise CheckpointError(f"checkpoint {path} is not a stretch model (kind={kind!r}; expected one of "
-                              f"{', '.join(KINDS)}); a training-state file is not a model")
-    try:
-        spec = SpectralConfig.from_dict(meta["spectral"])
-        ae = FrameAutoencoder(AutoencoderConfig(**meta["autoencoder"]))
-        tensors = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
-        ae.load_state_dict(checkpoint.unprefixed("autoencoder", tensors))
-        refiner = build_refiner(kind, meta.get("refiner") or {})
-        if refiner is not None:
-            refiner.load_state_dict(checkpoint.unprefixed("refiner", tensors))
-    except (KeyError, TypeError, RuntimeError) as e:
-        raise CheckpointError(f"checkpoint {path} does not match its config ({e})") from None
-    broken = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
-    if broken:
-        raise CheckpointError(f"checkpoint {path} holds NaN or Inf weights ({', '.join(broken[:3])}"
-                              f"{', ...' if len(broken) > 3 else ''}); it would write noise or silence")
-    for m in (ae, refiner):
-        if m is not None:
-            m.eval().requires_grad_(False)
-    return Model(kind, spec, ae, refiner, meta)
 
 
 class Stretcher:
@@ -128,9 +52,7 @@ class Stretcher:
         # attacks played at speed 1 with their own phase (see blocks); by default as the model was trained
         self.transients = bool(self.model.meta.get("transients", False) if transients is None else transients)
         self.chunk_frames = chunk_frames  # output frames per streamed block (about 24 s)
-        refiner = self.model.refiner
-        context = sum(d * (refiner.cfg.kernel - 1) // 2 for d in refiner.cfg.dilations) \
-            if isinstance(refiner, LatentGenerator) else 0
+        context = 0 if self.model.refiner is None else self.model.refiner.context_frames
         # frames of context each side of a block: the generator's, and n_fft / hop - 1 frames per
         # Griffin-Lim iteration (how far one overlap-add and re-analysis spreads a frame), plus two
         overlap = self.spectral.n_fft // self.spectral.hop - 1
@@ -160,18 +82,18 @@ class Stretcher:
         wave = validate(arr, "input audio")
         check_sample_rate(sr)
         tmap = timemap.resolve(wave.shape[-1], int(sr), rate, duration, time_map)
-        out = self.stretch_tensor(torch.from_numpy(wave).to(self.device), int(sr), tmap)
+        out = self._stretch_tensor(torch.from_numpy(wave).to(self.device), int(sr), tmap)
         if not torch.isfinite(out).all():
             raise AudioError("the stretched audio contains NaN or Inf samples (a broken model?)")
         out = out[0] if one_d else out
         return out.to(audio.device) if is_torch else out.cpu().numpy()
 
     @torch.no_grad()
-    def stretch_tensor(self, wave: torch.Tensor, sr: int, tmap: timemap.TimeMap) -> torch.Tensor:
+    def _stretch_tensor(self, wave: torch.Tensor, sr: int, tmap: timemap.TimeMap) -> torch.Tensor:
         """wave: [C, N] float tensor at ``sr`` (on any device; a batch of clips is a [C, N] of
         clips) -> [C, tmap.n_out]."""
         out = wave.new_zeros(wave.shape[0], tmap.n_out)
-        for start, chunk in self.blocks(wave, sr, tmap):
+        for start, chunk in self._blocks(wave, sr, tmap):
             out[:, start:start + chunk.shape[-1]] = chunk
         return out
 
@@ -189,25 +111,14 @@ class Stretcher:
             tmap = timemap.resolve(reader.frames, sr, rate, duration, time_map)
             dst = check_output_path(dst, inputs=(src,))
             with AudioWriter(dst, sr, reader.channels, like=reader, clobber=clobber) as writer:
-                for start, chunk in self.blocks(reader, sr, tmap):
+                for start, chunk in self._blocks(reader, sr, tmap):
                     writer.write(chunk.cpu().numpy())
                     if progress is not None:
                         progress((start + chunk.shape[-1]) / sr, tmap.n_out / sr)
         return {"frames": tmap.n_out, "sample_rate": sr, "channels": reader.channels,
                 "clipped": writer.clipped, "peak": writer.peak}
 
-    def input_config(self, sr: int) -> SpectralConfig:
-        """STFT settings at the input's rate with the model's frame duration and frequency spacing:
-        a 44.1 kHz input gets n_fft 4096 and hop 1024, whose first 1025 bins are the model's."""
-        cfg = self.spectral
-        if sr == cfg.sample_rate:
-            return cfg
-        hop = max(1, round(cfg.hop * sr / cfg.sample_rate))
-        ratio = cfg.n_fft / cfg.hop
-        n_fft = round(hop * ratio) if ratio == int(ratio) else 2 * round(cfg.n_fft * sr / cfg.sample_rate / 2)
-        return SpectralConfig(sample_rate=sr, n_fft=n_fft, hop=hop, db_range=cfg.db_range)
-
-    def blocks(self, source, sr: int, tmap: timemap.TimeMap):
+    def _blocks(self, source, sr: int, tmap: timemap.TimeMap):
         """Yields (first output sample, audio [C, k]) in order, covering 0..tmap.n_out.
 
         Each block of ``chunk_frames`` output frames reads only the input frames it needs (plus
@@ -217,22 +128,21 @@ class Stretcher:
         it, the input's magnitudes are time-scaled as a phase vocoder would, so a 44.1 kHz file
         keeps its full band, and one phase reconstruction covers both.
         """
-        cfg = self.input_config(sr)
+        cfg = input_config(self.spectral, sr)
         if tmap.is_identity:
             yield from passthrough(source, tmap.n_out, self.chunk_frames * cfg.hop)
             return
         band = Band(self.spectral, cfg, source.device if isinstance(source, torch.Tensor) else self.device)
         n_in, n_out = cfg.n_frames(source.shape[-1]), cfg.n_frames(tmap.n_out)
         block, margin = self.chunk_frames, self.margin
-        ref, onsets = self.analysis(source, cfg, band, n_in)  # ref: [C]
+        ref, onsets = self._analysis(source, cfg, band, n_in)  # ref: [C]
         if ref.max() <= SILENT_DB:
             raise AudioError(f"{getattr(source, 'name', 'input audio')} is silent (every sample is zero)")
         # with transients, each detected attack is played at speed 1 and starts with the input's
         # phase; the stretch happens between attacks, as in a performance at another tempo
         positions, resets = timemap.frame_positions(tmap, cfg, n_in, onsets if self.transients else None, band.device)
         rate = torch.full((source.shape[0],), min(max(tmap.mean_rate, MIN_RATE), MAX_RATE), device=band.device)
-        half = cfg.n_fft // 2
-        pending, weight = None, None  # overlap-added samples not final yet, from output frame j0 on
+        output = OverlapAdd(cfg, tmap.n_out)
         carry = None  # (first output frame, propagated phase) of the previous block
         for j0 in range(0, n_out, block):
             j1 = min(j0 + block, n_out)
@@ -248,7 +158,7 @@ class Stretcher:
                 spec, start = spec[keep], None if start is None else start[keep]
             source_phase = torch.angle(spec)
             phase = spectral.propagate_phase(source_phase, local, cfg, start, None if resets is None else resets[a:b])
-            mag = self.magnitudes(spec.abs(), local, ref[keep], rate[:len(keep)], band)
+            mag = self._magnitudes(spec.abs(), local, ref[keep], rate[:len(keep)], band)
             carry = (a, phase[inverse] if len(keep) < len(inverse) else phase)
             if self.phase_lock:
                 phase = spectral.lock_phase(phase, mag, source_phase, local)
@@ -258,19 +168,11 @@ class Stretcher:
                 full = torch.polar(mag, phase)
             if len(keep) < len(inverse):
                 full = full[inverse]
-            signal, power = spectral.overlap_add(full[..., j0 - a:j1 - a], cfg)  # from sample j0 * hop - half
-            if pending is not None:
-                signal[..., :pending.shape[-1]] += pending
-                power[:weight.shape[-1]] += weight
-            done = signal.shape[-1] if j1 == n_out else (j1 - j0) * cfg.hop  # later frames start there
-            lo, hi = j0 * cfg.hop - half, min(j0 * cfg.hop - half + done, tmap.n_out)
-            out = signal[..., max(0, -lo):hi - lo] / power[max(0, -lo):hi - lo].clamp_min(1e-8)
-            pending, weight = signal[..., done:], power[done:]
+            first_sample, out = output.add(full[..., j0 - a:j1 - a], j0, last=j1 == n_out)
             if out.shape[-1]:
-                yield max(lo, 0), out
-        # a block's yield ends at its last frame's start; the last block's covers the output's end
+                yield first_sample, out
 
-    def analysis(self, source, cfg: SpectralConfig, band: "Band", n_in: int) -> tuple[torch.Tensor, np.ndarray]:
+    def _analysis(self, source, cfg: SpectralConfig, band: Band, n_in: int) -> tuple[torch.Tensor, np.ndarray]:
         """One pass over the input in blocks: the loudest model-band bin of each channel in dB
         ([C], see :func:`channel_reference_db`) and, with ``transients``, the input samples where
         attacks start (all channels together, so the channels keep their timing)."""
@@ -291,16 +193,16 @@ class Stretcher:
             onsets = spectral.refine_onsets(found, torch.cat(envelope).cpu().numpy(), cfg)
         return channel_reference_db(peak, cfg), onsets
 
-    def magnitudes(self, mag: torch.Tensor, positions: torch.Tensor, ref, rate, band: "Band") -> torch.Tensor:
+    def _magnitudes(self, mag: torch.Tensor, positions: torch.Tensor, ref, rate, band: Band) -> torch.Tensor:
         """Input magnitudes [C, F, T] -> stretched magnitudes [C, F, T'] (model below its Nyquist
         frequency, time-scaled input above it)."""
         frames = rearrange(spectral.magnitude_to_db(band.low(mag), ref, self.spectral), "c f t -> c t f")
-        low = spectral.db_to_magnitude(rearrange(self.transform(frames, positions, rate), "c t f -> c f t"), ref)
+        low = spectral.db_to_magnitude(rearrange(self._transform(frames, positions, rate), "c t f -> c f t"), ref)
         if band.full:
             return band.from_model(low)
         return band.combine(low, spectral.time_scale(mag[..., band.first_high:, :], positions, dim=-1))
 
-    def transform(self, frames: torch.Tensor, positions: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
+    def _transform(self, frames: torch.Tensor, positions: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
         """dB frames [B, T, F] -> stretched dB frames [B, T', F] (encode, time-scale, refine, decode)."""
         ae = self.model.autoencoder
         scaled = spectral.time_scale(ae.encode(frames), positions)
@@ -314,63 +216,32 @@ class Stretcher:
         return steady_level(out, frames, positions, ae.cfg.db_range)
 
 
-class Band:
-    """Maps the bins of an STFT at the input's rate onto the model's bins and back.
+class OverlapAdd:
+    """The streamed output of the block loop: frames overlap-added block by block.
 
-    Both have the same bin spacing (about 10.8 Hz); when the rates are not in a power-of-two
-    ratio the spacing differs slightly and bins are linearly interpolated. Model bins above the
-    input's Nyquist frequency are silence; input bins above the model's Nyquist frequency come
-    from the time-scaled input, cross-faded over the top 10 % of the model's band.
+    A block's samples are final up to its last frame's start (no later frame reaches them); the
+    rest (``pending``, with its window power ``weight``) waits to be added to the next block's.
     """
 
-    def __init__(self, model: SpectralConfig, cfg: SpectralConfig, device):
-        self.device = torch.device(device)
-        self.model, self.cfg = model, cfg
-        step = (model.sample_rate / model.n_fft) / (cfg.sample_rate / cfg.n_fft)  # model bin -> input bins
-        self.exact = abs(step - 1) < 1e-9
-        self.to_input = torch.arange(model.n_freq, dtype=torch.float64) * step  # input bin of each model bin
-        self.to_model = torch.arange(cfg.n_freq, dtype=torch.float64) / step  # model bin of each input bin
-        nyquist = model.n_freq - 1
-        self.full = bool(self.to_model[-1] <= nyquist)  # the model covers the whole input band
-        fade = ((nyquist - self.to_model) / (0.1 * nyquist)).clamp(0, 1)
-        self.first_high = int((fade >= 1).sum())  # input bins from here on need the time-scaled input
-        self.fade = fade.float().to(self.device)[:, None]
-        self.to_input, self.to_model = self.to_input.float().to(self.device), self.to_model.float().to(self.device)
+    def __init__(self, cfg: SpectralConfig, n_out: int):
+        self.cfg, self.n_out = cfg, n_out
+        self.pending: torch.Tensor | None = None  # [C, L] overlap-added samples not final yet
+        self.weight: torch.Tensor | None = None  # [L] their window power so far
 
-    def low(self, mag: torch.Tensor) -> torch.Tensor:
-        """Input magnitudes [..., F_in, T] -> the model's bins [..., F_model, T] (zero above the input's band)."""
-        n = self.model.n_freq
-        if self.exact and mag.shape[-2] >= n:
-            return mag[..., :n, :]
-        inside = self.to_input <= mag.shape[-2] - 1
-        out = spectral.time_scale(mag, self.to_input)  # interpolates along the bin axis here
-        return out * inside[:, None]
-
-    def low_abs(self, spec: torch.Tensor) -> torch.Tensor:
-        """``low(spec.abs())`` without the magnitudes of bins the model does not see."""
-        if self.exact and spec.shape[-2] >= self.model.n_freq:
-            return spec[..., :self.model.n_freq, :].abs()
-        return self.low(spec.abs())
-
-    def from_model(self, mag: torch.Tensor) -> torch.Tensor:
-        """Model-bin magnitudes [..., F_model, T] -> input bins [..., min(F_in, F_model), T]
-        (exact bins), or [..., F_in, T] (interpolated; meaningful within the model's band)."""
-        if self.exact:
-            return mag[..., :self.cfg.n_freq, :]
-        return spectral.time_scale(mag, self.to_model)
-
-    def combine(self, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
-        """The model's magnitudes [..., F_model, T] below its Nyquist frequency, ``high`` (the
-        input bins from ``first_high`` on, [..., F_in - first_high, T]) above, cross-faded."""
-        k, n = self.first_high, self.cfg.n_freq
-        out = low.new_empty(*low.shape[:-2], low.shape[-1], n).transpose(-1, -2)  # the STFT's layout
-        model = self.from_model(low)
-        out[..., :k, :] = model[..., :k, :]
-        top = min(model.shape[-2], n)
-        fade = self.fade[k:top]
-        out[..., k:top, :] = torch.lerp(high[..., :top - k, :], model[..., k:top, :], fade)
-        out[..., top:, :] = high[..., top - k:, :]
-        return out
+    def add(self, frames: torch.Tensor, j0: int, last: bool) -> tuple[int, torch.Tensor]:
+        """Complex output frames j0.. ([C, F, K]) -> (first output sample, the samples now final
+        [C, k]); ``last``: no block follows, every remaining sample up to ``n_out`` is final."""
+        cfg = self.cfg
+        signal, power = spectral.overlap_add(frames, cfg)  # from sample j0 * hop - n_fft / 2
+        if self.pending is not None:
+            signal[..., :self.pending.shape[-1]] += self.pending
+            power[:self.weight.shape[-1]] += self.weight
+        done = signal.shape[-1] if last else frames.shape[-1] * cfg.hop  # later frames start there
+        lo = j0 * cfg.hop - cfg.n_fft // 2
+        hi = min(lo + done, self.n_out)
+        out = signal[..., max(0, -lo):hi - lo] / power[max(0, -lo):hi - lo].clamp_min(1e-8)
+        self.pending, self.weight = signal[..., done:], power[done:]
+        return max(lo, 0), out
 
 
 def passthrough(source, n: int, step: int):

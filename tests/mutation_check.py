@@ -69,7 +69,7 @@ MUTATIONS = [
     bug("each streamed block restarts its phase", "gan_stretch/pipeline.py",
         "start = None if carry is None else carry[1][..., a - carry[0]]", "start = None",
         ("tests/test_streaming.py::test_streaming_in_small_blocks_matches_one_block",)),
-    bug("band cross-fade over 20 % instead of 10 %", "gan_stretch/pipeline.py",
+    bug("band cross-fade over 20 % instead of 10 %", "gan_stretch/band.py",
         "/ (0.1 * nyquist)", "/ (0.2 * nyquist)",
         ("tests/test_promises.py::test_band_cross_fade_covers_the_models_top_10_percent",)),
     bug("training caches read every item, held-out ones included", "gan_stretch/data/cache.py",

@@ -10,6 +10,7 @@ import torch
 from conftest import music_like
 from gan_stretch import AudioError, Stretcher
 from gan_stretch.audio import AudioReader
+from gan_stretch.band import Band, input_config
 
 
 # (sample rate, Griffin-Lim iterations, phase locking): the model's own rate, the 44.1 and 48 kHz
@@ -63,7 +64,7 @@ def test_reads_are_blocks_whose_size_does_not_grow_with_the_file(small_blocks, t
     info = small_blocks.stretch_file(src, dst, 0.5)
     assert {k: info[k] for k in ("frames", "sample_rate", "channels")} == {"frames": 2 * seconds * sr,
                                                                           "sample_rate": sr, "channels": 2}
-    cfg = small_blocks.input_config(sr)
+    cfg = input_config(small_blocks.spectral, sr)
     # the level pass reads 64 frames at a time; a block of 64 output frames at rate 0.5 reads 32
     # input frames plus its margins
     bound = (64 + small_blocks.margin + 3) * cfg.hop + cfg.n_fft
@@ -113,7 +114,7 @@ def test_silent_file_is_refused(small_blocks, tmp_path):
 
 @pytest.mark.parametrize("sr", [11025, 22050, 32000, 44100, 48000, 96000])
 def test_input_stft_has_the_models_frame_duration_and_bin_spacing(small_blocks, sr):
-    cfg, model = small_blocks.input_config(sr), small_blocks.spectral
+    cfg, model = input_config(small_blocks.spectral, sr), small_blocks.spectral
     assert abs(cfg.hop / sr - model.hop / model.sample_rate) < 0.5 / sr * 2
     assert abs(cfg.sample_rate / cfg.n_fft - model.sample_rate / model.n_fft) < 0.01 * model.sample_rate / model.n_fft
     assert cfg.n_fft % cfg.hop == 0  # the fast overlap-add applies
@@ -121,10 +122,8 @@ def test_input_stft_has_the_models_frame_duration_and_bin_spacing(small_blocks, 
 
 def test_band_mapping_round_trips_model_bins(small_blocks):
     """Model bins -> input bins -> model bins is the identity where the input's band reaches."""
-    from gan_stretch.pipeline import Band
-
     for sr in (44100, 48000):
-        band = Band(small_blocks.spectral, small_blocks.input_config(sr), "cpu")
+        band = Band(small_blocks.spectral, input_config(small_blocks.spectral, sr), "cpu")
         bins = torch.arange(small_blocks.spectral.n_freq, dtype=torch.float32)
         mag = (1.5 + torch.sin(bins / 20))[None, :, None].expand(2, -1, 5)  # a smooth spectrum
         back = band.low(band.combine(mag, torch.zeros(2, band.cfg.n_freq - band.first_high, 5)))

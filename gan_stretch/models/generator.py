@@ -47,6 +47,12 @@ class LatentGenerator(nn.Module):
         nn.init.zeros_(self.outp.weight)  # starts as plain interpolation
         nn.init.zeros_(self.outp.bias)
 
+    @property
+    def context_frames(self) -> int:
+        """Latent frames each side of a frame that reach its output (the dilated convolutions'
+        receptive field): a streamed block needs this many more frames of input each side."""
+        return sum(d * (self.cfg.kernel - 1) // 2 for d in self.cfg.dilations)
+
     def forward(self, latents: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
         """latents: [B, T, L] time-scaled, rate: [B] -> refined latents [B, T, L]."""
         cond = self.rate_embed(torch.log2(rate).to(latents.dtype)[:, None])

@@ -27,6 +27,8 @@ class StretchMapper(nn.Module):
         nn.init.zeros_(self.net[-1].weight)  # starts as plain interpolation
         nn.init.zeros_(self.net[-1].bias)
 
+    context_frames = 0  # frame by frame: no neighbour reaches a frame's output
+
     def forward(self, latents: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
         """latents: [B, T, L], rate: [B] -> [B, T, L]."""
         cond = torch.log2(rate).to(latents.dtype)[:, None, None].expand(*latents.shape[:2], 1)

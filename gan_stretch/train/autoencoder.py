@@ -9,7 +9,7 @@ from ..data.cache import frame_cache
 from ..errors import GanStretchError
 from ..losses import MelScale, db_l1, mel_l1
 from ..models import AutoencoderConfig, FrameAutoencoder
-from ..pipeline import Model, model_meta
+from ..model import Model, model_meta
 from ..spectral import SpectralConfig
 from .common import Run, corpora
 

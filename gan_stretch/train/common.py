@@ -16,7 +16,7 @@ from ..config import Recipe, recipe_dict
 from ..data.corpus import Corpus
 from ..errors import CheckpointError, ConfigError, GanStretchError, TrainingError
 from ..models import FrameAutoencoder
-from ..pipeline import Model, Stretcher, save_model
+from ..model import Model, save_model
 from ..spectral import SpectralConfig
 
 EXAMPLE_RATES = (0.5, 2.0)
@@ -160,6 +160,7 @@ class Run:
         if not self.is_main or self.recipe.eval_pieces == 0:
             return {}
         from .. import metrics  # librosa: only needed where evaluation runs
+        from ..pipeline import Stretcher
         corpus = next((c for c in corpora(self.recipe) if c.kind == "true-tempo"), corpora(self.recipe)[0])
         items = corpus.split("heldout")[: self.recipe.eval_pieces]
         if not items:
@@ -215,7 +216,7 @@ def sequence_stage(recipe) -> tuple[Run, SpectralConfig, FrameAutoencoder, "Late
     file works; only its autoencoder is used), the cached latent pairs of ``recipe.data``, and the
     model ``recipe.init`` whose refiner starts the run (None without one)."""
     from ..data.cache import concat_pairs, file_digest, latent_cache
-    from ..pipeline import load_model
+    from ..model import load_model
 
     loaded = load_model(recipe.autoencoder)  # a missing input fails before the run folder is made
     init = load_model(recipe.init) if recipe.init else None

@@ -17,7 +17,7 @@ from .. import losses
 from ..config import GanRecipe, recipe_source
 from ..models import (DiscriminatorConfig, GeneratorConfig, LatentDiscriminator, LatentGenerator,
                       SpectrogramDiscriminator, SpectrogramDiscriminatorConfig)
-from ..pipeline import Model, model_meta
+from ..model import Model, model_meta
 from .common import Run, init_refiner, residual_output, sequence_stage, supervised_terms
 
 

@@ -6,7 +6,7 @@ import torch
 from ..config import MapperRecipe, recipe_source
 from ..losses import MelScale
 from ..models import MapperConfig, StretchMapper
-from ..pipeline import Model, model_meta
+from ..model import Model, model_meta
 from .common import Run, init_refiner, sequence_stage, supervised_terms
 
 

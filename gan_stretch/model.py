@@ -1,0 +1,96 @@
+"""The model file: what a trained stage exports and the Stretcher loads.
+
+A model file is a safetensors file (see checkpoint.py) holding the frozen autoencoder's weights
+(``autoencoder.*``), the refiner's (``refiner.*``, none for an autoencoder alone), and in its
+metadata the STFT settings, each network's config, the kind (the stage that made it, see
+stages.py) and what the training run records (its recipe file and settings hash). Training and
+inference both use this module; neither imports the other.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from . import checkpoint
+from .errors import CheckpointError
+from .models import AutoencoderConfig, FrameAutoencoder
+from .spectral import SpectralConfig
+from .stages import STAGES
+
+PACKAGED = Path(__file__).parent / "checkpoints"
+DEFAULT_CHECKPOINT = PACKAGED / "default.safetensors"  # the best model measured (see the README)
+KINDS = tuple(STAGES)
+
+
+def resolve_checkpoint(name: str | os.PathLike | None) -> Path:
+    """A model file path, or the name of a packaged model: ``default`` (the GAN) or ``mapper``
+    (its supervised baseline, on the same autoencoder)."""
+    if name is None:
+        return DEFAULT_CHECKPOINT
+    packaged = PACKAGED / f"{name}.safetensors"
+    if isinstance(name, str) and "/" not in name and not name.endswith(".safetensors") and packaged.is_file():
+        return packaged
+    return Path(name)
+
+
+@dataclass
+class Model:
+    """What a model file holds: STFT settings, the frozen autoencoder, and an optional refiner."""
+    kind: str
+    spectral: SpectralConfig
+    autoencoder: FrameAutoencoder
+    refiner: torch.nn.Module | None
+    meta: dict
+
+    def state(self) -> dict[str, torch.Tensor]:
+        tensors = checkpoint.prefixed("autoencoder", self.autoencoder.state_dict())
+        if self.refiner is not None:
+            tensors.update(checkpoint.prefixed("refiner", self.refiner.state_dict()))
+        return tensors
+
+
+def build_refiner(kind: str, cfg: dict) -> torch.nn.Module | None:
+    """The refiner of a ``kind`` model file from its config dict (None for an autoencoder alone)."""
+    return STAGES[kind].build_refiner(cfg)
+
+
+def model_meta(kind: str, spec: SpectralConfig, ae: FrameAutoencoder, refiner, extra: dict | None = None) -> dict:
+    return {"kind": kind, "spectral": spec.to_dict(), "autoencoder": ae.cfg.to_dict(),
+            "refiner": refiner.cfg.to_dict() if refiner is not None else None, **(extra or {})}
+
+
+def save_model(path, model: Model, half: bool = False) -> None:
+    """Writes a model file; ``half`` stores weights as float16 (half the size; loaded back as float32)."""
+    tensors = model.state()
+    if half:
+        tensors = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
+    checkpoint.save(path, tensors, model.meta)
+
+
+def load_model(path: str | os.PathLike) -> Model:
+    tensors, meta = checkpoint.load(path)
+    kind = meta.get("kind")
+    if kind not in KINDS:
+        raise CheckpointError(f"checkpoint {path} is not a stretch model (kind={kind!r}; expected one of "
+                              f"{', '.join(KINDS)}); a training-state file is not a model")
+    try:
+        spec = SpectralConfig.from_dict(meta["spectral"])
+        ae = FrameAutoencoder(AutoencoderConfig(**meta["autoencoder"]))
+        tensors = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
+        ae.load_state_dict(checkpoint.unprefixed("autoencoder", tensors))
+        refiner = build_refiner(kind, meta.get("refiner") or {})
+        if refiner is not None:
+            refiner.load_state_dict(checkpoint.unprefixed("refiner", tensors))
+    except (KeyError, TypeError, RuntimeError) as e:
+        raise CheckpointError(f"checkpoint {path} does not match its config ({e})") from None
+    broken = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if broken:
+        raise CheckpointError(f"checkpoint {path} holds NaN or Inf weights ({', '.join(broken[:3])}"
+                              f"{', ...' if len(broken) > 3 else ''}); it would write noise or silence")
+    for m in (ae, refiner):
+        if m is not None:
+            m.eval().requires_grad_(False)
+    return Model(kind, spec, ae, refiner, meta)
