@@ -206,10 +206,10 @@ def crash_at(monkeypatch, crash_step: int):
     """Make Run.optimize raise at ``crash_step``, as if the run had been killed there."""
     original = Run.optimize
 
-    def optimize(self, optimizer, loss, params, base_lr, step):
+    def optimize(self, name, loss, base_lr, step):
         if step == crash_step:
             raise KeyboardInterrupt(f"simulated crash at step {step}")
-        return original(self, optimizer, loss, params, base_lr, step)
+        return original(self, name, loss, base_lr, step)
 
     monkeypatch.setattr(Run, "optimize", optimize)
 
@@ -357,3 +357,26 @@ def test_gan_with_the_spectrogram_discriminator_and_residual_loss(tiny_corpus, a
     run_stage("gan", tiny_corpus, run_dir, 16, *extra, ae=ae_model)
     a, b = load_model(whole / "model.safetensors"), load_model(run_dir / "model.safetensors")
     assert_same_tensors(a.refiner.state_dict(), b.refiner.state_dict(), exact=False)
+
+
+def test_logged_scalars_are_averages_since_the_last_log_point():
+    """Tensors are averaged over the steps that reported them (read back in one transfer), plain
+    numbers (the learning rate) are logged as they are at the log step, and a non-finite watched
+    loss is reported with the step it happened at, even after finite ones."""
+    from gan_stretch.train.common import Scalars
+
+    s = Scalars()
+    for step, (loss, lr) in enumerate([(1.0, 0.3), (2.0, 0.2), (6.0, 0.1)]):
+        values = {"loss/total": torch.tensor(loss), "lr": lr}
+        if step > 0:
+            values["loss/adversarial"] = torch.tensor(10.0 * step)  # after a warm-up step
+        s.add(values)
+        s.watch(step, "generator", torch.tensor(loss))
+    means, bad = s.read(averages=True)
+    assert means == {"loss/total": 3.0, "loss/adversarial": 15.0, "lr": 0.1} and bad is None
+    s.add({"loss/total": torch.tensor(4.0)})
+    for step, loss in ((3, 1.0), (4, float("inf")), (5, float("nan"))):
+        s.watch(step, "generator", torch.tensor(loss))
+    means, bad = s.read(averages=False)  # a save between log points: only the losses are checked
+    assert means == {} and bad == (4, "generator", float("inf"))
+    assert s.read(averages=True)[0] == {"loss/total": 4.0}  # the sums wait for the log point

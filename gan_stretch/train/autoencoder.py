@@ -8,10 +8,10 @@ from ..config import AutoencoderRecipe, recipe_source
 from ..data.cache import frame_cache
 from ..errors import GanStretchError
 from ..losses import MelScale, db_l1, mel_l1
-from ..models import AutoencoderConfig, FrameAutoencoder
 from ..model import Model, model_meta
+from ..models import AutoencoderConfig, FrameAutoencoder
 from ..spectral import SpectralConfig
-from .common import Run, corpora
+from .common import Run, State, corpora
 
 
 def train(recipe: AutoencoderRecipe) -> Run:
@@ -26,26 +26,26 @@ def train(recipe: AutoencoderRecipe) -> Run:
     cfg = AutoencoderConfig(n_freq=spec.n_freq, hidden=list(recipe.hidden), latent=recipe.latent,
                             db_range=spec.db_range)
     model = FrameAutoencoder(cfg)
-    optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr)
-    start = run.resume({"autoencoder": model}, {"autoencoder": optimizer})
-    model, optimizer = run.accelerator.prepare(model, optimizer)
+    state = State({"autoencoder": model}, {"autoencoder": torch.optim.Adam(model.parameters(), lr=recipe.lr)})
+    start = run.register(state)
+    model = state.modules["autoencoder"]
     mel = MelScale(spec.sample_rate, spec.n_fft).to(run.device)
+    weights = {"loss/linear_db_l1": recipe.linear_weight, "loss/mel_db_l1": recipe.mel_weight}
 
     def train_step(step: int) -> dict:
         rows = np.sort(run.rng(step).integers(0, len(frames), recipe.batch_size))
         x = torch.from_numpy(frames[rows].astype(np.float32)).to(run.device)  # [B, F] dB
         y = model(x)
-        loss_lin, loss_mel = db_l1(y, x), mel_l1(mel, y, x)
-        loss = recipe.linear_weight * loss_lin + recipe.mel_weight * loss_mel
+        terms = {"loss/linear_db_l1": db_l1(y, x), "loss/mel_db_l1": mel_l1(mel, y, x)}
+        loss = sum(weights[k] * v for k, v in terms.items())
         run.check_finite(step, autoencoder=loss)
-        lr, grad_norm = run.optimize(optimizer, loss, model.parameters(), recipe.lr, step)
-        return {"loss/total": loss.item(), "loss/linear_db_l1": loss_lin.item(),
-                "loss/mel_db_l1": loss_mel.item(), "lr": lr, "grad_norm/autoencoder": grad_norm}
+        lr, grad_norm = run.optimize("autoencoder", loss, recipe.lr, step)
+        return {"loss/total": loss, **terms, "lr": lr, "grad_norm/autoencoder": grad_norm}
 
     def export() -> Model:  # the autoencoder alone stretches by plain latent interpolation
         ae = run.accelerator.unwrap_model(model)
         meta = {"stage": "autoencoder", "recipe": recipe_source(recipe)}
         return Model("autoencoder", spec, ae, None, model_meta("autoencoder", spec, ae, None, meta))
 
-    run.loop(start, train_step, {"autoencoder": model}, {"autoencoder": optimizer}, export)
+    run.loop(start, train_step, export)
     return run

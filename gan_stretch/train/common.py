@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,65 @@ def corpora(recipe: Recipe) -> list[Corpus]:
     return [Corpus(p.strip()) for p in recipe.data.split(",") if p.strip()]
 
 
+@dataclass
+class State:
+    """Everything one stage trains, declared once: :meth:`Run.register` resumes, prepares and
+    saves from it.
+
+    modules: every module the checkpoint holds (``module.<name>.*``); optimizers: keyed by the
+    module they update (``optim.<name>``), which is prepared with its optimizer for the
+    accelerator; ema: ``{ema module: the module whose weights it averages}``, EMA copies that are
+    saved and moved to the device but never prepared. After :meth:`Run.register` the dicts hold
+    the prepared objects, the ones a stage steps.
+    """
+    modules: dict[str, torch.nn.Module]
+    optimizers: dict[str, torch.optim.Optimizer] = field(default_factory=dict)
+    ema: dict[str, str] = field(default_factory=dict)
+
+
+class Scalars:
+    """What a run logs, averaged between log points without waiting for the device at each step.
+
+    Tensors are summed where they are (on the device) and read back all at once at the next
+    log point (one transfer per interval instead of several ``.item()`` per step); plain numbers
+    (the learning rate) are logged as they are at that step. Losses handed to ``watch`` are kept
+    per step and checked in the same transfer, so a non-finite one is reported with its step.
+    """
+
+    def __init__(self):
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = {}
+        self.last: dict[str, float] = {}
+        self.watched: list[tuple[int, str, torch.Tensor]] = []
+
+    def add(self, values: dict) -> None:
+        for k, v in values.items():
+            if isinstance(v, torch.Tensor):
+                v = v.detach().float()
+                self.sums[k] = v if k not in self.sums else self.sums[k] + v
+                self.counts[k] = self.counts.get(k, 0) + 1
+            else:
+                self.last[k] = float(v)
+
+    def watch(self, step: int, name: str, loss: torch.Tensor) -> None:
+        self.watched.append((step, name, loss.detach().float()))
+
+    def read(self, averages: bool) -> tuple[dict[str, float], tuple[int, str, float] | None]:
+        """(the averages since the last read, when ``averages``; the first non-finite watched
+        loss as (step, name, value), or None), in one transfer from the device."""
+        keys = list(self.sums) if averages else []
+        parts = [self.sums[k] for k in keys] + [v for _, _, v in self.watched]
+        values = torch.stack(parts).tolist() if parts else []
+        means = {k: v / self.counts[k] for k, v in zip(keys, values)}
+        bad = next(((step, name, v) for (step, name, _), v in zip(self.watched, values[len(keys):])
+                    if not math.isfinite(v)), None)
+        self.watched = []
+        if averages:
+            means.update(self.last)
+            self.sums, self.counts, self.last = {}, {}, {}
+        return means, bad
+
+
 class Run:
     """One training run in ``recipe.run_dir``: checkpoints/last.safetensors, tb/, model.safetensors."""
 
@@ -45,6 +105,8 @@ class Run:
         self.accelerator.init_trackers("tb", config={k: (v if isinstance(v, (int, float, str, bool)) else str(v))
                                                      for k, v in recipe_dict(recipe).items()})
         self.writer = self.accelerator.get_tracker("tensorboard", unwrap=True) if self.is_main else None
+        self.state: State | None = None
+        self.scalars = Scalars()
         self._t0 = time.time()
 
     @property
@@ -67,20 +129,33 @@ class Run:
             group["lr"] = lr
 
     # --- checkpoints -------------------------------------------------------------------------
-    def save(self, step: int, modules: dict, optimizers: dict) -> None:
+    def register(self, state: State) -> int:
+        """Makes ``state`` what this run trains: loads checkpoints/last.safetensors into it when
+        there is one, prepares each optimized module with its optimizer, moves the rest to the
+        device. Returns the step to continue from."""
+        start = self._resume(state)
+        for name, optimizer in state.optimizers.items():
+            state.modules[name], state.optimizers[name] = self.accelerator.prepare(state.modules[name], optimizer)
+        for name, module in state.modules.items():
+            if name not in state.optimizers:
+                module.to(self.device)
+        self.state = state
+        return start
+
+    def save(self, step: int) -> None:
         self.accelerator.wait_for_everyone()
         if not self.is_main:
             return
         tensors: dict[str, torch.Tensor] = {}
-        for name, m in modules.items():
+        for name, m in self.state.modules.items():
             tensors.update(checkpoint.prefixed(f"module.{name}", self.accelerator.unwrap_model(m).state_dict()))
         skeleton = {name: checkpoint.flatten(opt.state_dict(), f"optim.{name}", tensors)
-                    for name, opt in optimizers.items()}
+                    for name, opt in self.state.optimizers.items()}
         checkpoint.save(self.last, tensors, {"kind": "training-state", "stage": self.recipe.stage, "step": step,
                                              "recipe": recipe_dict(self.recipe), "optimizers": skeleton})
 
-    def resume(self, modules: dict, optimizers: dict) -> int:
-        """Loads checkpoints/last.safetensors when there is one; returns the step to continue from."""
+    def _resume(self, state: State) -> int:
+        """Loads checkpoints/last.safetensors into ``state`` when there is one; returns the step to continue from."""
         if not self.last.exists():
             return 0
         tensors, meta = checkpoint.load(self.last)
@@ -88,9 +163,9 @@ class Run:
             raise CheckpointError(f"{self.last} is not a {self.recipe.stage} training state; "
                                   "use another run_dir or remove it")
         try:
-            for name, m in modules.items():
+            for name, m in state.modules.items():
                 self.accelerator.unwrap_model(m).load_state_dict(checkpoint.unprefixed(f"module.{name}", tensors))
-            for name, opt in optimizers.items():
+            for name, opt in state.optimizers.items():
                 opt.load_state_dict(checkpoint.unflatten(meta["optimizers"][name], tensors))
         except (KeyError, RuntimeError, ValueError) as e:
             raise CheckpointError(f"{self.last} does not match this recipe ({e}); "
@@ -111,43 +186,67 @@ class Run:
         self.accelerator.log(values, step=step)
 
     def check_finite(self, step: int, **losses: torch.Tensor) -> None:
+        """Watches losses for NaN or Inf: checked at the next log point or save (without waiting
+        for the device now), before anything is written, and reported with the step it happened."""
         for name, value in losses.items():
-            if not torch.isfinite(value).all():
-                kept = f"; the last good checkpoint {self.last} is kept" if self.last.exists() else ""
-                raise TrainingError(f"{name} loss became {value.item()} at step {step}{kept}. "
-                                    "Lower lr= or grad_clip=, or check the data")
+            self.scalars.watch(step, name, value)
 
-    def optimize(self, optimizer, loss: torch.Tensor, params, base_lr: float, step: int) -> tuple[float, float]:
-        """One update with the scheduled learning rate and gradient clipping; returns the lr used
-        and the gradient norm before clipping (NaN without clipping)."""
+    def _read_scalars(self, averages: bool) -> dict[str, float]:
+        means, bad = self.scalars.read(averages)
+        if bad is not None:
+            step, name, value = bad
+            kept = f"; the last good checkpoint {self.last} is kept" if self.last.exists() else ""
+            raise TrainingError(f"{name} loss became {value} at step {step}{kept}. "
+                                "Lower lr= or grad_clip=, or check the data")
+        return means
+
+    def optimize(self, name: str, loss: torch.Tensor, base_lr: float, step: int) -> tuple[float, torch.Tensor | float]:
+        """One update of the module ``name`` of the registered state with the scheduled learning
+        rate and gradient clipping; returns the lr used and the gradient norm before clipping (a
+        tensor on the device; NaN without clipping)."""
+        optimizer = self.state.optimizers[name]
         lr = self.lr(base_lr, step)
         self.set_lr(optimizer, lr)
         optimizer.zero_grad(set_to_none=True)
         self.accelerator.backward(loss)
         norm = float("nan")
         if self.recipe.grad_clip > 0:
-            norm = float(self.accelerator.clip_grad_norm_(params, self.recipe.grad_clip))
+            norm = self.accelerator.clip_grad_norm_(self.state.modules[name].parameters(), self.recipe.grad_clip)
         optimizer.step()
         return lr, norm
 
-    def loop(self, start: int, train_step, modules: dict, optimizers: dict, export) -> None:
-        """Runs ``train_step(step) -> scalars`` from ``start``; logs, saves, evaluates, exports the model."""
-        r = self.recipe
+    @torch.no_grad()
+    def update_ema(self, decay: float) -> None:
+        """Moves each EMA copy of the state toward the module it follows."""
+        for ema, name in self.state.ema.items():
+            followed = self.accelerator.unwrap_model(self.state.modules[name])
+            for p_ema, p in zip(self.state.modules[ema].parameters(), followed.parameters()):
+                p_ema.lerp_(p, 1 - decay)
+
+    def loop(self, start: int, train_step, export) -> None:
+        """Runs ``train_step(step) -> scalars`` from ``start`` on the registered state; logs the
+        scalars averaged since the last log point, saves, evaluates, exports the model."""
+        r, modules = self.recipe, self.state.modules.values()
         for step in range(start, r.steps):
-            for m in modules.values():
+            for m in modules:
                 m.train()
-            scalars = train_step(step)
+            self.scalars.add(train_step(step))
             done = step + 1
-            if done % r.log_every == 0 or done == r.steps:
+            log = done % r.log_every == 0 or done == r.steps
+            save = done % r.save_every == 0 or done == r.steps
+            evaluate = done % r.eval_every == 0 or done == r.steps
+            if log or save or evaluate:  # nothing is logged or written after a non-finite loss
+                scalars = self._read_scalars(averages=log)
+            if log:
                 self.log(scalars, done)
                 self.print(f"step {done}/{r.steps} " + " ".join(
                     f"{k.split('/')[-1]} {v:.3f}" for k, v in scalars.items() if k.startswith("loss/")))
-            if done % r.save_every == 0 or done == r.steps:
-                self.save(done, modules, optimizers)
+            if save:
+                self.save(done)
                 if done < r.steps:  # a usable model at every save; the last one is exported below
                     self.export(export())
-            if done % r.eval_every == 0 or done == r.steps:
-                for m in modules.values():
+            if evaluate:
+                for m in modules:
                     m.eval()
                 self.evaluate(export(), done)
         self.export(export())
@@ -211,7 +310,30 @@ def spectrogram_image(out: np.ndarray, truth: np.ndarray, cfg) -> np.ndarray:
     return torch.cat([r[:, :n] for r in rows], dim=0).numpy()
 
 
-def sequence_stage(recipe) -> tuple[Run, SpectralConfig, FrameAutoencoder, "LatentPairs", Model | None]:
+@dataclass
+class SequenceStage:
+    """What a stage-2 run (mapper, GAN) starts from: see :func:`sequence_stage`."""
+    run: Run
+    recipe: Recipe
+    spectral: SpectralConfig
+    autoencoder: FrameAutoencoder  # frozen, on the run's device
+    pairs: "LatentPairs"  # noqa: F821  (gan_stretch.data.cache, imported where used)
+    init: Model | None  # the model whose refiner starts the run (fine-tuning), or None
+
+    def init_refiner(self, refiner: torch.nn.Module) -> None:
+        """Starts ``refiner`` from the refiner of ``init``, the model file ``recipe.init`` that
+        :func:`sequence_stage` loaded and checked (fine-tuning), unless the run resumes from its
+        own checkpoint."""
+        if self.init is None or self.run.last.exists():
+            return
+        try:
+            refiner.load_state_dict(self.init.refiner.state_dict())
+        except RuntimeError as e:
+            raise ConfigError(f"init={self.recipe.init} has other sizes than this recipe ({e})") from None
+        self.run.print(f"starting from the {self.init.kind} of {self.recipe.init}")
+
+
+def sequence_stage(recipe) -> SequenceStage:
     """Start of a stage-2 run: the run, the frozen autoencoder of ``recipe.autoencoder`` (any model
     file works; only its autoencoder is used), the cached latent pairs of ``recipe.data``, and the
     model ``recipe.init`` whose refiner starts the run (None without one)."""
@@ -243,7 +365,7 @@ def sequence_stage(recipe) -> tuple[Run, SpectralConfig, FrameAutoencoder, "Late
     pairs = concat_pairs([latent_cache(c, base, digest, transients=recipe.transients, frames=needs_frames(recipe))
                           for c in sets])
     run.print(f"{len(pairs.lengths)} latent pairs, {pairs.source.shape[0]} frames")
-    return run, base.spectral, base.autoencoder.to(run.device), pairs, init
+    return SequenceStage(run, recipe, base.spectral, base.autoencoder.to(run.device), pairs, init)
 
 
 def longest_pair(corpus: Corpus, cfg: SpectralConfig) -> int:
@@ -251,19 +373,6 @@ def longest_pair(corpus: Corpus, cfg: SpectralConfig) -> int:
     seconds = float(corpus.manifest.get("seconds") or 0)
     rates = [float(r) for r in corpus.manifest.get("rates") or [1.0]]
     return cfg.n_frames(int(seconds * corpus.sample_rate / min(rates + [1.0]))) if seconds > 0 else 10 ** 9
-
-
-def init_refiner(run: Run, recipe, init: Model | None, refiner: torch.nn.Module) -> None:
-    """Starts ``refiner`` from the refiner of ``init``, the model file ``recipe.init`` that
-    :func:`sequence_stage` loaded and checked (fine-tuning), unless the run resumes from its own
-    checkpoint."""
-    if init is None or run.last.exists():
-        return
-    try:
-        refiner.load_state_dict(init.refiner.state_dict())
-    except RuntimeError as e:
-        raise ConfigError(f"init={recipe.init} has other sizes than this recipe ({e})") from None
-    run.print(f"starting from the {init.kind} of {recipe.init}")
 
 
 def supervised_terms(recipe, ae: FrameAutoencoder, mel, pairs, rows: torch.Tensor, pred: torch.Tensor,

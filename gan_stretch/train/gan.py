@@ -15,10 +15,10 @@ import torch
 
 from .. import losses
 from ..config import GanRecipe, recipe_source
+from ..model import Model, model_meta
 from ..models import (DiscriminatorConfig, GeneratorConfig, LatentDiscriminator, LatentGenerator,
                       SpectrogramDiscriminator, SpectrogramDiscriminatorConfig)
-from ..model import Model, model_meta
-from .common import Run, init_refiner, residual_output, sequence_stage, supervised_terms
+from .common import Run, State, residual_output, sequence_stage, supervised_terms
 
 
 def lsgan_d(real: list[torch.Tensor], fake: list[torch.Tensor]) -> torch.Tensor:
@@ -26,7 +26,8 @@ def lsgan_d(real: list[torch.Tensor], fake: list[torch.Tensor]) -> torch.Tensor:
 
 
 def train(recipe: GanRecipe) -> Run:
-    run, spec, ae, pairs, init = sequence_stage(recipe)
+    stage = sequence_stage(recipe)
+    run, spec, ae, pairs = stage.run, stage.spectral, stage.autoencoder, stage.pairs
 
     L = ae.cfg.latent_dim
     generator = LatentGenerator(GeneratorConfig(latent_dim=L, channels=recipe.channels, kernel=recipe.kernel,
@@ -38,23 +39,18 @@ def train(recipe: GanRecipe) -> Run:
                                                             layers=recipe.d_layers, conditional=conditional))
     spectrogram_d = SpectrogramDiscriminator(SpectrogramDiscriminatorConfig(
         n_freq=spec.n_freq, sample_rate=spec.sample_rate, channels=recipe.spec_d_channels, db_range=spec.db_range))
-    init_refiner(run, recipe, init, generator)
-    ema = copy.deepcopy(generator).requires_grad_(False)
-    opt_g = torch.optim.Adam(generator.parameters(), lr=recipe.lr, betas=(0.8, 0.99))
-    opt_d = torch.optim.Adam(discriminator.parameters(), lr=recipe.d_lr, betas=(0.8, 0.99))
-    opt_s = torch.optim.Adam(spectrogram_d.parameters(), lr=recipe.d_lr, betas=(0.8, 0.99))
-    modules = {"generator": generator, "discriminator": discriminator, "ema": ema}
-    optimizers = {"generator": opt_g, "discriminator": opt_d}
+    stage.init_refiner(generator)
+    adam = lambda module, lr: torch.optim.Adam(module.parameters(), lr=lr, betas=(0.8, 0.99))
+    state = State({"generator": generator, "discriminator": discriminator,
+                   "ema": copy.deepcopy(generator).requires_grad_(False)},
+                  {"generator": adam(generator, recipe.lr), "discriminator": adam(discriminator, recipe.d_lr)},
+                  ema={"ema": "generator"})
     if spec_d:  # only then in the checkpoint: runs without it resume as before
-        modules["spectrogram_discriminator"] = spectrogram_d
-        optimizers["spectrogram_discriminator"] = opt_s
-    start = run.resume(modules, optimizers)
-    generator, discriminator, opt_g, opt_d = run.accelerator.prepare(generator, discriminator, opt_g, opt_d)
-    if spec_d:
-        spectrogram_d, opt_s = run.accelerator.prepare(spectrogram_d, opt_s)
-    ema.to(run.device)
-    modules = {"generator": generator, "discriminator": discriminator, "ema": ema,
-               **({"spectrogram_discriminator": spectrogram_d} if spec_d else {})}
+        state.modules["spectrogram_discriminator"] = spectrogram_d
+        state.optimizers["spectrogram_discriminator"] = adam(spectrogram_d, recipe.d_lr)
+    start = run.register(state)
+    generator, discriminator = state.modules["generator"], state.modules["discriminator"]
+    spectrogram_d, ema = state.modules.get("spectrogram_discriminator"), state.modules["ema"]
     mel = losses.MelScale(spec.sample_rate, spec.n_fft).to(run.device)
     weights = {"loss/latent_l1": recipe.latent_weight, "loss/mel_db_l1": recipe.spec_weight,
                "loss/adversarial": recipe.adv_weight, "loss/feature_matching": recipe.fm_weight,
@@ -84,20 +80,18 @@ def train(recipe: GanRecipe) -> Run:
             d_fake, _ = discriminator(fake.detach(), rate, cond)
             loss_d = losses.discriminator_loss(d_real, d_fake)
             run.check_finite(step, discriminator=loss_d)
-            scalars["grad_norm/discriminator"] = run.optimize(opt_d, loss_d, discriminator.parameters(), recipe.d_lr,
-                                                              step)[1]
-            scalars.update({"loss/discriminator": loss_d.item(), "d/real": d_real.mean().item(),
-                            "d/fake": d_fake.mean().item()})
+            scalars["grad_norm/discriminator"] = run.optimize("discriminator", loss_d, recipe.d_lr, step)[1]
+            scalars.update({"loss/discriminator": loss_d, "d/real": d_real.mean(), "d/fake": d_fake.mean()})
         if adversarial and spec_d:
             s_real, _ = spectrogram_d(tgt_db, rate[:k], src_db)
             s_fake, _ = spectrogram_d(out_db.detach(), rate[:k], src_db)
             loss_s = lsgan_d(s_real, s_fake)
             run.check_finite(step, spectrogram_discriminator=loss_s)
-            scalars["grad_norm/spectrogram_discriminator"] = run.optimize(
-                opt_s, loss_s, spectrogram_d.parameters(), recipe.d_lr, step)[1]
-            scalars.update({"loss/spectrogram_discriminator": loss_s.item(),
-                            "d/spec_real": sum(x.mean() for x in s_real).item() / len(s_real),
-                            "d/spec_fake": sum(x.mean() for x in s_fake).item() / len(s_fake)})
+            scalars["grad_norm/spectrogram_discriminator"] = run.optimize("spectrogram_discriminator", loss_s,
+                                                                          recipe.d_lr, step)[1]
+            scalars.update({"loss/spectrogram_discriminator": loss_s,
+                            "d/spec_real": sum(x.mean() for x in s_real) / len(s_real),
+                            "d/spec_fake": sum(x.mean() for x in s_fake) / len(s_fake)})
 
         # Generator step: every term keyed by its log name, weighted by the recipe's weight of that name
         terms = supervised_terms(recipe, ae, mel, pairs, rows, fake, src, tgt, rng)
@@ -115,19 +109,16 @@ def train(recipe: GanRecipe) -> Run:
             terms["loss/spec_feature_matching"] = losses.feature_loss(g_real, g_fake)
         loss_g = sum(weights[name] * value for name, value in terms.items())
         run.check_finite(step, generator=loss_g)
-        lr, scalars["grad_norm/generator"] = run.optimize(opt_g, loss_g, generator.parameters(), recipe.lr, step)
-        with torch.no_grad():
-            for p_ema, p in zip(ema.parameters(), run.accelerator.unwrap_model(generator).parameters()):
-                p_ema.lerp_(p, 1 - recipe.ema_decay)
-            # collapse watch: spread of generated latents against real ones (1 = same spread)
-            spread = (fake.std(dim=(0, 1)).mean() / real.std(dim=(0, 1)).mean().clamp_min(1e-8)).item()
-        scalars.update({"loss/total": loss_g.item(), **{k: v.item() for k, v in terms.items()}, "lr": lr,
-                        "g/latent_spread": spread})
+        lr, scalars["grad_norm/generator"] = run.optimize("generator", loss_g, recipe.lr, step)
+        run.update_ema(recipe.ema_decay)
+        with torch.no_grad():  # collapse watch: spread of generated latents against real ones (1 = same spread)
+            spread = fake.std(dim=(0, 1)).mean() / real.std(dim=(0, 1)).mean().clamp_min(1e-8)
+        scalars.update({"loss/total": loss_g, **terms, "lr": lr, "g/latent_spread": spread})
         return scalars
 
     def export() -> Model:
         meta = {"stage": "gan", "transients": recipe.transients, "recipe": recipe_source(recipe)}
         return Model("gan", spec, ae, ema, model_meta("gan", spec, ae, ema, meta))
 
-    run.loop(start, train_step, modules, optimizers, export)
+    run.loop(start, train_step, export)
     return run
