@@ -143,19 +143,32 @@ def _range_text(meta: dict) -> str:
     return f"{'(' if meta['above'] else '['}{lo:g}, {hi:g}{')' if meta['below'] else ']'}"
 
 
+def check_fields(obj, what: str = "") -> None:
+    """Checks every field of the dataclass ``obj`` against its type and the values its
+    :func:`setting` declares, raising one ConfigError (``what`` names ``obj`` in it: a model
+    config). Whole numbers given for a float field become floats."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        meta = f.metadata
+        try:
+            v = _coerce(f.name, getattr(obj, f.name), hints[f.name])
+            values = v if isinstance(v, list) else [v]
+            if any(isinstance(x, float) and not math.isfinite(x) for x in values):
+                raise ConfigError(f"{f.name} must be a finite number, got {v}")
+            if meta.get("choices") and v not in meta["choices"]:
+                raise ConfigError(f"{f.name} must be one of {', '.join(meta['choices'])}, got {v!r}")
+            if isinstance(v, list) and len(v) < meta.get("min_items", 0):
+                raise ConfigError(f"{f.name} needs at least {meta['min_items']} value(s), got {v}")
+            if meta.get("lo") is not None and not all(_in_range(x, meta) for x in values):
+                what_value = "every value of " + f.name if isinstance(v, list) else f.name
+                raise ConfigError(f"{what_value} must be in {_range_text(meta)}, got {v}")
+        except ConfigError as e:
+            raise ConfigError(f"{what}: {e}" if what else str(e)) from None
+        object.__setattr__(obj, f.name, v)  # frozen dataclasses too
+
+
 def _validate(recipe: Recipe) -> None:
-    for f in dataclasses.fields(recipe):
-        v, meta = getattr(recipe, f.name), f.metadata
-        values = v if isinstance(v, list) else [v]
-        if any(isinstance(x, float) and not math.isfinite(x) for x in values):
-            raise ConfigError(f"{f.name} must be a finite number, got {v}")
-        if meta.get("choices") and v not in meta["choices"]:
-            raise ConfigError(f"{f.name} must be one of {', '.join(meta['choices'])}, got {v!r}")
-        if isinstance(v, list) and len(v) < meta.get("min_items", 0):
-            raise ConfigError(f"{f.name} needs at least {meta['min_items']} value(s), got {v}")
-        if meta.get("lo") is not None and not all(_in_range(x, meta) for x in values):
-            what = "every value of " + f.name if isinstance(v, list) else f.name
-            raise ConfigError(f"{what} must be in {_range_text(meta)}, got {v}")
+    check_fields(recipe)
     for name in ("data", "run_dir") + (("autoencoder",) if isinstance(recipe, SequenceRecipe) else ()):
         if not getattr(recipe, name):
             raise ConfigError(f"recipe needs {name}=...")

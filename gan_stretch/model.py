@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from . import checkpoint
-from .errors import CheckpointError
+from .errors import CheckpointError, ConfigError
 from .models import AutoencoderConfig, FrameAutoencoder
 from .spectral import SpectralConfig
 from .stages import STAGES
@@ -84,6 +84,8 @@ def load_model(path: str | os.PathLike) -> Model:
         refiner = build_refiner(kind, meta.get("refiner") or {})
         if refiner is not None:
             refiner.load_state_dict(checkpoint.unprefixed("refiner", tensors))
+    except ConfigError as e:  # the configs check themselves: the same errors as a recipe gets
+        raise ConfigError(f"checkpoint {path}: {e}") from None
     except (KeyError, TypeError, RuntimeError) as e:
         raise CheckpointError(f"checkpoint {path} does not match its config ({e})") from None
     broken = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]

@@ -40,6 +40,9 @@ class Stretcher:
         if isinstance(griffin_lim, bool) or not isinstance(griffin_lim, (int, np.integer)) \
                 or not 0 <= griffin_lim <= 1000:
             raise ConfigError(f"griffin_lim must be an iteration count in [0, 1000], got {griffin_lim!r}")
+        if isinstance(chunk_frames, bool) or not isinstance(chunk_frames, (int, np.integer)) \
+                or not 1 <= chunk_frames <= 10 ** 6:
+            raise ConfigError(f"chunk_frames must be a frame count in [1, 1000000], got {chunk_frames!r}")
         self.device = check_device(device)
         self.model = checkpoint_path if isinstance(checkpoint_path, Model) else \
             load_model(resolve_checkpoint(checkpoint_path))
@@ -51,7 +54,7 @@ class Stretcher:
         self.residual = residual
         # attacks played at speed 1 with their own phase (see blocks); by default as the model was trained
         self.transients = bool(self.model.meta.get("transients", False) if transients is None else transients)
-        self.chunk_frames = chunk_frames  # output frames per streamed block (about 24 s)
+        self.chunk_frames = int(chunk_frames)  # output frames per streamed block (about 24 s)
         context = 0 if self.model.refiner is None else self.model.refiner.context_frames
         # frames of context each side of a block: the generator's, and n_fft / hop - 1 frames per
         # Griffin-Lim iteration (how far one overlap-add and re-analysis spreads a frame), plus two

@@ -13,17 +13,23 @@ import numpy as np
 import torch
 from einops import rearrange
 
-from .errors import RateError
+from .config import check_fields, setting
+from .errors import ConfigError, RateError
 
 MIN_RATE, MAX_RATE = 0.25, 4.0
 
 
 @dataclass(frozen=True)
 class SpectralConfig:
-    sample_rate: int = 22050
-    n_fft: int = 2048
-    hop: int = 512
-    db_range: float = 120.0  # levels below the piece maximum minus this are treated as silence
+    sample_rate: int = setting(22050, 1000, 10 ** 6)
+    n_fft: int = setting(2048, 16, 1 << 18)
+    hop: int = setting(512, 1, 1 << 18)
+    db_range: float = setting(120.0, 0, 1000, above=True)  # levels below the piece maximum minus this are silence
+
+    def __post_init__(self):
+        check_fields(self, "STFT settings")
+        if self.hop > self.n_fft:
+            raise ConfigError(f"STFT settings: hop ({self.hop}) must not exceed n_fft ({self.n_fft})")
 
     @property
     def n_freq(self) -> int:

@@ -277,6 +277,12 @@ def test_bad_options_fail_in_one_line_before_any_work(tmp_path, tiny_model, caps
                   griffin_lim=int(args[1]) if args[0] == "--griffin-lim" else 1)
 
 
+@pytest.mark.parametrize("chunk_frames", [0, -5, 2.5, True])
+def test_block_size_must_be_a_positive_frame_count(tiny_model, chunk_frames):
+    with pytest.raises(ConfigError, match="chunk_frames"):
+        Stretcher(tiny_model, device="cpu", chunk_frames=chunk_frames)
+
+
 def test_bad_recipes_and_corpora_fail_before_any_work(tmp_path, tiny_model, tiny_corpus, capsys):
     run_dir = tmp_path / "run"
     corrupt = tmp_path / "corrupt"

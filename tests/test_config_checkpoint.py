@@ -282,6 +282,35 @@ def test_load_model_rejects_mismatched_config(tiny_model, tmp_path):
         load_model(unknown)
 
 
+@pytest.mark.parametrize("part,key,value,words", [
+    ("autoencoder", "latent", 0, "latent must be in [1, 4096], got 0"),
+    ("autoencoder", "hidden", [64], "hidden needs at least 2 value(s)"),
+    ("refiner", "kernel", 4, "kernel must be odd"),
+    ("refiner", "dilations", [1, -2], "every value of dilations must be in [1, 1024]"),
+    ("spectral", "hop", 0, "hop must be in [1, 262144], got 0"),
+    ("spectral", "db_range", "loud", "db_range must be a number"),
+])
+def test_impossible_model_configs_give_the_same_config_error_everywhere(tiny_model, tmp_path, part, key, value,
+                                                                      words):
+    """A model file whose config cannot describe a network (its sizes checked where they are
+    declared, as a recipe's are) gives one ConfigError naming the file and the field, from
+    load_model and from the Stretcher alike; the configs built directly raise the same."""
+    from gan_stretch import Stretcher
+    from gan_stretch.models import AutoencoderConfig, GeneratorConfig
+    from gan_stretch.spectral import SpectralConfig
+
+    tensors, meta = checkpoint.load(tiny_model)
+    bad = tmp_path / "bad.safetensors"
+    checkpoint.save(bad, tensors, {**meta, part: {**meta[part], key: value}})
+    for load in (load_model, lambda p: Stretcher(p, device="cpu")):
+        with pytest.raises(ConfigError) as e:
+            load(bad)
+        assert str(bad) in str(e.value) and words in str(e.value)
+    config = {"autoencoder": AutoencoderConfig, "refiner": GeneratorConfig, "spectral": SpectralConfig}[part]
+    with pytest.raises(ConfigError, match=key):
+        config(**{**meta[part], key: value})
+
+
 # --- optimizer state through flatten/unflatten --------------------------------------------------
 
 def _model_and_adam(seed: int = 0):

@@ -6,18 +6,26 @@ spends its capacity on the spectral shape, not on the level.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
+from ..config import check_fields, setting
+from ..errors import ConfigError
+
 
 @dataclass
 class AutoencoderConfig:
-    n_freq: int = 1025
-    hidden: list[int] = field(default_factory=lambda: [1024, 512])
-    latent: int = 128
-    db_range: float = 120.0
+    n_freq: int = setting(1025, 2, 1 << 20)  # STFT bins of a frame
+    hidden: list[int] = setting([1024, 512], 1, 65536, min_items=2)  # widths of the two hidden layers
+    latent: int = setting(128, 1, 4096)  # shape code width (a latent vector adds one gain channel)
+    db_range: float = setting(120.0, 0, 1000, above=True)
+
+    def __post_init__(self):
+        check_fields(self, "autoencoder config")
+        if len(self.hidden) != 2:
+            raise ConfigError(f"autoencoder config: hidden must list two layer widths, got {self.hidden}")
 
     @property
     def latent_dim(self) -> int:

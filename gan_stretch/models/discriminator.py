@@ -8,13 +8,18 @@ from einops import rearrange
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from ..config import check_fields, setting
+
 
 @dataclass
 class DiscriminatorConfig:
-    latent_dim: int = 129
-    channels: int = 128
-    layers: int = 4
+    latent_dim: int = setting(129, 2, 4097)
+    channels: int = setting(128, 1, 4096)
+    layers: int = setting(4, 1, 12)
     conditional: bool = True  # also sees the time-scaled input it should be a stretch of
+
+    def __post_init__(self):
+        check_fields(self, "discriminator config")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -48,11 +53,14 @@ class LatentDiscriminator(nn.Module):
 
 @dataclass
 class SpectrogramDiscriminatorConfig:
-    n_freq: int = 1025
-    sample_rate: int = 22050
-    channels: int = 16
+    n_freq: int = setting(1025, 2, 1 << 20)
+    sample_rate: int = setting(22050, 1000, 10 ** 6)
+    channels: int = setting(16, 1, 1024)
     conditional: bool = True  # also sees the time-scaled input's frames
-    db_range: float = 120.0
+    db_range: float = setting(120.0, 0, 1000, above=True)
+
+    def __post_init__(self):
+        check_fields(self, "spectrogram discriminator config")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -1,19 +1,27 @@
 """Generator: refines a time-scaled latent sequence with temporal context, conditioned on the rate."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 from einops import rearrange
 from torch import nn
 
+from ..config import check_fields, setting
+from ..errors import ConfigError
+
 
 @dataclass
 class GeneratorConfig:
-    latent_dim: int = 129
-    channels: int = 128
-    kernel: int = 5
-    dilations: list[int] = field(default_factory=lambda: [1, 2, 4, 1, 2, 4])
+    latent_dim: int = setting(129, 2, 4097)  # the autoencoder's latent width, gain channel included
+    channels: int = setting(128, 1, 4096)
+    kernel: int = setting(5, 1, 63)  # odd: the convolutions keep the sequence length
+    dilations: list[int] = setting([1, 2, 4, 1, 2, 4], 1, 1024, min_items=1)  # one residual block each
+
+    def __post_init__(self):
+        check_fields(self, "generator config")
+        if self.kernel % 2 == 0:
+            raise ConfigError(f"generator config: kernel must be odd, got {self.kernel}")
 
     def to_dict(self) -> dict:
         return asdict(self)

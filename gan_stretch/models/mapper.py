@@ -6,11 +6,16 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from ..config import check_fields, setting
+
 
 @dataclass
 class MapperConfig:
-    latent_dim: int = 129
-    hidden: int = 256
+    latent_dim: int = setting(129, 2, 4097)  # the autoencoder's latent width, gain channel included
+    hidden: int = setting(256, 1, 65536)
+
+    def __post_init__(self):
+        check_fields(self, "mapper config")
 
     def to_dict(self) -> dict:
         return asdict(self)
