@@ -1,4 +1,5 @@
-# make demo : builds a small true-tempo corpus, trains the three stages, scores them, stretches an example
+# make demo : builds a small true-tempo corpus, trains the three stages (the packaged models' recipes,
+#             recipes/default/), scores them, stretches an example
 # make test : the test suite (make test-fast: without the slow tests)
 # Both bootstrap what they need on a fresh machine: Debian packages and a pinned .venv.
 # (chromium + chromium-driver: the listening page's browser test)
@@ -50,11 +51,11 @@ demo: system .venv/.installed
 	echo "== 1/6 true-tempo corpus ($(DATA))"; \
 	.venv/bin/gan-stretch data midi --out $(DATA) --pieces 40 --seconds 8; \
 	echo "== 2/6 autoencoder"; \
-	$(LAUNCH) recipes/autoencoder.yaml data=$(DATA) run_dir=$(DEMO)/autoencoder steps=3000 eval_every=1500; \
+	$(LAUNCH) recipes/default/autoencoder.yaml data=$(DATA) run_dir=$(DEMO)/autoencoder eval_every=1500; \
 	echo "== 3/6 mapper baseline"; \
-	$(LAUNCH) recipes/mapper.yaml data=$(DATA) run_dir=$(DEMO)/mapper autoencoder=$(DEMO)/autoencoder/model.safetensors steps=1000 eval_every=500; \
+	$(LAUNCH) recipes/default/mapper.yaml data=$(DATA) run_dir=$(DEMO)/mapper autoencoder=$(DEMO)/autoencoder/model.safetensors eval_every=500; \
 	echo "== 4/6 GAN"; \
-	$(LAUNCH) recipes/gan.yaml data=$(DATA) run_dir=$(DEMO)/gan autoencoder=$(DEMO)/autoencoder/model.safetensors steps=1200 channels=64 d_channels=64 batch_size=16 warmup_steps=200 eval_every=600; \
+	$(LAUNCH) recipes/default/gan.yaml data=$(DATA) run_dir=$(DEMO)/gan autoencoder=$(DEMO)/autoencoder/model.safetensors eval_every=600; \
 	echo "== 5/6 benchmark on held-out renders"; \
 	$(PY) eval/benchmark.py --data $(DATA) --out results/demo --pieces 8 \
 		--model interpolation=$(DEMO)/autoencoder/model.safetensors --model mapper=$(DEMO)/mapper/model.safetensors \

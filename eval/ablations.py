@@ -2,14 +2,19 @@
 
     python eval/ablations.py --data data/true-tempo --out results/ablations [--steps-scale 1.0] [--accelerate-config ...]
 
-Variants (each a run under --runs, trained with the shipped recipes plus overrides):
-  interpolation     the autoencoder alone: latents interpolated in time, no mapper, no generator
-  mapper            the supervised 2-layer mapper baseline
-  gan-no-adv        the generator with its supervised terms only (adv_weight=0, fm_weight=0)
-  gan               the full GAN
-  gan-teacher       the full GAN trained on phase-vocoder targets of the same inputs, not true-tempo ones
-  gan-natural-d     the discriminator sees any natural music as real (unpaired), not the true stretch
-  gan-latent64      the full GAN on an autoencoder with 64 latent channels instead of 128
+Variants (each a recipe file, trained as a run under --runs on --data, or on its phase-vocoder
+teacher for gan-teacher; only the corpus, run and autoencoder paths and the step count are set here):
+  interpolation     recipes/default/autoencoder.yaml             the autoencoder alone: latents interpolated
+                                                                 in time, no mapper, no generator
+  mapper            recipes/default/mapper.yaml                  the supervised 2-layer mapper baseline
+  gan-no-adv        recipes/ablations/gan-no-adv.yaml            the generator with its supervised terms only
+  gan               recipes/default/gan.yaml                     the full GAN (the packaged model's recipe)
+  gan-teacher       recipes/ablations/gan-teacher.yaml           trained on phase-vocoder targets of the same
+                                                                 inputs, not true-tempo ones
+  gan-natural-d     recipes/ablations/gan-natural-d.yaml         the discriminator sees any natural music as
+                                                                 real (unpaired), not the true stretch
+  gan-latent64      recipes/ablations/gan-latent64.yaml          the full GAN on an autoencoder with 64 latent
+                    (on recipes/ablations/autoencoder-latent64.yaml)  channels instead of 128
 plus the ceilings (true magnitudes through our phase reconstruction; the true stretched audio
 through the autoencoder), plain magnitude interpolation, and librosa's phase vocoder.
 A rerun reuses finished runs (each resumes from its checkpoint).
@@ -22,7 +27,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+from gan_stretch.config import read_recipe_file
+
 ROOT = Path(__file__).resolve().parent.parent
+
+AUTOENCODERS = {"autoencoder": "recipes/default/autoencoder.yaml",
+                "autoencoder-latent64": "recipes/ablations/autoencoder-latent64.yaml"}
+# name: (recipe file, the autoencoder run it builds on, trained on the phase-vocoder teacher)
+VARIANTS = {"mapper": ("recipes/default/mapper.yaml", "autoencoder", False),
+            "gan-no-adv": ("recipes/ablations/gan-no-adv.yaml", "autoencoder", False),
+            "gan": ("recipes/default/gan.yaml", "autoencoder", False),
+            "gan-teacher": ("recipes/ablations/gan-teacher.yaml", "autoencoder", True),
+            "gan-natural-d": ("recipes/ablations/gan-natural-d.yaml", "autoencoder", False),
+            "gan-latent64": ("recipes/ablations/gan-latent64.yaml", "autoencoder-latent64", False)}
 
 
 def main(argv=None) -> int:
@@ -44,11 +61,11 @@ def main(argv=None) -> int:
         print("$", commands[-1], flush=True)
         subprocess.run(cmd, check=True)
 
-    def train(recipe: str, run: str, *overrides: str) -> str:
-        steps = {"autoencoder": 3000, "mapper": 1000, "gan": 1200}[recipe]
+    def train(recipe: str, run: str, data: str, *paths: str) -> str:
+        steps = read_recipe_file(ROOT / recipe)["steps"]
         sh([sys.executable, "-m", "accelerate.commands.launch", "--config_file", args.accelerate_config,
-            "-m", "gan_stretch.train", str(ROOT / f"recipes/{recipe}.yaml"), f"run_dir={runs / run}",
-            f"steps={max(1, int(steps * args.steps_scale))}", "eval_pieces=0", *overrides, *args.extra.split()])
+            "-m", "gan_stretch.train", str(ROOT / recipe), f"data={data}", f"run_dir={runs / run}", *paths,
+            f"steps={max(1, int(steps * args.steps_scale))}", "eval_pieces=0", *args.extra.split()])
         return str(runs / run / "model.safetensors")
 
     data = args.data
@@ -56,18 +73,10 @@ def main(argv=None) -> int:
     sh([sys.executable, "-c", "import sys; from gan_stretch.data.corpus import teacher_from_corpus as t; "
         "t(sys.argv[1], sys.argv[2], 'pv')", data, teacher])
 
-    small_gan = ["channels=64", "d_channels=64", "batch_size=16", "warmup_steps=200"]
-    ae = train("autoencoder", "autoencoder", f"data={data}")
-    ae64 = train("autoencoder", "autoencoder-latent64", f"data={data}", "latent=64")
-    models = {"interpolation": ae,
-              "mapper": train("mapper", "mapper", f"data={data}", f"autoencoder={ae}"),
-              "gan-no-adv": train("gan", "gan-no-adv", f"data={data}", f"autoencoder={ae}", "adv_weight=0",
-                                  "fm_weight=0", *small_gan),
-              "gan": train("gan", "gan", f"data={data}", f"autoencoder={ae}", *small_gan),
-              "gan-teacher": train("gan", "gan-teacher", f"data={teacher}", f"autoencoder={ae}", *small_gan),
-              "gan-natural-d": train("gan", "gan-natural-d", f"data={data}", f"autoencoder={ae}", "real=natural",
-                                     *small_gan),
-              "gan-latent64": train("gan", "gan-latent64", f"data={data}", f"autoencoder={ae64}", *small_gan)}
+    autoencoders = {name: train(recipe, name, data) for name, recipe in AUTOENCODERS.items()}
+    models = {"interpolation": autoencoders["autoencoder"]}
+    for name, (recipe, ae, on_teacher) in VARIANTS.items():
+        models[name] = train(recipe, name, teacher if on_teacher else data, f"autoencoder={autoencoders[ae]}")
     bench = [sys.executable, str(ROOT / "eval/benchmark.py"), "--data", data, "--out", str(out),
              "--pieces", str(args.pieces), "--methods", "pv", "ceiling-phase", "ceiling-ae", "interp-magnitude"]
     for name, path in models.items():

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Trains the packaged models on a CPU (about 20 minutes on 2 cores, deterministic for a seed):
+# Trains the packaged models on a CPU from the recipe files in recipes/default/ (about 20 minutes
+# on 2 cores, deterministic for a seed):
 #   bash recipes/default-model.sh DATA RUNS [ACCELERATE_CONFIG]
 # DATA: a true-tempo corpus, made here when missing (40 music21 pieces, 8 s, TimGM6mb, varied GM
 # programs; its held-out pieces are never trained on); RUNS: where the three runs go.
-# Shipped in float16 (gan_stretch.pipeline.save_model(..., half=True)): RUNS/gan/model.safetensors
+# Shipped in float16 (gan_stretch.model.save_model(..., half=True)): RUNS/gan/model.safetensors
 # as gan_stretch/checkpoints/default.safetensors, RUNS/mapper/model.safetensors as mapper.safetensors.
 set -euo pipefail
 DATA=${1:?corpus folder}
@@ -14,8 +15,7 @@ A="$PY -m accelerate.commands.launch --config_file $CONFIG -m gan_stretch.train"
 EXTRA=${EXTRA:-}  # e.g. EXTRA="eval_pieces=0" where librosa is missing
 
 [ -f "$DATA/manifest.json" ] || $PY -m gan_stretch.cli data midi --out "$DATA" --pieces 40 --seconds 8
-$A recipes/autoencoder.yaml data=$DATA run_dir=$RUNS/autoencoder steps=3000 $EXTRA
+$A recipes/default/autoencoder.yaml data=$DATA run_dir=$RUNS/autoencoder $EXTRA
 AE=$RUNS/autoencoder/model.safetensors
-$A recipes/mapper.yaml data=$DATA run_dir=$RUNS/mapper autoencoder=$AE steps=1000 $EXTRA
-$A recipes/gan.yaml data=$DATA run_dir=$RUNS/gan autoencoder=$AE steps=1200 channels=64 d_channels=64 \
-    batch_size=16 warmup_steps=200 $EXTRA
+$A recipes/default/mapper.yaml data=$DATA run_dir=$RUNS/mapper autoencoder=$AE $EXTRA
+$A recipes/default/gan.yaml data=$DATA run_dir=$RUNS/gan autoencoder=$AE $EXTRA

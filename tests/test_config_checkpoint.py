@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import save_file
 
 from gan_stretch import checkpoint
@@ -32,6 +33,78 @@ def test_shipped_recipes_load_with_overrides(name):
     assert tuned.batch_size == recipe.batch_size  # untouched keys keep the file's values
     # a dict of overrides works too
     assert load_recipe(RECIPES / name, {"steps": 7}).steps == 7
+
+
+RECIPE_FILES = sorted(p.relative_to(RECIPES).as_posix() for p in RECIPES.rglob("*.yaml")
+                      if p.parent.name != "accelerate")
+
+
+@pytest.mark.parametrize("name", RECIPE_FILES)
+def test_every_recipe_file_loads_and_a_variant_lists_only_its_differences(name, tmp_path):
+    """Each recipe file (its base chain resolved) is a valid recipe of the stage its name says;
+    a file with a ``base:`` sets only keys whose values differ from its base's."""
+    from gan_stretch.config import read_recipe_file, recipe_dict
+
+    recipe = load_recipe(RECIPES / name, [f"run_dir={tmp_path / 'run'}"])
+    assert recipe.stage in Path(name).stem or recipe.stage == Path(name).parent.name
+    raw = yaml.safe_load((RECIPES / name).read_text())
+    if "base" in raw:
+        base = recipe_dict(load_recipe(RECIPES / Path(name).parent / raw["base"], [f"run_dir={tmp_path / 'run'}"]))
+        mine = recipe_dict(recipe)
+        listed = set(raw) - {"base", "run_dir"}
+        assert {k for k in mine if mine[k] != base[k]} == listed, "keys that repeat the base's values"
+        assert read_recipe_file(RECIPES / name)["stage"] == recipe.stage  # the stage comes from the base
+
+
+@pytest.mark.parametrize("kind", ["default", "mapper"])
+def test_default_recipes_rebuild_the_packaged_models(kind):
+    """recipes/default/ holds the settings of the packaged models: their sizes, the step counts
+    they were trained for, and one autoencoder file under both."""
+    from gan_stretch.model import load_model, resolve_checkpoint
+
+    model = load_model(resolve_checkpoint(kind))
+    stage = {"default": "gan", "mapper": "mapper"}[kind]
+    ae = load_recipe(RECIPES / "default/autoencoder.yaml")
+    refiner = load_recipe(RECIPES / f"default/{stage}.yaml")
+    assert (ae.hidden, ae.latent) == (model.autoencoder.cfg.hidden, model.autoencoder.cfg.latent)
+    assert model.meta["steps"] == {"autoencoder": ae.steps, stage: refiner.steps}
+    assert refiner.autoencoder == f"{ae.run_dir}/model.safetensors" and refiner.data == ae.data
+    if stage == "gan":
+        sizes = {"channels": refiner.channels, "kernel": refiner.kernel, "dilations": refiner.dilations}
+    else:
+        sizes = {"hidden": refiner.hidden}
+    assert {k: model.refiner.cfg.to_dict()[k] for k in sizes} == sizes
+
+
+def test_eval_ablations_trains_recipe_files_with_path_overrides_only(tmp_path, monkeypatch):
+    """eval/ablations.py names a recipe file for every variant and sets only the corpus, run,
+    autoencoder paths and the step count; the latent64 GAN runs on the latent64 autoencoder."""
+    import subprocess
+    import sys
+
+    sys.path.insert(0, str(RECIPES.parent / "eval"))
+    try:
+        import ablations
+    finally:
+        sys.path.remove(str(RECIPES.parent / "eval"))
+    calls = []
+    monkeypatch.setattr(subprocess, "run", lambda cmd, check: calls.append(cmd))
+    ablations.main(["--data", str(tmp_path / "corpus"), "--out", str(tmp_path / "out"), "--runs", "R",
+                    "--steps-scale", "0.5"])
+    trains = {c[c.index("gan_stretch.train") + 1]: c[c.index("gan_stretch.train") + 2:] for c in calls
+              if "gan_stretch.train" in c}
+    assert sorted(Path(r).relative_to(RECIPES).as_posix() for r in trains) == sorted(
+        ["default/autoencoder.yaml", "default/mapper.yaml", "default/gan.yaml", "ablations/gan-no-adv.yaml",
+         "ablations/gan-teacher.yaml", "ablations/gan-natural-d.yaml", "ablations/autoencoder-latent64.yaml",
+         "ablations/gan-latent64.yaml"])
+    for recipe, args in trains.items():
+        keys = {a.split("=", 1)[0] for a in args}
+        assert keys <= {"data", "run_dir", "autoencoder", "steps", "eval_pieces"}, (recipe, args)
+        assert f"steps={load_recipe(recipe).steps // 2}" in args
+    assert "autoencoder=R/autoencoder-latent64/model.safetensors" in trains[str(RECIPES / "ablations/gan-latent64.yaml")]
+    assert f"data={tmp_path / 'corpus-pv-teacher'}" in trains[str(RECIPES / "ablations/gan-teacher.yaml")]
+    bench = calls[-1]
+    assert "eval/benchmark.py" in bench[1] and "gan-latent64=R/gan-latent64/model.safetensors" in bench
 
 
 def test_override_types_follow_yaml():

@@ -20,7 +20,7 @@ from gan_stretch import AudioError, CheckpointError, GanStretchError, RateError,
 from gan_stretch.audio import load
 from gan_stretch.pipeline import load_model
 
-from test_training import RECIPES, overrides, partial_files, weights
+from test_training import DEBUG, overrides, partial_files, weights
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,7 +53,7 @@ def wait_for_step(proc: subprocess.Popen, step: int, safety_timeout: float = 600
 
 def test_killed_training_resumes_without_lost_or_repeated_steps(tiny_corpus, tmp_path):
     steps = 400
-    args = lambda run_dir: [str(RECIPES / "autoencoder.yaml"),
+    args = lambda run_dir: [str(DEBUG / "autoencoder.yaml"),
                             *overrides("autoencoder", tiny_corpus, run_dir, steps, "save_every=10")]
     killed, reference = tmp_path / "killed", tmp_path / "reference"
 

@@ -13,6 +13,7 @@ import torch
 
 from conftest import requires
 from gan_stretch import checkpoint
+from gan_stretch.config import load_recipe, recipe_source
 from gan_stretch.data.corpus import Corpus, build_true_tempo
 from gan_stretch.errors import CheckpointError, ConfigError, TrainingError
 from gan_stretch.pipeline import Stretcher, load_model
@@ -20,22 +21,17 @@ from gan_stretch.train import run as train
 from gan_stretch.train.common import Run
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
-QUIET = ["eval_every=1000", "eval_pieces=0", "log_every=5", "batch_size=32"]
-TINY = {
-    "autoencoder": ["hidden=[64, 32]", "latent=16"],
-    "mapper": ["hidden=32", "window=16", "spec_frames=64"],
-    "gan": ["channels=16", "d_channels=16", "d_layers=2", "dilations=[1, 2]", "warmup_steps=5", "window=16",
-            "spec_frames=64"],
-}
+DEBUG = RECIPES / "debug"  # the tiny sizes (16-wide networks, tens of steps, no evaluation)
 
 
 def overrides(stage: str, corpus: Corpus, run_dir: Path, steps: int, *extra: str, ae: Path | None = None):
-    out = [f"data={corpus.root}", f"run_dir={run_dir}", f"steps={steps}", *QUIET, *TINY[stage], *extra]
+    """The paths and step count of a run of ``recipes/debug/{stage}.yaml``, and ``extra``."""
+    out = [f"data={corpus.root}", f"run_dir={run_dir}", f"steps={steps}", *extra]
     return out + ([f"autoencoder={ae}"] if ae is not None else [])
 
 
 def run_stage(stage: str, corpus: Corpus, run_dir: Path, steps: int, *extra: str, ae: Path | None = None):
-    return train(RECIPES / f"{stage}.yaml", overrides(stage, corpus, run_dir, steps, *extra, ae=ae))
+    return train(DEBUG / f"{stage}.yaml", overrides(stage, corpus, run_dir, steps, *extra, ae=ae))
 
 
 def weights(path: Path) -> dict[str, torch.Tensor]:
@@ -116,7 +112,7 @@ def test_corpus_leaves_no_temporary_files(tiny_corpus, ae_model):
 
 # --- the three stages --------------------------------------------------------------------------
 
-def test_autoencoder_run(ae_model):
+def test_autoencoder_run(ae_model, tiny_corpus):
     run_dir = ae_model.parent
     model = load_model(ae_model)
     assert model.kind == "autoencoder" and model.refiner is None
@@ -124,6 +120,10 @@ def test_autoencoder_run(ae_model):
     assert event_files(run_dir)
     assert {"loss/total", "loss/linear_db_l1", "loss/mel_db_l1", "lr"} <= scalar_tags(run_dir)
     assert json.loads((run_dir / "recipe.json").read_text())["steps"] == 30
+    # the model file names the recipe file it was trained from and the hash of every setting used
+    assert model.meta["recipe"] == recipe_source(load_recipe(DEBUG / "autoencoder.yaml", [
+        f"data={tiny_corpus.root}", f"run_dir={run_dir}", "steps=30"]))
+    assert model.meta["recipe"]["file"] == str(DEBUG / "autoencoder.yaml")
     state = run_dir / "checkpoints" / "last.safetensors"
     assert checkpoint.load(state)[1]["step"] == 30
     with pytest.raises(CheckpointError, match="training-state"):
