@@ -71,6 +71,42 @@ def save_model(path, model: Model, half: bool = False) -> None:
 
 
 def load_model(path: str | os.PathLike) -> Model:
+    """Read a model file: the STFT settings, the frozen autoencoder and the refiner.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A model file: ``run_dir/model.safetensors`` of a training run, or a packaged model
+        (:func:`resolve_checkpoint` turns ``"default"`` or ``"mapper"`` into its path). Weights
+        stored as float16 are loaded as float32.
+
+    Returns
+    -------
+    Model
+        ``kind`` (``"autoencoder"``, ``"mapper"`` or ``"gan"``: the stage that made it),
+        ``spectral`` (its STFT settings), ``autoencoder`` and ``refiner`` (None for an
+        autoencoder alone; both in eval mode, on the CPU, without gradients) and ``meta`` (the
+        file's metadata, with the recipe that trained it). A :class:`Stretcher` takes it as is.
+
+    Raises
+    ------
+    CheckpointError
+        The file is missing, truncated or corrupt, is not a model (a training state, another
+        safetensors file), its weights do not fit its config, or they hold NaN or Inf.
+    ConfigError
+        Its config cannot describe a network (a size out of range, an even kernel), with the
+        same message a recipe with that value gets.
+
+    Examples
+    --------
+    >>> from gan_stretch import load_model
+    >>> from gan_stretch.model import resolve_checkpoint
+    >>> model = load_model(resolve_checkpoint("default"))
+    >>> model.kind, model.spectral.sample_rate, model.autoencoder.cfg.latent_dim
+    ('gan', 22050, 129)
+    >>> model.refiner.context_frames       # latent frames each side that reach one output frame
+    28
+    """
     tensors, meta = checkpoint.load(path)
     kind = meta.get("kind")
     if kind not in KINDS:

@@ -27,11 +27,69 @@ SILENT_DB = -200.0  # a loudest bin below this (1e-10) means the input holds onl
 
 
 class Stretcher:
-    """Loads a model once and stretches any number of signals with it.
+    """A model loaded once, to stretch any number of signals and files with it.
 
-    >>> s = Stretcher()                       # the packaged default model
-    >>> y = s.stretch(x, 44100, rate=2.0)     # x: [N] or [C, N]; y: same layout, N / 2 samples
-    >>> s.stretch_file("in.flac", "out.flac", rate=0.8)   # streamed: memory does not grow with the file
+    Each signal goes through the model's frozen autoencoder (dB frames to latents), is
+    time-scaled in latent space, refined by the model's generator or mapper, decoded, and
+    turned back into audio with the input's phase propagated and Griffin-Lim iterations. The
+    output keeps the input's pitch; only its duration changes.
+
+    Parameters
+    ----------
+    checkpoint_path : str, os.PathLike, Model or None
+        A model file (``model.safetensors`` of a training run), the name of a packaged model
+        (``"default"``: the GAN, ``"mapper"``: its supervised baseline), or a :class:`Model`
+        already loaded. None: the packaged default.
+    device : str or None
+        Where the model runs: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``. None: CUDA when
+        available, else the CPU.
+    griffin_lim : int
+        Griffin-Lim iterations after the phase propagation, 0 to 1000. Each one makes the
+        spectrogram more consistent with a real signal and costs about one more STFT pair; 0
+        keeps the propagated phase as it is.
+    phase_lock : bool
+        Identity phase locking (Laroche and Dolson): the bins of each partial keep their phase
+        offsets from the input, which reduces phasiness on tonal music.
+    residual : bool
+        Residual decoding: the refiner's change, decoded, is applied to the time-scaled input
+        frames, so the autoencoder's own reconstruction error cancels out. False decodes the
+        refined latents directly (what the autoencoder alone can represent).
+    chunk_frames : int
+        Output frames per streamed block (1024 frames of 512 samples at 22.05 kHz: about 24 s).
+        Memory grows with the block, not with the signal; the result does not depend on it
+        beyond float rounding.
+    transients : bool or None
+        Play each detected attack at speed 1 with the input's phase (the stretch happens between
+        attacks), so drums and plucks stay sharp. None: as the model was trained (its file
+        records it).
+
+    Raises
+    ------
+    CheckpointError
+        The model file is missing, truncated, corrupt, not a model (a training state), or holds
+        NaN or Inf weights.
+    ConfigError
+        ``griffin_lim``, ``chunk_frames`` or ``device`` is not usable here, or the model file's
+        configuration cannot describe a network.
+
+    See Also
+    --------
+    stretch : the same on one signal, without keeping a Stretcher.
+    load_model : the model file alone.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gan_stretch import Stretcher
+    >>> sr = 22050
+    >>> x = 0.5 * np.sin(2 * np.pi * 440 * np.arange(sr) / sr).astype(np.float32)  # 1 s of A4
+    >>> s = Stretcher(device="cpu")                     # the packaged default model
+    >>> s.stretch(x, sr, rate=2.0).shape                # twice as fast: half the samples
+    (11025,)
+    >>> s.stretch(np.stack([x, x]), sr, duration=1.5).shape   # stereo, to 1.5 seconds
+    (2, 33075)
+    >>> Stretcher(device="cpu", griffin_lim=4, phase_lock=True).stretch(x, sr, 0.5).shape
+    (44100,)
     """
 
     def __init__(self, checkpoint_path: str | os.PathLike | Model | None = None, device: str | None = None,
@@ -68,12 +126,57 @@ class Stretcher:
     @torch.no_grad()
     def stretch(self, audio, sr: int, rate: float | None = None, *, duration: float | None = None,
                 time_map=None):
-        """Stretch ``audio`` (numpy or torch, [N] or [C, N] at ``sr``) by a rate, to a duration, or
-        along a time map (a Rubber Band time map file, or (source_frame, target_frame) pairs).
+        """Stretch a signal by a rate, to a duration, or along a time map.
 
-        Returns the same type and layout as float32 samples; a rate gives round(N / rate)
-        samples. Integer PCM (int8/int16/int32/uint8) is scaled to [-1, 1] as soundfile reads it.
-        An identity time map (rate 1) returns the input unchanged.
+        Parameters
+        ----------
+        audio : np.ndarray or torch.Tensor, shape [N] or [C, N]
+            Samples at ``sr``: float in [-1, 1], or integer PCM (int8, int16, int32, uint8),
+            scaled to [-1, 1] as soundfile reads it. At most 64 channels.
+        sr : int
+            Sample rate of ``audio`` in Hz, 8000 to 192000. The model's band (up to 11 kHz) is
+            mapped onto the input's bins; above it the input's own magnitudes are time-scaled.
+        rate : float or None
+            Speed, 0.25 to 4: 2 plays twice as fast (half the duration), 0.5 half as fast.
+        duration : float or None, keyword-only
+            The output's duration in seconds, instead of a rate.
+        time_map : str, os.PathLike or sequence of (int, int), keyword-only
+            A Rubber Band time map file, or (source_frame, target_frame) pairs of sample indices,
+            both increasing: the input sample that plays at each output sample. With a rate or a
+            duration as well, that sets the output's end; without, the input plays on at speed 1
+            after the last pair.
+
+        Returns
+        -------
+        np.ndarray or torch.Tensor, shape [N'] or [C, N']
+            float32 samples, the same type, layout and (for a tensor) device as ``audio``; a
+            rate gives ``N' = round(N / rate)``. At rate 1 (an identity time map) the input is
+            returned unchanged.
+
+        Raises
+        ------
+        AudioError
+            ``audio`` is empty, silent, transposed, not real numbers, holds NaN or Inf, or ``sr``
+            is out of range; or the model produced NaN or Inf.
+        RateError
+            The rate or duration is out of range, both are given, none is, or the time map is
+            not increasing or reaches beyond the input.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from gan_stretch import Stretcher
+        >>> sr = 22050
+        >>> x = 0.5 * np.sin(2 * np.pi * 440 * np.arange(sr) / sr).astype(np.float32)
+        >>> s = Stretcher(device="cpu")
+        >>> s.stretch(x, sr, 0.8).shape                     # round(22050 / 0.8) samples
+        (27562,)
+        >>> s.stretch(x, sr, time_map=[(11025, 5000)]).shape  # the first half in 5000 samples
+        (16025,)
+        >>> s.stretch(x, sr, rate=8)
+        Traceback (most recent call last):
+        ...
+        gan_stretch.errors.RateError: rate must be a finite number in [0.25, 4.0], got 8.0
         """
         is_torch = isinstance(audio, torch.Tensor)
         if is_torch:
@@ -103,12 +206,56 @@ class Stretcher:
     @torch.no_grad()
     def stretch_file(self, src: str | os.PathLike, dst: str | os.PathLike, rate: float | None = None, *,
                      duration: float | None = None, time_map=None, progress=None, clobber: bool = True) -> dict:
-        """Stretches an audio file into ``dst`` (format from its extension), reading and writing in
-        blocks: peak memory stays flat however long the file is. ``dst`` appears only when whole;
-        an existing ``dst`` is replaced unless ``clobber`` is False. ``progress(done, total)`` is
-        called after each block (seconds of output). Returns {"frames", "sample_rate",
-        "channels", "clipped", "peak"} of the output ("clipped": samples over full scale that an
-        integer format clipped; "peak": the largest magnitude before clipping)."""
+        """Stretch an audio file into another, reading and writing in blocks.
+
+        Peak memory stays flat however long the file is, and the result equals
+        :meth:`stretch` on the whole signal. ``dst`` appears only when whole: a failure leaves
+        no partial file (and an existing ``dst`` as it was).
+
+        Parameters
+        ----------
+        src : str or os.PathLike
+            An audio file soundfile reads (WAV, FLAC, OGG, MP3, AIFF, ...), 8 to 192 kHz.
+        dst : str or os.PathLike
+            The output file; its extension picks the format. The sample rate, channels and,
+            where the format allows, the sample format follow ``src``.
+        rate, duration, time_map
+            As in :meth:`stretch` (a time map counts samples of ``src``).
+        progress : callable or None, keyword-only
+            Called as ``progress(done, total)`` after each block, in seconds of output.
+        clobber : bool, keyword-only
+            Replace an existing ``dst``; False refuses to (AudioError).
+
+        Returns
+        -------
+        dict
+            ``frames`` (samples per channel written), ``sample_rate`` (Hz), ``channels``,
+            ``clipped`` (samples over full scale that an integer format clipped) and ``peak``
+            (the largest magnitude before clipping).
+
+        Raises
+        ------
+        AudioError
+            ``src`` is missing, unreadable, truncated, empty, silent or holds NaN or Inf;
+            ``dst`` is ``src``, exists with ``clobber=False``, or its format or folder cannot
+            take the audio.
+        RateError
+            As in :meth:`stretch`.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> import numpy as np, soundfile as sf
+        >>> from gan_stretch import Stretcher
+        >>> folder = tempfile.mkdtemp()
+        >>> src, dst = os.path.join(folder, "in.wav"), os.path.join(folder, "out.flac")
+        >>> sf.write(src, 0.5 * np.sin(2 * np.pi * 440 * np.arange(22050) / 22050), 22050)
+        >>> info = Stretcher(device="cpu").stretch_file(src, dst, rate=0.8)
+        >>> info["frames"], info["sample_rate"], info["channels"], info["clipped"]
+        (27562, 22050, 1, 0)
+        >>> sf.info(dst).frames
+        27562
+        """
         with AudioReader(src, self.device) as reader:
             sr = check_sample_rate(reader.sample_rate, reader.name)
             tmap = timemap.resolve(reader.frames, sr, rate, duration, time_map)
@@ -382,8 +529,64 @@ _DEFAULT: dict = {}
 
 def stretch(waveform, sr: int, rate: float | None = None, *, duration: float | None = None, time_map=None,
             checkpoint: str | os.PathLike | None = None, device: str | None = None, griffin_lim: int = 1):
-    """Stretch ``waveform`` ([N] or [C, N], numpy or torch) by ``rate`` (2 halves the duration), to
-    ``duration`` seconds, or along ``time_map``; see :meth:`Stretcher.stretch`."""
+    """Stretch a signal: change its duration, keep its pitch.
+
+    The model is loaded on the first call and kept for the next ones with the same
+    ``checkpoint``, ``device`` and ``griffin_lim`` (a :class:`Stretcher` gives every other
+    setting).
+
+    Parameters
+    ----------
+    waveform : np.ndarray or torch.Tensor, shape [N] or [C, N]
+        Samples at ``sr`` (float in [-1, 1], or integer PCM).
+    sr : int
+        Sample rate in Hz, 8000 to 192000.
+    rate : float or None
+        Speed, 0.25 to 4, as in librosa: 2 halves the duration.
+    duration : float or None, keyword-only
+        The output's duration in seconds, instead of a rate.
+    time_map : str, os.PathLike or sequence of (int, int), keyword-only
+        A Rubber Band time map file or (source_frame, target_frame) sample pairs
+        (see :meth:`Stretcher.stretch`).
+    checkpoint : str, os.PathLike or None, keyword-only
+        A model file or packaged model name (``"default"``, ``"mapper"``); None: the default.
+    device : str or None, keyword-only
+        ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``; None: CUDA when available.
+    griffin_lim : int, keyword-only
+        Griffin-Lim iterations after the phase propagation, 0 to 1000.
+
+    Returns
+    -------
+    np.ndarray or torch.Tensor, shape [N'] or [C, N']
+        float32 samples in the layout and type of ``waveform``; ``N' = round(N / rate)``.
+
+    Raises
+    ------
+    AudioError
+        Empty, silent, transposed or non-finite audio, or a sample rate out of range.
+    RateError
+        A rate, duration or time map that cannot be honoured.
+    CheckpointError
+        The model file is missing or not a model.
+    ConfigError
+        ``device`` or ``griffin_lim`` is not usable.
+
+    See Also
+    --------
+    Stretcher : every setting, files streamed in blocks.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import gan_stretch
+    >>> sr = 22050
+    >>> x = 0.5 * np.sin(2 * np.pi * 440 * np.arange(2 * sr) / sr).astype(np.float32)  # 2 s of A4
+    >>> y = gan_stretch.stretch(x, sr, rate=2.0, device="cpu")
+    >>> y.shape, y.dtype
+    ((22050,), dtype('float32'))
+    >>> gan_stretch.stretch(x, sr, duration=3.0, device="cpu").shape
+    (66150,)
+    """
     key = (str(resolve_checkpoint(checkpoint)), device, griffin_lim)
     if key not in _DEFAULT:
         _DEFAULT.clear()
