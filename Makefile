@@ -1,6 +1,6 @@
 # make demo : builds a small true-tempo corpus, trains the three stages (the packaged models' recipes,
 #             recipes/default/), scores them, stretches an example
-# make test : the test suite (make test-fast: without the slow tests)
+# make test : the test suite (make test-fast: without the slow tests); make lint: ruff check + format check
 # Both bootstrap what they need on a fresh machine: Debian packages and a pinned .venv.
 # (chromium + chromium-driver: the listening page's browser test)
 
@@ -12,7 +12,7 @@ DATA := data/demo
 APT_PACKAGES := fluidsynth timgm6mb-soundfont rubberband-cli chromium chromium-driver
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test test-fast mutation-check system clean-demo
+.PHONY: demo test test-fast lint mutation-check system clean-demo
 
 system:
 	@missing=""; \
@@ -41,6 +41,11 @@ test: system .venv/.installed
 # everything but the tests marked slow (training runs, subprocesses, the packaged model at every rate): under a minute
 test-fast: system .venv/.installed
 	$(PY) -m pytest tests -m "not slow"
+
+# ruff (settings in pyproject.toml): the rules, then the formatting (ruff format . rewrites it)
+lint: .venv/.installed
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
 
 # deliberate bugs made in a copy of the project (tests/mutation_check.py): each must make a test fail
 mutation-check: system .venv/.installed

@@ -293,8 +293,3 @@ def check_output_path(path: str | os.PathLike, inputs: tuple = (), create_folder
         raise AudioError(f"output folder is not writable: {folder}")
     return path
 
-
-def save(path: str | os.PathLike, wave: np.ndarray, sr: int) -> None:
-    """Writes float [C, N] to ``path`` (format from the extension) atomically."""
-    with AudioWriter(path, sr, np.asarray(wave).shape[0]) as writer:
-        writer.write(np.asarray(wave))

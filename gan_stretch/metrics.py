@@ -21,8 +21,6 @@ Perception (each against the true-tempo render, mono):
 """
 from __future__ import annotations
 
-import time
-
 import librosa
 import numpy as np
 import torch
@@ -297,7 +295,7 @@ def _two_sample(fake, real, pieces, seed: int, steps: int, batch: int) -> dict:
     correct: dict[float, list[float]] = {}
     for k, test in enumerate(folds):
         def gather(rows, train: bool):
-            keep = [(r, x) for p, r, x in rows if (p not in test) == train and len(x)]
+            keep = [(r, x) for p, r, x in rows if (p not in test) == train and len(x)]  # noqa: B023 (this fold's)
             if not keep:
                 return np.zeros((0, 1, 1, 1), np.float32), np.zeros(0)
             return np.concatenate([x for _, x in keep]), np.concatenate([np.full(len(x), r) for r, x in keep])
@@ -332,11 +330,3 @@ def _two_sample(fake, real, pieces, seed: int, steps: int, batch: int) -> dict:
     per_rate = {r: float(np.mean(v)) for r, v in sorted(correct.items())}
     return {"accuracy": float(np.mean(list(per_rate.values()))) if per_rate else float("nan"), "per_rate": per_rate}
 
-
-def realtime_factor(fn, wave, sr: int, *args, repeats: int = 1) -> tuple[float, object]:
-    """Seconds of input audio processed per second of wall time (higher is faster), and fn's output."""
-    start = time.perf_counter()
-    for _ in range(repeats):
-        out = fn(wave, sr, *args)
-    elapsed = (time.perf_counter() - start) / repeats
-    return _channels(wave).shape[-1] / sr / max(elapsed, 1e-9), out

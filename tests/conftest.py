@@ -135,7 +135,7 @@ def music_like(n: int, sr: int = SR, seed: int = 0, channels: int | None = None)
     t = np.arange(n) / sr
     shape = (channels, n) if channels else (n,)
     out = np.zeros(shape, np.float64)
-    for k in range(4):
+    for _ in range(4):
         f0 = rng.uniform(150, 900)
         onset = rng.uniform(0, t[-1] * 0.6)
         env = np.where(t >= onset, np.exp(-(t - onset) * rng.uniform(1, 4)), 0.0)

@@ -36,7 +36,7 @@ def named_files(folder: Path) -> set[str]:
     """Every relative file path index.html and blind.html name (attributes and the blind test's data)."""
     text = (folder / "index.html").read_text() + (folder / "blind.html").read_text()
     names = set(re.findall(r'(?:audio|spec)/[^"\'<>\s]+?\.(?:flac|png)', text))
-    names |= {h for h in re.findall(r'href="([^"#:]+)"', text)}
+    names |= set(re.findall(r'href="([^"#:]+)"', text))
     return names
 
 
@@ -317,7 +317,7 @@ def test_page_plays_rates_and_downloads_in_chromium(results, tmp_path):
         assert "2 of 2 trials complete" in driver.find_element(By.ID, "progress").text
         driver.find_element(By.ID, "download").click()
         deadline = time.time() + 10
-        while not (files := [p for p in downloads.glob("ratings-tester-*.json")]) and time.time() < deadline:
+        while not (files := list(downloads.glob("ratings-tester-*.json"))) and time.time() < deadline:
             time.sleep(0.1)
         assert files, list(downloads.iterdir())
         data = json.loads(files[0].read_text())

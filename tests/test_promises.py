@@ -189,7 +189,7 @@ LENGTH_PAIRS = [(n, r) for r in (0.25, 0.3, 0.45, 0.75, 1.1, 1.7, 2.3, 3.7, 4.0)
 
 def test_stretch_gives_exactly_round_n_over_rate_samples(stretchers):
     """45 (N, rate) pairs whose N / rate have fractional parts in every tenth of [0, 1)."""
-    assert set(int(n / r % 1 * 10) for n, r in LENGTH_PAIRS) == set(range(10))
+    assert {int(n / r % 1 * 10) for n, r in LENGTH_PAIRS} == set(range(10))
     s = stretchers["active"]
     for n, rate in LENGTH_PAIRS:
         x = music_like(n, seed=n)
