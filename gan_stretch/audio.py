@@ -293,3 +293,16 @@ def check_output_path(path: str | os.PathLike, inputs: tuple = (), create_folder
         raise AudioError(f"output folder is not writable: {folder}")
     return path
 
+
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8000, 192000
+
+
+def check_sample_rate(sr, what: str = "input audio") -> int:
+    """The sample rates stretched: 8 to 192 kHz (the model's band is 11 kHz wide; below 8 kHz
+    its frames would be long smears, above 192 kHz a frame would be over 17,000 samples long)."""
+    if isinstance(sr, bool) or not isinstance(sr, (int, np.integer)):
+        raise AudioError(f"sample rate must be an integer number of Hz, got {sr!r}")
+    if not MIN_SAMPLE_RATE <= sr <= MAX_SAMPLE_RATE:
+        raise AudioError(f"{what} has sample rate {sr} Hz; sample rates from {MIN_SAMPLE_RATE} to "
+                         f"{MAX_SAMPLE_RATE} Hz are supported (resample it first)")
+    return int(sr)

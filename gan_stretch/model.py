@@ -45,11 +45,40 @@ class Model:
     refiner: torch.nn.Module | None
     meta: dict
 
+    def to(self, device: torch.device | str) -> Model:
+        """Moves the autoencoder and the refiner to ``device`` (in place); returns the model."""
+        for m in (self.autoencoder, self.refiner):
+            if m is not None:
+                m.to(device)
+        return self
+
     def state(self) -> dict[str, torch.Tensor]:
         tensors = checkpoint.prefixed("autoencoder", self.autoencoder.state_dict())
         if self.refiner is not None:
             tensors.update(checkpoint.prefixed("refiner", self.refiner.state_dict()))
         return tensors
+
+
+def check_device(device) -> torch.device:
+    """``device`` (None: cuda when available, else cpu) as a torch.device that exists here."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ConfigError(f"unknown device {device!r}; use cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"device {device!r}: no CUDA GPU is available here; use --device cpu")
+        if dev.index is not None and dev.index >= count:
+            raise ConfigError(f"device {device!r}: there are {count} CUDA GPU(s) (cuda:0 to cuda:{count - 1})")
+    elif dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError(f"device {device!r}: Apple's MPS backend is not available here; use --device cpu")
+    elif dev.type != "cpu":
+        raise ConfigError(f"device {device!r} is not supported; use cpu, cuda, cuda:N or mps")
+    return dev
 
 
 def build_refiner(kind: str, cfg: dict) -> torch.nn.Module | None:

@@ -1,24 +1,28 @@
-"""Stretcher: a checkpoint turned into ``stretch(audio, sr, rate)``.
+"""Stretcher: a model turned into ``stretch(audio, sr, rate)``, streamed in blocks.
 
 audio [C, N] -> STFT [C, F, T] -> dB frames -> latents [C, T, L] (frozen autoencoder)
   -> time-scaled to T' frames -> refined (mapper or generator) -> decoded dB [C, T', F]
   -> magnitudes + phase propagated from the input -> Griffin-Lim refinement -> audio [C, N / rate]
+
+The block loop is here; its pieces live beside it: model.py (the model file), band.py (input
+bins to model bins), magnitudes.py (the model's part of a block, levels), streaming.py (the
+analysis pass, overlap-add, identical channels), spectral.py (STFT, phase, Griffin-Lim).
 """
 from __future__ import annotations
 
-import math
 import os
 
 import numpy as np
 import torch
-from einops import rearrange
 
 from . import spectral, timemap
-from .audio import AudioReader, AudioWriter, check_output_path, validate
+from .audio import AudioReader, AudioWriter, check_output_path, check_sample_rate, validate
 from .band import Band, input_config
 from .errors import AudioError, ConfigError
-from .model import DEFAULT_CHECKPOINT, Model, load_model, model_meta, resolve_checkpoint, save_model
+from .magnitudes import stretch_magnitudes
+from .model import DEFAULT_CHECKPOINT, Model, check_device, load_model, model_meta, resolve_checkpoint, save_model
 from .spectral import MAX_RATE, MIN_RATE, SpectralConfig
+from .streaming import OverlapAdd, analyze, distinct_channels, passthrough
 
 # the names users and scripts import from here, wherever they live now
 __all__ = ["Stretcher", "stretch", "load_model", "save_model", "model_meta", "Model", "resolve_checkpoint",
@@ -104,9 +108,7 @@ class Stretcher:
         self.device = check_device(device)
         self.model = checkpoint_path if isinstance(checkpoint_path, Model) else \
             load_model(resolve_checkpoint(checkpoint_path))
-        self.model.autoencoder.to(self.device)
-        if self.model.refiner is not None:
-            self.model.refiner.to(self.device)
+        self.model.to(self.device)
         self.griffin_lim = int(griffin_lim)
         self.phase_lock = phase_lock
         self.residual = residual
@@ -285,7 +287,7 @@ class Stretcher:
         band = Band(self.spectral, cfg, source.device if isinstance(source, torch.Tensor) else self.device)
         n_in, n_out = cfg.n_frames(source.shape[-1]), cfg.n_frames(tmap.n_out)
         block, margin = self.chunk_frames, self.margin
-        ref, onsets = self._analysis(source, cfg, band, n_in)  # ref: [C]
+        ref, onsets = analyze(source, cfg, self.spectral, band, n_in, self.chunk_frames, self.transients)  # ref: [C]
         if ref.max() <= SILENT_DB:
             raise AudioError(f"{getattr(source, 'name', 'input audio')} is silent (every sample is zero)")
         # with transients, each detected attack is played at speed 1 and starts with the input's
@@ -308,7 +310,7 @@ class Stretcher:
                 spec, start = spec[keep], None if start is None else start[keep]
             source_phase = torch.angle(spec)
             phase = spectral.propagate_phase(source_phase, local, cfg, start, None if resets is None else resets[a:b])
-            mag = self._magnitudes(spec.abs(), local, ref[keep], rate[:len(keep)], band)
+            mag = stretch_magnitudes(self.model, spec.abs(), local, ref[keep], rate[:len(keep)], band, self.residual)
             carry = (a, phase[inverse] if len(keep) < len(inverse) else phase)
             if self.phase_lock:
                 phase = spectral.lock_phase(phase, mag, source_phase, local)
@@ -322,206 +324,6 @@ class Stretcher:
             if out.shape[-1]:
                 yield first_sample, out
 
-    def _analysis(self, source, cfg: SpectralConfig, band: Band, n_in: int) -> tuple[torch.Tensor, np.ndarray]:
-        """One pass over the input in blocks: the loudest model-band bin of each channel in dB
-        ([C], see :func:`channel_reference_db`) and, with ``transients``, the input samples where
-        attacks start (all channels together, so the channels keep their timing)."""
-        peak, power, envelope = None, [], []
-        fb = spectral.mel_filters(self.spectral, band.device) if self.transients else None
-        for s in range(0, n_in, self.chunk_frames):
-            e = min(s + self.chunk_frames, n_in)
-            seg = spectral.segment(source, cfg, s, e)
-            mag = band.low_abs(spectral.frames(source, cfg, s, e, seg))  # [C, F, T]
-            m = mag.amax(dim=(-2, -1))
-            peak = m if peak is None else torch.maximum(peak, m)
-            if fb is not None:
-                power.append(torch.einsum("cft,fm->tm", mag.float() ** 2, fb))
-                envelope.append(spectral.attack_envelope(seg, cfg, s, e))
-        onsets = np.zeros(0, dtype=np.int64)
-        if fb is not None:
-            found = spectral.detect_onsets(torch.cat(power).cpu().numpy(), cfg)
-            onsets = spectral.refine_onsets(found, torch.cat(envelope).cpu().numpy(), cfg)
-        return channel_reference_db(peak, cfg), onsets
-
-    def _magnitudes(self, mag: torch.Tensor, positions: torch.Tensor, ref, rate, band: Band) -> torch.Tensor:
-        """Input magnitudes [C, F, T] -> stretched magnitudes [C, F, T'] (model below its Nyquist
-        frequency, time-scaled input above it)."""
-        frames = rearrange(spectral.magnitude_to_db(band.low(mag), ref, self.spectral), "c f t -> c t f")
-        low = spectral.db_to_magnitude(rearrange(self._transform(frames, positions, rate), "c t f -> c f t"), ref)
-        if band.full:
-            return band.from_model(low)
-        return band.combine(low, spectral.time_scale(mag[..., band.first_high:, :], positions, dim=-1))
-
-    def _transform(self, frames: torch.Tensor, positions: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
-        """dB frames [B, T, F] -> stretched dB frames [B, T', F] (encode, time-scale, refine, decode)."""
-        ae = self.model.autoencoder
-        scaled = spectral.time_scale(ae.encode(frames), positions)
-        refined = scaled if self.model.refiner is None else self.model.refiner(scaled, rate)
-        out = ae.decode(refined)
-        if self.residual:
-            # the refiner's change, decoded, applied to the time-scaled input frames: the
-            # autoencoder's own reconstruction error (the same in both decodes) cancels out
-            delta = out - ae.decode(scaled)
-            out = (spectral.time_scale(frames, positions) + delta).clamp(-ae.cfg.db_range, 0)
-        return steady_level(out, frames, positions, ae.cfg.db_range)
-
-
-class OverlapAdd:
-    """The streamed output of the block loop: frames overlap-added block by block.
-
-    A block's samples are final up to its last frame's start (no later frame reaches them); the
-    rest (``pending``, with its window power ``weight``) waits to be added to the next block's.
-    """
-
-    def __init__(self, cfg: SpectralConfig, n_out: int):
-        self.cfg, self.n_out = cfg, n_out
-        self.pending: torch.Tensor | None = None  # [C, L] overlap-added samples not final yet
-        self.weight: torch.Tensor | None = None  # [L] their window power so far
-
-    def add(self, frames: torch.Tensor, j0: int, last: bool) -> tuple[int, torch.Tensor]:
-        """Complex output frames j0.. ([C, F, K]) -> (first output sample, the samples now final
-        [C, k]); ``last``: no block follows, every remaining sample up to ``n_out`` is final."""
-        cfg = self.cfg
-        signal, power = spectral.overlap_add(frames, cfg)  # from sample j0 * hop - n_fft / 2
-        if self.pending is not None:
-            signal[..., :self.pending.shape[-1]] += self.pending
-            power[:self.weight.shape[-1]] += self.weight
-        done = signal.shape[-1] if last else frames.shape[-1] * cfg.hop  # later frames start there
-        lo = j0 * cfg.hop - cfg.n_fft // 2
-        hi = min(lo + done, self.n_out)
-        out = signal[..., max(0, -lo):hi - lo] / power[max(0, -lo):hi - lo].clamp_min(1e-8)
-        self.pending, self.weight = signal[..., done:], power[done:]
-        return max(lo, 0), out
-
-
-def passthrough(source, n: int, step: int):
-    """Yields (first sample, audio [C, k]) of the input itself, ``step`` samples at a time.
-
-    An identity time map (rate 1) asks for the input unchanged: a true-tempo render at tempo 1
-    is the input, and a refiner trained on other rates is not an identity (the default model
-    at rate 1: 17 dB SNR on music), so the input is returned exactly. A silent input fails as
-    it does at any other rate."""
-    heard = False
-    for lo in range(0, n, step):
-        hi = min(lo + step, n)
-        chunk = spectral.read_padded(source, lo, hi) if isinstance(source, torch.Tensor) else source.read(lo, hi)
-        heard = heard or bool(chunk.abs().amax() > 1e-10)
-        yield lo, chunk
-    if not heard:
-        raise AudioError(f"{getattr(source, 'name', 'input audio')} is silent (every sample is zero)")
-
-
-def channel_reference_db(peak: torch.Tensor, cfg: SpectralConfig) -> torch.Tensor:
-    """The loudest model-band bin of each channel over the whole input (``peak``, [C] magnitudes),
-    in dB: [C].
-
-    Each channel is measured against its own maximum, so a source panned to -12 dB reaches the
-    model exactly as it would centred and the model's change is the same in both channels: the
-    level difference between channels passes through unchanged (one reference shared by all
-    channels made the quieter channel's change differ and narrowed the stereo image, -12 dB to
-    -9.6 dB at rate 2). A channel more than ``db_range`` below the loudest is silence and keeps
-    the loudest one's reference.
-    """
-    db = 20.0 * torch.log10(peak.clamp_min(1e-12))
-    return torch.maximum(db, db.max() - cfg.db_range)
-
-
-# frame-to-frame level change (dB) below which the input counts as steady; measured on held-out
-# renders (eval/benchmark.py, 4 pieces): OPL-3 FM log-mel 3.19 -> 3.09 dB, TimGM6mb 3.86 -> 3.86;
-# 0.5 dB also corrects decays whose level the refiner gets right (TimGM6mb: 4.03)
-STEADY_DB = 0.25
-
-
-def steady_level(out: torch.Tensor, frames: torch.Tensor, positions: torch.Tensor, db_range: float) -> torch.Tensor:
-    """Stretched dB frames [B, T', F] with the level of the input kept where the input is steady.
-
-    Where the input's level does not change from frame to frame (a held note, a drone), the
-    truly stretched signal has the input's level at any rate; the refiner, trained on music whose
-    notes decay in real time (slower tempo: more decay between notes, a lower level), shifts the
-    level by rate regardless (a steady tone: -3 dB at rate 0.25, +1.2 dB at rate 4). Each output
-    frame's energy change is removed in proportion to how steady the input is around its source
-    position: fully where its level does not change from frame to frame, not at all where it
-    changes by ``STEADY_DB`` or more; decays and onsets keep the refiner's level.
-    out: stretched dB frames [B, T', F]; frames: the input's dB frames [B, T, F]; positions [T'].
-    """
-    level = power_db(frames)  # [B, T]
-    # |level change| across each boundary between input frames (none before the first or after
-    # the last), then the largest within one frame of each boundary
-    change = torch.nn.functional.pad((level[:, 1:] - level[:, :-1]).abs(), (1, 1))  # [B, T + 1]
-    local = torch.nn.functional.max_pool1d(change[:, None], 3, 1, 1)[:, 0]
-    i0 = positions.floor().long().clamp(0, frames.shape[1] - 1)  # output frame j lies between i0 and i0 + 1
-    gate = (1 - torch.maximum(local[:, i0], local[:, i0 + 1]) / STEADY_DB).clamp(0, 1)  # [B, T']
-    excess = power_db(out) - power_db(spectral.time_scale(frames, positions))  # [B, T']
-    return (out - (gate * excess)[..., None]).clamp(-db_range, 0)
-
-
-def power_db(frames: torch.Tensor) -> torch.Tensor:
-    """dB frames [..., F] -> each frame's total power in dB [...]."""
-    return torch.logsumexp(frames * (math.log(10) / 10), dim=-1) * (10 / math.log(10))
-
-
-def distinct_channels(*tensors: torch.Tensor | None) -> tuple[list[int], list[int]]:
-    """Channels (first axis) that differ in any of ``tensors``: (kept channel indices, for every
-    channel the position of its kept twin)."""
-    tensors = [t for t in tensors if t is not None]
-    channels = tensors[0].shape[0]
-    if channels == 1:
-        return [0], [0]
-    # one transfer of per-channel sums over a sparse sample of each tensor; exact comparisons only
-    # where those agree
-    def fingerprint(t: torch.Tensor) -> torch.Tensor:
-        t = t[(slice(None),) + (slice(None, None, 7),) * (t.dim() - 1)]  # a sparse view, no copy
-        dims = tuple(range(1, t.dim()))
-        if t.is_complex():
-            return t.real.sum(dim=dims, dtype=torch.float64) + 2 * t.imag.sum(dim=dims, dtype=torch.float64)
-        return t.sum(dim=dims, dtype=torch.float64)
-
-    sums = torch.stack([fingerprint(t) for t in tensors], dim=1).tolist()
-    keep, inverse = [], []
-    for c in range(channels):
-        twin = next((i for i, k in enumerate(keep) if sums[c] == sums[k]
-                     and all(torch.equal(t[c], t[k]) for t in tensors)), None)
-        if twin is None:
-            keep.append(c)
-            twin = len(keep) - 1
-        inverse.append(twin)
-    return keep, inverse
-
-
-MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8000, 192000
-
-
-def check_sample_rate(sr, what: str = "input audio") -> int:
-    """The sample rates stretched: 8 to 192 kHz (the model's band is 11 kHz wide; below 8 kHz
-    its frames would be long smears, above 192 kHz a frame would be over 17,000 samples long)."""
-    if isinstance(sr, bool) or not isinstance(sr, (int, np.integer)):
-        raise AudioError(f"sample rate must be an integer number of Hz, got {sr!r}")
-    if not MIN_SAMPLE_RATE <= sr <= MAX_SAMPLE_RATE:
-        raise AudioError(f"{what} has sample rate {sr} Hz; sample rates from {MIN_SAMPLE_RATE} to "
-                         f"{MAX_SAMPLE_RATE} Hz are supported (resample it first)")
-    return int(sr)
-
-
-def check_device(device) -> torch.device:
-    """``device`` (None: cuda when available, else cpu) as a torch.device that exists here."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        raise ConfigError(f"unknown device {device!r}; use cpu, cuda, cuda:N or mps") from None
-    if dev.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise ConfigError(f"device {device!r}: no CUDA GPU is available here; use --device cpu")
-        if dev.index is not None and dev.index >= count:
-            raise ConfigError(f"device {device!r}: there are {count} CUDA GPU(s) (cuda:0 to cuda:{count - 1})")
-    elif dev.type == "mps":
-        if not torch.backends.mps.is_available():
-            raise ConfigError(f"device {device!r}: Apple's MPS backend is not available here; use --device cpu")
-    elif dev.type != "cpu":
-        raise ConfigError(f"device {device!r} is not supported; use cpu, cuda, cuda:N or mps")
-    return dev
 
 
 _DEFAULT: dict = {}

@@ -363,7 +363,7 @@ def test_logged_scalars_are_averages_since_the_last_log_point():
     """Tensors are averaged over the steps that reported them (read back in one transfer), plain
     numbers (the learning rate) are logged as they are at the log step, and a non-finite watched
     loss is reported with the step it happened at, even after finite ones."""
-    from gan_stretch.train.common import Scalars
+    from gan_stretch.train.scalars import Scalars
 
     s = Scalars()
     for step, (loss, lr) in enumerate([(1.0, 0.3), (2.0, 0.2), (6.0, 0.1)]):

@@ -1,0 +1,95 @@
+"""The model's part of a block: the input's magnitudes to stretched magnitudes.
+
+Below the model's Nyquist frequency the input's dB frames go through the model (encode,
+time-scale, refine, decode); above it the input's magnitudes are time-scaled as a phase vocoder
+would. Levels: each channel is measured against its own loudest bin, and the input's level is
+kept where it is steady.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from einops import rearrange
+
+from . import spectral
+from .band import Band
+from .model import Model
+from .spectral import SpectralConfig
+
+
+def stretch_magnitudes(model: Model, mag: torch.Tensor, positions: torch.Tensor, ref: torch.Tensor,
+                       rate: torch.Tensor, band: Band, residual: bool) -> torch.Tensor:
+    """Input magnitudes [C, F, T] -> stretched magnitudes [C, F, T'] (the model below its Nyquist
+    frequency, the time-scaled input above it). positions: [T'] source frame of each output
+    frame; ref: [C] each channel's reference in dB; rate: [C]."""
+    frames = rearrange(spectral.magnitude_to_db(band.low(mag), ref, model.spectral), "c f t -> c t f")
+    low = spectral.db_to_magnitude(rearrange(stretch_frames(model, frames, positions, rate, residual),
+                                             "c t f -> c f t"), ref)
+    if band.full:
+        return band.from_model(low)
+    return band.combine(low, spectral.time_scale(mag[..., band.first_high:, :], positions, dim=-1))
+
+
+def stretch_frames(model: Model, frames: torch.Tensor, positions: torch.Tensor, rate: torch.Tensor,
+                   residual: bool) -> torch.Tensor:
+    """dB frames [B, T, F] -> stretched dB frames [B, T', F] (encode, time-scale, refine, decode)."""
+    ae = model.autoencoder
+    scaled = spectral.time_scale(ae.encode(frames), positions)
+    refined = scaled if model.refiner is None else model.refiner(scaled, rate)
+    out = ae.decode(refined)
+    if residual:
+        # the refiner's change, decoded, applied to the time-scaled input frames: the
+        # autoencoder's own reconstruction error (the same in both decodes) cancels out
+        delta = out - ae.decode(scaled)
+        out = (spectral.time_scale(frames, positions) + delta).clamp(-ae.cfg.db_range, 0)
+    return steady_level(out, frames, positions, ae.cfg.db_range)
+
+
+def channel_reference_db(peak: torch.Tensor, cfg: SpectralConfig) -> torch.Tensor:
+    """The loudest model-band bin of each channel over the whole input (``peak``, [C] magnitudes),
+    in dB: [C].
+
+    Each channel is measured against its own maximum, so a source panned to -12 dB reaches the
+    model exactly as it would centred and the model's change is the same in both channels: the
+    level difference between channels passes through unchanged (one reference shared by all
+    channels made the quieter channel's change differ and narrowed the stereo image, -12 dB to
+    -9.6 dB at rate 2). A channel more than ``db_range`` below the loudest is silence and keeps
+    the loudest one's reference.
+    """
+    db = 20.0 * torch.log10(peak.clamp_min(1e-12))
+    return torch.maximum(db, db.max() - cfg.db_range)
+
+
+# frame-to-frame level change (dB) below which the input counts as steady; measured on held-out
+# renders (eval/benchmark.py, 4 pieces): OPL-3 FM log-mel 3.19 -> 3.09 dB, TimGM6mb 3.86 -> 3.86;
+# 0.5 dB also corrects decays whose level the refiner gets right (TimGM6mb: 4.03)
+STEADY_DB = 0.25
+
+
+def steady_level(out: torch.Tensor, frames: torch.Tensor, positions: torch.Tensor, db_range: float) -> torch.Tensor:
+    """Stretched dB frames [B, T', F] with the level of the input kept where the input is steady.
+
+    Where the input's level does not change from frame to frame (a held note, a drone), the
+    truly stretched signal has the input's level at any rate; the refiner, trained on music whose
+    notes decay in real time (slower tempo: more decay between notes, a lower level), shifts the
+    level by rate regardless (a steady tone: -3 dB at rate 0.25, +1.2 dB at rate 4). Each output
+    frame's energy change is removed in proportion to how steady the input is around its source
+    position: fully where its level does not change from frame to frame, not at all where it
+    changes by ``STEADY_DB`` or more; decays and onsets keep the refiner's level.
+    out: stretched dB frames [B, T', F]; frames: the input's dB frames [B, T, F]; positions [T'].
+    """
+    level = power_db(frames)  # [B, T]
+    # |level change| across each boundary between input frames (none before the first or after
+    # the last), then the largest within one frame of each boundary
+    change = torch.nn.functional.pad((level[:, 1:] - level[:, :-1]).abs(), (1, 1))  # [B, T + 1]
+    local = torch.nn.functional.max_pool1d(change[:, None], 3, 1, 1)[:, 0]
+    i0 = positions.floor().long().clamp(0, frames.shape[1] - 1)  # output frame j lies between i0 and i0 + 1
+    gate = (1 - torch.maximum(local[:, i0], local[:, i0 + 1]) / STEADY_DB).clamp(0, 1)  # [B, T']
+    excess = power_db(out) - power_db(spectral.time_scale(frames, positions))  # [B, T']
+    return (out - (gate * excess)[..., None]).clamp(-db_range, 0)
+
+
+def power_db(frames: torch.Tensor) -> torch.Tensor:
+    """dB frames [..., F] -> each frame's total power in dB [...]."""
+    return torch.logsumexp(frames * (math.log(10) / 10), dim=-1) * (10 / math.log(10))

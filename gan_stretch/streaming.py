@@ -1,0 +1,114 @@
+"""Pieces of the streamed block loop (:meth:`gan_stretch.pipeline.Stretcher._blocks`).
+
+One pass over the input first (:func:`analyze`: each channel's loudness reference, attacks);
+then the output is overlap-added block by block (:class:`OverlapAdd` holds what is not final
+yet), identical channels are found once per block and stretched once, and an identity time map
+passes the input through unchanged.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from . import spectral
+from .band import Band
+from .errors import AudioError
+from .magnitudes import channel_reference_db
+from .spectral import SpectralConfig
+
+
+class OverlapAdd:
+    """The streamed output of the block loop: frames overlap-added block by block.
+
+    A block's samples are final up to its last frame's start (no later frame reaches them); the
+    rest (``pending``, with its window power ``weight``) waits to be added to the next block's.
+    """
+
+    def __init__(self, cfg: SpectralConfig, n_out: int):
+        self.cfg, self.n_out = cfg, n_out
+        self.pending: torch.Tensor | None = None  # [C, L] overlap-added samples not final yet
+        self.weight: torch.Tensor | None = None  # [L] their window power so far
+
+    def add(self, frames: torch.Tensor, j0: int, last: bool) -> tuple[int, torch.Tensor]:
+        """Complex output frames j0.. ([C, F, K]) -> (first output sample, the samples now final
+        [C, k]); ``last``: no block follows, every remaining sample up to ``n_out`` is final."""
+        cfg = self.cfg
+        signal, power = spectral.overlap_add(frames, cfg)  # from sample j0 * hop - n_fft / 2
+        if self.pending is not None:
+            signal[..., :self.pending.shape[-1]] += self.pending
+            power[:self.weight.shape[-1]] += self.weight
+        done = signal.shape[-1] if last else frames.shape[-1] * cfg.hop  # later frames start there
+        lo = j0 * cfg.hop - cfg.n_fft // 2
+        hi = min(lo + done, self.n_out)
+        out = signal[..., max(0, -lo):hi - lo] / power[max(0, -lo):hi - lo].clamp_min(1e-8)
+        self.pending, self.weight = signal[..., done:], power[done:]
+        return max(lo, 0), out
+
+
+def passthrough(source, n: int, step: int):
+    """Yields (first sample, audio [C, k]) of the input itself, ``step`` samples at a time.
+
+    An identity time map (rate 1) asks for the input unchanged: a true-tempo render at tempo 1
+    is the input, and a refiner trained on other rates is not an identity (the default model
+    at rate 1: 17 dB SNR on music), so the input is returned exactly. A silent input fails as
+    it does at any other rate."""
+    heard = False
+    for lo in range(0, n, step):
+        hi = min(lo + step, n)
+        chunk = spectral.read_padded(source, lo, hi) if isinstance(source, torch.Tensor) else source.read(lo, hi)
+        heard = heard or bool(chunk.abs().amax() > 1e-10)
+        yield lo, chunk
+    if not heard:
+        raise AudioError(f"{getattr(source, 'name', 'input audio')} is silent (every sample is zero)")
+
+
+def distinct_channels(*tensors: torch.Tensor | None) -> tuple[list[int], list[int]]:
+    """Channels (first axis) that differ in any of ``tensors``: (kept channel indices, for every
+    channel the position of its kept twin)."""
+    tensors = [t for t in tensors if t is not None]
+    channels = tensors[0].shape[0]
+    if channels == 1:
+        return [0], [0]
+    # one transfer of per-channel sums over a sparse sample of each tensor; exact comparisons only
+    # where those agree
+    def fingerprint(t: torch.Tensor) -> torch.Tensor:
+        t = t[(slice(None),) + (slice(None, None, 7),) * (t.dim() - 1)]  # a sparse view, no copy
+        dims = tuple(range(1, t.dim()))
+        if t.is_complex():
+            return t.real.sum(dim=dims, dtype=torch.float64) + 2 * t.imag.sum(dim=dims, dtype=torch.float64)
+        return t.sum(dim=dims, dtype=torch.float64)
+
+    sums = torch.stack([fingerprint(t) for t in tensors], dim=1).tolist()
+    keep, inverse = [], []
+    for c in range(channels):
+        twin = next((i for i, k in enumerate(keep) if sums[c] == sums[k]
+                     and all(torch.equal(t[c], t[k]) for t in tensors)), None)
+        if twin is None:
+            keep.append(c)
+            twin = len(keep) - 1
+        inverse.append(twin)
+    return keep, inverse
+
+
+def analyze(source, cfg: SpectralConfig, model: SpectralConfig, band: Band, n_in: int, block: int,
+            transients: bool) -> tuple[torch.Tensor, np.ndarray]:
+    """One pass over the input (a tensor or a file reader) in blocks of ``block`` frames of
+    ``cfg``: the loudest model-band bin of each channel in dB ([C], see
+    :func:`~gan_stretch.magnitudes.channel_reference_db`) and, with ``transients``, the input
+    samples where attacks start (all channels together, so the channels keep their timing)."""
+    peak, power, envelope = None, [], []
+    fb = spectral.mel_filters(model, band.device) if transients else None
+    for s in range(0, n_in, block):
+        e = min(s + block, n_in)
+        seg = spectral.segment(source, cfg, s, e)
+        mag = band.low_abs(spectral.frames(source, cfg, s, e, seg))  # [C, F, T]
+        m = mag.amax(dim=(-2, -1))
+        peak = m if peak is None else torch.maximum(peak, m)
+        if fb is not None:
+            power.append(torch.einsum("cft,fm->tm", mag.float() ** 2, fb))
+            envelope.append(spectral.attack_envelope(seg, cfg, s, e))
+    onsets = np.zeros(0, dtype=np.int64)
+    if fb is not None:
+        found = spectral.detect_onsets(torch.cat(power).cpu().numpy(), cfg)
+        onsets = spectral.refine_onsets(found, torch.cat(envelope).cpu().numpy(), cfg)
+    return channel_reference_db(peak, cfg), onsets
