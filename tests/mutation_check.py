@@ -51,7 +51,7 @@ MUTATIONS = [
     bug("log-mel floor 80 dB -> 60 dB", "gan_stretch/metrics.py",
         "float(p_ref.max()) * 1e-8", "float(p_ref.max()) * 1e-6", METRIC_TESTS),
     bug("log-mel mean absolute instead of RMS over mel bins", "gan_stretch/metrics.py",
-        "np.sqrt((diff ** 2).mean(axis=0)).mean()", "np.abs(diff).mean(axis=0).mean()", METRIC_TESTS),
+        "np.sqrt((diff**2).mean(axis=0)).mean()", "np.abs(diff).mean(axis=0).mean()", METRIC_TESTS),
     # the two melspectrogram calls of log_mel_distance (the perception measures have their own)
     bug("log-mel 128 mels", "gan_stretch/metrics.py", "hop_length=256, n_mels=80, power=2.0)",
         "hop_length=256, n_mels=128, power=2.0)", METRIC_TESTS, count=2),
