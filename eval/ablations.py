@@ -19,6 +19,7 @@ plus the ceilings (true magnitudes through our phase reconstruction; the true st
 through the autoencoder), plain magnitude interpolation, and librosa's phase vocoder.
 A rerun reuses finished runs (each resumes from its checkpoint).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,15 +32,19 @@ from gan_stretch.config import read_recipe_file
 
 ROOT = Path(__file__).resolve().parent.parent
 
-AUTOENCODERS = {"autoencoder": "recipes/default/autoencoder.yaml",
-                "autoencoder-latent64": "recipes/ablations/autoencoder-latent64.yaml"}
+AUTOENCODERS = {
+    "autoencoder": "recipes/default/autoencoder.yaml",
+    "autoencoder-latent64": "recipes/ablations/autoencoder-latent64.yaml",
+}
 # name: (recipe file, the autoencoder run it builds on, trained on the phase-vocoder teacher)
-VARIANTS = {"mapper": ("recipes/default/mapper.yaml", "autoencoder", False),
-            "gan-no-adv": ("recipes/ablations/gan-no-adv.yaml", "autoencoder", False),
-            "gan": ("recipes/default/gan.yaml", "autoencoder", False),
-            "gan-teacher": ("recipes/ablations/gan-teacher.yaml", "autoencoder", True),
-            "gan-natural-d": ("recipes/ablations/gan-natural-d.yaml", "autoencoder", False),
-            "gan-latent64": ("recipes/ablations/gan-latent64.yaml", "autoencoder-latent64", False)}
+VARIANTS = {
+    "mapper": ("recipes/default/mapper.yaml", "autoencoder", False),
+    "gan-no-adv": ("recipes/ablations/gan-no-adv.yaml", "autoencoder", False),
+    "gan": ("recipes/default/gan.yaml", "autoencoder", False),
+    "gan-teacher": ("recipes/ablations/gan-teacher.yaml", "autoencoder", True),
+    "gan-natural-d": ("recipes/ablations/gan-natural-d.yaml", "autoencoder", False),
+    "gan-latent64": ("recipes/ablations/gan-latent64.yaml", "autoencoder-latent64", False),
+}
 
 
 def main(argv=None) -> int:
@@ -63,22 +68,58 @@ def main(argv=None) -> int:
 
     def train(recipe: str, run: str, data: str, *paths: str) -> str:
         steps = read_recipe_file(ROOT / recipe)["steps"]
-        sh([sys.executable, "-m", "accelerate.commands.launch", "--config_file", args.accelerate_config,
-            "-m", "gan_stretch.train", str(ROOT / recipe), f"data={data}", f"run_dir={runs / run}", *paths,
-            f"steps={max(1, int(steps * args.steps_scale))}", "eval_pieces=0", *args.extra.split()])
+        sh(
+            [
+                sys.executable,
+                "-m",
+                "accelerate.commands.launch",
+                "--config_file",
+                args.accelerate_config,
+                "-m",
+                "gan_stretch.train",
+                str(ROOT / recipe),
+                f"data={data}",
+                f"run_dir={runs / run}",
+                *paths,
+                f"steps={max(1, int(steps * args.steps_scale))}",
+                "eval_pieces=0",
+                *args.extra.split(),
+            ]
+        )
         return str(runs / run / "model.safetensors")
 
     data = args.data
     teacher = str(Path(data).with_name(Path(data).name + "-pv-teacher"))
-    sh([sys.executable, "-c", "import sys; from gan_stretch.data.corpus import teacher_from_corpus as t; "
-        "t(sys.argv[1], sys.argv[2], 'pv')", data, teacher])
+    sh(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from gan_stretch.data.corpus import teacher_from_corpus as t; "
+            "t(sys.argv[1], sys.argv[2], 'pv')",
+            data,
+            teacher,
+        ]
+    )
 
     autoencoders = {name: train(recipe, name, data) for name, recipe in AUTOENCODERS.items()}
     models = {"interpolation": autoencoders["autoencoder"]}
     for name, (recipe, ae, on_teacher) in VARIANTS.items():
         models[name] = train(recipe, name, teacher if on_teacher else data, f"autoencoder={autoencoders[ae]}")
-    bench = [sys.executable, str(ROOT / "eval/benchmark.py"), "--data", data, "--out", str(out),
-             "--pieces", str(args.pieces), "--methods", "pv", "ceiling-phase", "ceiling-ae", "interp-magnitude"]
+    bench = [
+        sys.executable,
+        str(ROOT / "eval/benchmark.py"),
+        "--data",
+        data,
+        "--out",
+        str(out),
+        "--pieces",
+        str(args.pieces),
+        "--methods",
+        "pv",
+        "ceiling-phase",
+        "ceiling-ae",
+        "interp-magnitude",
+    ]
     for name, path in models.items():
         bench += ["--model", f"{name}={path}"]
     sh(bench)

@@ -20,6 +20,7 @@ a listening page, listen/index.html (eval/listen.py).
 scores recorded music, which has no ground truth: duration error, pitch shift against the input
 and log-mel distance to each classical stretcher's output.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,14 +41,32 @@ from gan_stretch.pipeline import Stretcher, load_model
 
 import listen  # eval/listen.py, beside this script
 
-METRICS = ("logmel_db", "visqol", "attack_db", "smear_db", "oversmoothing_db", "spectral_convergence", "mrstft",
-           "duration_error_ms", "pitch_cents", "realtime_factor")
+METRICS = (
+    "logmel_db",
+    "visqol",
+    "attack_db",
+    "smear_db",
+    "oversmoothing_db",
+    "spectral_convergence",
+    "mrstft",
+    "duration_error_ms",
+    "pitch_cents",
+    "realtime_factor",
+)
 PERCEPTION = ("visqol", "attack_db", "smear_db", "oversmoothing_db")
 CEILINGS = ("ceiling-phase", "ceiling-ae", "interp-magnitude")
 
 
-def ceiling(kind: str, stretcher: Stretcher | None, cfg, src: np.ndarray, truth: np.ndarray, rate: float,
-            griffin_lim: int, phase_lock: bool) -> np.ndarray:
+def ceiling(
+    kind: str,
+    stretcher: Stretcher | None,
+    cfg,
+    src: np.ndarray,
+    truth: np.ndarray,
+    rate: float,
+    griffin_lim: int,
+    phase_lock: bool,
+) -> np.ndarray:
     """Reference pipelines that isolate one stage's error (see the module docstring)."""
     wave = torch.from_numpy(src[None])
     spec = spectral.analyze(wave, cfg)
@@ -68,31 +87,46 @@ def ceiling(kind: str, stretcher: Stretcher | None, cfg, src: np.ndarray, truth:
     return spectral.reconstruct(mag, phase, cfg, n_out, griffin_lim)[0].numpy()
 
 
-def score(out: np.ndarray, src: np.ndarray, truth: np.ndarray, sr: int, seconds: float,
-          onsets: np.ndarray | None = None, visqol: bool = True) -> dict:
+def score(
+    out: np.ndarray,
+    src: np.ndarray,
+    truth: np.ndarray,
+    sr: int,
+    seconds: float,
+    onsets: np.ndarray | None = None,
+    visqol: bool = True,
+) -> dict:
     """Every per-clip measure of ``out`` against ``truth`` (``onsets``: the score's note onsets in
     the output's time, seconds; attack and smear are NaN without them)."""
     out = np.asarray(out, dtype=np.float32).reshape(-1)
     nan = float("nan")
-    return {"logmel_db": metrics.log_mel_distance(out, truth, sr),
-            "visqol": metrics.visqol(out, truth, sr) if visqol else nan,
-            "attack_db": metrics.attack_db(out, truth, sr, onsets) if onsets is not None else nan,
-            "smear_db": metrics.smear_db(out, truth, sr, onsets) if onsets is not None else nan,
-            "oversmoothing_db": metrics.oversmoothing_db(out, truth, sr),
-            "spectral_convergence": metrics.spectral_convergence(out, truth),
-            "mrstft": metrics.multi_resolution_stft_distance(out, truth),
-            "duration_error_ms": 1000 * metrics.duration_error(out, truth.shape[-1], sr),
-            "pitch_cents": metrics.pitch_shift_cents(out, src, sr),
-            "realtime_factor": src.shape[-1] / sr / max(seconds, 1e-9)}
+    return {
+        "logmel_db": metrics.log_mel_distance(out, truth, sr),
+        "visqol": metrics.visqol(out, truth, sr) if visqol else nan,
+        "attack_db": metrics.attack_db(out, truth, sr, onsets) if onsets is not None else nan,
+        "smear_db": metrics.smear_db(out, truth, sr, onsets) if onsets is not None else nan,
+        "oversmoothing_db": metrics.oversmoothing_db(out, truth, sr),
+        "spectral_convergence": metrics.spectral_convergence(out, truth),
+        "mrstft": metrics.multi_resolution_stft_distance(out, truth),
+        "duration_error_ms": 1000 * metrics.duration_error(out, truth.shape[-1], sr),
+        "pitch_cents": metrics.pitch_shift_cents(out, src, sr),
+        "realtime_factor": src.shape[-1] / sr / max(seconds, 1e-9),
+    }
 
 
-HOW = {"logmel_db": "dB, lower is better", "visqol": "MOS-LQO 1-5, higher is better; the truth scores 4.73",
-       "attack_db": "dB, 0 is right, negative = weaker attacks",
-       "smear_db": "dB, 0 is right, positive = energy smeared before onsets",
-       "oversmoothing_db": "dB, 0 is right, negative = over-smoothed",
-       "two_sample_accuracy": "held-out accuracy of a fresh classifier, 0.5 = indistinguishable from the truth",
-       "spectral_convergence": "lower is better", "mrstft": "lower is better",
-       "duration_error_ms": "0 is right", "pitch_cents": "0 is right", "realtime_factor": "higher is faster"}
+HOW = {
+    "logmel_db": "dB, lower is better",
+    "visqol": "MOS-LQO 1-5, higher is better; the truth scores 4.73",
+    "attack_db": "dB, 0 is right, negative = weaker attacks",
+    "smear_db": "dB, 0 is right, positive = energy smeared before onsets",
+    "oversmoothing_db": "dB, 0 is right, negative = over-smoothed",
+    "two_sample_accuracy": "held-out accuracy of a fresh classifier, 0.5 = indistinguishable from the truth",
+    "spectral_convergence": "lower is better",
+    "mrstft": "lower is better",
+    "duration_error_ms": "0 is right",
+    "pitch_cents": "0 is right",
+    "realtime_factor": "higher is faster",
+}
 
 
 def mean_of(values) -> float:
@@ -105,9 +139,12 @@ def write_table(rows: list[dict], metric: str = "logmel_db") -> str:
     """A markdown table of ``metric``: one line per method, one column per rate, means over pieces."""
     methods = list(dict.fromkeys(r["method"] for r in rows))
     rates = sorted({r["rate"] for r in rows})
-    lines = [f"{metric} (mean over pieces; {HOW[metric]})", "",
-             "| method | " + " | ".join(f"{r:g}" for r in rates) + " | mean |",
-             "|---|" + "---|" * (len(rates) + 1)]
+    lines = [
+        f"{metric} (mean over pieces; {HOW[metric]})",
+        "",
+        "| method | " + " | ".join(f"{r:g}" for r in rates) + " | mean |",
+        "|---|" + "---|" * (len(rates) + 1),
+    ]
     for m in methods:
         vals = [mean_of([r[metric] for r in rows if r["method"] == m and r["rate"] == rate]) for rate in rates]
         lines.append(f"| {m} | " + " | ".join(f"{v:.2f}" for v in vals) + f" | {mean_of(vals):.2f} |")
@@ -118,8 +155,12 @@ def write_summary(rows: list[dict], metrics_shown=("logmel_db", *PERCEPTION, "tw
     """Both axes side by side: one line per method, the mean over pieces and rates of each measure."""
     methods = list(dict.fromkeys(r["method"] for r in rows))
     shown = [m for m in metrics_shown if any(m in r for r in rows)]
-    lines = ["Distance and perception side by side (means over pieces and rates)", "",
-             "| method | " + " | ".join(shown) + " |", "|---|" + "---|" * len(shown)]
+    lines = [
+        "Distance and perception side by side (means over pieces and rates)",
+        "",
+        "| method | " + " | ".join(shown) + " |",
+        "|---|" + "---|" * len(shown),
+    ]
     for m in methods:
         vals = [mean_of([r[k] for r in rows if r["method"] == m and k in r]) for k in shown]
         lines.append(f"| {m} | " + " | ".join(f"{v:.2f}" for v in vals) + " |")
@@ -138,8 +179,12 @@ def plot(rows: list[dict], out: Path) -> list[str]:
     for metric in [m for m in METRICS + ("two_sample_accuracy",) if all(m in r for r in rows)]:
         fig, ax = plt.subplots(figsize=(6, 4))
         for m in methods:
-            ax.plot(rates, [mean_of([r[metric] for r in rows if r["method"] == m and r["rate"] == rate])
-                            for rate in rates], marker="o", label=m)
+            ax.plot(
+                rates,
+                [mean_of([r[metric] for r in rows if r["method"] == m and r["rate"] == rate]) for rate in rates],
+                marker="o",
+                label=m,
+            )
         ax.set_xscale("log", base=2)
         ax.set_xticks(rates, [f"{r:g}" for r in rates])
         ax.set_xlabel("rate (speed)")
@@ -157,8 +202,13 @@ def plot(rows: list[dict], out: Path) -> list[str]:
         for m in methods:
             mine = [r for r in rows if r["method"] == m]
             ax.scatter(mean_of([r["logmel_db"] for r in mine]), mean_of([r[perception] for r in mine]), label=m)
-            ax.annotate(m, (mean_of([r["logmel_db"] for r in mine]), mean_of([r[perception] for r in mine])),
-                        fontsize=7, xytext=(3, 3), textcoords="offset points")
+            ax.annotate(
+                m,
+                (mean_of([r["logmel_db"] for r in mine]), mean_of([r[perception] for r in mine])),
+                fontsize=7,
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
         ax.set_xlabel("log-mel distance to the truth (dB, lower is better)")
         ax.set_ylabel(perception + (" (higher is better)" if perception == "visqol" else " (0.5 is best)"))
         ax.set_title("distortion-perception plane (means over pieces and rates)")
@@ -173,7 +223,6 @@ def plot(rows: list[dict], out: Path) -> list[str]:
 def recordings(args, models: dict) -> int:
     """Recorded music has no ground truth: score duration, pitch shift against the input, and
     log-mel distance to each classical stretcher's output."""
-    import librosa
 
     from gan_stretch.audio import load
     from gan_stretch.data.corpus import AUDIO_EXTENSIONS
@@ -188,14 +237,18 @@ def recordings(args, models: dict) -> int:
     for f in tqdm(files, desc="recordings", unit="file"):
         wave, sr = load(f)
         start = min(wave.shape[-1] // 3, max(0, wave.shape[-1] - int(args.seconds * sr)))
-        x = wave[:, start:start + int(args.seconds * sr)]
+        x = wave[:, start : start + int(args.seconds * sr)]
         for rate in rates:
             refs = {m: teachers.get(m, exact_length=False)(x, sr, rate) for m in classical}
             outs = {**{n: s.stretch(x, sr, rate) for n, s in models.items()}, **refs}
             for name, y in outs.items():
-                row = {"piece": f.name, "method": name, "rate": rate,
-                       "duration_error_ms": 1000 * metrics.duration_error(y, int(round(x.shape[-1] / rate)), sr),
-                       "pitch_cents": metrics.pitch_shift_cents(y, x, sr)}
+                row = {
+                    "piece": f.name,
+                    "method": name,
+                    "rate": rate,
+                    "duration_error_ms": 1000 * metrics.duration_error(y, int(round(x.shape[-1] / rate)), sr),
+                    "pitch_cents": metrics.pitch_shift_cents(y, x, sr),
+                }
                 for m, ref in refs.items():
                     row[f"logmel_to_{m}"] = metrics.log_mel_distance(y, ref, sr)
                 rows.append(row)
@@ -206,9 +259,13 @@ def recordings(args, models: dict) -> int:
         w.writeheader()
         w.writerows(rows)
     HOW.update({f"logmel_to_{m}": f"distance to {m}" for m in classical})
-    tables = [write_table(rows, m) for m in ("pitch_cents", "duration_error_ms", *[f"logmel_to_{m}" for m in classical])]
-    (out / "table.md").write_text(f"# {out.name}: {len(files)} recordings from {args.recordings}, "
-                                  f"{args.seconds:g} s excerpts\n\n" + "\n".join(tables))
+    tables = [
+        write_table(rows, m) for m in ("pitch_cents", "duration_error_ms", *[f"logmel_to_{m}" for m in classical])
+    ]
+    (out / "table.md").write_text(
+        f"# {out.name}: {len(files)} recordings from {args.recordings}, "
+        f"{args.seconds:g} s excerpts\n\n" + "\n".join(tables)
+    )
     print("\n".join(tables))
     return 0
 
@@ -219,27 +276,49 @@ def main(argv=None) -> int:
     p.add_argument("--recordings", help="instead of --data: a folder of recorded music (no ground truth)")
     p.add_argument("--seconds", type=float, default=15.0, help="excerpt length for --recordings")
     p.add_argument("--out", required=True, help="results folder")
-    p.add_argument("--model", action="append", default=[], metavar="NAME=PATH[@OPTIONS]",
-                   help="a model to score; OPTIONS override the pipeline for it, e.g. "
-                        "gan-plain=model.safetensors@griffin_lim=16,phase_lock=0,residual=0")
+    p.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="NAME=PATH[@OPTIONS]",
+        help="a model to score; OPTIONS override the pipeline for it, e.g. "
+        "gan-plain=model.safetensors@griffin_lim=16,phase_lock=0,residual=0",
+    )
     p.add_argument("--methods", nargs="*", default=["pv"], help="classical stretchers and ceilings")
     p.add_argument("--rates", type=float, nargs="+", default=None)
     p.add_argument("--pieces", type=int, default=8, help="held-out pieces to score")
     p.add_argument("--griffin-lim", type=int, default=1, help="phase refinement iterations of the models")
     p.add_argument("--phase-lock", action="store_true", help="models lock phases to peaks (Stretcher(phase_lock=True))")
-    p.add_argument("--no-residual", dest="residual", action="store_false",
-                   help="models decode their latents alone (Stretcher(residual=False))")
-    p.add_argument("--transients", type=int, choices=(0, 1), default=None,
-                   help="models play attacks at speed 1 with a phase reset (Stretcher(transients=...); "
-                        "default: as each model was trained)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch threads (1: the fastest on a busy machine, and the same numbers on any machine)")
+    p.add_argument(
+        "--no-residual",
+        dest="residual",
+        action="store_false",
+        help="models decode their latents alone (Stretcher(residual=False))",
+    )
+    p.add_argument(
+        "--transients",
+        type=int,
+        choices=(0, 1),
+        default=None,
+        help="models play attacks at speed 1 with a phase reset (Stretcher(transients=...); "
+        "default: as each model was trained)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (1: the fastest on a busy machine, and the same numbers on any machine)",
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-visqol", dest="visqol", action="store_false", help="skip ViSQOL (the slowest measure)")
-    p.add_argument("--no-two-sample", dest="two_sample", action="store_false",
-                   help="skip the two-sample classifier test")
-    p.add_argument("--listen", action="store_true",
-                   help="store the input, the truth and every output under OUT/audio/ and write OUT/listen/")
+    p.add_argument(
+        "--no-two-sample", dest="two_sample", action="store_false", help="skip the two-sample classifier test"
+    )
+    p.add_argument(
+        "--listen",
+        action="store_true",
+        help="store the input, the truth and every output under OUT/audio/ and write OUT/listen/",
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(max(1, args.threads))
     if bool(args.data) == bool(args.recordings):
@@ -248,8 +327,12 @@ def main(argv=None) -> int:
     for spec in args.model:
         name, _, path = spec.partition("=")
         path, _, opts = path.partition("@")  # NAME=PATH@griffin_lim=16,phase_lock=0,residual=0
-        options = {"griffin_lim": args.griffin_lim, "phase_lock": args.phase_lock, "residual": args.residual,
-                   "transients": args.transients}
+        options = {
+            "griffin_lim": args.griffin_lim,
+            "phase_lock": args.phase_lock,
+            "residual": args.residual,
+            "transients": args.transients,
+        }
         for opt in filter(None, opts.split(",")):
             key, _, value = opt.partition("=")
             if key not in options:
@@ -292,13 +375,28 @@ def main(argv=None) -> int:
             elif name in CEILINGS:
                 if name == "ceiling-ae" and any_model is None:
                     continue
-                y = ceiling(name, any_model, (any_model.spectral if any_model else spectral.SpectralConfig(sample_rate=sr)),
-                            src, truth, rate, args.griffin_lim, args.phase_lock)
+                y = ceiling(
+                    name,
+                    any_model,
+                    (any_model.spectral if any_model else spectral.SpectralConfig(sample_rate=sr)),
+                    src,
+                    truth,
+                    rate,
+                    args.griffin_lim,
+                    args.phase_lock,
+                )
             else:
                 y = teachers.get(name, exact_length=False)(src[None], sr, rate)[0]  # its own length
             elapsed = time.perf_counter() - t0
-            rows.append({"piece": item.id, "program": item.program, "method": name, "rate": rate,
-                         **score(y, src, truth, sr, elapsed, onsets, args.visqol)})
+            rows.append(
+                {
+                    "piece": item.id,
+                    "program": item.program,
+                    "method": name,
+                    "rate": rate,
+                    **score(y, src, truth, sr, elapsed, onsets, args.visqol),
+                }
+            )
             if args.two_sample:
                 patches.setdefault(name, []).append((item.id, rate, metrics.mel_patches(y, sr)))
             clips[name] = y
@@ -322,13 +420,29 @@ def main(argv=None) -> int:
     extra = "\n".join(write_table(rows, m) for m in (*shown, "pitch_cents", "duration_error_ms", "realtime_factor"))
     (out / "table.md").write_text(f"# {out.name}: {len(items)} held-out pieces of {args.data}\n\n{table}\n{extra}")
     plots = plot(rows, out)
-    (out / "config.json").write_text(json.dumps({
-        "command": " ".join([sys.executable, *sys.argv]) if argv is None else " ".join(["eval/benchmark.py", *argv]),
-        "data": args.data, "pieces": [i.id for i in items], "models": args.model, "methods": args.methods,
-        "griffin_lim": args.griffin_lim, "phase_lock": args.phase_lock, "residual": args.residual,
-        "transients": args.transients, "plots": plots,
-        "visqol": args.visqol, "two_sample": args.two_sample,
-        "model_meta": {n: s.model.meta for n, s in models.items()}}, indent=1, default=str))
+    (out / "config.json").write_text(
+        json.dumps(
+            {
+                "command": " ".join([sys.executable, *sys.argv])
+                if argv is None
+                else " ".join(["eval/benchmark.py", *argv]),
+                "data": args.data,
+                "pieces": [i.id for i in items],
+                "models": args.model,
+                "methods": args.methods,
+                "griffin_lim": args.griffin_lim,
+                "phase_lock": args.phase_lock,
+                "residual": args.residual,
+                "transients": args.transients,
+                "plots": plots,
+                "visqol": args.visqol,
+                "two_sample": args.two_sample,
+                "model_meta": {n: s.model.meta for n, s in models.items()},
+            },
+            indent=1,
+            default=str,
+        )
+    )
     print(table)
     print(f"wrote {out}/table.md, results.csv, {len(plots)} plots")
     if args.listen:

@@ -3,6 +3,7 @@
 Uses the system's chromium and chromedriver (Debian: apt-get install chromium chromium-driver), never a
 downloaded browser: Selenium Manager is bypassed by naming the driver's path.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -11,16 +12,27 @@ from pathlib import Path
 
 from gan_stretch.errors import GanStretchError
 
-FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--autoplay-policy=no-user-gesture-required", "--mute-audio")
+FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--autoplay-policy=no-user-gesture-required",
+    "--mute-audio",
+)
 
 
 def find() -> tuple[str, str] | None:
     """(chromium, chromedriver) paths, or None when either is missing."""
     browser = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
-    driver = shutil.which("chromedriver") or next((p for p in ("/usr/bin/chromedriver",
-                                                               "/usr/lib/chromium/chromedriver") if Path(p).exists()), None)
+    driver = shutil.which("chromedriver") or next(
+        (p for p in ("/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver") if Path(p).exists()), None
+    )
     return (browser, driver) if browser and driver else None
 
 
@@ -39,8 +51,9 @@ def chromium(download_dir: str | Path | None = None, size: tuple[int, int] = (12
     for flag in (*FLAGS, f"--user-data-dir={profile}", f"--window-size={size[0]},{size[1]}"):
         opts.add_argument(flag)
     if download_dir is not None:
-        opts.add_experimental_option("prefs", {"download.default_directory": str(download_dir),
-                                               "download.prompt_for_download": False})
+        opts.add_experimental_option(
+            "prefs", {"download.default_directory": str(download_dir), "download.prompt_for_download": False}
+        )
     driver = webdriver.Chrome(options=opts, service=Service(executable_path=paths[1]))
     driver.profile_dir = profile
     if download_dir is not None:  # headless Chromium ignores the prefs above without this
@@ -73,6 +86,9 @@ def screenshot(page: str | Path, png: str | Path, size: tuple[int, int] = (1280,
 def _wait_images(driver, timeout: float = 20.0) -> None:
     from selenium.webdriver.support.ui import WebDriverWait
 
-    WebDriverWait(driver, timeout).until(lambda d: d.execute_script(
-        "return [...document.images].filter(i => i.getBoundingClientRect().top < innerHeight)"
-        ".every(i => i.complete && i.naturalWidth > 0)"))
+    WebDriverWait(driver, timeout).until(
+        lambda d: d.execute_script(
+            "return [...document.images].filter(i => i.getBoundingClientRect().top < innerHeight)"
+            ".every(i => i.complete && i.naturalWidth > 0)"
+        )
+    )

@@ -23,6 +23,7 @@ below 90 in more than 15 % of the trials is reported and excluded.
 The benchmark's ``--listen`` stores the raw clips with ``save_trial`` under ``DIR/audio/<piece>/<rate>/``
 (24-bit FLAC + trial.json) and calls ``build`` at the end.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,13 +66,21 @@ def slug(text: str) -> str:
 
 # ---------------------------------------------------------------- raw clips (written by the benchmark)
 
+
 def clear_clips(results: str | os.PathLike) -> None:
     """Removes ``results/audio/`` so that a new benchmark run does not mix with an older one's clips."""
     shutil.rmtree(Path(results) / "audio", ignore_errors=True)
 
 
-def save_trial(results: str | os.PathLike, piece: str, rate: float, sr: int, src: np.ndarray,
-               truth: np.ndarray, outputs: dict[str, np.ndarray]) -> Path:
+def save_trial(
+    results: str | os.PathLike,
+    piece: str,
+    rate: float,
+    sr: int,
+    src: np.ndarray,
+    truth: np.ndarray,
+    outputs: dict[str, np.ndarray],
+) -> Path:
     """Stores one (piece, rate): the input ``src``, the true-tempo render ``truth`` and each method's output
     (float [N] or [C, N]) as 24-bit FLAC in ``results/audio/<piece>/<rate>/`` with a trial.json naming them.
 
@@ -80,8 +89,9 @@ def save_trial(results: str | os.PathLike, piece: str, rate: float, sr: int, src
     """
     bad = [m for m in outputs if m in RESERVED]
     if bad:
-        raise ListenError(f"method name {bad[0]!r} is reserved by the listening page; rename it "
-                          f"(reserved: {', '.join(RESERVED)})")
+        raise ListenError(
+            f"method name {bad[0]!r} is reserved by the listening page; rename it (reserved: {', '.join(RESERVED)})"
+        )
     folder = Path(results) / "audio" / slug(piece) / f"rate{float(rate):g}"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
@@ -95,8 +105,15 @@ def save_trial(results: str | os.PathLike, piece: str, rate: float, sr: int, src
         file = f"{i:02d}-{slug(name)}.flac"
         sf.write(str(folder / file), (wave * gain).T, sr, subtype="PCM_24")
         clips[name], gains[name] = file, round(20 * math.log10(gain), 3)
-    meta = {"piece": piece, "rate": float(rate), "sample_rate": sr, "input": clips.pop("input"),
-            "truth": clips.pop("truth"), "methods": clips, "gain_db": gains}
+    meta = {
+        "piece": piece,
+        "rate": float(rate),
+        "sample_rate": sr,
+        "input": clips.pop("input"),
+        "truth": clips.pop("truth"),
+        "methods": clips,
+        "gain_db": gains,
+    }
     with atomic_write(folder / "trial.json") as tmp:
         tmp.write_text(json.dumps(meta, indent=1))
     return folder
@@ -110,8 +127,10 @@ def load_trials(results: Path) -> list[dict]:
         trials.append(meta)
     trials.sort(key=lambda t: (t["piece"], t["rate"]))
     if not trials:
-        raise ListenError(f"no clips under {results / 'audio'}: run eval/benchmark.py with --listen "
-                          "(it stores the input, the truth and every output there)")
+        raise ListenError(
+            f"no clips under {results / 'audio'}: run eval/benchmark.py with --listen "
+            "(it stores the input, the truth and every output there)"
+        )
     return trials
 
 
@@ -134,14 +153,16 @@ def read_measures(results: Path) -> tuple[list[str], dict]:
 
 # ---------------------------------------------------------------- loudness and spectrograms
 
+
 def loudness(wave: np.ndarray, sr: int) -> float:
     """Integrated loudness in LUFS (ITU-R BS.1770-4 via pyloudnorm) of float [C, N]; -inf when silent."""
     import pyloudnorm
 
     meter = pyloudnorm.Meter(sr)
     if wave.shape[-1] < int(meter.block_size * sr):
-        raise ListenError(f"a clip of {wave.shape[-1] / sr:.2f} s is shorter than the 0.4 s block that "
-                          "BS.1770 loudness needs")
+        raise ListenError(
+            f"a clip of {wave.shape[-1] / sr:.2f} s is shorter than the 0.4 s block that BS.1770 loudness needs"
+        )
     return float(meter.integrated_loudness(wave.T.astype(np.float64)))
 
 
@@ -189,6 +210,7 @@ def save_spectrograms(specs: dict[str, np.ndarray], paths: dict[str, Path]) -> t
 
 # ---------------------------------------------------------------- the page
 
+
 def clip_id(trial_id: str, name: str) -> str:
     """An opaque file name, so that a clip's method is not in the URL the blind test plays."""
     return hashlib.sha1(f"{trial_id}/{name}".encode()).hexdigest()[:10]
@@ -233,20 +255,33 @@ def build(results: str | os.PathLike) -> Path:
             # The blind test plays every item at the reference's length (cut or padded with silence): a
             # clip that ends early would give its method away by the player's duration.
             n_ref = clips["reference"].shape[-1]
-            blind = {n: files[n] if w.shape[-1] == n_ref else f"audio/{sub}/{clip_id(tid, n + '/blind')}.flac"
-                     for n, w in clips.items() if n != "input"}
+            blind = {
+                n: files[n] if w.shape[-1] == n_ref else f"audio/{sub}/{clip_id(tid, n + '/blind')}.flac"
+                for n, w in clips.items()
+                if n != "input"
+            }
             for n, f in blind.items():
                 if f != files[n]:
                     sf.write(str(work / f), teachers.fit_length(clips[n], n_ref).T, sr, subtype="PCM_16")
             items = []
             for n, w in clips.items():
                 m = measures.get((t["piece"], n, round(rate, 6)), {})
-                items.append({"method": n, "src": files[n], "blind_src": blind.get(n), "png": pngs[n],
-                              "seconds": round(w.shape[-1] / sr, 3), "measures": m})
-            page_trials.append({"id": tid, "piece": t["piece"], "rate": rate, "level_lufs": round(level, 1),
-                                "items": items})
-        page_id = hashlib.sha1(json.dumps([(t["id"], [(i["src"], i["blind_src"]) for i in t["items"]]) for t in page_trials])
-                               .encode()).hexdigest()[:12]
+                items.append(
+                    {
+                        "method": n,
+                        "src": files[n],
+                        "blind_src": blind.get(n),
+                        "png": pngs[n],
+                        "seconds": round(w.shape[-1] / sr, 3),
+                        "measures": m,
+                    }
+                )
+            page_trials.append(
+                {"id": tid, "piece": t["piece"], "rate": rate, "level_lufs": round(level, 1), "items": items}
+            )
+        page_id = hashlib.sha1(
+            json.dumps([(t["id"], [(i["src"], i["blind_src"]) for i in t["items"]]) for t in page_trials]).encode()
+        ).hexdigest()[:12]
         (work / "index.html").write_text(compare_html(results.name, page_trials, columns))
         (work / "blind.html").write_text(blind_html(results.name, page_trials, page_id))
         umask = os.umask(0)
@@ -270,10 +305,12 @@ def _json_for_script(data) -> str:
     return json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
 
 
-LOUDNESS_NOTE = ("Every clip of a row is normalised to the same integrated loudness (ITU-R BS.1770-4, "
-                 f"measured with pyloudnorm): {TARGET_LUFS:g} LUFS, or lower for the whole row where a clip "
-                 f"would otherwise peak above {PEAK_DBFS:g} dBFS, so no method sounds better for being louder "
-                 "and nothing clips. The level used is shown per row.")
+LOUDNESS_NOTE = (
+    "Every clip of a row is normalised to the same integrated loudness (ITU-R BS.1770-4, "
+    f"measured with pyloudnorm): {TARGET_LUFS:g} LUFS, or lower for the whole row where a clip "
+    f"would otherwise peak above {PEAK_DBFS:g} dBFS, so no method sounds better for being louder "
+    "and nothing clips. The level used is shown per row."
+)
 
 
 KINDS = {"input": "original tempo", "reference": "true-tempo render", "anchor": "resampled: pitch moves"}
@@ -286,8 +323,9 @@ def compare_html(title: str, trials: list[dict], columns: list[str]) -> str:
         cards = []
         for it in t["items"]:
             shown = [c for c in columns if c in it["measures"]]
-            table = "".join(f"<tr><th>{e(c).replace('_', '_<wbr>')}</th><td>{fmt(it['measures'][c])}</td></tr>"
-                            for c in shown)  # long column names break after an underscore
+            table = "".join(
+                f"<tr><th>{e(c).replace('_', '_<wbr>')}</th><td>{fmt(it['measures'][c])}</td></tr>" for c in shown
+            )  # long column names break after an underscore
             kind = it["method"] if it["method"] in ("input", "reference", "anchor") else "method"
             cards.append(
                 f'<figure class="card {kind}"><figcaption><span class="name">{e(it["method"])}</span>'
@@ -296,30 +334,56 @@ def compare_html(title: str, trials: list[dict], columns: list[str]) -> str:
                 f'<img src="{e(it["png"])}" width="{SPEC_PX[0]}" height="{SPEC_PX[1]}" alt="spectrogram of '
                 f'{e(it["method"])}" loading="lazy">'
                 f'<audio controls preload="none" src="{e(it["src"])}"></audio>'
-                + (f'<table class="measures">{table}</table>' if table else "") + "</figure>")
-        rows.append(f'<section class="trial" id="{e(slug(t["id"]))}"><h2>{e(t["piece"])} '
-                    f'<span class="rate">rate {t["rate"]:g} ({1 / t["rate"]:.3g}&times; the duration)</span>'
-                    f'<span class="level">{t["level_lufs"]:g} LUFS</span></h2>'
-                    f'<div class="row">{"".join(cards)}</div></section>')
-    return (_template("compare.html").replace("{{TITLE}}", e(title)).replace("{{STYLE}}", _template("style.css"))
-            .replace("{{NOTE}}", e(LOUDNESS_NOTE)).replace("{{COUNT}}", str(len(trials)))
-            .replace("{{ROWS}}", "\n".join(rows)).replace("{{SCRIPT}}", _template("common.js")))
+                + (f'<table class="measures">{table}</table>' if table else "")
+                + "</figure>"
+            )
+        rows.append(
+            f'<section class="trial" id="{e(slug(t["id"]))}"><h2>{e(t["piece"])} '
+            f'<span class="rate">rate {t["rate"]:g} ({1 / t["rate"]:.3g}&times; the duration)</span>'
+            f'<span class="level">{t["level_lufs"]:g} LUFS</span></h2>'
+            f'<div class="row">{"".join(cards)}</div></section>'
+        )
+    return (
+        _template("compare.html")
+        .replace("{{TITLE}}", e(title))
+        .replace("{{STYLE}}", _template("style.css"))
+        .replace("{{NOTE}}", e(LOUDNESS_NOTE))
+        .replace("{{COUNT}}", str(len(trials)))
+        .replace("{{ROWS}}", "\n".join(rows))
+        .replace("{{SCRIPT}}", _template("common.js"))
+    )
 
 
 def blind_html(title: str, trials: list[dict], page_id: str) -> str:
-    data = {"format": FORMAT, "page": page_id, "title": title,
-            "trials": [{"id": t["id"], "piece": t["piece"], "rate": t["rate"],
-                        "reference": next(i["src"] for i in t["items"] if i["method"] == "reference"),
-                        # the methods under test: every output, the hidden reference and the anchor
-                        "items": [{"method": i["method"], "src": i["blind_src"]} for i in t["items"]
-                                  if i["method"] != "input"]} for t in trials]}
+    data = {
+        "format": FORMAT,
+        "page": page_id,
+        "title": title,
+        "trials": [
+            {
+                "id": t["id"],
+                "piece": t["piece"],
+                "rate": t["rate"],
+                "reference": next(i["src"] for i in t["items"] if i["method"] == "reference"),
+                # the methods under test: every output, the hidden reference and the anchor
+                "items": [{"method": i["method"], "src": i["blind_src"]} for i in t["items"] if i["method"] != "input"],
+            }
+            for t in trials
+        ],
+    }
     e = html.escape
-    return (_template("blind.html").replace("{{TITLE}}", e(title)).replace("{{STYLE}}", _template("style.css"))
-            .replace("{{NOTE}}", e(LOUDNESS_NOTE)).replace("{{DATA}}", _json_for_script(data))
-            .replace("{{SCRIPT}}", _template("common.js") + _template("blind.js")))
+    return (
+        _template("blind.html")
+        .replace("{{TITLE}}", e(title))
+        .replace("{{STYLE}}", _template("style.css"))
+        .replace("{{NOTE}}", e(LOUDNESS_NOTE))
+        .replace("{{DATA}}", _json_for_script(data))
+        .replace("{{SCRIPT}}", _template("common.js") + _template("blind.js"))
+    )
 
 
 # ---------------------------------------------------------------- scoring downloaded ratings
+
 
 def read_ratings(path: str | os.PathLike) -> dict:
     """One downloaded rating file, checked: {listener, trials: [{trial, rate, mapping, ratings}]}."""
@@ -356,8 +420,10 @@ def screen(files: list[dict]) -> tuple[list[str], dict[str, str]]:
         refs = [v for t in data["trials"] for letter, v in t["ratings"].items() if t["mapping"][letter] == "reference"]
         low = sum(v < SCREEN_THRESHOLD for v in refs)
         if refs and low > SCREEN_FRACTION * len(refs):
-            excluded[name] = (f"rated the hidden reference below {SCREEN_THRESHOLD:g} in {low} of {len(refs)} "
-                              f"trials ({100 * low / len(refs):.0f} % > {100 * SCREEN_FRACTION:g} %)")
+            excluded[name] = (
+                f"rated the hidden reference below {SCREEN_THRESHOLD:g} in {low} of {len(refs)} "
+                f"trials ({100 * low / len(refs):.0f} % > {100 * SCREEN_FRACTION:g} %)"
+            )
         elif not refs:
             excluded[name] = "rated the hidden reference in no trial (cannot be screened)"
         else:
@@ -387,13 +453,27 @@ def score(paths: list[str | os.PathLike], out: str | os.PathLike) -> str:
     if dupes:
         raise ListenError(f"listener {dupes[0]!r} has more than one rating file; merge or rename them")
     kept, excluded = screen(files)
-    lines = [f"# listening test: {len(files)} listener(s), {len(kept)} kept", "",
-             f"Post-screening (ITU-R BS.1534): a listener who rates the hidden reference below "
-             f"{SCREEN_THRESHOLD:g} in more than {100 * SCREEN_FRACTION:g} % of the trials is excluded.", ""]
+    lines = [
+        f"# listening test: {len(files)} listener(s), {len(kept)} kept",
+        "",
+        f"Post-screening (ITU-R BS.1534): a listener who rates the hidden reference below "
+        f"{SCREEN_THRESHOLD:g} in more than {100 * SCREEN_FRACTION:g} % of the trials is excluded.",
+        "",
+    ]
     lines += [f"- {n}: excluded, {why}" for n, why in excluded.items()] or ["- nobody excluded"]
-    rows = [{"listener": f["listener"], "trial": t["trial"], "rate": float(t["rate"]), "letter": letter,
-             "method": t["mapping"][letter], "rating": float(v)}
-            for f in files for t in f["trials"] for letter, v in sorted(t["ratings"].items())]
+    rows = [
+        {
+            "listener": f["listener"],
+            "trial": t["trial"],
+            "rate": float(t["rate"]),
+            "letter": letter,
+            "method": t["mapping"][letter],
+            "rating": float(v),
+        }
+        for f in files
+        for t in f["trials"]
+        for letter, v in sorted(t["ratings"].items())
+    ]
     used = [r for r in rows if r["listener"] in kept]
     if not used:
         raise ListenError("\n".join(lines[2:] + ["no ratings left to score"]))
@@ -418,10 +498,14 @@ def score(paths: list[str | os.PathLike], out: str | os.PathLike) -> str:
         (mean, half), n = cells[m, rate], counts[m, rate]
         return f"{mean:.1f} ± {half:.1f} ({n})" if math.isfinite(half) else f"{mean:.1f} ({n})"
 
-    lines += ["", "MUSHRA score 0-100, mean ± half-width of the 95 % t-interval over ratings (number of ratings); "
-              "higher is better", "",
-              "| method | " + " | ".join(f"rate {r:g}" for r in rates) + " | all rates |",
-              "|---|" + "---|" * (len(rates) + 1)]
+    lines += [
+        "",
+        "MUSHRA score 0-100, mean ± half-width of the 95 % t-interval over ratings (number of ratings); "
+        "higher is better",
+        "",
+        "| method | " + " | ".join(f"rate {r:g}" for r in rates) + " | all rates |",
+        "|---|" + "---|" * (len(rates) + 1),
+    ]
     lines += [f"| {m} | " + " | ".join(cell(m, r) for r in [*rates, None]) + " |" for m in methods]
     report = "\n".join(lines) + "\n"
     with atomic_write(out / "listening.md") as tmp:
@@ -457,15 +541,20 @@ def plot_scores(cells: dict, methods: list[str], rates: list[float], path: Path)
 
 # ---------------------------------------------------------------- command line
 
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--results", help="a benchmark results folder run with --listen: writes DIR/listen/")
     what.add_argument("--score", nargs="+", metavar="RATINGS.json", help="downloaded rating files to score")
-    p.add_argument("--out", help="with --score: folder for listening.md, ratings.csv, listening.png "
-                                 "(default: the first rating file's folder)")
-    p.add_argument("--screenshot", action="store_true",
-                   help="with --results: also write DIR/listen.png with headless Chromium")
+    p.add_argument(
+        "--out",
+        help="with --score: folder for listening.md, ratings.csv, listening.png "
+        "(default: the first rating file's folder)",
+    )
+    p.add_argument(
+        "--screenshot", action="store_true", help="with --results: also write DIR/listen.png with headless Chromium"
+    )
     args = p.parse_args(argv)
     try:
         if args.score:

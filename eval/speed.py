@@ -8,6 +8,7 @@ Without --audio, a stereo 44.1 kHz test piece is rendered from the music21 corpu
 (two GM programs, one per channel). Prints a table with realtime factors and ratios against
 librosa's phase vocoder.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,11 +52,16 @@ def cpu(args) -> None:
         sr = 44100
         wave = test_piece(args.seconds, sr)
     dur = wave.shape[-1] / sr
-    teachers.phase_vocoder(wave[:, : sr], sr, args.rate)  # compile librosa's numba kernels outside the timing
+    teachers.phase_vocoder(wave[:, :sr], sr, args.rate)  # compile librosa's numba kernels outside the timing
     rows = []
     name = args.checkpoint or "default"
-    configs = [(f"{name}, {args.griffin_lim} GL iteration(s)", args.checkpoint,
-                {"griffin_lim": args.griffin_lim, "phase_lock": bool(args.phase_lock)})]
+    configs = [
+        (
+            f"{name}, {args.griffin_lim} GL iteration(s)",
+            args.checkpoint,
+            {"griffin_lim": args.griffin_lim, "phase_lock": bool(args.phase_lock)},
+        )
+    ]
     if args.checkpoint is None:
         configs.append(("mapper, 1 GL iteration", "mapper", {"griffin_lim": 1}))
     for label, checkpoint, options in configs:
@@ -63,19 +69,29 @@ def cpu(args) -> None:
         stretcher.stretch(wave[:, : 5 * sr], sr, args.rate)  # allocator warm-up
         for threads in sorted({1, args.threads}):
             torch.set_num_threads(threads)
-            rows.append((f"gan-stretch ({label}; CPU, {threads} thread(s))",
-                         timed(stretcher.stretch, wave, sr, args.rate, repeats=args.repeats)[0]))
+            rows.append(
+                (
+                    f"gan-stretch ({label}; CPU, {threads} thread(s))",
+                    timed(stretcher.stretch, wave, sr, args.rate, repeats=args.repeats)[0],
+                )
+            )
     torch.set_num_threads(args.threads)
-    rows.insert(0, ("librosa phase vocoder", timed(teachers.phase_vocoder, wave, sr, args.rate, repeats=args.repeats)[0]))
-    for name, fn in (("Rubber Band R3 (rubberband -3)", teachers.rubberband_r3),
-                     ("Rubber Band R2 (rubberband -2)", teachers.rubberband_r2)):
+    rows.insert(
+        0, ("librosa phase vocoder", timed(teachers.phase_vocoder, wave, sr, args.rate, repeats=args.repeats)[0])
+    )
+    for name, fn in (
+        ("Rubber Band R3 (rubberband -3)", teachers.rubberband_r3),
+        ("Rubber Band R2 (rubberband -2)", teachers.rubberband_r2),
+    ):
         try:
             rows.append((name, timed(fn, wave, sr, args.rate)[0]))
         except Exception as e:  # rubberband-cli missing: report, do not fail the benchmark
             print(f"skipping {name}: {e}")
     pv = rows[0][1]
-    print(f"\n{dur:.0f} s of {wave.shape[0]}-channel {sr} Hz audio, rate {args.rate}, {torch.get_num_threads()} "
-          f"torch threads\n")
+    print(
+        f"\n{dur:.0f} s of {wave.shape[0]}-channel {sr} Hz audio, rate {args.rate}, {torch.get_num_threads()} "
+        f"torch threads\n"
+    )
     print("| method | seconds | x realtime | speed vs librosa PV |\n|---|---|---|---|")
     for name, s in rows:
         print(f"| {name} | {s:.2f} | {dur / s:.1f} | {pv / s:.2f} |")
@@ -86,7 +102,9 @@ def gpu(args) -> None:
     from gan_stretch.timemap import from_rate
 
     device = args.device or "cuda"
-    stretcher = Stretcher(args.checkpoint, device=device, griffin_lim=args.griffin_lim, phase_lock=bool(args.phase_lock))
+    stretcher = Stretcher(
+        args.checkpoint, device=device, griffin_lim=args.griffin_lim, phase_lock=bool(args.phase_lock)
+    )
     sr = stretcher.spectral.sample_rate
     n = int(args.clip_seconds * sr)
     t = torch.arange(n, device=device) / sr
@@ -105,8 +123,10 @@ def gpu(args) -> None:
     s = (time.perf_counter() - t0) / args.repeats
     audio = args.gpu_batch * args.clip_seconds
     name = torch.cuda.get_device_name() if device.startswith("cuda") else device
-    print(f"| device | batch | clip s | GL iterations | seconds | x realtime |\n|---|---|---|---|---|---|\n"
-          f"| {name} | {args.gpu_batch} | {args.clip_seconds:g} | {args.griffin_lim} | {s:.3f} | {audio / s:.0f} |")
+    print(
+        f"| device | batch | clip s | GL iterations | seconds | x realtime |\n|---|---|---|---|---|---|\n"
+        f"| {name} | {args.gpu_batch} | {args.clip_seconds:g} | {args.griffin_lim} | {s:.3f} | {audio / s:.0f} |"
+    )
 
 
 def memory(args) -> None:
@@ -127,16 +147,34 @@ def memory(args) -> None:
             sf.write(src, np.stack([np.resize(ch, n) for ch in piece]).T, sr, subtype="PCM_16")
             # VmHWM: the peak of this process image alone (ru_maxrss would include the parent's
             # memory at fork time, which holds the test file's samples)
-            script = ("import re, sys; from gan_stretch.cli import main; rc = main(sys.argv[1:]); "
-                      "print(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)); sys.exit(rc)")
+            script = (
+                "import re, sys; from gan_stretch.cli import main; rc = main(sys.argv[1:]); "
+                "print(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)); sys.exit(rc)"
+            )
             t0 = time.perf_counter()
-            out = subprocess.run([sys.executable, "-c", script, "stretch", str(src), str(dst), "--rate",
-                                  str(args.rate), "--griffin-lim", str(args.griffin_lim)]
-                                 + (["--phase-lock"] if args.phase_lock else []),
-                                 capture_output=True, text=True, check=True).stdout.split()
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    script,
+                    "stretch",
+                    str(src),
+                    str(dst),
+                    "--rate",
+                    str(args.rate),
+                    "--griffin-lim",
+                    str(args.griffin_lim),
+                ]
+                + (["--phase-lock"] if args.phase_lock else []),
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.split()
             peak_mb = int(out[-1]) / 1024
-            print(f"| {minutes:g} min stereo {sr} Hz | {time.perf_counter() - t0:.0f} | {peak_mb:.0f} "
-                  f"| {dst.stat().st_size / 1e6:.0f} |")
+            print(
+                f"| {minutes:g} min stereo {sr} Hz | {time.perf_counter() - t0:.0f} | {peak_mb:.0f} "
+                f"| {dst.stat().st_size / 1e6:.0f} |"
+            )
 
 
 def main(argv=None) -> int:
@@ -152,8 +190,14 @@ def main(argv=None) -> int:
     p.add_argument("--clip-seconds", type=float, default=10.0)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--device", default=None)
-    p.add_argument("--memory", type=float, nargs="*", default=None, metavar="MINUTES",
-                   help="measure peak memory of the CLI on files of these lengths instead, e.g. --memory 1 10")
+    p.add_argument(
+        "--memory",
+        type=float,
+        nargs="*",
+        default=None,
+        metavar="MINUTES",
+        help="measure peak memory of the CLI on files of these lengths instead, e.g. --memory 1 10",
+    )
     args = p.parse_args(argv)
     (memory if args.memory else gpu if args.gpu_batch else cpu)(args)
     return 0

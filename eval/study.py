@@ -14,6 +14,7 @@ paired differences (gan minus gan-no-adv, gan minus mapper: each clip's measure 
 seeds first) with bootstrap 95% confidence intervals (resampling clips), per rate and measure.
 Writes OUT/study.md, OUT/paired.csv and OUT/commands.txt; reuses finished runs and scores.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,10 +28,19 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 MEASURES = ("logmel_db", "visqol", "attack_db", "smear_db", "oversmoothing_db", "two_sample_accuracy")
-BETTER = {"logmel_db": "lower", "visqol": "higher", "attack_db": "closer to 0", "smear_db": "closer to 0",
-          "oversmoothing_db": "closer to 0", "two_sample_accuracy": "closer to 0.5"}
-VARIANTS = {"mapper": "recipes/default/mapper.yaml", "gan-no-adv": "recipes/ablations/gan-no-adv.yaml",
-            "gan": "recipes/default/gan.yaml"}
+BETTER = {
+    "logmel_db": "lower",
+    "visqol": "higher",
+    "attack_db": "closer to 0",
+    "smear_db": "closer to 0",
+    "oversmoothing_db": "closer to 0",
+    "two_sample_accuracy": "closer to 0.5",
+}
+VARIANTS = {
+    "mapper": "recipes/default/mapper.yaml",
+    "gan-no-adv": "recipes/ablations/gan-no-adv.yaml",
+    "gan": "recipes/default/gan.yaml",
+}
 PAIRS = (("gan", "gan-no-adv"), ("gan", "mapper"), ("gan-no-adv", "mapper"))
 
 
@@ -57,12 +67,15 @@ def improvement(measure: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def read_rows(path: Path) -> list[dict]:
     with open(path) as f:
-        return [{**r, "rate": float(r["rate"]), **{m: float(r[m]) for m in MEASURES if r.get(m, "") != ""}}
-                for r in csv.DictReader(f)]
+        return [
+            {**r, "rate": float(r["rate"]), **{m: float(r[m]) for m in MEASURES if r.get(m, "") != ""}}
+            for r in csv.DictReader(f)
+        ]
 
 
 def paired(rows: list[dict], a: str, b: str, seeds: list[int], measure: str, rate: float | None) -> np.ndarray:
     """Per clip (set, piece, rate): improvement of variant a over b, each averaged over seeds."""
+
     def per_clip(variant):
         acc: dict = {}
         for r in rows:
@@ -70,6 +83,7 @@ def paired(rows: list[dict], a: str, b: str, seeds: list[int], measure: str, rat
             if name == variant and int(seed) in seeds and (rate is None or r["rate"] == rate) and measure in r:
                 acc.setdefault((r["set"], r["piece"], r["rate"]), []).append(r[measure])
         return {k: float(np.mean(v)) for k, v in acc.items()}
+
     va, vb = per_clip(a), per_clip(b)
     keys = sorted(set(va) & set(vb))
     return improvement(measure, np.array([va[k] for k in keys]), np.array([vb[k] for k in keys]))
@@ -81,10 +95,18 @@ def main(argv=None) -> int:
     p.add_argument("--runs", default="runs/study")
     p.add_argument("--eval", nargs="+", required=True, help="evaluation corpora (held-out, unseen sound banks)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--adv-weights", type=float, nargs="*", default=[0.1, 0.3, 3.0],
-                   help="extra adversarial weights of the sweep (0 and 1 are the variants)")
-    p.add_argument("--autoencoder", default=None,
-                   help="a trained autoencoder (default: train recipes/default/autoencoder.yaml once)")
+    p.add_argument(
+        "--adv-weights",
+        type=float,
+        nargs="*",
+        default=[0.1, 0.3, 3.0],
+        help="extra adversarial weights of the sweep (0 and 1 are the variants)",
+    )
+    p.add_argument(
+        "--autoencoder",
+        default=None,
+        help="a trained autoencoder (default: train recipes/default/autoencoder.yaml once)",
+    )
     p.add_argument("--pieces", type=int, default=8)
     p.add_argument("--accelerate-config", default=str(ROOT / "recipes/accelerate/cpu.yaml"))
     p.add_argument("--extra", default="", help="overrides for every run, e.g. 'data=data/train/a,data/train/b'")
@@ -101,11 +123,28 @@ def main(argv=None) -> int:
 
     def train(recipe: str, run: str, *overrides: str) -> str:
         model = runs / run / "model.safetensors"
-        if not (model.is_file() and not (runs / run / "checkpoints" / "last.safetensors").is_file()
-                or model.is_file() and args.score_only):
-            sh([sys.executable, "-m", "accelerate.commands.launch", "--config_file", args.accelerate_config,
-                "-m", "gan_stretch.train", recipe, f"run_dir={runs / run}", "eval_pieces=0", *overrides,
-                *args.extra.split()])
+        if not (
+            model.is_file()
+            and not (runs / run / "checkpoints" / "last.safetensors").is_file()
+            or model.is_file()
+            and args.score_only
+        ):
+            sh(
+                [
+                    sys.executable,
+                    "-m",
+                    "accelerate.commands.launch",
+                    "--config_file",
+                    args.accelerate_config,
+                    "-m",
+                    "gan_stretch.train",
+                    recipe,
+                    f"run_dir={runs / run}",
+                    "eval_pieces=0",
+                    *overrides,
+                    *args.extra.split(),
+                ]
+            )
         return str(model)
 
     ae = args.autoencoder or train("recipes/default/autoencoder.yaml", "autoencoder")
@@ -114,14 +153,31 @@ def main(argv=None) -> int:
         for name, recipe in VARIANTS.items():
             models[f"{name}-s{seed}"] = train(recipe, f"{name}-s{seed}", f"autoencoder={ae}", f"seed={seed}")
     for w in args.adv_weights:
-        models[f"gan-adv{w:g}-s0"] = train(VARIANTS["gan"], f"gan-adv{w:g}-s0", f"autoencoder={ae}", "seed=0",
-                                           f"adv_weight={w:g}", f"fm_weight={2 * w:g}")
+        models[f"gan-adv{w:g}-s0"] = train(
+            VARIANTS["gan"],
+            f"gan-adv{w:g}-s0",
+            f"autoencoder={ae}",
+            "seed=0",
+            f"adv_weight={w:g}",
+            f"fm_weight={2 * w:g}",
+        )
     rows = []
     for data in args.eval:
         res = out / "scores" / Path(data).name
         if not (res / "results.csv").is_file():
-            cmd = [sys.executable, "eval/benchmark.py", "--data", data, "--out", str(res), "--pieces", str(args.pieces),
-                   "--methods", "wsola", "rubberband-r3"]
+            cmd = [
+                sys.executable,
+                "eval/benchmark.py",
+                "--data",
+                data,
+                "--out",
+                str(res),
+                "--pieces",
+                str(args.pieces),
+                "--methods",
+                "wsola",
+                "rubberband-r3",
+            ]
             for name, path in models.items():
                 cmd += ["--model", f"{name}={path}"]
             sh(cmd)
@@ -134,32 +190,55 @@ def main(argv=None) -> int:
 
 def report(rows: list[dict], args, out: Path) -> None:
     rates = sorted({r["rate"] for r in rows})
-    lines = [f"# The adversarial study ({', '.join(Path(d).name for d in args.eval)}; seeds "
-             f"{', '.join(map(str, args.seeds))})", "",
-             "Regenerate: `python eval/study.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]) + "`", "",
-             "Per-clip paired improvement of the first variant over the second (each clip's measure averaged over "
-             "the seeds first; positive = the first is better: lower log-mel, higher ViSQOL, attack/smear/"
-             "over-smoothing closer to 0, classifier accuracy closer to 0.5), mean and bootstrap 95% interval "
-             "over clips. An interval that excludes 0 is a difference the data shows.", ""]
+    lines = [
+        f"# The adversarial study ({', '.join(Path(d).name for d in args.eval)}; seeds "
+        f"{', '.join(map(str, args.seeds))})",
+        "",
+        "Regenerate: `python eval/study.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]) + "`",
+        "",
+        "Per-clip paired improvement of the first variant over the second (each clip's measure averaged over "
+        "the seeds first; positive = the first is better: lower log-mel, higher ViSQOL, attack/smear/"
+        "over-smoothing closer to 0, classifier accuracy closer to 0.5), mean and bootstrap 95% interval "
+        "over clips. An interval that excludes 0 is a difference the data shows.",
+        "",
+    ]
     csv_rows = []
     for a, b in PAIRS:
-        lines += [f"## {a} vs {b}", "", "| measure | " + " | ".join(f"{r:g}" for r in rates) + " | all rates |",
-                  "|---|" + "---|" * (len(rates) + 1)]
+        lines += [
+            f"## {a} vs {b}",
+            "",
+            "| measure | " + " | ".join(f"{r:g}" for r in rates) + " | all rates |",
+            "|---|" + "---|" * (len(rates) + 1),
+        ]
         for m in MEASURES:
             cells = []
             for rate in [*rates, None]:
                 mean, lo, hi = bootstrap_ci(paired(rows, a, b, args.seeds, m, rate))
-                csv_rows.append({"a": a, "b": b, "measure": m, "rate": "all" if rate is None else rate,
-                                 "mean": mean, "lo": lo, "hi": hi})
+                csv_rows.append(
+                    {
+                        "a": a,
+                        "b": b,
+                        "measure": m,
+                        "rate": "all" if rate is None else rate,
+                        "mean": mean,
+                        "lo": lo,
+                        "hi": hi,
+                    }
+                )
                 mark = "**" if np.isfinite(lo) and (lo > 0 or hi < 0) else ""
                 cells.append(f"{mark}{mean:+.3f} [{lo:+.3f}, {hi:+.3f}]{mark}" if np.isfinite(mean) else "n/a")
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
         lines.append("")
     # means per variant and the sweep
-    lines += ["## Means per variant (over sets, pieces, rates and seeds)", "",
-              "| variant | " + " | ".join(MEASURES) + " |", "|---|" + "---|" * len(MEASURES)]
-    variants = list(dict.fromkeys(r["method"].rpartition("-s")[0] if "-s" in r["method"] else r["method"]
-                                  for r in rows))
+    lines += [
+        "## Means per variant (over sets, pieces, rates and seeds)",
+        "",
+        "| variant | " + " | ".join(MEASURES) + " |",
+        "|---|" + "---|" * len(MEASURES),
+    ]
+    variants = list(
+        dict.fromkeys(r["method"].rpartition("-s")[0] if "-s" in r["method"] else r["method"] for r in rows)
+    )
     for v in variants:
         mine = [r for r in rows if (r["method"].rpartition("-s")[0] if "-s" in r["method"] else r["method"]) == v]
         vals = [np.nanmean([r.get(m, np.nan) for r in mine]) for m in MEASURES]

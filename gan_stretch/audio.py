@@ -1,4 +1,5 @@
 """Audio files in and out (soundfile), with the checks every entry point shares."""
+
 from __future__ import annotations
 
 import io
@@ -19,11 +20,13 @@ SUBTYPES = {}  # extension -> the sample format it implies
 if "OPUS" in sf.available_subtypes("OGG"):
     FORMATS[".opus"], SUBTYPES[".opus"] = "OGG", "OPUS"
 # formats libsndfile writes that do not read back as written
-UNWRITABLE = {"RAW": "raw audio has no header, so it keeps neither the sample rate nor the sample format",
-              "SD2": "Sound Designer II keeps its header in a separate resource-fork file (._NAME)"}
+UNWRITABLE = {
+    "RAW": "raw audio has no header, so it keeps neither the sample rate nor the sample format",
+    "SD2": "Sound Designer II keeps its header in a separate resource-fork file (._NAME)",
+}
 LOSSY = ("VORBIS", "OPUS", "MPEG_LAYER_III")  # their decoders may pad the frame count
 # integer PCM -> float as soundfile reads it: divided by the magnitude of the most negative value
-PCM_SCALE = {np.dtype(np.int8): 2.0 ** 7, np.dtype(np.int16): 2.0 ** 15, np.dtype(np.int32): 2.0 ** 31}
+PCM_SCALE = {np.dtype(np.int8): 2.0**7, np.dtype(np.int16): 2.0**15, np.dtype(np.int32): 2.0**31}
 
 
 def validate(wave: np.ndarray, what: str = "audio") -> np.ndarray:
@@ -38,19 +41,25 @@ def validate(wave: np.ndarray, what: str = "audio") -> np.ndarray:
     if wave.shape[0] == 0 or wave.shape[1] == 0:
         raise AudioError(f"{what} is empty (shape {tuple(wave.shape)})")
     if wave.shape[0] > 64:
-        raise AudioError(f"{what} has {wave.shape[0]} channels; expected [channels, samples] with at most 64 "
-                         "channels (is it transposed?)")
+        raise AudioError(
+            f"{what} has {wave.shape[0]} channels; expected [channels, samples] with at most 64 "
+            "channels (is it transposed?)"
+        )
     if wave.shape[0] > wave.shape[1]:
-        raise AudioError(f"{what} has shape {tuple(wave.shape)}: more channels than samples, so it is probably "
-                         "[samples, channels]; pass [channels, samples] (x.T)")
+        raise AudioError(
+            f"{what} has shape {tuple(wave.shape)}: more channels than samples, so it is probably "
+            "[samples, channels]; pass [channels, samples] (x.T)"
+        )
     if np.issubdtype(wave.dtype, np.integer):
         if wave.dtype == np.uint8:  # 8-bit WAV: unsigned, centred on 128
             wave = (wave.astype(np.float32) - 128) / 128
         elif wave.dtype in PCM_SCALE:
             wave = (wave / PCM_SCALE[wave.dtype]).astype(np.float32)
         else:
-            raise AudioError(f"{what} has dtype {wave.dtype}, which is no PCM sample format; pass float "
-                             "samples in [-1, 1] or int8/int16/int32/uint8 PCM")
+            raise AudioError(
+                f"{what} has dtype {wave.dtype}, which is no PCM sample format; pass float "
+                "samples in [-1, 1] or int8/int16/int32/uint8 PCM"
+            )
     wave = wave.astype(np.float32, copy=False)
     if not np.isfinite(wave).all():
         raise AudioError(f"{what} contains NaN or Inf samples")
@@ -96,8 +105,10 @@ class AudioReader:
         missing = _truncation(path)
         if missing:
             self.close()
-            raise AudioError(f"{self.name} is truncated: it ends at sample {self.frames} "
-                             f"({self.frames / self.sample_rate:.2f} s); {missing}")
+            raise AudioError(
+                f"{self.name} is truncated: it ends at sample {self.frames} "
+                f"({self.frames / self.sample_rate:.2f} s); {missing}"
+            )
         if self.frames <= 0:
             self.close()
             raise AudioError(f"{self.name} is empty (no samples)")
@@ -120,17 +131,18 @@ class AudioReader:
         except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as e:
             raise AudioError(f"cannot read {self.name}: {e}") from None
         if data.shape[0] < b - a:
-            raise AudioError(f"{self.name} is truncated: it ends at sample {a + data.shape[0]}, "
-                             f"its header announces {self.frames}")
+            raise AudioError(
+                f"{self.name} is truncated: it ends at sample {a + data.shape[0]}, its header announces {self.frames}"
+            )
         if not np.isfinite(data).all():
             raise AudioError(f"{self.name} contains NaN or Inf samples")
-        out[:, a - lo:b - lo] = torch.from_numpy(data.T).to(self.device)
+        out[:, a - lo : b - lo] = torch.from_numpy(data.T).to(self.device)
         return out
 
     def close(self) -> None:
         self.file.close()
 
-    def __enter__(self) -> "AudioReader":
+    def __enter__(self) -> AudioReader:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -145,21 +157,26 @@ class AudioWriter:
     the samples that did and ``peak`` is the largest magnitude asked for. ``clobber=False``
     refuses to replace an existing file, also one that appears while the writer works."""
 
-    def __init__(self, path: str | os.PathLike, sr: int, channels: int, like: "AudioReader | None" = None,
-                 clobber: bool = True):
+    def __init__(
+        self, path: str | os.PathLike, sr: int, channels: int, like: AudioReader | None = None, clobber: bool = True
+    ):
         self.path = check_output_path(path)
         self.sr, self.channels, self.clobber = sr, channels, clobber
         suffix = self.path.suffix.lower()
         self.format = FORMATS[suffix]
         self.subtype = SUBTYPES.get(suffix)
-        if self.subtype is None and like is not None and like.format == self.format \
-                and sf.check_format(self.format, like.subtype):
+        if (
+            self.subtype is None
+            and like is not None
+            and like.format == self.format
+            and sf.check_format(self.format, like.subtype)
+        ):
             self.subtype = like.subtype
         check_format(self.path, sr, channels, self.subtype)
         self.clip = (self.subtype or sf.default_subtype(self.format) or "") not in ("FLOAT", "DOUBLE")
         self.frames, self.clipped, self.peak = 0, 0, 0.0
 
-    def __enter__(self) -> "AudioWriter":
+    def __enter__(self) -> AudioWriter:
         if not self.clobber and self.path.exists():
             raise AudioError(f"{self.path} exists (not overwritten: --no-clobber)")
         tmp = None
@@ -176,8 +193,9 @@ class AudioWriter:
     def write(self, chunk: np.ndarray) -> None:
         """chunk: float [C, k]."""
         if not np.isfinite(chunk).all():
-            raise AudioError(f"cannot write {self.path}: the stretched audio contains NaN or Inf samples "
-                             "(a broken model?)")
+            raise AudioError(
+                f"cannot write {self.path}: the stretched audio contains NaN or Inf samples (a broken model?)"
+            )
         if chunk.size:
             self.peak = max(self.peak, float(np.abs(chunk).max()))
         if self.clip:
@@ -218,9 +236,11 @@ class AudioWriter:
         got = (info.samplerate, info.channels) + (() if lossy else (info.frames,))
         want = (self.sr, self.channels) + (() if lossy else (self.frames,))
         if got != want:
-            raise AudioError(f"cannot write {self.path}: it reads back as {info.samplerate} Hz, {info.channels} "
-                             f"channel(s), {info.frames} frames instead of {self.sr} Hz, {self.channels}, "
-                             f"{self.frames}")
+            raise AudioError(
+                f"cannot write {self.path}: it reads back as {info.samplerate} Hz, {info.channels} "
+                f"channel(s), {info.frames} frames instead of {self.sr} Hz, {self.channels}, "
+                f"{self.frames}"
+            )
 
 
 def _link_new(tmp: Path, path: Path) -> None:
@@ -261,23 +281,28 @@ def check_format(path: Path, sr: int, channels: int, subtype: str | None = None)
     if isinstance(got, str):
         fewer = [n for n in (8, 6, 4, 2, 1) if n < channels and not isinstance(probe(n), str)]
         if fewer:
-            raise AudioError(f"cannot write {path}: {name} files hold at most {fewer[0]} channel(s), "
-                             f"the audio has {channels}")
+            raise AudioError(
+                f"cannot write {path}: {name} files hold at most {fewer[0]} channel(s), the audio has {channels}"
+            )
         raise AudioError(f"cannot write {path} at {sr} Hz: {got}")
     if got != (sr, channels):
-        raise AudioError(f"cannot write {path}: {name} files cannot store {sr} Hz (it reads back as "
-                         f"{got[0]} Hz); use .wav, .flac or another format")
+        raise AudioError(
+            f"cannot write {path}: {name} files cannot store {sr} Hz (it reads back as "
+            f"{got[0]} Hz); use .wav, .flac or another format"
+        )
 
 
 def check_output_path(path: str | os.PathLike, inputs: tuple = (), create_folder: bool = False) -> Path:
     """Checks before any work that ``path`` can be written: known format, not an input, folder writable."""
     path = Path(path)
     if path.suffix.lower() not in FORMATS:
-        raise AudioError(f"cannot write {path}: unknown audio format {path.suffix!r} "
-                         f"(use one of {', '.join(sorted(FORMATS))})")
+        raise AudioError(
+            f"cannot write {path}: unknown audio format {path.suffix!r} (use one of {', '.join(sorted(FORMATS))})"
+        )
     if FORMATS[path.suffix.lower()] in UNWRITABLE:
-        raise AudioError(f"cannot write {path}: {UNWRITABLE[FORMATS[path.suffix.lower()]]}; "
-                         "use .wav, .flac or another format")
+        raise AudioError(
+            f"cannot write {path}: {UNWRITABLE[FORMATS[path.suffix.lower()]]}; use .wav, .flac or another format"
+        )
     for inp in inputs:
         if Path(inp).exists() and path.exists() and os.path.samefile(inp, path):
             raise AudioError(f"output path {path} is the input file; choose another name")
@@ -303,6 +328,8 @@ def check_sample_rate(sr, what: str = "input audio") -> int:
     if isinstance(sr, bool) or not isinstance(sr, (int, np.integer)):
         raise AudioError(f"sample rate must be an integer number of Hz, got {sr!r}")
     if not MIN_SAMPLE_RATE <= sr <= MAX_SAMPLE_RATE:
-        raise AudioError(f"{what} has sample rate {sr} Hz; sample rates from {MIN_SAMPLE_RATE} to "
-                         f"{MAX_SAMPLE_RATE} Hz are supported (resample it first)")
+        raise AudioError(
+            f"{what} has sample rate {sr} Hz; sample rates from {MIN_SAMPLE_RATE} to "
+            f"{MAX_SAMPLE_RATE} Hz are supported (resample it first)"
+        )
     return int(sr)

@@ -4,6 +4,7 @@ The model was trained at one sample rate (22.05 kHz: bins up to 11 kHz). An inpu
 rate is analysed with the model's frame duration and bin spacing (:func:`input_config`), so its
 first bins are the model's; :class:`Band` maps between the two sets of bins.
 """
+
 from __future__ import annotations
 
 import torch
@@ -58,14 +59,14 @@ class Band:
     def low_abs(self, spec: torch.Tensor) -> torch.Tensor:
         """``low(spec.abs())`` without the magnitudes of bins the model does not see."""
         if self.exact and spec.shape[-2] >= self.model.n_freq:
-            return spec[..., :self.model.n_freq, :].abs()
+            return spec[..., : self.model.n_freq, :].abs()
         return self.low(spec.abs())
 
     def from_model(self, mag: torch.Tensor) -> torch.Tensor:
         """Model-bin magnitudes [..., F_model, T] -> input bins [..., min(F_in, F_model), T]
         (exact bins), or [..., F_in, T] (interpolated; meaningful within the model's band)."""
         if self.exact:
-            return mag[..., :self.cfg.n_freq, :]
+            return mag[..., : self.cfg.n_freq, :]
         return spectral.time_scale(mag, self.to_model)
 
     def combine(self, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
@@ -77,6 +78,6 @@ class Band:
         out[..., :k, :] = model[..., :k, :]
         top = min(model.shape[-2], n)
         fade = self.fade[k:top]
-        out[..., k:top, :] = torch.lerp(high[..., :top - k, :], model[..., k:top, :], fade)
-        out[..., top:, :] = high[..., top - k:, :]
+        out[..., k:top, :] = torch.lerp(high[..., : top - k, :], model[..., k:top, :], fade)
+        out[..., top:, :] = high[..., top - k :, :]
         return out

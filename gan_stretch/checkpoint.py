@@ -5,6 +5,7 @@ into named tensors plus a JSON skeleton, so a resumable checkpoint is as safe to
 Every write goes to a temporary file in the same folder and is renamed into place, so an
 interrupted write never leaves a truncated checkpoint where a good one was.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -51,8 +52,9 @@ def partial_path(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_partials(path)
     mode = target_mode(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}{PARTIAL}{HOST}-{os.getpid()}-", suffix=path.suffix,
-                               dir=path.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.stem}{PARTIAL}{HOST}-{os.getpid()}-", suffix=path.suffix, dir=path.parent
+    )
     try:
         os.fchmod(fd, mode)
     finally:
@@ -133,6 +135,7 @@ def load(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
     try:
         tensors = load_file(str(path))
         from safetensors import safe_open
+
         with safe_open(str(path), framework="pt") as f:
             raw = (f.metadata() or {}).get(META_KEY)
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
@@ -154,7 +157,7 @@ def prefixed(prefix: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Ten
 
 def unprefixed(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     p = prefix + "."
-    return {k[len(p):]: v for k, v in tensors.items() if k.startswith(p)}
+    return {k[len(p) :]: v for k, v in tensors.items() if k.startswith(p)}
 
 
 def flatten(obj: Any, prefix: str, out: dict[str, torch.Tensor]) -> Any:
@@ -163,11 +166,17 @@ def flatten(obj: Any, prefix: str, out: dict[str, torch.Tensor]) -> Any:
         out[prefix] = obj
         return {"__tensor__": prefix}
     if isinstance(obj, dict):
-        return {"__dict__": [[flatten(k, f"{prefix}.k{i}", out), flatten(v, f"{prefix}.{i}", out)]
-                             for i, (k, v) in enumerate(obj.items())]}
+        return {
+            "__dict__": [
+                [flatten(k, f"{prefix}.k{i}", out), flatten(v, f"{prefix}.{i}", out)]
+                for i, (k, v) in enumerate(obj.items())
+            ]
+        }
     if isinstance(obj, (list, tuple)):
-        return {"__list__": [flatten(v, f"{prefix}.{i}", out) for i, v in enumerate(obj)],
-                "tuple": isinstance(obj, tuple)}
+        return {
+            "__list__": [flatten(v, f"{prefix}.{i}", out) for i, v in enumerate(obj)],
+            "tuple": isinstance(obj, tuple),
+        }
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return obj
     raise TypeError(f"cannot store {type(obj).__name__} in a checkpoint")

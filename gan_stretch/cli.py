@@ -1,4 +1,5 @@
 """The ``gan-stretch`` command."""
+
 from __future__ import annotations
 
 import argparse
@@ -38,19 +39,35 @@ def _stretch(args) -> int:
         with AudioReader(src) as reader:  # the input's header and the output's format, before any work
             check_sample_rate(reader.sample_rate, reader.name)
             check_format(dst, reader.sample_rate, reader.channels)
-    stretcher = Stretcher(args.checkpoint, device=args.device, griffin_lim=args.griffin_lim,
-                          phase_lock=args.phase_lock, residual=not args.no_residual)
+    stretcher = Stretcher(
+        args.checkpoint,
+        device=args.device,
+        griffin_lim=args.griffin_lim,
+        phase_lock=args.phase_lock,
+        residual=not args.no_residual,
+    )
     rate = None if args.rate is None else float(args.rate)
     if not src.is_dir():
         with tqdm(desc="audio", unit="s", leave=False, disable=not sys.stderr.isatty()) as seconds:
+
             def progress(done, total):
                 seconds.total, seconds.n = round(total, 1), round(done, 1)
                 seconds.refresh()
-            info = stretcher.stretch_file(src, dst, rate, duration=args.duration, time_map=time_map,
-                                          progress=progress, clobber=not args.no_clobber)
+
+            info = stretcher.stretch_file(
+                src,
+                dst,
+                rate,
+                duration=args.duration,
+                time_map=time_map,
+                progress=progress,
+                clobber=not args.no_clobber,
+            )
         _warn_clipped(dst, info)
-        print(f"wrote {dst} ({info['frames'] / info['sample_rate']:.2f} s, {info['sample_rate']} Hz, "
-              f"{info['channels']} channel(s))")
+        print(
+            f"wrote {dst} ({info['frames'] / info['sample_rate']:.2f} s, {info['sample_rate']} Hz, "
+            f"{info['channels']} channel(s))"
+        )
         return 0
     done, failed, existing = 0, [], []
     for f, out in tqdm(jobs, desc="stretching", unit="file"):
@@ -59,8 +76,9 @@ def _stretch(args) -> int:
             existing.append(name)
             continue
         try:
-            info = stretcher.stretch_file(f, out, rate, duration=args.duration, time_map=time_map,
-                                          clobber=not args.no_clobber)
+            info = stretcher.stretch_file(
+                f, out, rate, duration=args.duration, time_map=time_map, clobber=not args.no_clobber
+            )
         except GanStretchError as e:
             failed.append(name)
             message = str(e) if str(f) in str(e) else f"{f}: {e}"  # the line names the file
@@ -116,28 +134,52 @@ def _warn_clipped(name, info: dict) -> None:
     if info.get("clipped"):
         import math
 
-        print(f"gan-stretch: warning: {name}: {info['clipped']} sample(s) clipped at full scale (peak "
-              f"{info['peak']:.3f}, {20 * math.log10(info['peak']):+.1f} dBFS); lower the input level by "
-              f"{20 * math.log10(info['peak']) + 0.1:.1f} dB or write a float format", file=sys.stderr)
+        print(
+            f"gan-stretch: warning: {name}: {info['clipped']} sample(s) clipped at full scale (peak "
+            f"{info['peak']:.3f}, {20 * math.log10(info['peak']):+.1f} dBFS); lower the input level by "
+            f"{20 * math.log10(info['peak']) + 0.1:.1f} dB or write a float format",
+            file=sys.stderr,
+        )
 
 
 def _data_midi(args) -> None:
     from .data.corpus import DEFAULT_PROGRAMS, build_true_tempo
 
-    c = build_true_tempo(args.out, pieces=args.pieces, heldout=args.heldout, seconds=args.seconds,
-                         rates=args.rates, programs=args.programs or DEFAULT_PROGRAMS,
-                         programs_per_piece=args.programs_per_piece, sample_rate=args.sample_rate,
-                         soundfont=args.soundfont, splits=("heldout",) if args.heldout_only else ("train", "heldout"),
-                         family=args.family, synth=args.synth, reverb=args.reverb, chorus=args.chorus,
-                         level_range=args.level_range, seed=args.seed, items=args.items)
+    c = build_true_tempo(
+        args.out,
+        pieces=args.pieces,
+        heldout=args.heldout,
+        seconds=args.seconds,
+        rates=args.rates,
+        programs=args.programs or DEFAULT_PROGRAMS,
+        programs_per_piece=args.programs_per_piece,
+        sample_rate=args.sample_rate,
+        soundfont=args.soundfont,
+        splits=("heldout",) if args.heldout_only else ("train", "heldout"),
+        family=args.family,
+        synth=args.synth,
+        reverb=args.reverb,
+        chorus=args.chorus,
+        level_range=args.level_range,
+        seed=args.seed,
+        items=args.items,
+    )
     print(f"{c.root}: {len(c.split('train'))} training and {len(c.split('heldout'))} held-out items")
 
 
 def _data_teacher(args) -> None:
     from .data.corpus import build_teacher
 
-    c = build_teacher(args.audio, args.out, teacher=args.teacher, rates=args.rates, seconds=args.seconds,
-                      excerpts=args.excerpts, heldout=args.heldout, sample_rate=args.sample_rate)
+    c = build_teacher(
+        args.audio,
+        args.out,
+        teacher=args.teacher,
+        rates=args.rates,
+        seconds=args.seconds,
+        excerpts=args.excerpts,
+        heldout=args.heldout,
+        sample_rate=args.sample_rate,
+    )
     print(f"{c.root}: {len(c.split('train'))} training and {len(c.split('heldout'))} held-out items")
 
 
@@ -158,41 +200,74 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("output", help="output file, or folder when the input is a folder")
     s.add_argument("--rate", default=None, help="speed factor in [0.25, 4]")
     s.add_argument("--duration", type=float, default=None, help="target duration in seconds (instead of --rate)")
-    s.add_argument("--time-map", default=None,
-                   help="Rubber Band time map: lines 'source_frame target_frame' (sample indices)")
-    s.add_argument("--checkpoint", default=None,
-                   help="model .safetensors, or a packaged model: default (the GAN) or mapper (its baseline)")
+    s.add_argument(
+        "--time-map", default=None, help="Rubber Band time map: lines 'source_frame target_frame' (sample indices)"
+    )
+    s.add_argument(
+        "--checkpoint",
+        default=None,
+        help="model .safetensors, or a packaged model: default (the GAN) or mapper (its baseline)",
+    )
     s.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
-    s.add_argument("--griffin-lim", type=int, default=1,
-                   help="phase refinement iterations (default 1; more cost time and gain under 0.05 dB)")
+    s.add_argument(
+        "--griffin-lim",
+        type=int,
+        default=1,
+        help="phase refinement iterations (default 1; more cost time and gain under 0.05 dB)",
+    )
     s.add_argument("--phase-lock", action="store_true", help="lock each bin's phase to its partial's peak")
-    s.add_argument("--no-residual", action="store_true",
-                   help="decode the refined latents alone instead of applying their change to the input's spectrum")
-    s.add_argument("-n", "--no-clobber", action="store_true",
-                   help="never overwrite an existing output (default: replace it, as sox and rubberband do); "
-                        "in folder mode, files already stretched are skipped, so a rerun resumes a batch")
+    s.add_argument(
+        "--no-residual",
+        action="store_true",
+        help="decode the refined latents alone instead of applying their change to the input's spectrum",
+    )
+    s.add_argument(
+        "-n",
+        "--no-clobber",
+        action="store_true",
+        help="never overwrite an existing output (default: replace it, as sox and rubberband do); "
+        "in folder mode, files already stretched are skipped, so a rerun resumes a batch",
+    )
     s.set_defaults(fn=_stretch)
 
     d = sub.add_parser("data", help="build training and evaluation corpora")
     dsub = d.add_subparsers(dest="source", required=True)
     m = dsub.add_parser("midi", help="true-tempo pairs rendered from MIDI: music21 pieces, ensembles, grooves")
     m.add_argument("--out", required=True)
-    m.add_argument("--family", choices=("classical", "ensemble", "groove"), default="classical",
-                   help="classical: music21 pieces, one GM program per item; ensemble: multi-part scores, each "
-                        "part on its own program; groove: generated drums, bass, comping and lead")
+    m.add_argument(
+        "--family",
+        choices=("classical", "ensemble", "groove"),
+        default="classical",
+        help="classical: music21 pieces, one GM program per item; ensemble: multi-part scores, each "
+        "part on its own program; groove: generated drums, bass, comping and lead",
+    )
     m.add_argument("--pieces", type=int, default=32, help="pieces (grooves: grooves) to take")
-    m.add_argument("--programs", type=int, nargs="*", default=None,
-                   help="classical: General MIDI programs to cycle through")
-    m.add_argument("--programs-per-piece", type=int, default=1,
-                   help="items per piece (classical: programs, ensemble: orchestrations)")
-    m.add_argument("--soundfont", default=None,
-                   help="sound bank, or several separated by commas of which each item draws one: .sf2/.sf3 path "
-                        "or name (default TimGM6mb) for fluidsynth, .cfg (default freepats) for timidity")
+    m.add_argument(
+        "--programs", type=int, nargs="*", default=None, help="classical: General MIDI programs to cycle through"
+    )
+    m.add_argument(
+        "--programs-per-piece",
+        type=int,
+        default=1,
+        help="items per piece (classical: programs, ensemble: orchestrations)",
+    )
+    m.add_argument(
+        "--soundfont",
+        default=None,
+        help="sound bank, or several separated by commas of which each item draws one: .sf2/.sf3 path "
+        "or name (default TimGM6mb) for fluidsynth, .cfg (default freepats) for timidity",
+    )
     m.add_argument("--synth", choices=("fluidsynth", "timidity"), default="fluidsynth")
     m.add_argument("--reverb", choices=("off", "on", "random"), default="off", help="reverb per item")
     m.add_argument("--chorus", choices=("off", "on", "random"), default="off", help="chorus per item")
-    m.add_argument("--level-range", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
-                   help="each item's peak level drawn in this range of dBFS, e.g. -30 -3 (default: the engine's)")
+    m.add_argument(
+        "--level-range",
+        type=float,
+        nargs=2,
+        default=None,
+        metavar=("LOW", "HIGH"),
+        help="each item's peak level drawn in this range of dBFS, e.g. -30 -3 (default: the engine's)",
+    )
     m.add_argument("--seed", type=int, default=0, help="draws of grooves, orchestrations and render choices")
     m.add_argument("--items", type=int, default=None, help="stop after this many items")
     m.add_argument("--heldout-only", action="store_true", help="render only the held-out pieces (an evaluation set)")
@@ -209,8 +284,10 @@ def parser() -> argparse.ArgumentParser:
     m.set_defaults(fn=_data_midi)
     t.set_defaults(fn=_data_teacher)
 
-    r = sub.add_parser("train", help="run a recipe in this process (accelerate launch -m gan_stretch.train "
-                                     "does the same on any devices)")
+    r = sub.add_parser(
+        "train",
+        help="run a recipe in this process (accelerate launch -m gan_stretch.train does the same on any devices)",
+    )
     r.add_argument("recipe")
     r.add_argument("overrides", nargs="*", help="key=value")
     r.set_defaults(fn=_train)

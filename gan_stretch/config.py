@@ -2,6 +2,7 @@
 
 Unknown keys, wrong types and impossible values are rejected before any work starts.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,8 +20,16 @@ import yaml
 from .errors import ConfigError
 
 
-def setting(default, lo: float | None = None, hi: float | None = None, *, above: bool = False,
-            below: bool = False, choices: tuple | None = None, min_items: int = 0):
+def setting(
+    default,
+    lo: float | None = None,
+    hi: float | None = None,
+    *,
+    above: bool = False,
+    below: bool = False,
+    choices: tuple | None = None,
+    min_items: int = 0,
+):
     """A recipe field with the values it accepts declared next to it: a closed range [lo, hi]
     (``above``/``below`` make an end open), a set of ``choices``, and for a list, each item in
     the range and at least ``min_items`` items. load_recipe enforces them."""
@@ -30,7 +39,7 @@ def setting(default, lo: float | None = None, hi: float | None = None, *, above:
     return field(default=default, metadata=meta)
 
 
-BIG = 10 ** 9  # a bound no sane value reaches, so typos (steps=1e12) still fail
+BIG = 10**9  # a bound no sane value reaches, so typos (steps=1e12) still fail
 
 
 @dataclass
@@ -38,7 +47,7 @@ class Recipe:
     stage: str = ""
     data: str = ""  # corpus folder (see gan_stretch.data.corpus)
     run_dir: str = ""  # checkpoints, TensorBoard logs and the exported model go here
-    seed: int = setting(0, 0, 2 ** 32 - 1)
+    seed: int = setting(0, 0, 2**32 - 1)
     steps: int = setting(1000, 1, BIG)
     batch_size: int = setting(64, 1, 65536)
     lr: float = setting(1e-3, 0, 10, above=True)
@@ -67,7 +76,7 @@ class SequenceRecipe(Recipe):
     window: int = setting(64, 1, 8192)  # latent frames per training sequence
     pairs: str = setting("all", choices=("all", "true-tempo", "teacher"))  # which pairs to train on
     spec_weight: float = setting(1.0, 0, 1e6)  # L1 on decoded mel dB, through the frozen decoder
-    spec_frames: int = setting(512, 1, 10 ** 7)  # frames per batch decoded for that loss
+    spec_frames: int = setting(512, 1, 10**7)  # frames per batch decoded for that loss
     latent_weight: float = setting(10.0, 0, 1e6)  # L1 on latents
     init: str = ""  # a model file of this stage and size whose refiner starts the run (fine-tuning)
     transients: bool = False  # train on attacks played at speed 1 (the Stretcher's transients=True)
@@ -98,7 +107,9 @@ class GanRecipe(SequenceRecipe):
     spec_fm_weight: float = setting(0.0, 0, 1e6)  # its feature matching
     spec_d_channels: int = setting(16, 1, 1024)
     spec_d_batch: int = setting(8, 1, 65536)  # windows of each batch the spectrogram discriminator sees
-    real: str = setting("target", choices=("target", "natural"))  # what D sees as real: target (truly stretched) | natural (any music frames)
+    real: str = setting(
+        "target", choices=("target", "natural")
+    )  # what D sees as real: target (truly stretched) | natural (any music frames)
 
 
 def _coerce(name: str, value, kind):
@@ -134,8 +145,10 @@ def _coerce(name: str, value, kind):
 
 def _in_range(value, meta: dict) -> bool:
     lo, hi = meta["lo"], meta["hi"]
-    return not ((lo is not None and (value <= lo if meta["above"] else value < lo))
-                or (hi is not None and (value >= hi if meta["below"] else value > hi)))
+    return not (
+        (lo is not None and (value <= lo if meta["above"] else value < lo))
+        or (hi is not None and (value >= hi if meta["below"] else value > hi))
+    )
 
 
 def _range_text(meta: dict) -> str:
@@ -177,7 +190,7 @@ def _validate(recipe: Recipe) -> None:
     if isinstance(recipe, GanRecipe):
         if recipe.kernel % 2 == 0:
             raise ConfigError(f"kernel must be odd, got {recipe.kernel}")
-        if recipe.window < 2 ** recipe.d_layers:
+        if recipe.window < 2**recipe.d_layers:
             raise ConfigError(f"window={recipe.window} is too short for d_layers={recipe.d_layers}")
     _check_run_dir(recipe.run_dir)
 
@@ -243,8 +256,9 @@ def load_recipe(path: str | Path | None, overrides: list[str] | dict | None = No
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - known)
     if unknown:
-        raise ConfigError(f"unknown recipe key(s) for stage {stage}: {', '.join(unknown)}; "
-                          f"known keys: {', '.join(sorted(known))}")
+        raise ConfigError(
+            f"unknown recipe key(s) for stage {stage}: {', '.join(unknown)}; known keys: {', '.join(sorted(known))}"
+        )
     recipe = cls(**{k: _coerce(k, v, hints[k]) for k, v in raw.items()})
     _validate(recipe)
     recipe._file = None if path is None else str(path)  # recorded in the model file (recipe_source)

@@ -6,6 +6,7 @@ download would be stretched silently into a shorter file. Each container announc
 audio it holds; :func:`truncation` compares that with what the file holds. FLAC needs no check
 (its decoder reports the lost frames); MP3 and headerless data announce nothing.
 """
+
 from __future__ import annotations
 
 import os
@@ -80,8 +81,9 @@ def _ds64(f) -> int | None:
     return struct.unpack("<Q", chunk[16:24])[0]
 
 
-def _chunks(f, size: int, pos: int, data_id: bytes, fmt: str, head: int, align: int,
-            unknown: int | None = None) -> str | None:
+def _chunks(
+    f, size: int, pos: int, data_id: bytes, fmt: str, head: int, align: int, unknown: int | None = None
+) -> str | None:
     """Chunks of ``head`` bytes (4-byte id, then a size packed as ``fmt``) from ``pos``; the
     ``data_id`` chunk's size against the bytes after its header (AIFF's SSND, CAF's data)."""
     n = struct.calcsize(fmt)
@@ -90,7 +92,7 @@ def _chunks(f, size: int, pos: int, data_id: bytes, fmt: str, head: int, align: 
         chunk = f.read(head)
         if len(chunk) < head:
             return None
-        length = struct.unpack(fmt, chunk[4:4 + n])[0]
+        length = struct.unpack(fmt, chunk[4 : 4 + n])[0]
         if chunk[:4] == data_id:
             return None if length == unknown else _short(length, size - pos - head)
         if length < 0:
@@ -128,7 +130,7 @@ def _ogg(f, size: int) -> str | None:
             n_segments = page[26]
             if len(page) < 27 + n_segments:
                 return "its last Ogg page is cut short"
-            length = 27 + n_segments + sum(page[27:27 + n_segments])
+            length = 27 + n_segments + sum(page[27 : 27 + n_segments])
             if len(page) < length:
                 return "its last Ogg page is cut short"
             if not page[5] & 0x04:

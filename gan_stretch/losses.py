@@ -1,4 +1,5 @@
 """Every term of the training objectives, as plain functions."""
+
 from __future__ import annotations
 
 import torch
@@ -11,8 +12,9 @@ class MelScale(torch.nn.Module):
     def __init__(self, sample_rate: int, n_fft: int, n_mels: int = 80, floor_db: float = -80.0):
         super().__init__()
         # Slaney mel scale and norm: the filters of librosa.filters.mel, which the benchmark uses.
-        fb = torchaudio.functional.melscale_fbanks(n_fft // 2 + 1, 0.0, sample_rate / 2, n_mels, sample_rate,
-                                                   norm="slaney", mel_scale="slaney")  # [F, M]
+        fb = torchaudio.functional.melscale_fbanks(
+            n_fft // 2 + 1, 0.0, sample_rate / 2, n_mels, sample_rate, norm="slaney", mel_scale="slaney"
+        )  # [F, M]
         self.register_buffer("fb", fb.float().contiguous(), persistent=False)
         self.floor = 10 ** (floor_db / 10)
 
@@ -42,7 +44,7 @@ def decoded_mel_l1(mel: MelScale, decode, pred: torch.Tensor, target: torch.Tens
 
 def discriminator_loss(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     """Least-squares GAN: real -> 1, fake -> 0."""
-    return ((real - 1) ** 2).mean() + (fake ** 2).mean()
+    return ((real - 1) ** 2).mean() + (fake**2).mean()
 
 
 def generator_loss(fake: torch.Tensor) -> torch.Tensor:

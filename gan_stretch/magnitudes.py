@@ -5,6 +5,7 @@ time-scale, refine, decode); above it the input's magnitudes are time-scaled as 
 would. Levels: each channel is measured against its own loudest bin, and the input's level is
 kept where it is steady.
 """
+
 from __future__ import annotations
 
 import math
@@ -18,21 +19,30 @@ from .model import Model
 from .spectral import SpectralConfig
 
 
-def stretch_magnitudes(model: Model, mag: torch.Tensor, positions: torch.Tensor, ref: torch.Tensor,
-                       rate: torch.Tensor, band: Band, residual: bool) -> torch.Tensor:
+def stretch_magnitudes(
+    model: Model,
+    mag: torch.Tensor,
+    positions: torch.Tensor,
+    ref: torch.Tensor,
+    rate: torch.Tensor,
+    band: Band,
+    residual: bool,
+) -> torch.Tensor:
     """Input magnitudes [C, F, T] -> stretched magnitudes [C, F, T'] (the model below its Nyquist
     frequency, the time-scaled input above it). positions: [T'] source frame of each output
     frame; ref: [C] each channel's reference in dB; rate: [C]."""
     frames = rearrange(spectral.magnitude_to_db(band.low(mag), ref, model.spectral), "c f t -> c t f")
-    low = spectral.db_to_magnitude(rearrange(stretch_frames(model, frames, positions, rate, residual),
-                                             "c t f -> c f t"), ref)
+    low = spectral.db_to_magnitude(
+        rearrange(stretch_frames(model, frames, positions, rate, residual), "c t f -> c f t"), ref
+    )
     if band.full:
         return band.from_model(low)
-    return band.combine(low, spectral.time_scale(mag[..., band.first_high:, :], positions, dim=-1))
+    return band.combine(low, spectral.time_scale(mag[..., band.first_high :, :], positions, dim=-1))
 
 
-def stretch_frames(model: Model, frames: torch.Tensor, positions: torch.Tensor, rate: torch.Tensor,
-                   residual: bool) -> torch.Tensor:
+def stretch_frames(
+    model: Model, frames: torch.Tensor, positions: torch.Tensor, rate: torch.Tensor, residual: bool
+) -> torch.Tensor:
     """dB frames [B, T, F] -> stretched dB frames [B, T', F] (encode, time-scale, refine, decode)."""
     ae = model.autoencoder
     scaled = spectral.time_scale(ae.encode(frames), positions)

@@ -19,6 +19,7 @@ Perception (each against the true-tempo render, mono):
   two_sample_accuracy  held-out accuracy of a fresh small classifier trained to tell a method's
                     log-mel patches from the true renders' (50% = indistinguishable).
 """
+
 from __future__ import annotations
 
 import librosa
@@ -48,7 +49,7 @@ def log_mel_distance(output, truth, sr: int) -> float:
         p_ref = librosa.feature.melspectrogram(y=r, sr=sr, n_fft=2048, hop_length=256, n_mels=80, power=2.0)
         floor = max(float(p_ref.max()) * 1e-8, np.finfo(np.float32).tiny)
         diff = 10 * np.log10(np.maximum(p_out, floor)) - 10 * np.log10(np.maximum(p_ref, floor))
-        scores.append(np.sqrt((diff ** 2).mean(axis=0)).mean())
+        scores.append(np.sqrt((diff**2).mean(axis=0)).mean())
     return float(np.mean(scores))
 
 
@@ -60,8 +61,9 @@ def spectral_convergence(output, truth, sr: int | None = None, n_fft: int = 2048
     return float(np.linalg.norm(s_ref - s_out) / max(np.linalg.norm(s_ref), 1e-12))
 
 
-def multi_resolution_stft_distance(output, truth, sr: int | None = None,
-                                   resolutions=((512, 128), (1024, 256), (2048, 512))) -> float:
+def multi_resolution_stft_distance(
+    output, truth, sr: int | None = None, resolutions=((512, 128), (1024, 256), (2048, 512))
+) -> float:
     """Mean L1 distance of log10 |STFT| (magnitudes floored at 1e-5) over three resolutions."""
     out, ref = _pair(output, truth)
     total = 0.0
@@ -98,8 +100,9 @@ def pitch_shift_cents(output, reference, sr: int, bins_per_octave: int = 1200, m
     max_lag = int(max_cents * bins_per_octave / 1200)
     lags = np.arange(-max_lag, max_lag + 1)
     n = len(a)
-    corr = np.array([np.dot(a[max(0, -l):n - max(0, l)], b[max(0, l):n - max(0, -l)]) /
-                     max(n - abs(l), 1) for l in lags])
+    corr = np.array(
+        [np.dot(a[max(0, -l) : n - max(0, l)], b[max(0, l) : n - max(0, -l)]) / max(n - abs(l), 1) for l in lags]
+    )
     k = int(np.argmax(corr))
     shift = float(lags[k])
     if 0 < k < len(corr) - 1:
@@ -147,8 +150,9 @@ def visqol(output, truth, sr: int) -> float:
         out, ref = (soxr.resample(x.astype(np.float64), sr, VISQOL_RATE) for x in (out, ref))
     threads = torch.get_num_threads()  # its numba kernels change torch's thread count; keep the caller's
     try:
-        return float(_VISQOL["api"].measure_from_arrays(ref.astype(np.float64), out.astype(np.float64),
-                                                         VISQOL_RATE).moslqo)
+        return float(
+            _VISQOL["api"].measure_from_arrays(ref.astype(np.float64), out.astype(np.float64), VISQOL_RATE).moslqo
+        )
     finally:
         torch.set_num_threads(threads)
 
@@ -164,8 +168,9 @@ def onset_envelope(x, sr: int) -> tuple[np.ndarray, float]:
     import librosa
 
     hop = _onset_hop(sr)
-    env = librosa.onset.onset_strength(y=np.ascontiguousarray(_mono(x)), sr=sr, hop_length=hop, n_fft=4 * hop,
-                                       n_mels=80, center=True)
+    env = librosa.onset.onset_strength(
+        y=np.ascontiguousarray(_mono(x)), sr=sr, hop_length=hop, n_fft=4 * hop, n_mels=80, center=True
+    )
     return env, hop / sr
 
 
@@ -203,16 +208,16 @@ def smear_db(output, truth, sr: int, onsets) -> float:
     either end, or where the truth is silent around them, are skipped. NaN without onsets."""
     out, ref = _mono_pair(output, truth)
     w = int(round(SMEAR_WINDOW * sr))
-    floor = 1e-10 * max(float(np.max(ref ** 2)), 1e-20) * w  # 100 dB below a full window at the peak
+    floor = 1e-10 * max(float(np.max(ref**2)), 1e-20) * w  # 100 dB below a full window at the peak
     diffs = []
     for t in _distinct(onsets):
         k = int(round(t * sr))
         if k - w < 0 or k + w > len(ref):
             continue
-        pre_r, post_r = float(np.sum(ref[k - w:k] ** 2)), float(np.sum(ref[k:k + w] ** 2))
+        pre_r, post_r = float(np.sum(ref[k - w : k] ** 2)), float(np.sum(ref[k : k + w] ** 2))
         if post_r <= floor:
             continue
-        pre_o, post_o = float(np.sum(out[k - w:k] ** 2)), float(np.sum(out[k:k + w] ** 2))
+        pre_o, post_o = float(np.sum(out[k - w : k] ** 2)), float(np.sum(out[k : k + w] ** 2))
         ratio = lambda pre, post: 10 * np.log10(max(pre, floor) / max(post, floor))
         diffs.append(ratio(pre_o, post_o) - ratio(pre_r, post_r))
     return float(np.mean(diffs)) if diffs else float("nan")
@@ -223,8 +228,9 @@ def _log_mel(x, sr: int, floor_power: float | None = None) -> tuple[np.ndarray, 
     floored at ``floor_power`` (default: 80 dB below its own maximum); returns (dB, floor used)."""
     import librosa
 
-    p = librosa.feature.melspectrogram(y=np.ascontiguousarray(_mono(x)), sr=sr, n_fft=2048, hop_length=256,
-                                       n_mels=80, power=2.0)
+    p = librosa.feature.melspectrogram(
+        y=np.ascontiguousarray(_mono(x)), sr=sr, n_fft=2048, hop_length=256, n_mels=80, power=2.0
+    )
     floor = max(float(p.max()) * 1e-8, np.finfo(np.float32).tiny) if floor_power is None else floor_power
     return 10 * np.log10(np.maximum(p, floor)), floor
 
@@ -252,8 +258,11 @@ def mel_patches(x, sr: int, frames: int = PATCH_FRAMES, step: int | None = None)
     db = db - db.max()
     step = step or frames // 2
     starts = range(0, max(db.shape[1] - frames, 0) + 1, step)
-    return np.stack([db[:, s:s + frames] for s in starts if s + frames <= db.shape[1]]).astype(np.float32) \
-        if db.shape[1] >= frames else np.zeros((0, db.shape[0], frames), np.float32)
+    return (
+        np.stack([db[:, s : s + frames] for s in starts if s + frames <= db.shape[1]]).astype(np.float32)
+        if db.shape[1] >= frames
+        else np.zeros((0, db.shape[0], frames), np.float32)
+    )
 
 
 def _patch_classifier():
@@ -261,15 +270,29 @@ def _patch_classifier():
     is halved in both axes first: enough to see attacks, smear and texture, cheap on a CPU."""
     from torch import nn
 
-    return nn.Sequential(nn.AvgPool2d(2),
-                         nn.Conv2d(1, 8, 3, padding=1), nn.LeakyReLU(0.2), nn.MaxPool2d(2),
-                         nn.Conv2d(8, 16, 3, padding=1), nn.LeakyReLU(0.2), nn.MaxPool2d(2),
-                         nn.Conv2d(16, 16, 3, padding=1), nn.LeakyReLU(0.2),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 1))
+    return nn.Sequential(
+        nn.AvgPool2d(2),
+        nn.Conv2d(1, 8, 3, padding=1),
+        nn.LeakyReLU(0.2),
+        nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 3, padding=1),
+        nn.LeakyReLU(0.2),
+        nn.MaxPool2d(2),
+        nn.Conv2d(16, 16, 3, padding=1),
+        nn.LeakyReLU(0.2),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(16, 1),
+    )
 
 
-def two_sample_accuracy(fake: list[tuple[str, float, np.ndarray]], real: list[tuple[str, float, np.ndarray]],
-                        seed: int = 0, steps: int = 600, batch: int = 64) -> dict:
+def two_sample_accuracy(
+    fake: list[tuple[str, float, np.ndarray]],
+    real: list[tuple[str, float, np.ndarray]],
+    seed: int = 0,
+    steps: int = 600,
+    batch: int = 64,
+) -> dict:
     """Held-out accuracy of a fresh classifier telling ``fake`` patches from ``real`` ones.
 
     fake, real: (piece, rate, patches [K, 80, frames]) per clip. Two folds over the pieces (sorted,
@@ -294,11 +317,13 @@ def _two_sample(fake, real, pieces, seed: int, steps: int, batch: int) -> dict:
     folds = [set(pieces[0::2]), set(pieces[1::2])]
     correct: dict[float, list[float]] = {}
     for k, test in enumerate(folds):
+
         def gather(rows, train: bool):
             keep = [(r, x) for p, r, x in rows if (p not in test) == train and len(x)]  # noqa: B023 (this fold's)
             if not keep:
                 return np.zeros((0, 1, 1, 1), np.float32), np.zeros(0)
             return np.concatenate([x for _, x in keep]), np.concatenate([np.full(len(x), r) for r, x in keep])
+
         xf, _ = gather(fake, True)
         xr, _ = gather(real, True)
         if not len(xf) or not len(xr):
@@ -322,11 +347,10 @@ def _two_sample(fake, real, pieces, seed: int, steps: int, batch: int) -> dict:
                 x, rates = gather(rows, False)
                 if not len(x):
                     continue
-                pred = torch.cat([net(norm(x[s:s + 512])).squeeze(1) for s in range(0, len(x), 512)]) > 0
+                pred = torch.cat([net(norm(x[s : s + 512])).squeeze(1) for s in range(0, len(x), 512)]) > 0
                 hits = (pred.numpy() == bool(label)).astype(np.float64)
                 for rate in np.unique(rates):
                     # each class counts half, whatever its patch count
                     correct.setdefault(float(rate), []).append(float(hits[rates == rate].mean()))
     per_rate = {r: float(np.mean(v)) for r, v in sorted(correct.items())}
     return {"accuracy": float(np.mean(list(per_rate.values()))) if per_rate else float("nan"), "per_rate": per_rate}
-

@@ -6,6 +6,7 @@ metadata the STFT settings, each network's config, the kind (the stage that made
 stages.py) and what the training run records (its recipe file and settings hash). Training and
 inference both use this module; neither imports the other.
 """
+
 from __future__ import annotations
 
 import os
@@ -39,6 +40,7 @@ def resolve_checkpoint(name: str | os.PathLike | None) -> Path:
 @dataclass
 class Model:
     """What a model file holds: STFT settings, the frozen autoencoder, and an optional refiner."""
+
     kind: str
     spectral: SpectralConfig
     autoencoder: FrameAutoencoder
@@ -87,8 +89,13 @@ def build_refiner(kind: str, cfg: dict) -> torch.nn.Module | None:
 
 
 def model_meta(kind: str, spec: SpectralConfig, ae: FrameAutoencoder, refiner, extra: dict | None = None) -> dict:
-    return {"kind": kind, "spectral": spec.to_dict(), "autoencoder": ae.cfg.to_dict(),
-            "refiner": refiner.cfg.to_dict() if refiner is not None else None, **(extra or {})}
+    return {
+        "kind": kind,
+        "spectral": spec.to_dict(),
+        "autoencoder": ae.cfg.to_dict(),
+        "refiner": refiner.cfg.to_dict() if refiner is not None else None,
+        **(extra or {}),
+    }
 
 
 def save_model(path, model: Model, half: bool = False) -> None:
@@ -139,8 +146,10 @@ def load_model(path: str | os.PathLike) -> Model:
     tensors, meta = checkpoint.load(path)
     kind = meta.get("kind")
     if kind not in KINDS:
-        raise CheckpointError(f"checkpoint {path} is not a stretch model (kind={kind!r}; expected one of "
-                              f"{', '.join(KINDS)}); a training-state file is not a model")
+        raise CheckpointError(
+            f"checkpoint {path} is not a stretch model (kind={kind!r}; expected one of "
+            f"{', '.join(KINDS)}); a training-state file is not a model"
+        )
     try:
         spec = SpectralConfig.from_dict(meta["spectral"])
         ae = FrameAutoencoder(AutoencoderConfig(**meta["autoencoder"]))
@@ -155,8 +164,10 @@ def load_model(path: str | os.PathLike) -> Model:
         raise CheckpointError(f"checkpoint {path} does not match its config ({e})") from None
     broken = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if broken:
-        raise CheckpointError(f"checkpoint {path} holds NaN or Inf weights ({', '.join(broken[:3])}"
-                              f"{', ...' if len(broken) > 3 else ''}); it would write noise or silence")
+        raise CheckpointError(
+            f"checkpoint {path} holds NaN or Inf weights ({', '.join(broken[:3])}"
+            f"{', ...' if len(broken) > 3 else ''}); it would write noise or silence"
+        )
     for m in (ae, refiner):
         if m is not None:
             m.eval().requires_grad_(False)

@@ -8,6 +8,7 @@ The block loop is here; its pieces live beside it: model.py (the model file), ba
 bins to model bins), magnitudes.py (the model's part of a block, levels), streaming.py (the
 analysis pass, overlap-add, identical channels), spectral.py (STFT, phase, Griffin-Lim).
 """
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,19 @@ from .spectral import MAX_RATE, MIN_RATE, SpectralConfig
 from .streaming import OverlapAdd, analyze, distinct_channels, passthrough
 
 # the names users and scripts import from here, wherever they live now
-__all__ = ["Stretcher", "stretch", "load_model", "save_model", "model_meta", "Model", "resolve_checkpoint",
-           "DEFAULT_CHECKPOINT", "Band", "check_sample_rate", "check_device"]
+__all__ = [
+    "Stretcher",
+    "stretch",
+    "load_model",
+    "save_model",
+    "model_meta",
+    "Model",
+    "resolve_checkpoint",
+    "DEFAULT_CHECKPOINT",
+    "Band",
+    "check_sample_rate",
+    "check_device",
+]
 SILENT_DB = -200.0  # a loudest bin below this (1e-10) means the input holds only zeros
 
 
@@ -96,18 +108,32 @@ class Stretcher:
     (44100,)
     """
 
-    def __init__(self, checkpoint_path: str | os.PathLike | Model | None = None, device: str | None = None,
-                 griffin_lim: int = 1, phase_lock: bool = False, residual: bool = True, chunk_frames: int = 1024,
-                 transients: bool | None = None):
-        if isinstance(griffin_lim, bool) or not isinstance(griffin_lim, (int, np.integer)) \
-                or not 0 <= griffin_lim <= 1000:
+    def __init__(
+        self,
+        checkpoint_path: str | os.PathLike | Model | None = None,
+        device: str | None = None,
+        griffin_lim: int = 1,
+        phase_lock: bool = False,
+        residual: bool = True,
+        chunk_frames: int = 1024,
+        transients: bool | None = None,
+    ):
+        if (
+            isinstance(griffin_lim, bool)
+            or not isinstance(griffin_lim, (int, np.integer))
+            or not 0 <= griffin_lim <= 1000
+        ):
             raise ConfigError(f"griffin_lim must be an iteration count in [0, 1000], got {griffin_lim!r}")
-        if isinstance(chunk_frames, bool) or not isinstance(chunk_frames, (int, np.integer)) \
-                or not 1 <= chunk_frames <= 10 ** 6:
+        if (
+            isinstance(chunk_frames, bool)
+            or not isinstance(chunk_frames, (int, np.integer))
+            or not 1 <= chunk_frames <= 10**6
+        ):
             raise ConfigError(f"chunk_frames must be a frame count in [1, 1000000], got {chunk_frames!r}")
         self.device = check_device(device)
-        self.model = checkpoint_path if isinstance(checkpoint_path, Model) else \
-            load_model(resolve_checkpoint(checkpoint_path))
+        self.model = (
+            checkpoint_path if isinstance(checkpoint_path, Model) else load_model(resolve_checkpoint(checkpoint_path))
+        )
         self.model.to(self.device)
         self.griffin_lim = int(griffin_lim)
         self.phase_lock = phase_lock
@@ -126,8 +152,7 @@ class Stretcher:
         return self.model.spectral
 
     @torch.no_grad()
-    def stretch(self, audio, sr: int, rate: float | None = None, *, duration: float | None = None,
-                time_map=None):
+    def stretch(self, audio, sr: int, rate: float | None = None, *, duration: float | None = None, time_map=None):
         """Stretch a signal by a rate, to a duration, or along a time map.
 
         Parameters
@@ -202,12 +227,21 @@ class Stretcher:
         clips) -> [C, tmap.n_out]."""
         out = wave.new_zeros(wave.shape[0], tmap.n_out)
         for start, chunk in self._blocks(wave, sr, tmap):
-            out[:, start:start + chunk.shape[-1]] = chunk
+            out[:, start : start + chunk.shape[-1]] = chunk
         return out
 
     @torch.no_grad()
-    def stretch_file(self, src: str | os.PathLike, dst: str | os.PathLike, rate: float | None = None, *,
-                     duration: float | None = None, time_map=None, progress=None, clobber: bool = True) -> dict:
+    def stretch_file(
+        self,
+        src: str | os.PathLike,
+        dst: str | os.PathLike,
+        rate: float | None = None,
+        *,
+        duration: float | None = None,
+        time_map=None,
+        progress=None,
+        clobber: bool = True,
+    ) -> dict:
         """Stretch an audio file into another, reading and writing in blocks.
 
         Peak memory stays flat however long the file is, and the result equals
@@ -267,8 +301,13 @@ class Stretcher:
                     writer.write(chunk.cpu().numpy())
                     if progress is not None:
                         progress((start + chunk.shape[-1]) / sr, tmap.n_out / sr)
-        return {"frames": tmap.n_out, "sample_rate": sr, "channels": reader.channels,
-                "clipped": writer.clipped, "peak": writer.peak}
+        return {
+            "frames": tmap.n_out,
+            "sample_rate": sr,
+            "channels": reader.channels,
+            "clipped": writer.clipped,
+            "peak": writer.peak,
+        }
 
     def _blocks(self, source, sr: int, tmap: timemap.TimeMap):
         """Yields (first output sample, audio [C, k]) in order, covering 0..tmap.n_out.
@@ -310,7 +349,7 @@ class Stretcher:
                 spec, start = spec[keep], None if start is None else start[keep]
             source_phase = torch.angle(spec)
             phase = spectral.propagate_phase(source_phase, local, cfg, start, None if resets is None else resets[a:b])
-            mag = stretch_magnitudes(self.model, spec.abs(), local, ref[keep], rate[:len(keep)], band, self.residual)
+            mag = stretch_magnitudes(self.model, spec.abs(), local, ref[keep], rate[: len(keep)], band, self.residual)
             carry = (a, phase[inverse] if len(keep) < len(inverse) else phase)
             if self.phase_lock:
                 phase = spectral.lock_phase(phase, mag, source_phase, local)
@@ -320,17 +359,25 @@ class Stretcher:
                 full = torch.polar(mag, phase)
             if len(keep) < len(inverse):
                 full = full[inverse]
-            first_sample, out = output.add(full[..., j0 - a:j1 - a], j0, last=j1 == n_out)
+            first_sample, out = output.add(full[..., j0 - a : j1 - a], j0, last=j1 == n_out)
             if out.shape[-1]:
                 yield first_sample, out
-
 
 
 _DEFAULT: dict = {}
 
 
-def stretch(waveform, sr: int, rate: float | None = None, *, duration: float | None = None, time_map=None,
-            checkpoint: str | os.PathLike | None = None, device: str | None = None, griffin_lim: int = 1):
+def stretch(
+    waveform,
+    sr: int,
+    rate: float | None = None,
+    *,
+    duration: float | None = None,
+    time_map=None,
+    checkpoint: str | os.PathLike | None = None,
+    device: str | None = None,
+    griffin_lim: int = 1,
+):
     """Stretch a signal: change its duration, keep its pitch.
 
     The model is loaded on the first call and kept for the next ones with the same

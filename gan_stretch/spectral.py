@@ -3,6 +3,7 @@
 Every other module asks :class:`SpectralConfig` for STFT settings; a checkpoint carries one, so a
 model always runs with the settings it was trained with.
 """
+
 from __future__ import annotations
 
 import functools
@@ -21,7 +22,7 @@ MIN_RATE, MAX_RATE = 0.25, 4.0
 
 @dataclass(frozen=True)
 class SpectralConfig:
-    sample_rate: int = setting(22050, 1000, 10 ** 6)
+    sample_rate: int = setting(22050, 1000, 10**6)
     n_fft: int = setting(2048, 16, 1 << 18)
     hop: int = setting(512, 1, 1 << 18)
     db_range: float = setting(120.0, 0, 1000, above=True)  # levels below the piece maximum minus this are silence
@@ -39,7 +40,7 @@ class SpectralConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "SpectralConfig":
+    def from_dict(cls, d: dict) -> SpectralConfig:
         return cls(**{k: d[k] for k in ("sample_rate", "n_fft", "hop", "db_range") if k in d})
 
     def n_frames(self, n_samples: int) -> int:
@@ -58,8 +59,7 @@ def analyze(wave: torch.Tensor, cfg: SpectralConfig) -> torch.Tensor:
     lead = wave.shape[:-1]
     flat = wave.reshape(-1, wave.shape[-1])
     window = hann(cfg.n_fft, wave.device, wave.dtype)
-    spec = torch.stft(flat, cfg.n_fft, cfg.hop, window=window, center=True, pad_mode="constant",
-                      return_complex=True)
+    spec = torch.stft(flat, cfg.n_fft, cfg.hop, window=window, center=True, pad_mode="constant", return_complex=True)
     return spec.reshape(*lead, *spec.shape[-2:])
 
 
@@ -126,8 +126,13 @@ def time_scale(x: torch.Tensor, positions: torch.Tensor, dim: int = -2) -> torch
     return torch.lerp(x.index_select(dim, i0), x.index_select(dim, i1), frac)
 
 
-def propagate_phase(spec: torch.Tensor, positions: torch.Tensor, cfg: SpectralConfig,
-                    start: torch.Tensor | None = None, reset: torch.Tensor | None = None) -> torch.Tensor:
+def propagate_phase(
+    spec: torch.Tensor,
+    positions: torch.Tensor,
+    cfg: SpectralConfig,
+    start: torch.Tensor | None = None,
+    reset: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Phase-vocoder phase of the input read at arbitrary source positions: [..., F, T'] radians.
 
     ``spec`` is the input's complex STFT [..., F, T], or its phase (real).
@@ -148,8 +153,9 @@ def propagate_phase(spec: torch.Tensor, positions: torch.Tensor, cfg: SpectralCo
     i0 = positions.floor().long().clamp_max(n - 1)
     # instantaneous frequency times one hop, modulo 2 pi (omega + wrap(dphi - omega) == dphi mod 2 pi);
     # past the last frame, the bin's centre frequency
-    step = torch.cat([phase_in[..., 1:, :] - phase_in[..., :-1, :], omega.expand(*phase_in.shape[:-2], 1, n_freq)],
-                     dim=-2)
+    step = torch.cat(
+        [phase_in[..., 1:, :] - phase_in[..., :-1, :], omega.expand(*phase_in.shape[:-2], 1, n_freq)], dim=-2
+    )
     advance = wrap(step.index_select(-2, i0[:-1]))
     first = phase_in.index_select(-2, i0[:1]) if start is None else start.unsqueeze(-2)
     total = torch.cat([torch.zeros_like(first), torch.cumsum(advance, dim=-2)], dim=-2)  # [..., T', F]
@@ -168,8 +174,9 @@ def wrap(phase: torch.Tensor) -> torch.Tensor:
     return torch.remainder(phase + math.pi, 2 * math.pi) - math.pi
 
 
-def lock_phase(phase: torch.Tensor, mag: torch.Tensor, source_phase: torch.Tensor, positions: torch.Tensor,
-               radius: int = 2) -> torch.Tensor:
+def lock_phase(
+    phase: torch.Tensor, mag: torch.Tensor, source_phase: torch.Tensor, positions: torch.Tensor, radius: int = 2
+) -> torch.Tensor:
     """Identity phase locking (Laroche and Dolson): every bin keeps, relative to the strongest bin
     within ``radius`` bins of it (the peak of its partial: a Hann window's main lobe is 2 bins
     wide), the phase offset it has in the input frame it is read from, so the bins of one partial
@@ -199,8 +206,9 @@ def mel_filters(cfg: SpectralConfig, device) -> torch.Tensor:
     """40 mel bands over the bins of ``cfg`` [F, 40], for onset detection."""
     import torchaudio
 
-    return torchaudio.functional.melscale_fbanks(cfg.n_freq, 0.0, cfg.sample_rate / 2, 40, cfg.sample_rate,
-                                                 norm="slaney", mel_scale="slaney").to(device)
+    return torchaudio.functional.melscale_fbanks(
+        cfg.n_freq, 0.0, cfg.sample_rate / 2, 40, cfg.sample_rate, norm="slaney", mel_scale="slaney"
+    ).to(device)
 
 
 def detect_onsets(mel_power, cfg: SpectralConfig):
@@ -236,7 +244,9 @@ def segment(wave, cfg: SpectralConfig, first: int, stop: int) -> torch.Tensor:
     """
     begin = first * cfg.hop - cfg.n_fft // 2
     length = (stop - first - 1) * cfg.hop + cfg.n_fft
-    return read_padded(wave, begin, begin + length) if isinstance(wave, torch.Tensor) else wave.read(begin, begin + length)
+    return (
+        read_padded(wave, begin, begin + length) if isinstance(wave, torch.Tensor) else wave.read(begin, begin + length)
+    )
 
 
 def frames(wave, cfg: SpectralConfig, first: int, stop: int, seg: torch.Tensor | None = None) -> torch.Tensor:
@@ -255,7 +265,7 @@ def attack_envelope(seg: torch.Tensor, cfg: SpectralConfig, first: int, stop: in
     ``hop / 16`` samples over samples first * hop .. stop * hop of ``seg`` (:func:`segment`),
     channels summed: [(stop - first) * 16]. Locates an attack to a few milliseconds, where a
     frame only says which 93 ms window holds it."""
-    own = seg[..., cfg.n_fft // 2 - 1:cfg.n_fft // 2 + (stop - first) * cfg.hop]
+    own = seg[..., cfg.n_fft // 2 - 1 : cfg.n_fft // 2 + (stop - first) * cfg.hop]
     diff = (own[..., 1:] - own[..., :-1]).reshape(-1, (stop - first) * cfg.hop)
     return (diff.double() ** 2).sum(0).reshape(-1, cfg.hop // 16).sum(-1)
 
@@ -294,7 +304,7 @@ def overlap_add(spec: torch.Tensor, cfg: SpectralConfig) -> tuple[torch.Tensor, 
     power [L]) with L = (K - 1) * hop + n_fft; dividing one by the other is torch.istft's result."""
     window = hann(cfg.n_fft, spec.device, spec.real.dtype)
     time = torch.fft.irfft(spec, n=cfg.n_fft, dim=-2) * window[:, None]  # [..., n_fft, K]
-    return _fold(time, cfg), _fold((window ** 2)[:, None].expand(cfg.n_fft, spec.shape[-1]), cfg)
+    return _fold(time, cfg), _fold((window**2)[:, None].expand(cfg.n_fft, spec.shape[-1]), cfg)
 
 
 def _fold(time: torch.Tensor, cfg: SpectralConfig) -> torch.Tensor:
@@ -313,7 +323,7 @@ def _fold(time: torch.Tensor, cfg: SpectralConfig) -> torch.Tensor:
     pieces = rearrange(time, "... (r h) k -> ... r k h", r=r)
     out = time.new_zeros(*lead, k + r - 1, hop)
     for i in range(r):
-        out[..., i:i + k, :] += pieces[..., i, :, :]
+        out[..., i : i + k, :] += pieces[..., i, :, :]
     return out.reshape(*lead, (k + r - 1) * hop)
 
 
@@ -327,15 +337,22 @@ def project(spec: torch.Tensor, cfg: SpectralConfig, lo: int = 0, hi: int | None
     signal = signal / power.clamp_min(1e-8)
     if lo > 0 or (hi is not None and hi < signal.shape[-1]):
         keep = torch.zeros_like(power)
-        keep[max(lo, 0):hi] = 1
+        keep[max(lo, 0) : hi] = 1
         signal = signal * keep
     window = hann(cfg.n_fft, spec.device, spec.real.dtype)
     framed = signal.unfold(-1, cfg.n_fft, cfg.hop) * window  # [..., K, n_fft]
     return rearrange(torch.fft.rfft(framed, dim=-1), "... k f -> ... f k")
 
 
-def griffin_lim(mag: torch.Tensor, phase: torch.Tensor, cfg: SpectralConfig, n_iter: int = 16,
-                momentum: float = 0.99, length: int | None = None, offset: int = 0) -> torch.Tensor:
+def griffin_lim(
+    mag: torch.Tensor,
+    phase: torch.Tensor,
+    cfg: SpectralConfig,
+    n_iter: int = 16,
+    momentum: float = 0.99,
+    length: int | None = None,
+    offset: int = 0,
+) -> torch.Tensor:
     """Magnitudes [..., F, T'] + initial phase -> consistent complex STFT [..., F, T'].
 
     Fast Griffin-Lim (the update of torchaudio.functional.griffinlim) started from ``phase``;
@@ -356,7 +373,8 @@ def griffin_lim(mag: torch.Tensor, phase: torch.Tensor, cfg: SpectralConfig, n_i
     return spec
 
 
-def reconstruct(mag: torch.Tensor, phase: torch.Tensor, cfg: SpectralConfig, length: int,
-                n_iter: int = 16, momentum: float = 0.99) -> torch.Tensor:
+def reconstruct(
+    mag: torch.Tensor, phase: torch.Tensor, cfg: SpectralConfig, length: int, n_iter: int = 16, momentum: float = 0.99
+) -> torch.Tensor:
     """Magnitudes [..., F, T'] + initial phase -> waveform [..., length] (see griffin_lim)."""
     return synthesize(griffin_lim(mag, phase, cfg, n_iter, momentum, length), cfg, length)

@@ -5,6 +5,7 @@ runs it, and the refiner that the model files it exports hold; a model file's ``
 of the stage that made it. Adding a stage means one entry here, its recipe class in config.py and
 its ``train`` module.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -5,6 +5,7 @@ then the output is overlap-added block by block (:class:`OverlapAdd` holds what 
 yet), identical channels are found once per block and stretched once, and an identity time map
 passes the input through unchanged.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -35,12 +36,12 @@ class OverlapAdd:
         cfg = self.cfg
         signal, power = spectral.overlap_add(frames, cfg)  # from sample j0 * hop - n_fft / 2
         if self.pending is not None:
-            signal[..., :self.pending.shape[-1]] += self.pending
-            power[:self.weight.shape[-1]] += self.weight
+            signal[..., : self.pending.shape[-1]] += self.pending
+            power[: self.weight.shape[-1]] += self.weight
         done = signal.shape[-1] if last else frames.shape[-1] * cfg.hop  # later frames start there
         lo = j0 * cfg.hop - cfg.n_fft // 2
         hi = min(lo + done, self.n_out)
-        out = signal[..., max(0, -lo):hi - lo] / power[max(0, -lo):hi - lo].clamp_min(1e-8)
+        out = signal[..., max(0, -lo) : hi - lo] / power[max(0, -lo) : hi - lo].clamp_min(1e-8)
         self.pending, self.weight = signal[..., done:], power[done:]
         return max(lo, 0), out
 
@@ -69,6 +70,7 @@ def distinct_channels(*tensors: torch.Tensor | None) -> tuple[list[int], list[in
     channels = tensors[0].shape[0]
     if channels == 1:
         return [0], [0]
+
     # one transfer of per-channel sums over a sparse sample of each tensor; exact comparisons only
     # where those agree
     def fingerprint(t: torch.Tensor) -> torch.Tensor:
@@ -81,8 +83,10 @@ def distinct_channels(*tensors: torch.Tensor | None) -> tuple[list[int], list[in
     sums = torch.stack([fingerprint(t) for t in tensors], dim=1).tolist()
     keep, inverse = [], []
     for c in range(channels):
-        twin = next((i for i, k in enumerate(keep) if sums[c] == sums[k]
-                     and all(torch.equal(t[c], t[k]) for t in tensors)), None)
+        twin = next(
+            (i for i, k in enumerate(keep) if sums[c] == sums[k] and all(torch.equal(t[c], t[k]) for t in tensors)),
+            None,
+        )
         if twin is None:
             keep.append(c)
             twin = len(keep) - 1
@@ -90,8 +94,9 @@ def distinct_channels(*tensors: torch.Tensor | None) -> tuple[list[int], list[in
     return keep, inverse
 
 
-def analyze(source, cfg: SpectralConfig, model: SpectralConfig, band: Band, n_in: int, block: int,
-            transients: bool) -> tuple[torch.Tensor, np.ndarray]:
+def analyze(
+    source, cfg: SpectralConfig, model: SpectralConfig, band: Band, n_in: int, block: int, transients: bool
+) -> tuple[torch.Tensor, np.ndarray]:
     """One pass over the input (a tensor or a file reader) in blocks of ``block`` frames of
     ``cfg``: the loudest model-band bin of each channel in dB ([C], see
     :func:`~gan_stretch.magnitudes.channel_reference_db`) and, with ``transients``, the input

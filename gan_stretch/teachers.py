@@ -6,6 +6,7 @@ exactly round(N / rate) samples (cut or zero-padded), as training targets need.
 They are the teachers for recorded music (which has no true-tempo ground truth) and the
 baselines the benchmark compares against.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -85,8 +86,15 @@ def resample(wave, sr, rate):
     return out.astype(np.float32)
 
 
-TEACHERS = {"pv": phase_vocoder, "rubberband": rubberband_r3, "rubberband-r2": rubberband_r2,
-            "rubberband-r3": rubberband_r3, "wsola": wsola, "hptsm": hptsm, "resample": resample}
+TEACHERS = {
+    "pv": phase_vocoder,
+    "rubberband": rubberband_r3,
+    "rubberband-r2": rubberband_r2,
+    "rubberband-r3": rubberband_r3,
+    "wsola": wsola,
+    "hptsm": hptsm,
+    "resample": resample,
+}
 
 
 def get(name: str, exact_length: bool = True):

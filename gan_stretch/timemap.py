@@ -5,6 +5,7 @@ indices per line, both strictly increasing. The start (0, 0) and the end (N, N_o
 N_out comes from the overall rate or duration; without one, the input plays on at rate 1 after
 the last anchor.
 """
+
 from __future__ import annotations
 
 import math
@@ -84,13 +85,17 @@ def with_transients(tmap: TimeMap, onsets, hop: int, before: int, after: int) ->
             last = inner[-1]
             if src_anchor[last] >= lo_s or tgt_anchor[last] >= lo_t:
                 continue  # an anchor of the user's map falls inside this region: the anchor wins
-            anchors = list(zip(src_anchor[nxt:last + 1], tgt_anchor[nxt:last + 1]))
+            anchors = list(zip(src_anchor[nxt : last + 1], tgt_anchor[nxt : last + 1]))
         else:
             anchors = []
         path = [(knots_src[-1], knots_tgt[-1]), *anchors, (lo_s, lo_t), (hi_s, hi_t)]
         end = (src_anchor[nxt + len(anchors)], tgt_anchor[nxt + len(anchors)])
-        if lo_s < 0 or lo_t < 0 or not all(gap_ok(*p, *q) for p, q in zip(path[:-2], path[1:-1])) \
-                or not gap_ok(hi_s, hi_t, *end):
+        if (
+            lo_s < 0
+            or lo_t < 0
+            or not all(gap_ok(*p, *q) for p, q in zip(path[:-2], path[1:-1]))
+            or not gap_ok(hi_s, hi_t, *end)
+        ):
             continue
         for ps, pt in anchors:
             knots_src.append(float(ps))
@@ -135,8 +140,10 @@ def from_duration(n: int, sr: int, seconds: float) -> TimeMap:
         raise RateError(f"duration must be a positive number of seconds, got {seconds}")
     rate = n / (seconds * sr)
     if not MIN_RATE <= rate <= MAX_RATE:
-        raise RateError(f"duration {seconds:g} s means rate {rate:.3g} for this {n / sr:.3g} s input; "
-                        f"rates must be in [{MIN_RATE}, {MAX_RATE}]")
+        raise RateError(
+            f"duration {seconds:g} s means rate {rate:.3g} for this {n / sr:.3g} s input; "
+            f"rates must be in [{MIN_RATE}, {MAX_RATE}]"
+        )
     return TimeMap(np.array([0.0, n]), np.array([0.0, max(1, round(seconds * sr))]))
 
 
@@ -178,8 +185,10 @@ def from_anchors(n: int, pairs: list[tuple[int, int]], end: TimeMap | None = Non
     bad = np.flatnonzero((local < MIN_RATE - 1e-9) | (local > MAX_RATE + 1e-9))
     if len(bad):
         k = int(bad[0])
-        raise RateError(f"time map segment {int(src[k])}->{int(src[k + 1])} plays at rate {local[k]:.3g}; "
-                        f"local rates must be in [{MIN_RATE}, {MAX_RATE}]")
+        raise RateError(
+            f"time map segment {int(src[k])}->{int(src[k + 1])} plays at rate {local[k]:.3g}; "
+            f"local rates must be in [{MIN_RATE}, {MAX_RATE}]"
+        )
     return TimeMap(src, tgt)
 
 
@@ -204,8 +213,9 @@ def anchors(time_map) -> list[tuple[int, int]]:
     try:
         rows = [tuple(p) for p in time_map]
     except TypeError:
-        raise RateError(f"time_map must be a file path or (source_frame, target_frame) pairs, got "
-                        f"{type(time_map).__name__}") from None
+        raise RateError(
+            f"time_map must be a file path or (source_frame, target_frame) pairs, got {type(time_map).__name__}"
+        ) from None
     if not rows:
         raise RateError("time_map has no (source_frame, target_frame) pairs")
     pairs = []

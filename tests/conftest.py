@@ -12,6 +12,7 @@ model at every rate; ``make test-fast`` leaves them out), ``fluidsynth`` (needs 
 rendered corpus), ``rubberband`` (needs the rubberband binary), ``gpu`` (needs CUDA). A missing
 tool turns its tests into skips that name it, never into fewer tests.
 """
+
 from __future__ import annotations
 
 import os
@@ -53,16 +54,20 @@ def one_torch_thread():
 def tool_marks(name: str) -> list:
     """Marks for a test that needs the executable ``name`` (fluidsynth, rubberband): the marker of
     that name, and a skip naming it where it is missing."""
-    return [getattr(pytest.mark, name), pytest.mark.skipif(
-        shutil.which(name) is None, reason=f"{name} is not installed (make system installs it)")]
+    return [
+        getattr(pytest.mark, name),
+        pytest.mark.skipif(shutil.which(name) is None, reason=f"{name} is not installed (make system installs it)"),
+    ]
 
 
 def requires(name: str):
     """Decorator form of :func:`tool_marks`."""
+
     def apply(test):
         for mark in tool_marks(name):
             test = mark(test)
         return test
+
     return apply
 
 
@@ -95,8 +100,9 @@ def active_model(seed: int = 0):
     gen = LatentGenerator(GeneratorConfig(latent_dim=17, channels=16, dilations=[1, 2]))
     with torch.no_grad():
         torch.nn.init.normal_(gen.outp.weight, std=0.05)
-    return Model("gan", cfg, ae.eval().requires_grad_(False), gen.eval().requires_grad_(False),
-                 model_meta("gan", cfg, ae, gen))
+    return Model(
+        "gan", cfg, ae.eval().requires_grad_(False), gen.eval().requires_grad_(False), model_meta("gan", cfg, ae, gen)
+    )
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ PYTHONPATH point at the copy, so the copy's package is the one imported), and th
 back. Exit status 0 when every bug is caught; 1 when one survives, no longer applies (its
 text is gone from the file: update the table) or its tests cannot run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,46 +44,111 @@ def bug(name: str, file: str, old: str, new: str, tests, count: int = 1, also=()
 
 
 METRIC_TESTS = ("tests/test_metric_reference.py",)
-TIMEMAP_TESTS = ("tests/test_timemap.py", "tests/test_promises.py::test_each_click_lands_at_t_over_rate",
-                 "tests/test_promises.py::test_each_click_lands_at_its_time_map_target",
-                 "tests/test_promises.py::test_stretch_gives_exactly_round_n_over_rate_samples")
+TIMEMAP_TESTS = (
+    "tests/test_timemap.py",
+    "tests/test_promises.py::test_each_click_lands_at_t_over_rate",
+    "tests/test_promises.py::test_each_click_lands_at_its_time_map_target",
+    "tests/test_promises.py::test_stretch_gives_exactly_round_n_over_rate_samples",
+)
 
 MUTATIONS = [
-    bug("log-mel floor 80 dB -> 60 dB", "gan_stretch/metrics.py",
-        "float(p_ref.max()) * 1e-8", "float(p_ref.max()) * 1e-6", METRIC_TESTS),
-    bug("log-mel mean absolute instead of RMS over mel bins", "gan_stretch/metrics.py",
-        "np.sqrt((diff**2).mean(axis=0)).mean()", "np.abs(diff).mean(axis=0).mean()", METRIC_TESTS),
+    bug(
+        "log-mel floor 80 dB -> 60 dB",
+        "gan_stretch/metrics.py",
+        "float(p_ref.max()) * 1e-8",
+        "float(p_ref.max()) * 1e-6",
+        METRIC_TESTS,
+    ),
+    bug(
+        "log-mel mean absolute instead of RMS over mel bins",
+        "gan_stretch/metrics.py",
+        "np.sqrt((diff**2).mean(axis=0)).mean()",
+        "np.abs(diff).mean(axis=0).mean()",
+        METRIC_TESTS,
+    ),
     # the two melspectrogram calls of log_mel_distance (the perception measures have their own)
-    bug("log-mel 128 mels", "gan_stretch/metrics.py", "hop_length=256, n_mels=80, power=2.0)",
-        "hop_length=256, n_mels=128, power=2.0)", METRIC_TESTS, count=2),
-    bug("log-mel hop 512", "gan_stretch/metrics.py", "n_fft=2048, hop_length=256, n_mels=80, power=2.0)",
-        "n_fft=2048, hop_length=512, n_mels=80, power=2.0)", METRIC_TESTS, count=2),
-    bug("log-mel n_fft 1024", "gan_stretch/metrics.py", "n_fft=2048, hop_length=256, n_mels=80, power=2.0)",
-        "n_fft=1024, hop_length=256, n_mels=80, power=2.0)", METRIC_TESTS, count=2),
-    bug("output length round(n / rate) -> int(n / rate)", "gan_stretch/timemap.py",
-        "max(1, round(n / rate))", "max(1, int(n / rate))", TIMEMAP_TESTS),
-    bug("time map source and target swapped (inverse rate)", "gan_stretch/timemap.py",
-        "np.interp(t, self.target, self.source)", "np.interp(t, self.source, self.target)", TIMEMAP_TESTS),
-    bug("time-map anchors dropped, only the end point kept", "gan_stretch/timemap.py",
+    bug(
+        "log-mel 128 mels",
+        "gan_stretch/metrics.py",
+        "hop_length=256, n_mels=80, power=2.0)",
+        "hop_length=256, n_mels=128, power=2.0)",
+        METRIC_TESTS,
+        count=2,
+    ),
+    bug(
+        "log-mel hop 512",
+        "gan_stretch/metrics.py",
+        "n_fft=2048, hop_length=256, n_mels=80, power=2.0)",
+        "n_fft=2048, hop_length=512, n_mels=80, power=2.0)",
+        METRIC_TESTS,
+        count=2,
+    ),
+    bug(
+        "log-mel n_fft 1024",
+        "gan_stretch/metrics.py",
+        "n_fft=2048, hop_length=256, n_mels=80, power=2.0)",
+        "n_fft=1024, hop_length=256, n_mels=80, power=2.0)",
+        METRIC_TESTS,
+        count=2,
+    ),
+    bug(
+        "output length round(n / rate) -> int(n / rate)",
+        "gan_stretch/timemap.py",
+        "max(1, round(n / rate))",
+        "max(1, int(n / rate))",
+        TIMEMAP_TESTS,
+    ),
+    bug(
+        "time map source and target swapped (inverse rate)",
+        "gan_stretch/timemap.py",
+        "np.interp(t, self.target, self.source)",
+        "np.interp(t, self.source, self.target)",
+        TIMEMAP_TESTS,
+    ),
+    bug(
+        "time-map anchors dropped, only the end point kept",
+        "gan_stretch/timemap.py",
         "src, tgt = np.append(src, n), np.append(tgt, n_out)",
-        "src, tgt = np.array([0.0, n]), np.array([0.0, n_out])", TIMEMAP_TESTS),
-    bug("each streamed block restarts its phase", "gan_stretch/pipeline.py",
-        "start = None if carry is None else carry[1][..., a - carry[0]]", "start = None",
-        ("tests/test_streaming.py::test_streaming_in_small_blocks_matches_one_block",)),
-    bug("band cross-fade over 20 % instead of 10 %", "gan_stretch/band.py",
-        "/ (0.1 * nyquist)", "/ (0.2 * nyquist)",
-        ("tests/test_promises.py::test_band_cross_fade_covers_the_models_top_10_percent",)),
-    bug("training caches read every item, held-out ones included", "gan_stretch/data/cache.py",
-        "items = corpus.split(split)", "items = corpus.items",
-        ("tests/test_promises.py::test_training_never_reads_held_out_items",), count=2),
-    bug("one loudness reference per channel instead of one for all", "gan_stretch/pipeline.py",
+        "src, tgt = np.array([0.0, n]), np.array([0.0, n_out])",
+        TIMEMAP_TESTS,
+    ),
+    bug(
+        "each streamed block restarts its phase",
+        "gan_stretch/pipeline.py",
+        "start = None if carry is None else carry[1][..., a - carry[0]]",
+        "start = None",
+        ("tests/test_streaming.py::test_streaming_in_small_blocks_matches_one_block",),
+    ),
+    bug(
+        "band cross-fade over 20 % instead of 10 %",
+        "gan_stretch/band.py",
+        "/ (0.1 * nyquist)",
+        "/ (0.2 * nyquist)",
+        ("tests/test_promises.py::test_band_cross_fade_covers_the_models_top_10_percent",),
+    ),
+    bug(
+        "training caches read every item, held-out ones included",
+        "gan_stretch/data/cache.py",
+        "items = corpus.split(split)",
+        "items = corpus.items",
+        ("tests/test_promises.py::test_training_never_reads_held_out_items",),
+        count=2,
+    ),
+    bug(
+        "one loudness reference per channel instead of one for all",
+        "gan_stretch/pipeline.py",
         "ref = max(ref, float(spectral.reference_db(mag)))",
         "ref = torch.maximum(torch.as_tensor(ref), 20 * mag.amax(dim=(-2, -1)).clamp_min(1e-12).log10())",
         ("tests/test_stretch.py::test_channels_share_one_loudness_reference",),
-        also=(("if ref <= SILENT_DB:", "if ref.max() <= SILENT_DB:", 1),)),
-    bug("benchmark duration error against the input's length", "eval/benchmark.py",
-        "metrics.duration_error(out, truth.shape[-1], sr)", "metrics.duration_error(out, src.shape[-1], sr)",
-        ("tests/test_promises.py::test_benchmark_score",)),
+        also=(("if ref <= SILENT_DB:", "if ref.max() <= SILENT_DB:", 1),),
+    ),
+    bug(
+        "benchmark duration error against the input's length",
+        "eval/benchmark.py",
+        "metrics.duration_error(out, truth.shape[-1], sr)",
+        "metrics.duration_error(out, src.shape[-1], sr)",
+        ("tests/test_promises.py::test_benchmark_score",),
+    ),
 ]
 
 
@@ -90,6 +156,7 @@ def copy_tree(dst: Path) -> Path:
     def ignore(folder, names):
         top = Path(folder) == ROOT
         return [n for n in names if n in SKIP or (top and n in TOP_LEVEL_SKIP) or n.endswith(".pyc")]
+
     shutil.copytree(ROOT, dst, ignore=ignore, symlinks=True)
     return dst
 
@@ -97,12 +164,22 @@ def copy_tree(dst: Path) -> Path:
 def pytest(copy: Path, tests, timeout: float = 900, every: bool = False) -> tuple[str, str, float]:
     """Runs ``tests`` in the copy: (passed | failed | skipped | error, detail, seconds). It stops at
     the first failure unless ``every``, where the detail names every failing test."""
-    env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1",  # no stale .pyc after a put-back
-           "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(copy),
+        "PYTHONDONTWRITEBYTECODE": "1",  # no stale .pyc after a put-back
+        "CUDA_VISIBLE_DEVICES": "",
+        "OMP_NUM_THREADS": "1",
+    }
     start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "pytest", *tests, *([] if every else ["-x"]), "-q", "-rfEs",
-                           "-p", "no:cacheprovider"],
-                          cwd=copy, env=env, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", *tests, *([] if every else ["-x"]), "-q", "-rfEs", "-p", "no:cacheprovider"],
+        cwd=copy,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     seconds = time.monotonic() - start
     out = proc.stdout + proc.stderr
     failing = [line for line in out.splitlines() if line.startswith(("FAILED", "ERROR"))]
@@ -124,8 +201,12 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("words", nargs="*", help="run only the mutations whose names contain one of these words")
     p.add_argument("--list", action="store_true", help="list the mutations and exit")
-    p.add_argument("--every", action="store_true", help="run every selected test of a mutation and name all that fail "
-                                                        "(slower; by default each stops at its first failure)")
+    p.add_argument(
+        "--every",
+        action="store_true",
+        help="run every selected test of a mutation and name all that fail "
+        "(slower; by default each stops at its first failure)",
+    )
     args = p.parse_args(argv)
     chosen = [m for m in MUTATIONS if not args.words or any(w.lower() in m.name.lower() for w in args.words)]
     if args.list or not chosen:
@@ -138,8 +219,13 @@ def main(argv=None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="gan-stretch-mutants-") as tmp:
         copy = copy_tree(Path(tmp) / "project")
-        probe = subprocess.run([sys.executable, "-c", "import gan_stretch; print(gan_stretch.__file__)"], cwd=copy,
-                               env={**os.environ, "PYTHONPATH": str(copy)}, capture_output=True, text=True)
+        probe = subprocess.run(
+            [sys.executable, "-c", "import gan_stretch; print(gan_stretch.__file__)"],
+            cwd=copy,
+            env={**os.environ, "PYTHONPATH": str(copy)},
+            capture_output=True,
+            text=True,
+        )
         if not probe.stdout.strip().startswith(str(copy)):
             print(f"the copy's package is not the one imported: {probe.stdout.strip() or probe.stderr.strip()}")
             return 1
@@ -157,8 +243,9 @@ def main(argv=None) -> int:
             stale = [(old, original.count(old), count) for old, _, count in m.subs if original.count(old) != count]
             if stale:
                 old, found, count = stale[0]
-                rows.append((m.name, "NO LONGER APPLIES", f"{old!r} found {found} times in {m.file}, expected {count}",
-                             0.0))
+                rows.append(
+                    (m.name, "NO LONGER APPLIES", f"{old!r} found {found} times in {m.file}, expected {count}", 0.0)
+                )
                 print(f"{'NO LONGER APPLIES':>18}  {m.name}  {rows[-1][2]}", flush=True)
                 bad += 1
                 continue
@@ -170,8 +257,9 @@ def main(argv=None) -> int:
                 status, detail, seconds = pytest(copy, m.tests, every=args.every)
             finally:
                 path.write_text(original)
-            verdict = {"failed": "caught", "passed": "NOT CAUGHT", "skipped": "NOT RUN (skipped)",
-                       "error": "ERROR"}[status]
+            verdict = {"failed": "caught", "passed": "NOT CAUGHT", "skipped": "NOT RUN (skipped)", "error": "ERROR"}[
+                status
+            ]
             bad += status != "failed"
             rows.append((m.name, verdict, detail, seconds))
             print(f"{verdict:>18}  {m.name}  ({seconds:.0f} s)  {detail}", flush=True)

@@ -1,6 +1,7 @@
 """What a new user hits: file permissions, truncated files of every container, folder batches,
 broken checkpoints, signals, bad options and recipes, output formats, API edge cases, corpora
 built through a symlinked music21, and overwriting. Each test pins one behaviour users rely on."""
+
 from __future__ import annotations
 
 import os
@@ -14,10 +15,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import music_like
 
 from gan_stretch import AudioError, CheckpointError, ConfigError, GanStretchError, RateError, Stretcher
 from gan_stretch.cli import main
+
+from conftest import music_like
 
 ROOT = Path(__file__).resolve().parents[1]
 SR = 22050
@@ -44,6 +46,7 @@ def files(folder: Path) -> list[str]:
 
 # --- 1. permissions --------------------------------------------------------------------------------
 
+
 def test_new_files_follow_the_umask_and_overwritten_files_keep_their_mode(tmp_path, tiny_model):
     from gan_stretch import checkpoint
 
@@ -65,11 +68,21 @@ def test_new_files_follow_the_umask_and_overwritten_files_keep_their_mode(tmp_pa
 
 # --- 2. truncated files of every container libsndfile reads ---------------------------------------
 
-@pytest.mark.parametrize("ext,fmt,subtype,sr", [
-    ("wav", "WAV", None, SR), ("aiff", "AIFF", None, SR), ("aifc", "AIFF", "FLOAT", SR), ("w64", "W64", None, SR),
-    ("rf64", "RF64", None, SR), ("caf", "CAF", None, SR), ("au", "AU", None, SR), ("ogg", "OGG", None, SR),
-    ("opus", "OGG", "OPUS", 48000),
-])
+
+@pytest.mark.parametrize(
+    "ext,fmt,subtype,sr",
+    [
+        ("wav", "WAV", None, SR),
+        ("aiff", "AIFF", None, SR),
+        ("aifc", "AIFF", "FLOAT", SR),
+        ("w64", "W64", None, SR),
+        ("rf64", "RF64", None, SR),
+        ("caf", "CAF", None, SR),
+        ("au", "AU", None, SR),
+        ("ogg", "OGG", None, SR),
+        ("opus", "OGG", "OPUS", 48000),
+    ],
+)
 def test_truncated_files_are_refused_naming_the_file(tmp_path, ext, fmt, subtype, sr):
     from gan_stretch.audio import AudioReader
 
@@ -89,7 +102,7 @@ def test_truncated_files_are_refused_naming_the_file(tmp_path, ext, fmt, subtype
 def test_truncated_ogg_fails_in_the_cli_and_writes_nothing(tmp_path, tiny_model, capsys):
     whole = write(tmp_path / "a.ogg", music_like(3 * SR), format="OGG")
     cut = tmp_path / "t.ogg"
-    cut.write_bytes(whole.read_bytes()[:len(whole.read_bytes()) // 2])
+    cut.write_bytes(whole.read_bytes()[: len(whole.read_bytes()) // 2])
     assert stretch(cut, tmp_path / "o.ogg", "--rate", "2", checkpoint=tiny_model) == 1
     line = one_error_line(capsys.readouterr().err)
     assert "truncated" in line and "t.ogg" in line
@@ -97,6 +110,7 @@ def test_truncated_ogg_fails_in_the_cli_and_writes_nothing(tmp_path, tiny_model,
 
 
 # --- 3. folder mode -----------------------------------------------------------------------------------
+
 
 def test_folder_mode_skips_hidden_files_reports_bad_ones_and_finishes(tmp_path, tiny_model, capsys):
     src = tmp_path / "album"
@@ -155,7 +169,7 @@ def test_steady_tones_keep_their_level_at_every_rate(packaged, freq):
 def test_rate_one_and_identity_time_maps_are_transparent(packaged, tiny_model, tmp_path):
     tone = (0.5 * np.sin(2 * np.pi * 440 * np.arange(2 * SR) / SR)).astype(np.float32)
     music = music_like(2 * SR, channels=2)
-    snr = lambda x, y: 10 * np.log10(np.sum(x ** 2) / max(np.sum((x - y) ** 2), 1e-30))
+    snr = lambda x, y: 10 * np.log10(np.sum(x**2) / max(np.sum((x - y) ** 2), 1e-30))
     for x in (tone, music):
         assert snr(x, packaged.stretch(x, SR, 1.0)) > 40
         assert snr(x, packaged.stretch(x, SR, time_map=[(1000, 1000), (SR, SR)])) > 40
@@ -187,6 +201,7 @@ def test_clipping_in_integer_formats_is_reported(tmp_path, tiny_model, capsys):
 
 # --- 6. non-finite weights and output ---------------------------------------------------------------
 
+
 def test_checkpoint_with_nan_weights_is_refused(tmp_path, tiny_model, capsys):
     from gan_stretch import checkpoint
     from gan_stretch.pipeline import load_model
@@ -209,8 +224,13 @@ def test_non_finite_output_is_never_written(tmp_path, tiny_model, monkeypatch):
     from gan_stretch import magnitudes
 
     s = Stretcher(tiny_model, device="cpu")
-    monkeypatch.setattr(magnitudes, "stretch_frames", lambda model, frames, positions, rate, residual:
-                        torch.full((frames.shape[0], len(positions), frames.shape[-1]), float("nan")))
+    monkeypatch.setattr(
+        magnitudes,
+        "stretch_frames",
+        lambda model, frames, positions, rate, residual: torch.full(
+            (frames.shape[0], len(positions), frames.shape[-1]), float("nan")
+        ),
+    )
     x = music_like(SR)
     with pytest.raises(AudioError, match="NaN"):
         s.stretch(x, SR, 2.0)
@@ -223,12 +243,30 @@ def test_non_finite_output_is_never_written(tmp_path, tiny_model, monkeypatch):
 
 # --- 7. signals and stale partial files ----------------------------------------------------------------
 
+
 def test_sigterm_removes_the_partial_output(tmp_path, tiny_model):
     src = write(tmp_path / "in.wav", music_like(60 * SR, channels=2))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "gan_stretch.cli", "stretch", str(src), str(tmp_path / "out.wav"),
-                             "--rate", "0.5", "--checkpoint", str(tiny_model), "--griffin-lim", "8"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gan_stretch.cli",
+            "stretch",
+            str(src),
+            str(tmp_path / "out.wav"),
+            "--rate",
+            "0.5",
+            "--checkpoint",
+            str(tiny_model),
+            "--griffin-lim",
+            "8",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
         partial = [p for p in tmp_path.iterdir() if ".partial-" in p.name]
@@ -260,23 +298,29 @@ def test_a_later_run_removes_stale_partials_of_its_output(tmp_path, tiny_model):
 
 # --- 8. one line instead of a traceback -------------------------------------------------------------------
 
-@pytest.mark.parametrize("args,words", [
-    (["--griffin-lim", "-1"], ["griffin_lim", "-1"]),
-    (["--griffin-lim", "5000"], ["griffin_lim", "5000"]),
-    (["--device", "tpu"], ["device", "tpu"]),
-    (["--device", "cuda:99"], ["cuda"]),
-])
+
+@pytest.mark.parametrize(
+    "args,words",
+    [
+        (["--griffin-lim", "-1"], ["griffin_lim", "-1"]),
+        (["--griffin-lim", "5000"], ["griffin_lim", "5000"]),
+        (["--device", "tpu"], ["device", "tpu"]),
+        (["--device", "cuda:99"], ["cuda"]),
+    ],
+)
 def test_bad_options_fail_in_one_line_before_any_work(tmp_path, tiny_model, capsys, args, words):
     src = write(tmp_path / "in.wav", music_like(SR))
-    code = main(["stretch", str(src), str(tmp_path / "out.wav"), "--rate", "2", "--checkpoint", str(tiny_model),
-                 *args])
+    code = main(["stretch", str(src), str(tmp_path / "out.wav"), "--rate", "2", "--checkpoint", str(tiny_model), *args])
     assert code == 1
     line = one_error_line(capsys.readouterr().err)
     assert all(w in line for w in words), line
     assert files(tmp_path) == ["in.wav"]
     with pytest.raises(GanStretchError):
-        Stretcher(tiny_model, device=args[1] if args[0] == "--device" else "cpu",
-                  griffin_lim=int(args[1]) if args[0] == "--griffin-lim" else 1)
+        Stretcher(
+            tiny_model,
+            device=args[1] if args[0] == "--device" else "cpu",
+            griffin_lim=int(args[1]) if args[0] == "--griffin-lim" else 1,
+        )
 
 
 @pytest.mark.parametrize("chunk_frames", [0, -5, 2.5, True])
@@ -327,10 +371,19 @@ def test_every_numeric_recipe_field_declares_its_range():
 
 # --- 9. output formats ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name,channels,words", [
-    ("o.raw", 1, ["header"]), ("o.sd2", 1, ["resource"]), ("o.xi", 1, ["22050 Hz"]), ("o.htk", 1, ["22050 Hz"]),
-    ("o.avr", 6, ["at most 2 channel"]), ("o.xi", 2, ["at most 1 channel"]), ("o.opus", 1, ["sample rates"]),
-])
+
+@pytest.mark.parametrize(
+    "name,channels,words",
+    [
+        ("o.raw", 1, ["header"]),
+        ("o.sd2", 1, ["resource"]),
+        ("o.xi", 1, ["22050 Hz"]),
+        ("o.htk", 1, ["22050 Hz"]),
+        ("o.avr", 6, ["at most 2 channel"]),
+        ("o.xi", 2, ["at most 1 channel"]),
+        ("o.opus", 1, ["sample rates"]),
+    ],
+)
 def test_formats_that_cannot_hold_the_audio_are_refused(tmp_path, tiny_model, capsys, name, channels, words):
     src = write(tmp_path / "in.wav", music_like(SR, channels=channels if channels > 1 else None))
     assert stretch(src, tmp_path / name, "--rate", "2", checkpoint=tiny_model) == 1
@@ -349,11 +402,11 @@ def test_other_formats_are_written_and_read_back(tmp_path, tiny_model, name, fmt
 
 # --- 10. API edges -------------------------------------------------------------------------------------
 
+
 def test_integer_pcm_arrays_are_scaled_like_soundfile_reads_them(tiny_model):
     s = Stretcher(tiny_model, device="cpu")
     x = music_like(SR)
-    for dtype, scale, offset in ((np.int16, 2 ** 15, 0), (np.int32, 2 ** 31, 0), (np.int8, 2 ** 7, 0),
-                                 (np.uint8, 2 ** 7, 128)):
+    for dtype, scale, offset in ((np.int16, 2**15, 0), (np.int32, 2**31, 0), (np.int8, 2**7, 0), (np.uint8, 2**7, 128)):
         pcm = np.round(x * (scale - 1) + offset).astype(dtype)
         y = s.stretch(pcm, SR, 2.0)
         assert y.dtype == np.float32
@@ -373,9 +426,19 @@ def test_ambiguous_shapes_and_half_precision(tiny_model):
         assert isinstance(y, torch.Tensor) and y.shape == (2, SR // 2) and torch.isfinite(y).all()
 
 
-@pytest.mark.parametrize("time_map", [
-    [], [(1, 2, 3)], [("a", "b")], [(100.5, 200)], [(float("nan"), 5)], 7, [None], np.zeros((0, 2)),
-])
+@pytest.mark.parametrize(
+    "time_map",
+    [
+        [],
+        [(1, 2, 3)],
+        [("a", "b")],
+        [(100.5, 200)],
+        [(float("nan"), 5)],
+        7,
+        [None],
+        np.zeros((0, 2)),
+    ],
+)
 def test_malformed_time_maps_raise_rate_errors(tiny_model, time_map):
     with pytest.raises(RateError):
         Stretcher(tiny_model, device="cpu").stretch(music_like(SR), SR, time_map=time_map)
@@ -396,6 +459,7 @@ def test_sample_rate_limits_agree_in_api_and_cli(tmp_path, tiny_model, capsys):
 
 
 # --- 11. corpora --------------------------------------------------------------------------------------
+
 
 def test_corpus_sources_through_a_symlinked_music21(tmp_path, monkeypatch):
     from music21 import corpus
@@ -430,6 +494,7 @@ def test_a_corpus_without_items_is_an_error_saying_why(tmp_path, monkeypatch):
 
 
 # --- 12. overwriting --------------------------------------------------------------------------------------
+
 
 def test_outputs_are_overwritten_unless_no_clobber(tmp_path, tiny_model, capsys):
     src = write(tmp_path / "in.wav", music_like(SR))

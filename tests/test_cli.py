@@ -1,4 +1,5 @@
 """The ``gan-stretch stretch`` command: good files in, bad files refused cleanly."""
+
 from __future__ import annotations
 
 import os
@@ -10,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import music_like
 
 from gan_stretch.cli import main
+
+from conftest import music_like
 
 HOP_SECONDS = 512 / 22050  # one STFT hop of the model
 
@@ -27,12 +29,15 @@ def stretch(*argv, checkpoint) -> int:
     return main(["stretch", *map(str, argv), "--checkpoint", str(checkpoint), "--griffin-lim", "2"])
 
 
-@pytest.mark.parametrize("sr,channels,seconds,rate", [
-    (44100, 2, 1.5, "2"),
-    (16000, 1, 1.0, "2"),
-    (22050, 1, 1.0, "0.5"),
-    (48000, 2, 0.7, "1.25"),
-])
+@pytest.mark.parametrize(
+    "sr,channels,seconds,rate",
+    [
+        (44100, 2, 1.5, "2"),
+        (16000, 1, 1.0, "2"),
+        (22050, 1, 1.0, "0.5"),
+        (48000, 2, 0.7, "1.25"),
+    ],
+)
 def test_stretch_file(tmp_path, tiny_model, capsys, sr, channels, seconds, rate):
     n = int(sr * seconds)
     wave = music_like(n, sr=sr, channels=channels if channels > 1 else None)
@@ -89,15 +94,46 @@ def test_console_script(tmp_path, tiny_model):
     src = write(tmp_path / "in.wav", music_like(16000, sr=16000), 16000)
     dst = tmp_path / "out.wav"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    proc = subprocess.run([console_script(), "stretch", str(src), str(dst), "--rate", "0.5",
-                           "--checkpoint", str(tiny_model), "--griffin-lim", "2", "--device", "cpu"],
-                          capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [
+            console_script(),
+            "stretch",
+            str(src),
+            str(dst),
+            "--rate",
+            "0.5",
+            "--checkpoint",
+            str(tiny_model),
+            "--griffin-lim",
+            "2",
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     info = sf.info(str(dst))
     assert (info.samplerate, info.channels, info.frames) == (16000, 1, 32000)
     # and a failure: exit status 1, one clean error line, no traceback
-    proc = subprocess.run([console_script(), "stretch", str(src), str(tmp_path / "bad.wav"), "--rate", "0",
-                           "--checkpoint", str(tiny_model)], capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [
+            console_script(),
+            "stretch",
+            str(src),
+            str(tmp_path / "bad.wav"),
+            "--rate",
+            "0",
+            "--checkpoint",
+            str(tiny_model),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 1
     assert "error:" in proc.stderr and "rate" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -122,6 +158,7 @@ def test_stretch_folder(tmp_path, tiny_model, capsys):
 
 
 # --- bad input ----------------------------------------------------------------------------------
+
 
 def text_file_as_wav(folder: Path) -> Path:
     path = folder / "notes.wav"
@@ -168,8 +205,12 @@ def bad_time_map(folder: Path) -> Path:
 # name -> (make input, output name or None for "same as input", extra args, words the error must contain)
 BAD = {
     "missing input": (lambda d: d / "nope.wav", "out.wav", ["--rate", "2"], ["not found", "nope.wav"]),
-    "input is a folder": (lambda d: (d / "folder.wav").mkdir() or d / "folder.wav", "out.wav", ["--rate", "2"],
-                          ["folder"]),
+    "input is a folder": (
+        lambda d: (d / "folder.wav").mkdir() or d / "folder.wav",
+        "out.wav",
+        ["--rate", "2"],
+        ["folder"],
+    ),
     "rate 0": (good_wav, "out.wav", ["--rate", "0"], ["rate", "0"]),
     "rate nan": (good_wav, "out.wav", ["--rate", "nan"], ["rate", "nan"]),
     "rate 10": (good_wav, "out.wav", ["--rate", "10"], ["rate", "10"]),

@@ -1,4 +1,5 @@
 """Recipes (load_recipe) and checkpoints (save/load, flatten/unflatten, load_model)."""
+
 from __future__ import annotations
 
 import json
@@ -22,6 +23,7 @@ SHIPPED = {"autoencoder.yaml": AutoencoderRecipe, "mapper.yaml": MapperRecipe, "
 
 # --- recipes ------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", sorted(SHIPPED))
 def test_shipped_recipes_load_with_overrides(name):
     recipe = load_recipe(RECIPES / name)
@@ -35,8 +37,9 @@ def test_shipped_recipes_load_with_overrides(name):
     assert load_recipe(RECIPES / name, {"steps": 7}).steps == 7
 
 
-RECIPE_FILES = sorted(p.relative_to(RECIPES).as_posix() for p in RECIPES.rglob("*.yaml")
-                      if p.parent.name != "accelerate")
+RECIPE_FILES = sorted(
+    p.relative_to(RECIPES).as_posix() for p in RECIPES.rglob("*.yaml") if p.parent.name != "accelerate"
+)
 
 
 @pytest.mark.parametrize("name", RECIPE_FILES)
@@ -89,27 +92,40 @@ def test_eval_ablations_trains_recipe_files_with_path_overrides_only(tmp_path, m
         sys.path.remove(str(RECIPES.parent / "eval"))
     calls = []
     monkeypatch.setattr(subprocess, "run", lambda cmd, check: calls.append(cmd))
-    ablations.main(["--data", str(tmp_path / "corpus"), "--out", str(tmp_path / "out"), "--runs", "R",
-                    "--steps-scale", "0.5"])
-    trains = {c[c.index("gan_stretch.train") + 1]: c[c.index("gan_stretch.train") + 2:] for c in calls
-              if "gan_stretch.train" in c}
+    ablations.main(
+        ["--data", str(tmp_path / "corpus"), "--out", str(tmp_path / "out"), "--runs", "R", "--steps-scale", "0.5"]
+    )
+    trains = {
+        c[c.index("gan_stretch.train") + 1]: c[c.index("gan_stretch.train") + 2 :]
+        for c in calls
+        if "gan_stretch.train" in c
+    }
     assert sorted(Path(r).relative_to(RECIPES).as_posix() for r in trains) == sorted(
-        ["default/autoencoder.yaml", "default/mapper.yaml", "default/gan.yaml", "ablations/gan-no-adv.yaml",
-         "ablations/gan-teacher.yaml", "ablations/gan-natural-d.yaml", "ablations/autoencoder-latent64.yaml",
-         "ablations/gan-latent64.yaml"])
+        [
+            "default/autoencoder.yaml",
+            "default/mapper.yaml",
+            "default/gan.yaml",
+            "ablations/gan-no-adv.yaml",
+            "ablations/gan-teacher.yaml",
+            "ablations/gan-natural-d.yaml",
+            "ablations/autoencoder-latent64.yaml",
+            "ablations/gan-latent64.yaml",
+        ]
+    )
     for recipe, args in trains.items():
         keys = {a.split("=", 1)[0] for a in args}
         assert keys <= {"data", "run_dir", "autoencoder", "steps", "eval_pieces"}, (recipe, args)
         assert f"steps={load_recipe(recipe).steps // 2}" in args
-    assert "autoencoder=R/autoencoder-latent64/model.safetensors" in trains[str(RECIPES / "ablations/gan-latent64.yaml")]
+    assert (
+        "autoencoder=R/autoencoder-latent64/model.safetensors" in trains[str(RECIPES / "ablations/gan-latent64.yaml")]
+    )
     assert f"data={tmp_path / 'corpus-pv-teacher'}" in trains[str(RECIPES / "ablations/gan-teacher.yaml")]
     bench = calls[-1]
     assert "eval/benchmark.py" in bench[1] and "gan-latent64=R/gan-latent64/model.safetensors" in bench
 
 
 def test_override_types_follow_yaml():
-    r = load_recipe(RECIPES / "gan.yaml", ["dilations=[1, 2]", "d_conditional=false", "real=natural",
-                                           "lr=1"])
+    r = load_recipe(RECIPES / "gan.yaml", ["dilations=[1, 2]", "d_conditional=false", "real=natural", "lr=1"])
     assert r.dilations == [1, 2] and r.d_conditional is False and r.real == "natural"
     assert r.lr == 1.0 and isinstance(r.lr, float)  # an int is a fine float
     assert load_recipe(RECIPES / "autoencoder.yaml", ["hidden=[64, 32]"]).hidden == [64, 32]
@@ -120,34 +136,37 @@ def test_recipe_without_file():
     assert isinstance(r, AutoencoderRecipe) and r.data == "d"
 
 
-@pytest.mark.parametrize("recipe,override,key", [
-    ("autoencoder.yaml", "bogus=1", "bogus"),
-    ("autoencoder.yaml", "window=16", "window"),  # a key of another stage
-    ("mapper.yaml", "quiet_db=-60", "quiet_db"),
-    ("autoencoder.yaml", "steps=abc", "steps"),
-    ("autoencoder.yaml", "steps=1.5", "steps"),
-    ("autoencoder.yaml", "steps=true", "steps"),
-    ("autoencoder.yaml", "hidden=5", "hidden"),
-    ("autoencoder.yaml", "hidden=[64, abc]", "hidden"),
-    ("autoencoder.yaml", "hidden=[64, 32, 16]", "hidden"),
-    ("autoencoder.yaml", "hidden=[64, -1]", "hidden"),
-    ("mapper.yaml", "hidden=[5]", "hidden"),
-    ("autoencoder.yaml", "lr=-1", "lr"),
-    ("autoencoder.yaml", "lr=0", "lr"),
-    ("autoencoder.yaml", "lr=fast", "lr"),
-    ("autoencoder.yaml", "steps=0", "steps"),
-    ("autoencoder.yaml", "batch_size=-4", "batch_size"),
-    ("autoencoder.yaml", "seed=-1", "seed"),
-    ("autoencoder.yaml", "data=", "data"),
-    ("gan.yaml", "autoencoder=", "autoencoder"),
-    ("gan.yaml", "d_conditional=maybe", "d_conditional"),
-    ("gan.yaml", "kernel=4", "kernel"),
-    ("gan.yaml", "window=8", "window"),
-    ("gan.yaml", "ema_decay=1", "ema_decay"),
-    ("gan.yaml", "real=imagined", "real"),
-    ("mapper.yaml", "pairs=some", "pairs"),
-    ("autoencoder.yaml", "stage=decoder", "stage"),
-])
+@pytest.mark.parametrize(
+    "recipe,override,key",
+    [
+        ("autoencoder.yaml", "bogus=1", "bogus"),
+        ("autoencoder.yaml", "window=16", "window"),  # a key of another stage
+        ("mapper.yaml", "quiet_db=-60", "quiet_db"),
+        ("autoencoder.yaml", "steps=abc", "steps"),
+        ("autoencoder.yaml", "steps=1.5", "steps"),
+        ("autoencoder.yaml", "steps=true", "steps"),
+        ("autoencoder.yaml", "hidden=5", "hidden"),
+        ("autoencoder.yaml", "hidden=[64, abc]", "hidden"),
+        ("autoencoder.yaml", "hidden=[64, 32, 16]", "hidden"),
+        ("autoencoder.yaml", "hidden=[64, -1]", "hidden"),
+        ("mapper.yaml", "hidden=[5]", "hidden"),
+        ("autoencoder.yaml", "lr=-1", "lr"),
+        ("autoencoder.yaml", "lr=0", "lr"),
+        ("autoencoder.yaml", "lr=fast", "lr"),
+        ("autoencoder.yaml", "steps=0", "steps"),
+        ("autoencoder.yaml", "batch_size=-4", "batch_size"),
+        ("autoencoder.yaml", "seed=-1", "seed"),
+        ("autoencoder.yaml", "data=", "data"),
+        ("gan.yaml", "autoencoder=", "autoencoder"),
+        ("gan.yaml", "d_conditional=maybe", "d_conditional"),
+        ("gan.yaml", "kernel=4", "kernel"),
+        ("gan.yaml", "window=8", "window"),
+        ("gan.yaml", "ema_decay=1", "ema_decay"),
+        ("gan.yaml", "real=imagined", "real"),
+        ("mapper.yaml", "pairs=some", "pairs"),
+        ("autoencoder.yaml", "stage=decoder", "stage"),
+    ],
+)
 def test_bad_recipes_are_rejected_naming_the_key(recipe, override, key):
     with pytest.raises(ConfigError) as e:
         load_recipe(RECIPES / recipe, [override])
@@ -178,11 +197,16 @@ def test_recipe_file_problems(tmp_path):
 
 # --- checkpoint files ---------------------------------------------------------------------------
 
+
 def sample_tensors() -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
-    return {"a.weight": torch.randn(64, 33, generator=g), "a.bias": torch.randn(64, generator=g),
-            "step": torch.tensor(7), "half": torch.randn(5, generator=g).half(),
-            "flags": torch.tensor([True, False])}
+    return {
+        "a.weight": torch.randn(64, 33, generator=g),
+        "a.bias": torch.randn(64, generator=g),
+        "step": torch.tensor(7),
+        "half": torch.randn(5, generator=g).half(),
+        "flags": torch.tensor([True, False]),
+    }
 
 
 def test_save_load_round_trip(tmp_path):
@@ -248,8 +272,9 @@ def _corrupt_files(folder: Path) -> dict[str, Path]:
     return files
 
 
-@pytest.mark.parametrize("case", ["truncated to half", "last byte missing", "random bytes", "empty file",
-                                  "header not utf-8", "a text file"])
+@pytest.mark.parametrize(
+    "case", ["truncated to half", "last byte missing", "random bytes", "empty file", "header not utf-8", "a text file"]
+)
 def test_load_rejects_corrupt_files(tmp_path, case):
     path = _corrupt_files(tmp_path)[case]
     with pytest.raises(CheckpointError) as e:
@@ -288,8 +313,12 @@ def test_load_rejects_foreign_safetensors(tmp_path):
 
 
 def test_load_rejects_corrupt_metadata(tmp_path):
-    header = json.dumps({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]},
-                         "__metadata__": {checkpoint.META_KEY: "{not json"}}).encode()
+    header = json.dumps(
+        {
+            "w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]},
+            "__metadata__": {checkpoint.META_KEY: "{not json"},
+        }
+    ).encode()
     path = tmp_path / "meta.safetensors"
     path.write_bytes(struct.pack("<Q", len(header)) + header + b"\0" * 16)
     with pytest.raises(CheckpointError, match="metadata"):
@@ -304,6 +333,7 @@ def test_load_model_rejects_non_object_metadata(tmp_path):
 
 
 # --- model files --------------------------------------------------------------------------------
+
 
 def test_model_round_trip(tiny_model, tmp_path):
     model = load_model(tiny_model)
@@ -326,11 +356,15 @@ def test_load_model_rejects_training_state(tmp_path):
     """What train.common.Run.save writes: a resumable training state, which is no model."""
     path = tmp_path / "last.safetensors"
     tensors = {}
-    opt_state = checkpoint.flatten({"state": {}, "param_groups": [{"lr": 1e-3, "params": [0]}]},
-                                   "optim.autoencoder", tensors)
+    opt_state = checkpoint.flatten(
+        {"state": {}, "param_groups": [{"lr": 1e-3, "params": [0]}]}, "optim.autoencoder", tensors
+    )
     tensors["module.autoencoder.encoder.0.weight"] = torch.zeros(2, 2)
-    checkpoint.save(path, tensors, {"kind": "training-state", "stage": "autoencoder", "step": 10,
-                                    "optimizers": {"autoencoder": opt_state}})
+    checkpoint.save(
+        path,
+        tensors,
+        {"kind": "training-state", "stage": "autoencoder", "step": 10, "optimizers": {"autoencoder": opt_state}},
+    )
     with pytest.raises(CheckpointError, match="training-state"):
         load_model(path)
 
@@ -355,16 +389,18 @@ def test_load_model_rejects_mismatched_config(tiny_model, tmp_path):
         load_model(unknown)
 
 
-@pytest.mark.parametrize("part,key,value,words", [
-    ("autoencoder", "latent", 0, "latent must be in [1, 4096], got 0"),
-    ("autoencoder", "hidden", [64], "hidden needs at least 2 value(s)"),
-    ("refiner", "kernel", 4, "kernel must be odd"),
-    ("refiner", "dilations", [1, -2], "every value of dilations must be in [1, 1024]"),
-    ("spectral", "hop", 0, "hop must be in [1, 262144], got 0"),
-    ("spectral", "db_range", "loud", "db_range must be a number"),
-])
-def test_impossible_model_configs_give_the_same_config_error_everywhere(tiny_model, tmp_path, part, key, value,
-                                                                      words):
+@pytest.mark.parametrize(
+    "part,key,value,words",
+    [
+        ("autoencoder", "latent", 0, "latent must be in [1, 4096], got 0"),
+        ("autoencoder", "hidden", [64], "hidden needs at least 2 value(s)"),
+        ("refiner", "kernel", 4, "kernel must be odd"),
+        ("refiner", "dilations", [1, -2], "every value of dilations must be in [1, 1024]"),
+        ("spectral", "hop", 0, "hop must be in [1, 262144], got 0"),
+        ("spectral", "db_range", "loud", "db_range must be a number"),
+    ],
+)
+def test_impossible_model_configs_give_the_same_config_error_everywhere(tiny_model, tmp_path, part, key, value, words):
     """A model file whose config cannot describe a network (its sizes checked where they are
     declared, as a recipe's are) gives one ConfigError naming the file and the field, from
     load_model and from the Stretcher alike; the configs built directly raise the same."""
@@ -385,6 +421,7 @@ def test_impossible_model_configs_give_the_same_config_error_everywhere(tiny_mod
 
 
 # --- optimizer state through flatten/unflatten --------------------------------------------------
+
 
 def _model_and_adam(seed: int = 0):
     torch.manual_seed(seed)

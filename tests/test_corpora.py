@@ -3,6 +3,7 @@
 MIDI-level tests run anywhere; renders need fluidsynth (and a GM soundfont) or timidity with
 freepats, and skip with the reason when those are missing.
 """
+
 from __future__ import annotations
 
 import io
@@ -19,8 +20,17 @@ from gan_stretch.cli import main
 from gan_stretch.data.corpus import Corpus, build_true_tempo, choose_render, item_seed
 from gan_stretch.data.ensembles import FAMILIES, orchestrate, split_parts
 from gan_stretch.data.grooves import BPM_RANGE, STYLES, groove
-from gan_stretch.data.render import (CEILING_DB, DRUM_CHANNEL, find_soundfont, music21_midi, normalise, note_onsets,
-                                     perform, render, timidity_config)
+from gan_stretch.data.render import (
+    CEILING_DB,
+    DRUM_CHANNEL,
+    find_soundfont,
+    music21_midi,
+    normalise,
+    note_onsets,
+    perform,
+    render,
+    timidity_config,
+)
 from gan_stretch.errors import GanStretchError
 
 SR = 22050
@@ -42,11 +52,14 @@ def _has_freepats() -> bool:
         return False
 
 
-needs_fluidsynth = pytest.mark.skipif(shutil.which("fluidsynth") is None or not _has_soundfont(),
-                                      reason="fluidsynth or a General MIDI soundfont is missing "
-                                             "(apt-get install fluidsynth timgm6mb-soundfont)")
-needs_timidity = pytest.mark.skipif(shutil.which("timidity") is None or not _has_freepats(),
-                                    reason="timidity or freepats is missing (apt-get install timidity freepats)")
+needs_fluidsynth = pytest.mark.skipif(
+    shutil.which("fluidsynth") is None or not _has_soundfont(),
+    reason="fluidsynth or a General MIDI soundfont is missing (apt-get install fluidsynth timgm6mb-soundfont)",
+)
+needs_timidity = pytest.mark.skipif(
+    shutil.which("timidity") is None or not _has_freepats(),
+    reason="timidity or freepats is missing (apt-get install timidity freepats)",
+)
 
 
 def midi_bytes(midi: mido.MidiFile) -> bytes:
@@ -67,6 +80,7 @@ def family_midi(family: str):
 
 
 # --- grooves -----------------------------------------------------------------------------------
+
 
 def test_groove_is_determined_by_its_seed():
     assert midi_bytes(groove(7, 6.0).midi()) == midi_bytes(groove(7, 6.0).midi())
@@ -125,11 +139,14 @@ def test_swing_delays_the_offbeats_only(style, offbeat_steps, delay):
 
 # --- ensembles ---------------------------------------------------------------------------------
 
+
 def test_ensemble_parts_get_their_own_channels_and_programs():
     midi, parts = split_parts(music21_midi("bach/bwv66.6"))
     assert len(parts) == 4 and len(set(parts)) == 4 and DRUM_CHANNEL not in parts
-    mean = {c: np.mean([m.note for t in midi.tracks for m in t if m.type == "note_on" and m.velocity
-                        and m.channel == c]) for c in parts}
+    mean = {
+        c: np.mean([m.note for t in midi.tracks for m in t if m.type == "note_on" and m.velocity and m.channel == c])
+        for c in parts
+    }
     assert [mean[c] for c in parts] == sorted(mean.values(), reverse=True)  # soprano first, bass last
     maps, families = set(), set()
     for seed in range(20):
@@ -145,6 +162,7 @@ def test_ensemble_parts_get_their_own_channels_and_programs():
 
 
 # --- true tempo --------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("family", ["classical", "ensemble", "groove"])
 def test_performances_at_rate_r_move_every_onset_to_t_over_r(family):
@@ -187,8 +205,9 @@ def sparse_hits() -> tuple[mido.MidiFile, list[float]]:
     return midi, [b * 60 / 97 for b in beats]
 
 
-@pytest.mark.parametrize("synth", [pytest.param("fluidsynth", marks=needs_fluidsynth),
-                                   pytest.param("timidity", marks=needs_timidity)])
+@pytest.mark.parametrize(
+    "synth", [pytest.param("fluidsynth", marks=needs_fluidsynth), pytest.param("timidity", marks=needs_timidity)]
+)
 def test_rendered_attacks_fall_at_t_over_r(synth):
     """Both engines honour the scaled tempo and keep the leading rest (timidity skips it unless
     told not to): every attack of the rate-r render is at t / r, give or take one latency."""
@@ -210,14 +229,16 @@ def test_timidity_config_completes_the_patch_set(tmp_path):
     """Programs and drum keys a patch set lacks get its nearest one (same GM family first), so
     timidity never falls back to the system's soundfont (a training timbre)."""
     cfg = tmp_path / "tiny.cfg"
-    cfg.write_text("dir /nowhere\nbank 0\n 0 piano.pat amp=80\n40 violin.pat\n73 flute.pat # a comment\n"
-                   "drumset 0\n36 kick.pat\n42 hat.pat\n")
+    cfg.write_text(
+        "dir /nowhere\nbank 0\n 0 piano.pat amp=80\n40 violin.pat\n73 flute.pat # a comment\n"
+        "drumset 0\n36 kick.pat\n42 hat.pat\n"
+    )
     lines = timidity_config(cfg, tmp_path).read_text().splitlines()
     assert lines[0] == f"source {cfg.resolve()}"
-    tones = dict(line.split(" ", 1) for line in lines[2:lines.index("drumset 0")])
+    tones = dict(line.split(" ", 1) for line in lines[2 : lines.index("drumset 0")])
     assert set(tones) == {str(p) for p in range(128)} - {"0", "40", "73"}
     assert tones["41"] == "violin.pat" and tones["3"] == "piano.pat amp=80" and tones["75"] == "flute.pat"
-    drums = dict(line.split(" ", 1) for line in lines[lines.index("drumset 0") + 1:])
+    drums = dict(line.split(" ", 1) for line in lines[lines.index("drumset 0") + 1 :])
     assert drums["35"] == "kick.pat" and drums["44"] == "hat.pat"
     with pytest.raises(GanStretchError, match="no instruments"):
         (tmp_path / "empty.cfg").write_text("dir /nowhere\n")
@@ -236,10 +257,14 @@ def test_reverb_rings_after_the_notes():
 
 # --- levels and render choices -----------------------------------------------------------------
 
+
 def test_one_gain_for_every_rate_of_an_item():
     rng = np.random.default_rng(0)
-    waves = {1.0: 0.3 * rng.standard_normal(1000), 0.5: 0.2 * rng.standard_normal(2000),
-             2.0: 0.25 * rng.standard_normal(500)}
+    waves = {
+        1.0: 0.3 * rng.standard_normal(1000),
+        0.5: 0.2 * rng.standard_normal(2000),
+        2.0: 0.25 * rng.standard_normal(500),
+    }
     out, gain = normalise(waves, -20.0)
     assert 20 * np.log10(np.abs(out[1.0]).max()) == pytest.approx(-20.0, abs=1e-4)
     for r in waves:
@@ -270,6 +295,7 @@ def test_render_choices_are_drawn_from_the_item_seed(tmp_path):
 
 # --- corpora -----------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def groove_corpus(tmp_path_factory):
     """Two 2-second grooves at rates 1, 0.5, 2, built by the CLI with every render option."""
@@ -279,9 +305,37 @@ def groove_corpus(tmp_path_factory):
     other = root / "Other.sf2"  # a second bank name for the draw (the same sounds)
     other.symlink_to(find_soundfont())
     out = root / "corpus"
-    assert main(["data", "midi", "--family", "groove", "--out", str(out), "--pieces", "2", "--seconds", "2",
-                 "--rates", "0.5", "2", "--soundfont", f"{find_soundfont()},{other}", "--reverb", "on",
-                 "--chorus", "random", "--level-range", "-30", "-3", "--heldout", "0"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "midi",
+                "--family",
+                "groove",
+                "--out",
+                str(out),
+                "--pieces",
+                "2",
+                "--seconds",
+                "2",
+                "--rates",
+                "0.5",
+                "2",
+                "--soundfont",
+                f"{find_soundfont()},{other}",
+                "--reverb",
+                "on",
+                "--chorus",
+                "random",
+                "--level-range",
+                "-30",
+                "-3",
+                "--heldout",
+                "0",
+            ]
+        )
+        == 0
+    )
     return Corpus(out)
 
 
@@ -311,9 +365,17 @@ def test_groove_corpus_renders_true_tempo_pairs_at_one_gain(groove_corpus, tmp_p
     """Each rate lasts round(n / r) samples, and the level is one gain over the engine's own renders:
     the same item built without a level range differs from it by the same factor at every rate."""
     c = groove_corpus
-    raw = build_true_tempo(tmp_path / "raw", pieces=2, seconds=2.0, rates=(0.5, 2.0), family="groove",
-                           soundfont=[str(find_soundfont()), str(Path(c.root).parent / "Other.sf2")],
-                           reverb="on", chorus="random", heldout=0.0)
+    raw = build_true_tempo(
+        tmp_path / "raw",
+        pieces=2,
+        seconds=2.0,
+        rates=(0.5, 2.0),
+        family="groove",
+        soundfont=[str(find_soundfont()), str(Path(c.root).parent / "Other.sf2")],
+        reverb="on",
+        chorus="random",
+        heldout=0.0,
+    )
     for item, plain in zip(c.items, raw.items):
         assert plain.level is None and item.id.startswith(plain.id)
         gains = []
@@ -342,10 +404,18 @@ def test_music21_families_render_true_tempo_pairs(family, tmp_path):
 
 def test_old_manifests_still_load(tmp_path):
     """Manifests written before the new fields load; unknown fields land in ``extra``."""
-    item = {"id": "x", "split": "train", "source": "music21:bach/bwv66.6", "program": 0,
-            "soundfont": "TimGM6mb.sf2", "audio": {"1.000": "audio/x/r1.000.flac"}, "future": 1}
-    (tmp_path / "manifest.json").write_text(json.dumps({"kind": "true-tempo", "sample_rate": 22050,
-                                                        "seconds": 8, "rates": [0.5], "items": [item]}))
+    item = {
+        "id": "x",
+        "split": "train",
+        "source": "music21:bach/bwv66.6",
+        "program": 0,
+        "soundfont": "TimGM6mb.sf2",
+        "audio": {"1.000": "audio/x/r1.000.flac"},
+        "future": 1,
+    }
+    (tmp_path / "manifest.json").write_text(
+        json.dumps({"kind": "true-tempo", "sample_rate": 22050, "seconds": 8, "rates": [0.5], "items": [item]})
+    )
     (tmp_path / "audio" / "x").mkdir(parents=True)
     sf.write(str(tmp_path / "audio" / "x" / "r1.000.flac"), np.zeros(100, np.float32), 22050)
     (loaded,) = Corpus(tmp_path).items

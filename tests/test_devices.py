@@ -1,4 +1,5 @@
 """The suite runs on the CPU; on a machine with CUDA, the GPU gives the CPU's result."""
+
 from __future__ import annotations
 
 import os
@@ -45,7 +46,9 @@ for rate in (0.5, 1.7):
 
 @pytest.mark.gpu
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("nvidia-smi") is None, reason="no NVIDIA driver (nvidia-smi not found): no GPU to test")
+@pytest.mark.skipif(
+    shutil.which("nvidia-smi") is None, reason="no NVIDIA driver (nvidia-smi not found): no GPU to test"
+)
 def test_cuda_stretch_matches_the_cpu():
     """In a subprocess that sees the GPUs the suite was started with. Tolerance 1e-3 relative RMS:
     cuFFT and the CPU's FFT round differently, and the propagated phase sums those differences
@@ -53,8 +56,9 @@ def test_cuda_stretch_matches_the_cpu():
     env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
     if conftest.ORIGINAL_CUDA_VISIBLE_DEVICES is not None:
         env["CUDA_VISIBLE_DEVICES"] = conftest.ORIGINAL_CUDA_VISIBLE_DEVICES
-    proc = subprocess.run([sys.executable, "-c", GPU_CHECK], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", GPU_CHECK], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
     if proc.returncode == 3:
         pytest.skip(proc.stdout.strip())
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -1,4 +1,5 @@
 """The public API's documentation: its examples run, and it documents every argument there is."""
+
 from __future__ import annotations
 
 import doctest
@@ -9,8 +10,13 @@ import pytest
 
 from gan_stretch import model, pipeline
 
-API = {"stretch": pipeline.stretch, "Stretcher": pipeline.Stretcher, "Stretcher.stretch": pipeline.Stretcher.stretch,
-       "Stretcher.stretch_file": pipeline.Stretcher.stretch_file, "load_model": model.load_model}
+API = {
+    "stretch": pipeline.stretch,
+    "Stretcher": pipeline.Stretcher,
+    "Stretcher.stretch": pipeline.Stretcher.stretch,
+    "Stretcher.stretch_file": pipeline.Stretcher.stretch_file,
+    "load_model": model.load_model,
+}
 
 
 @pytest.mark.parametrize("name", sorted(API))
@@ -50,4 +56,5 @@ def test_api_documents_every_argument_and_what_it_raises(name):
         assert f"\n{section}\n" in doc, f"{name} has no {section} section"
     raised = re.findall(r"^(\w+Error)$", doc.split("Raises", 1)[1], re.M)
     from gan_stretch import errors
+
     assert raised and all(issubclass(getattr(errors, e), errors.GanStretchError) for e in raised)

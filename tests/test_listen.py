@@ -1,5 +1,6 @@
 """The listening page (eval/listen.py): built from a benchmark run with --listen, loudness-matched,
 self-contained, scored from downloaded MUSHRA ratings; and driven in headless Chromium."""
+
 from __future__ import annotations
 
 import json
@@ -17,7 +18,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "eval"))
 
 import listen  # noqa: E402  (eval/listen.py)
-
 from conftest import SR, music_like  # noqa: E402
 
 
@@ -27,8 +27,24 @@ def results(tmp_path_factory, tiny_corpus, tiny_model):
     import benchmark
 
     out = tmp_path_factory.mktemp("listen") / "run"
-    assert benchmark.main(["--data", str(tiny_corpus.root), "--out", str(out), "--pieces", "1",
-                           "--model", f"tiny={tiny_model}", "--methods", "pv", "--listen"]) == 0
+    assert (
+        benchmark.main(
+            [
+                "--data",
+                str(tiny_corpus.root),
+                "--out",
+                str(out),
+                "--pieces",
+                "1",
+                "--model",
+                f"tiny={tiny_model}",
+                "--methods",
+                "pv",
+                "--listen",
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -173,9 +189,15 @@ def ratings_file(path: Path, listener: str, trials: list[tuple[float, dict[str, 
     out = []
     for k, (rate, by_method) in enumerate(trials):
         letters = {m: chr(65 + (i + k) % len(by_method)) for i, m in enumerate(by_method)}
-        out.append({"trial": f"piece{k}@{rate:g}", "piece": f"piece{k}", "rate": rate,
-                    "mapping": {l: m for m, l in letters.items()},
-                    "ratings": {letters[m]: v for m, v in by_method.items()}})
+        out.append(
+            {
+                "trial": f"piece{k}@{rate:g}",
+                "piece": f"piece{k}",
+                "rate": rate,
+                "mapping": {l: m for m, l in letters.items()},
+                "ratings": {letters[m]: v for m, v in by_method.items()},
+            }
+        )
     path.write_text(json.dumps({"format": listen.FORMAT, "page": "x", "listener": listener, "trials": out}))
     return path
 
@@ -183,16 +205,38 @@ def ratings_file(path: Path, listener: str, trials: list[tuple[float, dict[str, 
 def test_score_table_confidence_intervals_and_post_screening(tmp_path):
     from scipy import stats
 
-    good = ratings_file(tmp_path / "ann.json", "ann", [
-        (0.5, {"reference": 100, "gan": 80, "pv": 40, "anchor": 10}),
-        (0.5, {"reference": 95, "gan": 90, "pv": 50, "anchor": 20}),
-        (2.0, {"reference": 100, "gan": 70, "pv": 30, "anchor": 5})])
-    careless = ratings_file(tmp_path / "bob.json", "bob", [  # hidden reference at 60 in 1 of 3 trials: 33 % > 15 %
-        (0.5, {"reference": 60, "gan": 100, "pv": 100, "anchor": 100}),
-        (0.5, {"reference": 100, "gan": 100, "pv": 100, "anchor": 100}),
-        (2.0, {"reference": 100, "gan": 100, "pv": 100, "anchor": 100})])
-    proc = subprocess.run([sys.executable, str(ROOT / "eval" / "listen.py"), "--score", str(good), str(careless),
-                           "--out", str(tmp_path / "scores")], capture_output=True, text=True, cwd=ROOT)
+    good = ratings_file(
+        tmp_path / "ann.json",
+        "ann",
+        [
+            (0.5, {"reference": 100, "gan": 80, "pv": 40, "anchor": 10}),
+            (0.5, {"reference": 95, "gan": 90, "pv": 50, "anchor": 20}),
+            (2.0, {"reference": 100, "gan": 70, "pv": 30, "anchor": 5}),
+        ],
+    )
+    careless = ratings_file(
+        tmp_path / "bob.json",
+        "bob",
+        [  # hidden reference at 60 in 1 of 3 trials: 33 % > 15 %
+            (0.5, {"reference": 60, "gan": 100, "pv": 100, "anchor": 100}),
+            (0.5, {"reference": 100, "gan": 100, "pv": 100, "anchor": 100}),
+            (2.0, {"reference": 100, "gan": 100, "pv": 100, "anchor": 100}),
+        ],
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "eval" / "listen.py"),
+            "--score",
+            str(good),
+            str(careless),
+            "--out",
+            str(tmp_path / "scores"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr
     report = proc.stdout
     assert "bob: excluded, rated the hidden reference below 90 in 1 of 3 trials" in report
@@ -205,14 +249,33 @@ def test_score_table_confidence_intervals_and_post_screening(tmp_path):
     assert (tmp_path / "scores" / "ratings.csv").read_text().count("\n") == 1 + 2 * 3 * 4  # every rating, kept or not
 
 
-@pytest.mark.parametrize("content, message", [
-    ("{not json", "cannot read rating file"),
-    (json.dumps({"format": "other"}), "is not a rating file"),
-    (json.dumps({"format": listen.FORMAT, "listener": "x", "trials": [
-        {"trial": "p@2", "rate": 2, "mapping": {"A": "gan"}, "ratings": {"A": 120}}]}), "not in 0..100"),
-    (json.dumps({"format": listen.FORMAT, "listener": "x", "trials": [
-        {"trial": "p@2", "rate": 2, "mapping": {"A": "reference"}, "ratings": {"A": 20}}]}), "no ratings left"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("{not json", "cannot read rating file"),
+        (json.dumps({"format": "other"}), "is not a rating file"),
+        (
+            json.dumps(
+                {
+                    "format": listen.FORMAT,
+                    "listener": "x",
+                    "trials": [{"trial": "p@2", "rate": 2, "mapping": {"A": "gan"}, "ratings": {"A": 120}}],
+                }
+            ),
+            "not in 0..100",
+        ),
+        (
+            json.dumps(
+                {
+                    "format": listen.FORMAT,
+                    "listener": "x",
+                    "trials": [{"trial": "p@2", "rate": 2, "mapping": {"A": "reference"}, "ratings": {"A": 20}}],
+                }
+            ),
+            "no ratings left",
+        ),
+    ],
+)
 def test_score_rejects_bad_rating_files_with_one_line(tmp_path, capsys, content, message):
     bad = tmp_path / "r.json"
     bad.write_text(content)
@@ -223,12 +286,15 @@ def test_score_rejects_bad_rating_files_with_one_line(tmp_path, capsys, content,
 
 # ---------------------------------------------------------------- in a real browser
 
+
 def _browser():
     import browser
 
     if browser.find() is None:
-        pytest.skip("chromium and chromedriver are not installed (apt-get install chromium chromium-driver; "
-                    "make test installs them)")
+        pytest.skip(
+            "chromium and chromedriver are not installed (apt-get install chromium chromium-driver; "
+            "make test installs them)"
+        )
     pytest.importorskip("selenium", reason="selenium is not installed (requirements.lock)")
     return browser
 
@@ -312,7 +378,9 @@ def test_page_plays_rates_and_downloads_in_chromium(results, tmp_path):
         driver.refresh()
         driver.find_element(By.ID, "start").click()  # the name is remembered
         trial = driver.find_element(By.ID, "trial").get_attribute("data-trial")
-        again = {p["letter"]: p["method"] for p in driver.execute_script("return window.listen.plan(arguments[0])", trial)}
+        again = {
+            p["letter"]: p["method"] for p in driver.execute_script("return window.listen.plan(arguments[0])", trial)
+        }
         assert again == plans[trial]
         assert "2 of 2 trials complete" in driver.find_element(By.ID, "progress").text
         driver.find_element(By.ID, "download").click()
@@ -325,15 +393,21 @@ def test_page_plays_rates_and_downloads_in_chromium(results, tmp_path):
         # another listener hears another order (seeded by name: fixed for these two names)
         driver.execute_script("document.getElementById('listener').value = 'someone else'")
         driver.find_element(By.ID, "start").click()
-        other = {t: {p["letter"]: p["method"] for p in driver.execute_script("return window.listen.plan(arguments[0])", t)}
-                 for t in plans}
+        other = {
+            t: {p["letter"]: p["method"] for p in driver.execute_script("return window.listen.plan(arguments[0])", t)}
+            for t in plans
+        }
         assert other != plans
     finally:
         if driver is not None:
             browser.close(driver)
 
-    proc = subprocess.run([sys.executable, str(ROOT / "eval" / "listen.py"), "--score", str(files[0]),
-                           "--out", str(tmp_path / "scores")], capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "eval" / "listen.py"), "--score", str(files[0]), "--out", str(tmp_path / "scores")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr
     for method, value in (("reference", 100), ("tiny", 55), ("pv", 55), ("anchor", 0)):  # as rated above
         assert f"| {method} | {value}.0 (1) | {value}.0 (1) | {value}.0 ± 0.0 (2) |" in proc.stdout

@@ -7,6 +7,7 @@ errors are non-uniform (a uniform gain is the same number in every representatio
 floor, reduction, mel count, hop or FFT size moves the result by far more than the 1e-4 dB the
 two computations agree to (float32 against float64: about 5e-6 dB measured).
 """
+
 from __future__ import annotations
 
 import librosa
@@ -14,8 +15,9 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from conftest import music_like
 from gan_stretch import metrics
+
+from conftest import music_like
 
 SR = 22050
 N_FFT, HOP, N_MELS, FLOOR_DB = 2048, 256, 80, 80.0
@@ -54,7 +56,7 @@ def test_frame_varying_gain(x):
     """A new gain every 0.1 s (-12..12 dB): frames straddle the steps, so the value depends on the hop
     and the window, not only on the gains."""
     g_db = np.random.default_rng(0).uniform(-12, 12, size=21)
-    gain = np.repeat(10 ** (g_db / 20), SR // 10)[:len(x)].astype(np.float32)
+    gain = np.repeat(10 ** (g_db / 20), SR // 10)[: len(x)].astype(np.float32)
     got = metrics.log_mel_distance(x * gain, x, SR)
     assert got == pytest.approx(reference_distance(x * gain, x), abs=TOL)
     assert 7.0 < got < 9.5  # near the mean |gain| (7.1 dB), above it where frames straddle a step
@@ -96,7 +98,7 @@ def test_silence_against_music_is_the_floor(x):
     got = metrics.log_mel_distance(silence, x, SR)
     p_ref = reference_mel_power(x, SR, len(x))
     above_floor = np.maximum(10 * np.log10(p_ref / p_ref.max()) + FLOOR_DB, 0)  # the exact per-bin error
-    expected = float(np.sqrt((above_floor ** 2).mean(axis=1)).mean())
+    expected = float(np.sqrt((above_floor**2).mean(axis=1)).mean())
     assert got == pytest.approx(expected, abs=TOL)
     assert metrics.log_mel_distance(silence, 4 * x, SR) == pytest.approx(got, abs=TOL)
     assert metrics.log_mel_distance(x * 1e-5, x, SR) == got  # every bin below the floor: the same numbers

@@ -1,11 +1,13 @@
 """The benchmark's metrics and the classical stretchers it compares against."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from conftest import music_like, tool_marks
 from gan_stretch import metrics, teachers
+
+from conftest import music_like, tool_marks
 
 SR = 22050
 
@@ -50,8 +52,7 @@ def test_pitch_shift_of_resampling_is_1200_log2_rate(rate):
 
 def teacher_param(name: str):
     """Rubber Band cases carry the ``rubberband`` marker and skip, naming it, where it is missing."""
-    return pytest.param(name, marks=tool_marks("rubberband")) \
-        if name.startswith("rubberband") else name
+    return pytest.param(name, marks=tool_marks("rubberband")) if name.startswith("rubberband") else name
 
 
 @pytest.mark.parametrize("name", [teacher_param(n) for n in teachers.TEACHERS if n != "resample"])
@@ -90,9 +91,13 @@ def test_teacher_corpus_from_recordings(tmp_path):
     (tmp_path / "music").mkdir()
     sf.write(tmp_path / "music" / "a.flac", music_like(3 * 44100, sr=44100, channels=2).T, 44100)
     sf.write(tmp_path / "music" / "b.ogg", music_like(2 * 44100, sr=44100, seed=2), 44100)
-    c = build_teacher(tmp_path / "music", tmp_path / "corpus", teacher="pv", rates=(0.5, 2.0), seconds=1.0,
-                      excerpts=2, heldout=0.0)
-    assert {i.source for i in c.items} == {f"file:{tmp_path / 'music' / 'a.flac'}", f"file:{tmp_path / 'music' / 'b.ogg'}"}
+    c = build_teacher(
+        tmp_path / "music", tmp_path / "corpus", teacher="pv", rates=(0.5, 2.0), seconds=1.0, excerpts=2, heldout=0.0
+    )
+    assert {i.source for i in c.items} == {
+        f"file:{tmp_path / 'music' / 'a.flac'}",
+        f"file:{tmp_path / 'music' / 'b.ogg'}",
+    }
     assert len(c.items) == 4
     for item in c.items:
         assert len(c.load(item, 1.0)) == 22050 and len(c.load(item, 0.5)) == 44100

@@ -1,4 +1,5 @@
 """Shapes, initial behaviour and gradients of the four networks."""
+
 from __future__ import annotations
 
 import math
@@ -6,8 +7,16 @@ import math
 import pytest
 import torch
 
-from gan_stretch.models import (AutoencoderConfig, DiscriminatorConfig, FrameAutoencoder, GeneratorConfig,
-                                LatentDiscriminator, LatentGenerator, MapperConfig, StretchMapper)
+from gan_stretch.models import (
+    AutoencoderConfig,
+    DiscriminatorConfig,
+    FrameAutoencoder,
+    GeneratorConfig,
+    LatentDiscriminator,
+    LatentGenerator,
+    MapperConfig,
+    StretchMapper,
+)
 
 F = 1025
 L = 17  # latent 16 + the gain channel
@@ -39,6 +48,7 @@ def assert_all_grads(module: torch.nn.Module, nonzero: bool = True) -> None:
 
 
 # --- FrameAutoencoder ---------------------------------------------------------------------------
+
 
 def test_autoencoder_shapes_and_ranges():
     torch.manual_seed(0)
@@ -102,6 +112,7 @@ def test_autoencoder_loss_falls():
 
 
 # --- StretchMapper and LatentGenerator ----------------------------------------------------------
+
 
 def make_mapper():
     return StretchMapper(MapperConfig(latent_dim=L, hidden=32))
@@ -180,6 +191,7 @@ def test_mapper_is_frame_by_frame_and_generator_has_temporal_context():
 
 
 # --- LatentDiscriminator ------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("conditional", [True, False])
 @pytest.mark.parametrize("layers,t_out", [(2, 16), (3, 8)])

@@ -6,6 +6,7 @@ Two models: the packaged default (what users get) and a tiny untrained one whose
 change the latents (random output weights), so a promise is not met only because an identity
 generator hands the time-scaled input through.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -17,12 +18,13 @@ import pytest
 import soundfile as sf
 import torch
 
-from conftest import active_model, music_like
 from gan_stretch import metrics
-from gan_stretch.cli import main
 from gan_stretch.band import Band, input_config
+from gan_stretch.cli import main
 from gan_stretch.pipeline import Stretcher
 from gan_stretch.spectral import SpectralConfig
+
+from conftest import active_model, music_like
 
 SR = 22050
 HOP = SpectralConfig().hop  # one hop of the model: 23 ms
@@ -34,12 +36,16 @@ def stretchers():
     """The default pipeline (one Griffin-Lim iteration, residual decoding) with each model, and the
     same with attacks played at speed 1 (``transients``)."""
     active = active_model()
-    return {"default": Stretcher(device="cpu"), "active": Stretcher(active, device="cpu"),
-            "default+transients": Stretcher(device="cpu", transients=True),
-            "active+transients": Stretcher(active, device="cpu", transients=True)}
+    return {
+        "default": Stretcher(device="cpu"),
+        "active": Stretcher(active, device="cpu"),
+        "default+transients": Stretcher(device="cpu", transients=True),
+        "active+transients": Stretcher(active, device="cpu", transients=True),
+    }
 
 
 # --- pitch ---------------------------------------------------------------------------------------
+
 
 def harmonic(f0s: list[float], seconds: float = 2.0, sr: int = SR) -> np.ndarray:
     """Five harmonics (1/h amplitudes) on each fundamental of ``f0s``."""
@@ -92,6 +98,7 @@ def test_pitch_measure_resolves_the_1_cent_bound():
 
 # --- time placement ------------------------------------------------------------------------------
 
+
 def click_train(rate: float, phases=tuple(range(8))) -> tuple[np.ndarray, np.ndarray]:
     """Clicks at least 0.35 s apart in the output, each at another offset from the grid of 4-hop
     steps (k * 256 samples for phase k): a click midway between two frames is read differently
@@ -124,13 +131,18 @@ def assert_clicks_land(y: np.ndarray, expected: np.ndarray, half: float) -> None
         assert abs(where - t) <= HOP, f"click {k} lands at {where:.0f}, expected {t:.0f} (one hop: {HOP})"
 
 
-RATE_4_LOSES_A_CLICK = pytest.mark.xfail(strict=True, reason=(
-    "rate 4 reads every 4th input frame and no frame covers a click midway between two of them: "
-    "measured 1-2 dB above the background (default and active model, with and without transients), "
-    "the clicks a quarter step from it 11-13 dB"))
+RATE_4_LOSES_A_CLICK = pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "rate 4 reads every 4th input frame and no frame covers a click midway between two of them: "
+        "measured 1-2 dB above the background (default and active model, with and without transients), "
+        "the clicks a quarter step from it 11-13 dB"
+    ),
+)
 TRANSIENTS_LAND_EARLY = (
     "transients: an attack is detected 1 to 1.5 hops before its click and played at speed 1 from there, "
-    "so the click lands (1 - 1/rate) times that far from t / rate: measured {} (one hop: 512)")
+    "so the click lands (1 - 1/rate) times that far from t / rate: measured {} (one hop: 512)"
+)
 
 
 def placement_cases():
@@ -138,8 +150,11 @@ def placement_cases():
         for rate in (0.25, 0.5, 0.75, 1.25, 1.5, 2.0, 3.0, 4.0):
             marks = [RATE_4_LOSES_A_CLICK] if rate == 4.0 else []
             if transients and rate in (0.5, 2.0, 3.0):
-                measured = {0.5: "763 samples early at rate 0.5", 2.0: "639 samples late at rate 2",
-                            3.0: "513 samples late at rate 3, just past the limit"}[rate]
+                measured = {
+                    0.5: "763 samples early at rate 0.5",
+                    2.0: "639 samples late at rate 2",
+                    3.0: "513 samples late at rate 3, just past the limit",
+                }[rate]
                 marks = [pytest.mark.xfail(strict=True, reason=TRANSIENTS_LAND_EARLY.format(measured))]
             yield pytest.param(rate, transients, marks=marks, id=f"{rate}{'-transients' if transients else ''}")
 
@@ -161,8 +176,18 @@ def test_clicks_on_the_frames_rate_4_reads_land_at_t_over_4(stretchers, model):
 
 
 @pytest.mark.parametrize("model", ["default", "active"])
-@pytest.mark.parametrize("transients", [False, pytest.param(True, marks=pytest.mark.xfail(
-    strict=True, reason=TRANSIENTS_LAND_EARLY.format("781 samples early in the rate-0.5 segment")))])
+@pytest.mark.parametrize(
+    "transients",
+    [
+        False,
+        pytest.param(
+            True,
+            marks=pytest.mark.xfail(
+                strict=True, reason=TRANSIENTS_LAND_EARLY.format("781 samples early in the rate-0.5 segment")
+            ),
+        ),
+    ],
+)
 def test_each_click_lands_at_its_time_map_target(stretchers, model, transients, tmp_path):
     """Rate 0.5 for 1 s, 2 for 2 s, 0.5 for 1 s, then 1: each click lands where the map sends its
     source sample, through the API (pairs) and through a time map file."""
@@ -184,7 +209,9 @@ def test_each_click_lands_at_its_time_map_target(stretchers, model, transients, 
 
 # --- lengths -------------------------------------------------------------------------------------
 
-LENGTH_PAIRS = [(n, r) for r in (0.25, 0.3, 0.45, 0.75, 1.1, 1.7, 2.3, 3.7, 4.0) for n in (1001, 4097, 9999, 22051, 22053)]
+LENGTH_PAIRS = [
+    (n, r) for r in (0.25, 0.3, 0.45, 0.75, 1.1, 1.7, 2.3, 3.7, 4.0) for n in (1001, 4097, 9999, 22051, 22053)
+]
 
 
 def test_stretch_gives_exactly_round_n_over_rate_samples(stretchers):
@@ -212,6 +239,7 @@ def test_files_get_exactly_round_n_over_rate_samples(rate, tmp_path):
 
 # --- the band above the model's --------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("sr", [44100, 48000])
 def test_band_cross_fade_covers_the_models_top_10_percent(sr):
     """Model magnitudes A below 90 % of the model's Nyquist frequency (11025 Hz), the time-scaled
@@ -233,6 +261,7 @@ def test_band_cross_fade_covers_the_models_top_10_percent(sr):
 
 
 # --- the benchmark's score -----------------------------------------------------------------------
+
 
 def test_benchmark_score():
     """eval/benchmark.py's score(): each measure against the right signal (log-mel and duration
@@ -265,14 +294,15 @@ def test_benchmark_score():
 
 # --- training never reads held-out pieces --------------------------------------------------------
 
+
 def test_training_never_reads_held_out_items(tiny_corpus, tmp_path, monkeypatch):
     """Every audio read of an autoencoder and a GAN run on a fresh copy of the corpus (no caches),
     recorded: outside the held-out evaluation only training items, and the evaluation reads the
     held-out ones (so the recorder sees reads at all)."""
-    from test_training import run_stage
-
     from gan_stretch.data.corpus import Corpus
     from gan_stretch.train.common import Run
+
+    from test_training import run_stage
 
     corpus_dir = tmp_path / "corpus"
     shutil.copytree(tiny_corpus.root, corpus_dir, ignore=shutil.ignore_patterns("cache"))

@@ -1,13 +1,15 @@
 """Promises for real files: full band at any sample rate, coherent channels, time map files,
 the packaged model."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from conftest import music_like
 from gan_stretch import RateError, Stretcher
 from gan_stretch.pipeline import DEFAULT_CHECKPOINT
+
+from conftest import music_like
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +70,13 @@ def test_time_map_file(default, tmp_path):
     assert y.shape == (sr + sr // 4 + sr,)
     y2 = default.stretch(x, sr, 1.0, time_map=good)  # the overall rate fixes the end
     assert y2.shape == (2 * sr,)
-    for text, match in [(f"{sr} {sr}\n{sr // 2} {sr * 2}\n", "monotonic"), ("10 x\n", "line 1"),
-                        ("", "no 'source_frame"), (f"{sr // 2} {sr * 10}\n", "rate"), (f"{sr * 5} {sr}\n", "beyond")]:
+    for text, match in [
+        (f"{sr} {sr}\n{sr // 2} {sr * 2}\n", "monotonic"),
+        ("10 x\n", "line 1"),
+        ("", "no 'source_frame"),
+        (f"{sr // 2} {sr * 10}\n", "rate"),
+        (f"{sr * 5} {sr}\n", "beyond"),
+    ]:
         bad = tmp_path / "bad.txt"
         bad.write_text(text)
         with pytest.raises(RateError, match=match):

@@ -1,5 +1,6 @@
 """Reliability: a training process killed with SIGKILL resumes exactly; random bytes and odd shapes
 get clear errors, never crashes or half-written files."""
+
 from __future__ import annotations
 
 import os
@@ -27,16 +28,21 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def launch(args: list[str]) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "gan_stretch.train", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "gan_stretch.train", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def wait_for_step(proc: subprocess.Popen, step: int, safety_timeout: float = 600) -> None:
     """Reads the run's output until it prints "step N/..." with N >= ``step``. Driven by the run's
     progress alone; the timeout only stops a run that hangs from hanging the suite."""
     lines: queue.Queue = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout] + [lines.put(None)],
-                     daemon=True).start()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout] + [lines.put(None)], daemon=True).start()
     deadline, seen = time.monotonic() + safety_timeout, []
     while True:
         try:
@@ -53,8 +59,10 @@ def wait_for_step(proc: subprocess.Popen, step: int, safety_timeout: float = 600
 
 def test_killed_training_resumes_without_lost_or_repeated_steps(tiny_corpus, tmp_path):
     steps = 400
-    args = lambda run_dir: [str(DEBUG / "autoencoder.yaml"),
-                            *overrides("autoencoder", tiny_corpus, run_dir, steps, "save_every=10")]
+    args = lambda run_dir: [
+        str(DEBUG / "autoencoder.yaml"),
+        *overrides("autoencoder", tiny_corpus, run_dir, steps, "save_every=10"),
+    ]
     killed, reference = tmp_path / "killed", tmp_path / "reference"
 
     proc = launch(args(killed))
@@ -100,11 +108,15 @@ def test_odd_shapes_and_values_get_specific_errors(tiny_model):
     s = Stretcher(tiny_model, device="cpu", griffin_lim=1)
     x = np.random.default_rng(0).standard_normal(4000).astype(np.float32) * 0.1
     bad = [
-        (np.zeros((0,), np.float32), AudioError), (np.zeros((2, 0), np.float32), AudioError),
-        (np.zeros((1, 2, 100), np.float32), AudioError), (np.zeros(1000, np.float32), AudioError),
+        (np.zeros((0,), np.float32), AudioError),
+        (np.zeros((2, 0), np.float32), AudioError),
+        (np.zeros((1, 2, 100), np.float32), AudioError),
+        (np.zeros(1000, np.float32), AudioError),
         (x.reshape(-1, 1)[:200], AudioError),  # [samples, channels]: transposed
-        (np.where(np.arange(4000) == 7, np.nan, x), AudioError), (np.where(np.arange(4000) == 7, np.inf, x), AudioError),
-        (np.array(["a", "b"]), AudioError), (x.astype(np.complex64), AudioError),
+        (np.where(np.arange(4000) == 7, np.nan, x), AudioError),
+        (np.where(np.arange(4000) == 7, np.inf, x), AudioError),
+        (np.array(["a", "b"]), AudioError),
+        (x.astype(np.complex64), AudioError),
     ]
     for audio, err in bad:
         with pytest.raises(err):

@@ -1,4 +1,5 @@
 """STFT settings, time positions, interpolation, phase propagation and reconstruction."""
+
 from __future__ import annotations
 
 import math
@@ -84,12 +85,14 @@ def test_db_conversion_round_trip():
     torch.testing.assert_close(db2[1], (db + 6).clamp(-CFG.db_range, 0))
 
 
-
-@pytest.mark.parametrize("n", [
-    87 * 512,  # a multiple of the hop
-    N,
-    N + 431,
-])
+@pytest.mark.parametrize(
+    "n",
+    [
+        87 * 512,  # a multiple of the hop
+        N,
+        N + 431,
+    ],
+)
 @pytest.mark.parametrize("n_iter", [1, 4])
 def test_reconstruct_with_true_magnitude_and_phase(n, n_iter):
     x = random_signal(n, seed=1)
@@ -97,7 +100,7 @@ def test_reconstruct_with_true_magnitude_and_phase(n, n_iter):
     y = spectral.reconstruct(spec.abs(), torch.angle(spec), CFG, n, n_iter=n_iter)
     assert y.shape == x.shape
     assert (y - x).abs().max() < 1e-3
-    snr = 10 * torch.log10((x ** 2).sum() / ((y - x) ** 2).sum())
+    snr = 10 * torch.log10((x**2).sum() / ((y - x) ** 2).sum())
     assert snr > 60
 
 
@@ -169,11 +172,13 @@ def test_overlap_add_divided_by_window_power_is_istft():
     signal, power = spectral.overlap_add(spec, CFG)
     k = spec.shape[-1]
     assert signal.shape == ((k - 1) * CFG.hop + CFG.n_fft,) and power.shape == signal.shape
-    y = (signal / power.clamp_min(1e-11))[CFG.n_fft // 2:CFG.n_fft // 2 + 8192]
+    y = (signal / power.clamp_min(1e-11))[CFG.n_fft // 2 : CFG.n_fft // 2 + 8192]
     assert (y - x).abs().max() < 1e-4
 
 
-@pytest.mark.parametrize("cfg", [CFG, spectral.SpectralConfig(44100, 4096, 1024), spectral.SpectralConfig(16000, 1000, 300)])
+@pytest.mark.parametrize(
+    "cfg", [CFG, spectral.SpectralConfig(44100, 4096, 1024), spectral.SpectralConfig(16000, 1000, 300)]
+)
 def test_projection_is_istft_then_stft(cfg):
     """One Griffin-Lim step on the frames equals torch.istft followed by torch.stft (also when the
     hop does not divide the frame, where fold does the overlap-add)."""
@@ -215,7 +220,7 @@ def test_propagate_phase_advances_at_the_instantaneous_frequency(rate):
     phase = spectral.propagate_phase(spec, pos, CFG)
     assert phase.shape == (CFG.n_freq, n_out)
     k = round(f * CFG.n_fft / sr)
-    step = phase[k, 10:n_out - 10].diff()
+    step = phase[k, 10 : n_out - 10].diff()
     expected = 2 * math.pi * f * CFG.hop / sr
     wrapped = (step - expected + math.pi) % (2 * math.pi) - math.pi
     assert wrapped.abs().max() < 1e-2

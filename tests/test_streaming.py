@@ -1,5 +1,6 @@
 """Files stream through in blocks: bounded reads, the same audio as in memory, the input's sample
 format kept, and nothing half-written when a block fails."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,16 +8,23 @@ import pytest
 import soundfile as sf
 import torch
 
-from conftest import music_like
 from gan_stretch import AudioError, Stretcher
 from gan_stretch.audio import AudioReader
 from gan_stretch.band import Band, input_config
 
+from conftest import music_like
 
 # (sample rate, Griffin-Lim iterations, phase locking): the model's own rate, the 44.1 and 48 kHz
 # band mappings (exact and interpolated bins), locking, and the default single iteration
-STREAMING_CASES = [(22050, 0, False), (22050, 1, False), (22050, 4, False), (44100, 1, False), (48000, 1, False),
-                   (44100, 1, True), (48000, 0, True)]
+STREAMING_CASES = [
+    (22050, 0, False),
+    (22050, 1, False),
+    (22050, 4, False),
+    (44100, 1, False),
+    (48000, 1, False),
+    (44100, 1, True),
+    (48000, 0, True),
+]
 
 
 @pytest.mark.parametrize("sr,griffin_lim,phase_lock", STREAMING_CASES)
@@ -35,7 +43,7 @@ def test_streaming_in_small_blocks_matches_one_block(tiny_active, sr, griffin_li
     one = Stretcher(tiny_active, chunk_frames=4096, **kw).stretch(x, sr, rate)
     many = Stretcher(tiny_active, chunk_frames=16, **kw).stretch(x, sr, rate)
     assert many.shape == one.shape == (2, round(3 * sr / rate))
-    assert np.sqrt(((many - one) ** 2).mean() / (one ** 2).mean()) < 5e-5
+    assert np.sqrt(((many - one) ** 2).mean() / (one**2).mean()) < 5e-5
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +70,11 @@ def test_reads_are_blocks_whose_size_does_not_grow_with_the_file(small_blocks, t
     sf.write(str(src), music_like(seconds * sr, sr=sr, channels=2).T, sr, subtype="FLOAT")
     spans = spy_reads(monkeypatch)
     info = small_blocks.stretch_file(src, dst, 0.5)
-    assert {k: info[k] for k in ("frames", "sample_rate", "channels")} == {"frames": 2 * seconds * sr,
-                                                                          "sample_rate": sr, "channels": 2}
+    assert {k: info[k] for k in ("frames", "sample_rate", "channels")} == {
+        "frames": 2 * seconds * sr,
+        "sample_rate": sr,
+        "channels": 2,
+    }
     cfg = input_config(small_blocks.spectral, sr)
     # the level pass reads 64 frames at a time; a block of 64 output frames at rate 0.5 reads 32
     # input frames plus its margins
@@ -84,7 +95,9 @@ def test_streamed_file_equals_the_in_memory_stretch(small_blocks, tmp_path):
     np.testing.assert_allclose(streamed.T, expected, atol=1e-6)
 
 
-@pytest.mark.parametrize("ext,subtype", [(".flac", "PCM_24"), (".wav", "PCM_24"), (".wav", "FLOAT"), (".flac", "PCM_16")])
+@pytest.mark.parametrize(
+    "ext,subtype", [(".flac", "PCM_24"), (".wav", "PCM_24"), (".wav", "FLOAT"), (".flac", "PCM_16")]
+)
 def test_output_keeps_the_inputs_sample_format(small_blocks, tmp_path, ext, subtype):
     src, dst = tmp_path / f"in{ext}", tmp_path / f"out{ext}"
     sf.write(str(src), music_like(22050), 22050, subtype=subtype)
@@ -138,7 +151,7 @@ def test_channels_that_are_identical_for_a_while_stay_identical_and_independent(
     sr = 22050
     left = music_like(6 * sr, seed=1)
     right = left.copy()
-    right[3 * sr:] = music_like(3 * sr, seed=2)
+    right[3 * sr :] = music_like(3 * sr, seed=2)
     y = small_blocks.stretch(np.stack([left, right]), sr, 0.7)
     same = int(2.5 * sr / 0.7)  # before the change (and its frames' reach)
     np.testing.assert_allclose(y[0, :same], y[1, :same], rtol=0, atol=1e-6)

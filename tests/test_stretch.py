@@ -1,4 +1,5 @@
 """The Stretcher end to end: layouts, lengths, types, errors, and the phase pipeline keeping the frequency."""
+
 from __future__ import annotations
 
 import math
@@ -6,12 +7,13 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import music_like
 
 from gan_stretch import spectral
 from gan_stretch.errors import AudioError, RateError
 from gan_stretch.pipeline import Stretcher, load_model
 from gan_stretch.spectral import SpectralConfig
+
+from conftest import music_like
 
 SR = 22050
 
@@ -22,7 +24,7 @@ def dominant_frequency(x: np.ndarray, sr: int) -> float:
     n_fft = 1 << int(math.ceil(math.log2(len(x) * 16)))
     mag = np.abs(np.fft.rfft(x * np.hanning(len(x)), n_fft))
     k = int(np.argmax(mag[1:-1])) + 1
-    a, b, c = np.log(mag[k - 1:k + 2] + 1e-30)
+    a, b, c = np.log(mag[k - 1 : k + 2] + 1e-30)
     offset = 0.5 * (a - c) / (a - 2 * b + c)
     return (k + offset) * sr / n_fft
 
@@ -40,6 +42,7 @@ def test_dominant_frequency_helper():
 
 
 # --- layouts, lengths and types (tiny untrained model) ------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def stretcher(tiny_model):
@@ -75,7 +78,7 @@ def test_channels_share_one_loudness_reference(tiny_active):
     gain = 10 ** (-12 / 20)
     quiet = (x * gain).astype(np.float32)
     alone = s.stretch(x, SR, 0.8)
-    gap = lambda y: np.sqrt(((y - alone * gain) ** 2).mean() / (y ** 2).mean())
+    gap = lambda y: np.sqrt(((y - alone * gain) ** 2).mean() / (y**2).mean())
     assert gap(s.stretch(quiet, SR, 0.8)) < 1e-4
     y = s.stretch(np.stack([x, quiet]), SR, 0.8)
     np.testing.assert_allclose(y[0], alone, atol=1e-6)
@@ -112,13 +115,16 @@ def test_stretch_rejects_bad_rates(stretcher, rate):
         stretcher.stretch(music_like(SR), SR, rate)
 
 
-@pytest.mark.parametrize("audio,match", [
-    (np.zeros(SR, np.float32), "silent"),
-    (np.array([0.1, np.nan] * 1000, np.float32), "NaN"),
-    (np.zeros(0, np.float32), "empty"),
-    (np.ones((SR, 2), np.float32), "transposed"),
-    (np.ones((2, 2, 100), np.float32), "shape"),
-])
+@pytest.mark.parametrize(
+    "audio,match",
+    [
+        (np.zeros(SR, np.float32), "silent"),
+        (np.array([0.1, np.nan] * 1000, np.float32), "NaN"),
+        (np.zeros(0, np.float32), "empty"),
+        (np.ones((SR, 2), np.float32), "transposed"),
+        (np.ones((2, 2, 100), np.float32), "shape"),
+    ],
+)
 def test_stretch_rejects_bad_audio(stretcher, audio, match):
     with pytest.raises(AudioError, match=match):
         stretcher.stretch(audio, SR, 2.0)
@@ -156,6 +162,7 @@ def test_module_level_stretch(tiny_model):
 
 
 # --- pitch (the models' pitch is pinned in test_promises.py) ------------------------------------
+
 
 def test_saved_and_loaded_model_stretches_identically(tiny_active, tmp_path):
     from gan_stretch.pipeline import save_model
@@ -195,9 +202,10 @@ def test_residual_decoding_keeps_the_autoencoders_error_out_of_the_output(tiny_m
     locking precision) even though the untrained autoencoder reconstructs frames badly; decoding
     the latents alone passes that error on."""
     from gan_stretch.timemap import TimeMap
+
     monkeypatch.setattr(TimeMap, "is_identity", False)  # through the model (stretch() returns the input at rate 1)
     x = music_like(2 * sr, sr=sr)
-    snr = lambda y: 10 * np.log10((x ** 2).sum() / ((y - x) ** 2).sum())
+    snr = lambda y: 10 * np.log10((x**2).sum() / ((y - x) ** 2).sum())
     residual = Stretcher(tiny_model, device="cpu").stretch(x, sr, 1.0)
     plain = Stretcher(tiny_model, device="cpu", residual=False).stretch(x, sr, 1.0)
     assert snr(residual) > 40, snr(residual)

@@ -1,5 +1,6 @@
 """TimeMap: the output length of every way to ask for a stretch, and the source position of every
 output frame (what inference reads)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -68,8 +69,9 @@ def test_anchored_positions_pass_through_every_anchor():
     np.testing.assert_allclose(pos, np.minimum(expected, n_in - 1), atol=1e-3)
     # the local rates: 0.5 frames per output frame, then 2, then 0.5, then 1
     steps = np.diff(pos)
-    for (lo, hi), rate in zip([(0, 2 * SR), (2 * SR, 3 * SR), (3 * SR, 5 * SR), (5 * SR, 7 * SR - HOP)],
-                              [0.5, 2.0, 0.5, 1.0]):
+    for (lo, hi), rate in zip(
+        [(0, 2 * SR), (2 * SR, 3 * SR), (3 * SR, 5 * SR), (5 * SR, 7 * SR - HOP)], [0.5, 2.0, 0.5, 1.0]
+    ):
         inside = (t[1:] > lo + HOP) & (t[1:] < hi - HOP)
         np.testing.assert_allclose(steps[inside], rate, atol=1e-3)
 

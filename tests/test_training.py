@@ -2,6 +2,7 @@
 
 Every run is tiny (tens of steps, 16-wide networks) and runs in this process.
 """
+
 from __future__ import annotations
 
 import json
@@ -11,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import requires
 from gan_stretch import checkpoint
 from gan_stretch.config import load_recipe, recipe_source
 from gan_stretch.data.corpus import Corpus, build_true_tempo
@@ -19,6 +19,8 @@ from gan_stretch.errors import CheckpointError, ConfigError, TrainingError
 from gan_stretch.pipeline import Stretcher, load_model
 from gan_stretch.train import run as train
 from gan_stretch.train.common import Run
+
+from conftest import requires
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 DEBUG = RECIPES / "debug"  # the tiny sizes (16-wide networks, tens of steps, no evaluation)
@@ -72,6 +74,7 @@ def ae_model(tiny_corpus, tmp_path_factory) -> Path:
 
 # --- the corpus --------------------------------------------------------------------------------
 
+
 def test_corpus_layout(tiny_corpus):
     c = Corpus(tiny_corpus.root)
     assert c.kind == "true-tempo" and c.sample_rate == 22050
@@ -112,6 +115,7 @@ def test_corpus_leaves_no_temporary_files(tiny_corpus, ae_model):
 
 # --- the three stages --------------------------------------------------------------------------
 
+
 def test_autoencoder_run(ae_model, tiny_corpus):
     run_dir = ae_model.parent
     model = load_model(ae_model)
@@ -121,8 +125,9 @@ def test_autoencoder_run(ae_model, tiny_corpus):
     assert {"loss/total", "loss/linear_db_l1", "loss/mel_db_l1", "lr"} <= scalar_tags(run_dir)
     assert json.loads((run_dir / "recipe.json").read_text())["steps"] == 30
     # the model file names the recipe file it was trained from and the hash of every setting used
-    assert model.meta["recipe"] == recipe_source(load_recipe(DEBUG / "autoencoder.yaml", [
-        f"data={tiny_corpus.root}", f"run_dir={run_dir}", "steps=30"]))
+    assert model.meta["recipe"] == recipe_source(
+        load_recipe(DEBUG / "autoencoder.yaml", [f"data={tiny_corpus.root}", f"run_dir={run_dir}", "steps=30"])
+    )
     assert model.meta["recipe"]["file"] == str(DEBUG / "autoencoder.yaml")
     state = run_dir / "checkpoints" / "last.safetensors"
     assert checkpoint.load(state)[1]["step"] == 30
@@ -196,11 +201,17 @@ def test_evaluation_logs_held_out_scores(tiny_corpus, ae_model, tmp_path):
     run_dir = tmp_path / "eval"
     run_stage("autoencoder", tiny_corpus, run_dir, 2, "eval_pieces=1")  # evaluates at the last step
     tags = scalar_tags(run_dir)
-    assert {"eval/logmel_db/mean", "eval/logmel_db/rate_0.5", "eval/logmel_db/rate_2",
-            "eval/spectral_convergence/mean", "eval/pitch_cents/rate_2"} <= tags
+    assert {
+        "eval/logmel_db/mean",
+        "eval/logmel_db/rate_0.5",
+        "eval/logmel_db/rate_2",
+        "eval/spectral_convergence/mean",
+        "eval/pitch_cents/rate_2",
+    } <= tags
 
 
 # --- resuming and determinism ------------------------------------------------------------------
+
 
 def crash_at(monkeypatch, crash_step: int):
     """Make Run.optimize raise at ``crash_step``, as if the run had been killed there."""
@@ -234,8 +245,10 @@ def test_resumed_run_continues_from_its_checkpoint(stage, tiny_corpus, ae_model,
     assert "resuming" not in capsys.readouterr().out
 
     assert_same_tensors(weights(interrupted / "model.safetensors"), weights(straight / "model.safetensors"))
-    assert_same_tensors(weights(interrupted / "checkpoints" / "last.safetensors"),
-                        weights(straight / "checkpoints" / "last.safetensors"))
+    assert_same_tensors(
+        weights(interrupted / "checkpoints" / "last.safetensors"),
+        weights(straight / "checkpoints" / "last.safetensors"),
+    )
 
 
 def test_rerun_with_more_steps_continues(tiny_corpus, tmp_path, capsys):
@@ -271,7 +284,8 @@ def with_autoencoder_state(run_dir: Path, ae_model: Path) -> Path:
     """A run folder whose last checkpoint is the autoencoder run's training state."""
     (run_dir / "checkpoints").mkdir(parents=True)
     (run_dir / "checkpoints" / "last.safetensors").write_bytes(
-        (ae_model.parent / "checkpoints" / "last.safetensors").read_bytes())
+        (ae_model.parent / "checkpoints" / "last.safetensors").read_bytes()
+    )
     return run_dir
 
 
@@ -309,11 +323,17 @@ def test_missing_corpus_and_autoencoder(tmp_path):
     from gan_stretch.errors import GanStretchError
 
     with pytest.raises(GanStretchError, match="manifest.json"):
-        train(RECIPES / "autoencoder.yaml", [f"data={tmp_path / 'nothing'}", f"run_dir={tmp_path / 'r'}",
-                                              "steps=1"])
+        train(RECIPES / "autoencoder.yaml", [f"data={tmp_path / 'nothing'}", f"run_dir={tmp_path / 'r'}", "steps=1"])
     with pytest.raises(CheckpointError, match="not found"):
-        train(RECIPES / "mapper.yaml", [f"data={tmp_path}", f"run_dir={tmp_path / 'm'}", "steps=1",
-                                        f"autoencoder={tmp_path / 'missing.safetensors'}"])
+        train(
+            RECIPES / "mapper.yaml",
+            [
+                f"data={tmp_path}",
+                f"run_dir={tmp_path / 'm'}",
+                "steps=1",
+                f"autoencoder={tmp_path / 'missing.safetensors'}",
+            ],
+        )
     assert not (tmp_path / "r").exists() and not (tmp_path / "m").exists()  # nothing was started
 
 
@@ -333,20 +353,35 @@ def test_gan_trains_on_teacher_targets(tiny_corpus, ae_model, tmp_path):
     run_stage("gan", teacher, tmp_path / "gan", 6, ae=ae_model)
     assert load_model(tmp_path / "gan" / "model.safetensors").kind == "gan"
     run_stage("gan", teacher, tmp_path / "gan2", 6, ae=ae_model)  # the cached latents are read back
-    assert torch.equal(weights(tmp_path / "gan" / "model.safetensors")["refiner.outp.weight"],
-                       weights(tmp_path / "gan2" / "model.safetensors")["refiner.outp.weight"])
+    assert torch.equal(
+        weights(tmp_path / "gan" / "model.safetensors")["refiner.outp.weight"],
+        weights(tmp_path / "gan2" / "model.safetensors")["refiner.outp.weight"],
+    )
 
 
 def test_gan_with_the_spectrogram_discriminator_and_residual_loss(tiny_corpus, ae_model, tmp_path):
     """The spectrogram discriminator (on the residual output users hear) and the residual mel loss
     train, log their terms and gradient norms, and the run resumes exactly with them."""
     run_dir = tmp_path / "gan-spec"
-    extra = ("adv_weight=0", "fm_weight=0", "spec_adv_weight=1", "spec_fm_weight=2", "residual_loss=true",
-             "spec_d_batch=2", "transients=true", "lr_min_ratio=1.0")  # a constant rate: see the test above
+    extra = (
+        "adv_weight=0",
+        "fm_weight=0",
+        "spec_adv_weight=1",
+        "spec_fm_weight=2",
+        "residual_loss=true",
+        "spec_d_batch=2",
+        "transients=true",
+        "lr_min_ratio=1.0",
+    )  # a constant rate: see the test above
     run_stage("gan", tiny_corpus, run_dir, 12, *extra, ae=ae_model)
     tags = scalar_tags(run_dir)
-    assert {"loss/spec_adversarial", "loss/spec_feature_matching", "loss/spectrogram_discriminator",
-            "grad_norm/generator", "grad_norm/spectrogram_discriminator"} <= tags
+    assert {
+        "loss/spec_adversarial",
+        "loss/spec_feature_matching",
+        "loss/spectrogram_discriminator",
+        "grad_norm/generator",
+        "grad_norm/spectrogram_discriminator",
+    } <= tags
     assert "loss/adversarial" not in tags  # the latent discriminator is off with its weights at 0
     model = load_model(run_dir / "model.safetensors")
     assert model.meta["transients"] is True and Stretcher(model, device="cpu").transients

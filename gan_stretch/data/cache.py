@@ -6,13 +6,13 @@ latents  per training pair: the input's latents time-scaled to the target's leng
 Both live in ``<corpus>/cache/`` under a name derived from what produced them, so a changed
 corpus, STFT setting or autoencoder never reads a stale cache.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -69,6 +69,7 @@ class LatentPairs:
 
     With ``frames``, the dB frames behind them too, so losses and discriminators can see the
     spectrum users get (residual decoding: the decoded change applied to the time-scaled input)."""
+
     source: torch.Tensor  # [M, L] input latents time-scaled to the target's frames
     target: torch.Tensor  # [M, L] latents of the truly stretched audio
     offsets: np.ndarray
@@ -86,8 +87,9 @@ class LatentPairs:
         weights = (self.lengths[ok] - window + 1).astype(np.float64)
         seg = ok[rng.choice(len(ok), size=batch, p=weights / weights.sum())]
         starts = self.offsets[seg] + (rng.random(batch) * (self.lengths[seg] - window + 1)).astype(np.int64)
-        return torch.from_numpy(starts[:, None] + np.arange(window)[None]), \
-            torch.from_numpy(self.rates[seg].astype(np.float32))
+        return torch.from_numpy(starts[:, None] + np.arange(window)[None]), torch.from_numpy(
+            self.rates[seg].astype(np.float32)
+        )
 
     def sample(self, rng: np.random.Generator, batch: int, window: int):
         """Random aligned windows -> (source [B, W, L], target [B, W, L], rate [B])."""
@@ -96,17 +98,22 @@ class LatentPairs:
 
 
 def _tensors(pairs: LatentPairs) -> dict[str, torch.Tensor]:
-    out = {"source": pairs.source.contiguous(), "target": pairs.target.contiguous(),
-           "offsets": torch.from_numpy(pairs.offsets), "lengths": torch.from_numpy(pairs.lengths),
-           "rates": torch.from_numpy(pairs.rates)}
+    out = {
+        "source": pairs.source.contiguous(),
+        "target": pairs.target.contiguous(),
+        "offsets": torch.from_numpy(pairs.offsets),
+        "lengths": torch.from_numpy(pairs.lengths),
+        "rates": torch.from_numpy(pairs.rates),
+    }
     if pairs.source_db is not None:
         out.update(source_db=pairs.source_db.contiguous(), target_db=pairs.target_db.contiguous())
     return out
 
 
 @torch.no_grad()
-def latent_cache(corpus: Corpus, model, model_digest: str, split: str = "train",
-                 transients: bool = False, frames: bool = False) -> LatentPairs:
+def latent_cache(
+    corpus: Corpus, model, model_digest: str, split: str = "train", transients: bool = False, frames: bool = False
+) -> LatentPairs:
     """Encodes each (input, target) pair of the split once with the frozen autoencoder of ``model``.
 
     The input's latents are time-scaled to the target's frames as the Stretcher does: uniformly,
@@ -116,21 +123,36 @@ def latent_cache(corpus: Corpus, model, model_digest: str, split: str = "train",
     items = corpus.split(split)
     cfg, ae = model.spectral, model.autoencoder
     key = [(i.id, i.audio) for i in items]
-    name = _digest(2, model_digest, key) if not transients else _digest(3, model_digest, key, "transients", "refined onsets")
+    name = (
+        _digest(2, model_digest, key)
+        if not transients
+        else _digest(3, model_digest, key, "transients", "refined onsets")
+    )
     path = corpus.root / "cache" / f"latents-{name}{'-frames' if frames else ''}.safetensors"
     if path.is_file():
         t = load_file(str(path))
         with safe_open(str(path), framework="pt") as f:
             kinds = json.loads(f.metadata()["kinds"])
-        return LatentPairs(t["source"], t["target"], t["offsets"].numpy(), t["lengths"].numpy(),
-                           t["rates"].numpy(), kinds, t.get("source_db"), t.get("target_db"))
+        return LatentPairs(
+            t["source"],
+            t["target"],
+            t["offsets"].numpy(),
+            t["lengths"].numpy(),
+            t["rates"].numpy(),
+            kinds,
+            t.get("source_db"),
+            t.get("target_db"),
+        )
     src, tgt, src_db, tgt_db, lengths, rates = [], [], [], [], [], []
     for item in tqdm(items, desc=f"encoding latents of {corpus.root.name}", unit="item"):
         wave = corpus.load(item, 1.0)
         db, _ = db_frames(wave, cfg)
         lat = ae.encode(db)
-        onsets = spectral.onsets_of(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)), cfg) \
-            if transients else None
+        onsets = (
+            spectral.onsets_of(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)), cfg)
+            if transients
+            else None
+        )
         for rate in corpus.rates(item):
             truth = corpus.load(item, rate)
             truth_db = db_frames(truth, cfg)[0]
@@ -149,9 +171,16 @@ def latent_cache(corpus: Corpus, model, model_digest: str, split: str = "train",
             rates.append(rate)
     lengths = np.asarray(lengths, np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-    pairs = LatentPairs(torch.cat(src), torch.cat(tgt), offsets, lengths, np.asarray(rates, np.float64),
-                        [corpus.kind] * len(lengths), torch.cat(src_db) if frames else None,
-                        torch.cat(tgt_db) if frames else None)
+    pairs = LatentPairs(
+        torch.cat(src),
+        torch.cat(tgt),
+        offsets,
+        lengths,
+        np.asarray(rates, np.float64),
+        [corpus.kind] * len(lengths),
+        torch.cat(src_db) if frames else None,
+        torch.cat(tgt_db) if frames else None,
+    )
     with atomic_write(path) as tmp:
         save_file(_tensors(pairs), str(tmp), metadata={"kinds": json.dumps(pairs.kinds)})
     return pairs
@@ -160,9 +189,13 @@ def latent_cache(corpus: Corpus, model, model_digest: str, split: str = "train",
 def concat_pairs(parts: list[LatentPairs]) -> LatentPairs:
     shift = np.cumsum([0] + [p.source.shape[0] for p in parts[:-1]])
     frames = all(p.source_db is not None for p in parts)
-    return LatentPairs(torch.cat([p.source for p in parts]), torch.cat([p.target for p in parts]),
-                       np.concatenate([p.offsets + s for p, s in zip(parts, shift)]),
-                       np.concatenate([p.lengths for p in parts]), np.concatenate([p.rates for p in parts]),
-                       sum((p.kinds for p in parts), []),
-                       torch.cat([p.source_db for p in parts]) if frames else None,
-                       torch.cat([p.target_db for p in parts]) if frames else None)
+    return LatentPairs(
+        torch.cat([p.source for p in parts]),
+        torch.cat([p.target for p in parts]),
+        np.concatenate([p.offsets + s for p, s in zip(parts, shift)]),
+        np.concatenate([p.lengths for p in parts]),
+        np.concatenate([p.rates for p in parts]),
+        sum((p.kinds for p in parts), []),
+        torch.cat([p.source_db for p in parts]) if frames else None,
+        torch.cat([p.target_db for p in parts]) if frames else None,
+    )

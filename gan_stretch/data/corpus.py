@@ -14,6 +14,7 @@ Each item records its split (train / heldout), so evaluation never scores a piec
 and how it was made (sound bank, programs, effects, level, seed, note onsets; see ``Item``).
 A rerun reuses every render already on disk: an item's id names its render choices.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,6 +44,7 @@ def rate_key(rate: float) -> str:
 @dataclass
 class Item:
     """One piece of a corpus. Everything after ``audio`` is optional: older manifests lack it."""
+
     id: str
     split: str
     source: str
@@ -62,10 +64,11 @@ class Item:
     extra: dict = field(default_factory=dict)  # any other manifest field, kept as written (groove style, ...)
 
     @classmethod
-    def from_manifest(cls, entry: dict) -> "Item":
+    def from_manifest(cls, entry: dict) -> Item:
         known = {f.name for f in fields(cls)} - {"extra"}
-        return cls(**{k: v for k, v in entry.items() if k in known},
-                   extra={k: v for k, v in entry.items() if k not in known})
+        return cls(
+            **{k: v for k, v in entry.items() if k in known}, extra={k: v for k, v in entry.items() if k not in known}
+        )
 
 
 class Corpus:
@@ -73,8 +76,10 @@ class Corpus:
         self.root = Path(root)
         path = self.root / "manifest.json"
         if not path.is_file():
-            raise GanStretchError(f"no corpus at {self.root} (manifest.json missing); build one with "
-                                  "`gan-stretch data midi` or `gan-stretch data teacher`")
+            raise GanStretchError(
+                f"no corpus at {self.root} (manifest.json missing); build one with "
+                "`gan-stretch data midi` or `gan-stretch data teacher`"
+            )
         self.manifest = read_manifest(path)
         try:
             self.sample_rate = int(self.manifest["sample_rate"])
@@ -82,12 +87,15 @@ class Corpus:
             self.items = [Item.from_manifest(it) for it in self.manifest["items"]]
             audio = [self.root / p for it in self.items for p in it.audio.values()]
         except (KeyError, TypeError, ValueError, AttributeError) as e:
-            raise GanStretchError(f"corpus manifest {path} is incomplete or malformed ({type(e).__name__}: {e}); "
-                                  "rebuild the corpus") from None
+            raise GanStretchError(
+                f"corpus manifest {path} is incomplete or malformed ({type(e).__name__}: {e}); rebuild the corpus"
+            ) from None
         lost = [p for p in audio if not p.is_file()]
         if lost:
-            raise GanStretchError(f"corpus {self.root} lacks {len(lost)} audio file(s) its manifest lists "
-                                  f"(first: {lost[0]}); rebuild the corpus (a rerun renders only what is missing)")
+            raise GanStretchError(
+                f"corpus {self.root} lacks {len(lost)} audio file(s) its manifest lists "
+                f"(first: {lost[0]}); rebuild the corpus (a rerun renders only what is missing)"
+            )
 
     def split(self, name: str) -> list[Item]:
         return [it for it in self.items if it.split == name]
@@ -109,8 +117,9 @@ class Corpus:
                 return None
             from .render import music21_midi, note_onsets, perform
 
-            midi = perform(music21_midi(item.source.split(":", 1)[1]), item.program or 0,
-                           float(self.manifest["seconds"]), 1.0)
+            midi = perform(
+                music21_midi(item.source.split(":", 1)[1]), item.program or 0, float(self.manifest["seconds"]), 1.0
+            )
             item.onsets, item.drum_onsets = note_onsets(midi)
         times = list(item.onsets) + (list(item.drum_onsets or []) if drums else [])
         return np.asarray(sorted(times), dtype=np.float64) / float(rate)
@@ -151,8 +160,9 @@ def corpus_sources(n: int, composers=COMPOSERS) -> list[str]:
     # corpus ends up empty
     lists = []
     for c in composers:
-        paths = sorted(str(Path(p).resolve()) for p in corpus.getComposer(c)
-                       if str(p).endswith((".mxl", ".xml", ".krn", ".mid")))
+        paths = sorted(
+            str(Path(p).resolve()) for p in corpus.getComposer(c) if str(p).endswith((".mxl", ".xml", ".krn", ".mid"))
+        )
         lists.append(paths)
     out, i = [], 0
     while len(out) < n and any(i < len(l) for l in lists):
@@ -173,17 +183,23 @@ def item_seed(seed: int, key: str) -> int:
     return zlib.crc32(f"{seed}:{key}".encode())
 
 
-def choose_render(seed: int, soundfonts, reverb: str = "off", chorus: str = "off",
-                  level_range: tuple[float, float] | None = None) -> dict:
+def choose_render(
+    seed: int, soundfonts, reverb: str = "off", chorus: str = "off", level_range: tuple[float, float] | None = None
+) -> dict:
     """How one item sounds, drawn from its ``seed``: a sound bank from ``soundfonts``, reverb and
     chorus (``off``/``on``/``random``) with their send levels and room size, and a peak level in
     ``level_range`` dBFS (0.1 dB steps; None keeps the engine's level)."""
     rng = np.random.default_rng([seed, 1])  # a stream of its own: render choices never change the notes
     bank = soundfonts[rng.integers(len(soundfonts))]
-    on = {name: mode == "on" or (mode == "random" and bool(rng.random() < 0.5))
-          for name, mode in (("reverb", reverb), ("chorus", chorus))}
-    sends = {"reverb_send": int(rng.integers(40, 111)), "room_size": round(float(rng.uniform(0.4, 0.9)), 2),
-             "chorus_send": int(rng.integers(40, 111))}
+    on = {
+        name: mode == "on" or (mode == "random" and bool(rng.random() < 0.5))
+        for name, mode in (("reverb", reverb), ("chorus", chorus))
+    }
+    sends = {
+        "reverb_send": int(rng.integers(40, 111)),
+        "room_size": round(float(rng.uniform(0.4, 0.9)), 2),
+        "chorus_send": int(rng.integers(40, 111)),
+    }
     level = None if level_range is None else round(float(rng.uniform(*level_range)), 1)
     effects = {k: v for k, v in sends.items() if on["chorus" if k.startswith("chorus") else "reverb"]}
     return {"soundfont": bank, **on, "effects": effects, "level": level}
@@ -191,9 +207,13 @@ def choose_render(seed: int, soundfonts, reverb: str = "off", chorus: str = "off
 
 def _render_suffix(choice: dict, seed: int) -> str:
     """Id suffix naming what the render choices changed (none: today's ids stay valid)."""
-    return (f"-{Path(choice['soundfont']).stem}" + ("-rev" if choice["reverb"] else "") +
-            ("-cho" if choice["chorus"] else "") +
-            (f"-L{choice['level']:+.1f}" if choice["level"] is not None else "") + (f"-s{seed}" if seed else ""))
+    return (
+        f"-{Path(choice['soundfont']).stem}"
+        + ("-rev" if choice["reverb"] else "")
+        + ("-cho" if choice["chorus"] else "")
+        + (f"-L{choice['level']:+.1f}" if choice["level"] is not None else "")
+        + (f"-s{seed}" if seed else "")
+    )
 
 
 @dataclass
@@ -205,8 +225,9 @@ class _Job:
     make: object  # () -> (MIDI at tempo 1, program or channel -> program, extra manifest fields)
 
 
-def _jobs(family: str, pieces: int, programs, programs_per_piece: int, composers, seconds: float,
-          seed: int) -> list[_Job]:
+def _jobs(
+    family: str, pieces: int, programs, programs_per_piece: int, composers, seconds: float, seed: int
+) -> list[_Job]:
     from .render import music21_midi
 
     if family == "groove":
@@ -214,11 +235,17 @@ def _jobs(family: str, pieces: int, programs, programs_per_piece: int, composers
 
         def make_groove(s):
             g = groove(s, seconds)
-            return g.midi(), g.programs, {"groove": {"style": g.style, "bpm": g.bpm, "swing": g.swing,
-                                                     "key": g.key, "minor": g.minor}}
-        return [_Job(f"groove-{k}", f"groove-{k:04d}", f"groove:{k}", s,
-                     lambda s=s: make_groove(s))
-                for k in range(pieces) for s in [item_seed(seed, f"groove-{k}")]]
+            return (
+                g.midi(),
+                g.programs,
+                {"groove": {"style": g.style, "bpm": g.bpm, "swing": g.swing, "key": g.key, "minor": g.minor}},
+            )
+
+        return [
+            _Job(f"groove-{k}", f"groove-{k:04d}", f"groove:{k}", s, lambda s=s: make_groove(s))
+            for k in range(pieces)
+            for s in [item_seed(seed, f"groove-{k}")]
+        ]
     if family == "ensemble":
         from .ensembles import ENSEMBLE_COMPOSERS, orchestrate, split_parts
 
@@ -226,17 +253,28 @@ def _jobs(family: str, pieces: int, programs, programs_per_piece: int, composers
             midi, parts = split_parts(music21_midi(src))
             name, prog = orchestrate(parts, np.random.default_rng([s, 2]))
             return midi, prog, {"ensemble": name}
+
         sources = corpus_sources(pieces, composers or ENSEMBLE_COMPOSERS)
-        return [_Job(src, f"{_piece_name(src)}-e{k}", f"music21:{src}", s, lambda src=src, s=s: make_ensemble(src, s))
-                for src in sources for k in range(programs_per_piece) for s in [item_seed(seed, f"{src}#e{k}")]]
+        return [
+            _Job(src, f"{_piece_name(src)}-e{k}", f"music21:{src}", s, lambda src=src, s=s: make_ensemble(src, s))
+            for src in sources
+            for k in range(programs_per_piece)
+            for s in [item_seed(seed, f"{src}#e{k}")]
+        ]
     sources = corpus_sources(pieces, composers or COMPOSERS)
     jobs = []
     for i, src in enumerate(sources):
         for k in range(programs_per_piece):
             program = programs[(i * programs_per_piece + k) % len(programs)]
-            jobs.append(_Job(src, f"{_piece_name(src)}-p{program}", f"music21:{src}",
-                             item_seed(seed, f"{src}#p{program}"),
-                             lambda src=src, program=program: (music21_midi(src), program, {"program": program})))
+            jobs.append(
+                _Job(
+                    src,
+                    f"{_piece_name(src)}-p{program}",
+                    f"music21:{src}",
+                    item_seed(seed, f"{src}#p{program}"),
+                    lambda src=src, program=program: (music21_midi(src), program, {"program": program}),
+                )
+            )
     return jobs
 
 
@@ -244,13 +282,26 @@ def _piece_name(src: str) -> str:
     return Path(src).with_suffix("").as_posix().replace("/", "-")
 
 
-def build_true_tempo(out: str | os.PathLike, pieces: int = 32, heldout: float = 0.25, seconds: float = 10.0,
-                     rates=DEFAULT_RATES, programs=DEFAULT_PROGRAMS, programs_per_piece: int = 1,
-                     sample_rate: int = 22050, soundfont: str | list | None = None,
-                     composers=None, splits=("train", "heldout"), family: str = "classical",
-                     synth: str = "fluidsynth", reverb: str = "off", chorus: str = "off",
-                     level_range: tuple[float, float] | None = None, seed: int = 0,
-                     items: int | None = None) -> Corpus:
+def build_true_tempo(
+    out: str | os.PathLike,
+    pieces: int = 32,
+    heldout: float = 0.25,
+    seconds: float = 10.0,
+    rates=DEFAULT_RATES,
+    programs=DEFAULT_PROGRAMS,
+    programs_per_piece: int = 1,
+    sample_rate: int = 22050,
+    soundfont: str | list | None = None,
+    composers=None,
+    splits=("train", "heldout"),
+    family: str = "classical",
+    synth: str = "fluidsynth",
+    reverb: str = "off",
+    chorus: str = "off",
+    level_range: tuple[float, float] | None = None,
+    seed: int = 0,
+    items: int | None = None,
+) -> Corpus:
     """Renders ``pieces`` pieces at tempo 1 and each rate; reuses renders already on disk.
 
     ``family``: ``classical`` (music21 pieces, one GM program for every part, cycled through
@@ -262,8 +313,18 @@ def build_true_tempo(out: str | os.PathLike, pieces: int = 32, heldout: float = 
     every rate. ``splits=("heldout",)`` renders only the held-out pieces (an evaluation set, e.g.
     with a soundfont never used in training); ``items`` stops after that many items.
     """
-    from .render import (CHORUS_SEND, DRUM_CHANNEL, REVERB_SEND, find_soundfont, normalise, note_channels,
-                         note_onsets, peak_db, perform, render)
+    from .render import (
+        CHORUS_SEND,
+        DRUM_CHANNEL,
+        REVERB_SEND,
+        find_soundfont,
+        normalise,
+        note_channels,
+        note_onsets,
+        peak_db,
+        perform,
+        render,
+    )
 
     if family not in FAMILIES:
         raise GanStretchError(f"unknown family {family!r}; choose one of {', '.join(FAMILIES)}")
@@ -273,18 +334,30 @@ def build_true_tempo(out: str | os.PathLike, pieces: int = 32, heldout: float = 
     if level_range is not None:
         level_range = (float(level_range[0]), float(level_range[1]))
         if not (level_range[0] <= level_range[1] <= 0):
-            raise GanStretchError("level range must be low <= high <= 0 dBFS, "
-                                  f"got {level_range[0]:g} {level_range[1]:g}")
+            raise GanStretchError(
+                f"level range must be low <= high <= 0 dBFS, got {level_range[0]:g} {level_range[1]:g}"
+            )
     if items is not None and items < 1:
         raise GanStretchError(f"items must be at least 1, got {items}")
     names = [s.strip() for s in soundfont.split(",")] if isinstance(soundfont, str) else list(soundfont or [None])
     banks = [find_soundfont(n, synth) for n in names]  # every bank checked before anything is written
 
     root = Path(out)
-    manifest = {"kind": "true-tempo", "family": family, "sample_rate": sample_rate, "seconds": seconds,
-                "rates": [float(r) for r in rates], "soundfont": banks[0].name, "soundfonts": [b.name for b in banks],
-                "synth": synth, "reverb": reverb, "chorus": chorus,
-                "level_range": list(level_range) if level_range else None, "seed": seed, "items": []}
+    manifest = {
+        "kind": "true-tempo",
+        "family": family,
+        "sample_rate": sample_rate,
+        "seconds": seconds,
+        "rates": [float(r) for r in rates],
+        "soundfont": banks[0].name,
+        "soundfonts": [b.name for b in banks],
+        "synth": synth,
+        "reverb": reverb,
+        "chorus": chorus,
+        "level_range": list(level_range) if level_range else None,
+        "seed": seed,
+        "items": [],
+    }
     old = root / "manifest.json"
     try:  # a rerun reuses what is on disk; a corrupt manifest is rebuilt
         done = {it.get("id"): it for it in read_manifest(old)["items"] if isinstance(it, dict)} if old.is_file() else {}
@@ -300,10 +373,20 @@ def build_true_tempo(out: str | os.PathLike, pieces: int = 32, heldout: float = 
         choice = choose_render(job.seed, banks, reverb, chorus, level_range)
         item_id = job.stem + _render_suffix(choice, seed)
         audio = {rate_key(r): f"audio/{item_id}/r{rate_key(r)}.flac" for r in all_rates}
-        item = {"id": item_id, "split": split, "source": job.source, "family": family,
-                "soundfont": choice["soundfont"].name, "synth": synth, "reverb": choice["reverb"],
-                "chorus": choice["chorus"], "effects": choice["effects"], "level": choice["level"],
-                "seed": job.seed, "audio": audio}
+        item = {
+            "id": item_id,
+            "split": split,
+            "source": job.source,
+            "family": family,
+            "soundfont": choice["soundfont"].name,
+            "synth": synth,
+            "reverb": choice["reverb"],
+            "chorus": choice["chorus"],
+            "effects": choice["effects"],
+            "level": choice["level"],
+            "seed": job.seed,
+            "audio": audio,
+        }
         rendered = item_id in done and all((root / p).is_file() for p in audio.values())
         if rendered and "onsets" in done[item_id]:
             item.update({k: v for k, v in done[item_id].items() if k not in item and k != "peak_db"})
@@ -312,7 +395,9 @@ def build_true_tempo(out: str | os.PathLike, pieces: int = 32, heldout: float = 
                 midi, program, extra = job.make()
             except Exception as e:  # music21 raises many types on pieces it cannot convert
                 tqdm.write(f"skipping {job.source}: cannot convert it ({type(e).__name__})")
-                skipped.setdefault(f"music21 cannot convert them ({type(e).__name__}: {e})"[:200], []).append(job.source)
+                skipped.setdefault(f"music21 cannot convert them ({type(e).__name__}: {e})"[:200], []).append(
+                    job.source
+                )
                 continue
             controls = {}
             if choice["reverb"]:
@@ -321,16 +406,29 @@ def build_true_tempo(out: str | os.PathLike, pieces: int = 32, heldout: float = 
                 controls[CHORUS_SEND] = choice["effects"]["chorus_send"]
             perf = {r: perform(midi, program, seconds, r, controls) for r in all_rates}
             onsets, drums = note_onsets(perf[1.0])
-            prog = program if isinstance(program, dict) else {c: program for c in note_channels(perf[1.0])
-                                                               if c != DRUM_CHANNEL}
-            item.update(extra, programs={str(c): int(p) for c, p in sorted(prog.items())}, onsets=onsets,
-                        drum_onsets=drums)
+            prog = (
+                program
+                if isinstance(program, dict)
+                else {c: program for c in note_channels(perf[1.0]) if c != DRUM_CHANNEL}
+            )
+            item.update(
+                extra, programs={str(c): int(p) for c, p in sorted(prog.items())}, onsets=onsets, drum_onsets=drums
+            )
             if not rendered:
                 # every rate rendered again when one is missing: the shared gain needs all of them
-                waves = {r: render(perf[r], choice["soundfont"], sample_rate, int(round(seconds * sample_rate / r)),
-                                   synth=synth, reverb=choice["reverb"], chorus=choice["chorus"],
-                                   room_size=choice["effects"].get("room_size", 0.2))
-                         for r in all_rates}
+                waves = {
+                    r: render(
+                        perf[r],
+                        choice["soundfont"],
+                        sample_rate,
+                        int(round(seconds * sample_rate / r)),
+                        synth=synth,
+                        reverb=choice["reverb"],
+                        chorus=choice["chorus"],
+                        room_size=choice["effects"].get("room_size", 0.2),
+                    )
+                    for r in all_rates
+                }
                 waves, _ = normalise(waves, choice["level"])
                 for r, wave in waves.items():
                     if not (root / audio[rate_key(r)]).is_file():
@@ -365,9 +463,16 @@ def _check_not_empty(items: list[dict], splits, n_sources: int, skipped: dict, r
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 
 
-def build_teacher(audio_dir: str | os.PathLike, out: str | os.PathLike, teacher: str = "pv",
-                  rates=DEFAULT_RATES, seconds: float = 10.0, excerpts: int = 3, heldout: float = 0.25,
-                  sample_rate: int = 22050) -> Corpus:
+def build_teacher(
+    audio_dir: str | os.PathLike,
+    out: str | os.PathLike,
+    teacher: str = "pv",
+    rates=DEFAULT_RATES,
+    seconds: float = 10.0,
+    excerpts: int = 3,
+    heldout: float = 0.25,
+    sample_rate: int = 22050,
+) -> Corpus:
     """Excerpts of every audio file under ``audio_dir``, stretched by a classical ``teacher``."""
     import librosa
 
@@ -379,18 +484,27 @@ def build_teacher(audio_dir: str | os.PathLike, out: str | os.PathLike, teacher:
     files = sorted(p for p in Path(audio_dir).rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)
     if not files:
         raise GanStretchError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) under {audio_dir}")
-    manifest = {"kind": "teacher", "teacher": teacher, "sample_rate": sample_rate, "seconds": seconds,
-                "rates": [float(r) for r in rates], "items": []}
+    manifest = {
+        "kind": "teacher",
+        "teacher": teacher,
+        "sample_rate": sample_rate,
+        "seconds": seconds,
+        "rates": [float(r) for r in rates],
+        "items": [],
+    }
     n = int(round(seconds * sample_rate))
     for f in tqdm(files, desc=f"stretching recordings ({teacher})", unit="file"):
         wave, sr = load(f)
-        mono = librosa.resample(wave.mean(axis=0), orig_sr=sr, target_sr=sample_rate) if sr != sample_rate \
+        mono = (
+            librosa.resample(wave.mean(axis=0), orig_sr=sr, target_sr=sample_rate)
+            if sr != sample_rate
             else wave.mean(axis=0)
+        )
         starts = np.linspace(0, max(0, len(mono) - n), excerpts).astype(int) if len(mono) > n else [0]
         rel = f.relative_to(audio_dir).with_suffix("").as_posix().replace("/", "-")
         for k, start in enumerate(dict.fromkeys(starts)):
             item_id = f"{rel}-x{k}-{teacher}"
-            clip = mono[start:start + n].astype(np.float32)
+            clip = mono[start : start + n].astype(np.float32)
             if np.abs(clip).max() < 1e-4:
                 continue
             audio = {rate_key(1.0): f"audio/{item_id}/r{rate_key(1.0)}.flac"}
@@ -401,8 +515,14 @@ def build_teacher(audio_dir: str | os.PathLike, out: str | os.PathLike, teacher:
                     r = float(r_key)
                     y = clip if r == 1.0 else stretch(clip[None], sample_rate, r)[0]
                     _write_audio(root / p, y, sample_rate)
-            manifest["items"].append({"id": item_id, "split": "heldout" if _is_heldout(rel, heldout) else "train",
-                                      "source": f"file:{f}", "audio": audio})
+            manifest["items"].append(
+                {
+                    "id": item_id,
+                    "split": "heldout" if _is_heldout(rel, heldout) else "train",
+                    "source": f"file:{f}",
+                    "audio": audio,
+                }
+            )
             _write_manifest(root, manifest)
     _write_manifest(root, manifest)
     return Corpus(root)
@@ -418,8 +538,14 @@ def teacher_from_corpus(corpus: str | os.PathLike, out: str | os.PathLike, teach
 
     src, root = Corpus(corpus), Path(out)
     stretch = teachers.get(teacher)
-    manifest = {"kind": "teacher", "teacher": teacher, "sample_rate": src.sample_rate,
-                "seconds": src.manifest.get("seconds"), "rates": src.manifest.get("rates"), "items": []}
+    manifest = {
+        "kind": "teacher",
+        "teacher": teacher,
+        "sample_rate": src.sample_rate,
+        "seconds": src.manifest.get("seconds"),
+        "rates": src.manifest.get("rates"),
+        "items": [],
+    }
     for item in tqdm(src.split("train"), desc=f"teacher targets ({teacher})", unit="item"):
         x = src.load(item, 1.0)
         audio = {}
@@ -428,7 +554,15 @@ def teacher_from_corpus(corpus: str | os.PathLike, out: str | os.PathLike, teach
             if not (root / audio[key]).is_file():
                 y = x if float(key) == 1.0 else stretch(x[None], src.sample_rate, float(key))[0]
                 _write_audio(root / audio[key], y, src.sample_rate)
-        manifest["items"].append({"id": f"{item.id}-{teacher}", "split": "train", "source": f"corpus:{item.id}",
-                                  "audio": audio, "program": item.program, "soundfont": item.soundfont})
+        manifest["items"].append(
+            {
+                "id": f"{item.id}-{teacher}",
+                "split": "train",
+                "source": f"corpus:{item.id}",
+                "audio": audio,
+                "program": item.program,
+                "soundfont": item.soundfont,
+            }
+        )
     _write_manifest(root, manifest)
     return Corpus(root)

@@ -4,6 +4,7 @@ music21 writes every part of a score on channel 0, so one program would play the
 part gets its own channel, and an instrument family (strings, winds, brass, piano with bass, or a
 mixed chamber group) gives each part a program that suits its register, drawn per item.
 """
+
 from __future__ import annotations
 
 import mido

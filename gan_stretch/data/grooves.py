@@ -9,6 +9,7 @@ Patterns are written on a sixteenth-note grid, one character per step:
 ``X`` accent, ``x`` hit, ``g`` ghost note (played most of the time, softly), ``.`` rest.
 A pattern of 32 steps spans two bars (the latin clave).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,8 +26,19 @@ TICKS = 480  # per beat
 STEPS = 16  # per 4/4 bar
 
 # GM percussion keys
-KICK, STICK, SNARE, CLAP, FLOOR_TOM, HAT, PEDAL_HAT, LOW_TOM, OPEN_HAT, MID_TOM, HIGH_TOM = \
-    36, 37, 38, 39, 41, 42, 44, 45, 46, 47, 50
+KICK, STICK, SNARE, CLAP, FLOOR_TOM, HAT, PEDAL_HAT, LOW_TOM, OPEN_HAT, MID_TOM, HIGH_TOM = (
+    36,
+    37,
+    38,
+    39,
+    41,
+    42,
+    44,
+    45,
+    46,
+    47,
+    50,
+)
 CRASH, RIDE, COWBELL, CONGA_MUTE, CONGA_OPEN, CONGA_LOW, CLAVES, SHAKER = 49, 51, 56, 62, 63, 64, 75, 82
 
 VELOCITY = {"X": 112, "x": 92, "g": 44}
@@ -34,22 +46,55 @@ VELOCITY = {"X": 112, "x": 92, "g": 44}
 STYLE = {
     "pop": dict(
         drums={KICK: "X.....x.X.x.....", SNARE: "....X.......X...", HAT: "x.x.x.x.x.x.x.x."},
-        bass="X.....x.X.x.....", comp="x...x...x...x...", swing_steps=2, legato=0.9, lead_density=0.45,
-        bass_programs=(33, 34, 38), comp_programs=(0, 4, 5, 16, 24, 25)),
+        bass="X.....x.X.x.....",
+        comp="x...x...x...x...",
+        swing_steps=2,
+        legato=0.9,
+        lead_density=0.45,
+        bass_programs=(33, 34, 38),
+        comp_programs=(0, 4, 5, 16, 24, 25),
+    ),
     "rock": dict(
         drums={KICK: "X......xX.x.....", SNARE: "....X.......X...", RIDE: "x.x.x.x.x.x.x.x."},
-        bass="x.x.x.x.x.x.x.x.", comp="X.x.x.x.X.x.x.x.", swing_steps=2, legato=0.8, lead_density=0.4,
-        bass_programs=(33, 34, 35), comp_programs=(29, 30, 27, 18)),
+        bass="x.x.x.x.x.x.x.x.",
+        comp="X.x.x.x.X.x.x.x.",
+        swing_steps=2,
+        legato=0.8,
+        lead_density=0.4,
+        bass_programs=(33, 34, 35),
+        comp_programs=(29, 30, 27, 18),
+    ),
     "funk": dict(
-        drums={KICK: "X..x..x...x..x..", SNARE: "....X..g.g..X..g", HAT: "xgxgxgxgxgxgxg.g",
-               OPEN_HAT: "..............x."},
-        bass="X..x..x.x.x..xx.", comp="..x...x...x.x..x", swing_steps=1, legato=0.5, lead_density=0.35,
-        bass_programs=(36, 37, 38, 39), comp_programs=(7, 27, 4, 16)),
+        drums={
+            KICK: "X..x..x...x..x..",
+            SNARE: "....X..g.g..X..g",
+            HAT: "xgxgxgxgxgxgxg.g",
+            OPEN_HAT: "..............x.",
+        },
+        bass="X..x..x.x.x..xx.",
+        comp="..x...x...x.x..x",
+        swing_steps=1,
+        legato=0.5,
+        lead_density=0.35,
+        bass_programs=(36, 37, 38, 39),
+        comp_programs=(7, 27, 4, 16),
+    ),
     "latin": dict(  # 3-2 son clave over two bars, conga tumbao, shaker
-        drums={CLAVES: "x..x..x.....x.......x...x.......", KICK: "x..x....x..x....",
-               CONGA_MUTE: "x.x...x.x.x...x.", CONGA_OPEN: "......x.......x.", SHAKER: "xgxgxgxgxgxgxgxg"},
-        bass="X.....x.....x...", comp="x..x..x.x..x..x.", swing_steps=2, legato=0.85, lead_density=0.45,
-        bass_programs=(32, 33), comp_programs=(0, 1, 4, 11, 24)),
+        drums={
+            CLAVES: "x..x..x.....x.......x...x.......",
+            KICK: "x..x....x..x....",
+            CONGA_MUTE: "x.x...x.x.x...x.",
+            CONGA_OPEN: "......x.......x.",
+            SHAKER: "xgxgxgxgxgxgxgxg",
+        },
+        bass="X.....x.....x...",
+        comp="x..x..x.x..x..x.",
+        swing_steps=2,
+        legato=0.85,
+        lead_density=0.45,
+        bass_programs=(32, 33),
+        comp_programs=(0, 1, 4, 11, 24),
+    ),
 }
 LEAD_PROGRAMS = (11, 22, 26, 56, 64, 65, 66, 71, 73, 80, 81)
 # Fills over the last two beats of a phrase (8 steps), played louder towards the end.
@@ -117,8 +162,9 @@ def swung(step: int, swing: float, swing_steps: int) -> float:
     return (base + pos) * pair / 4
 
 
-def groove(seed: int, seconds: float, style: str | None = None, bpm: int | None = None,
-           swing: float | None = None) -> Groove:
+def groove(
+    seed: int, seconds: float, style: str | None = None, bpm: int | None = None, swing: float | None = None
+) -> Groove:
     """A groove covering at least ``seconds`` at its tempo. ``style``/``bpm``/``swing`` override the
     drawn values without changing anything else the seed draws."""
     rng = np.random.default_rng(seed)
@@ -132,8 +178,11 @@ def groove(seed: int, seconds: float, style: str | None = None, bpm: int | None 
     key, minor = int(rng.integers(12)), bool(rng.random() < 0.5)
     scale = MINOR if minor else MAJOR
     progression = PROGRESSIONS[scale][rng.integers(len(PROGRESSIONS[scale]))]
-    programs = {BASS: int(rng.choice(s["bass_programs"])), COMP: int(rng.choice(s["comp_programs"])),
-                LEAD: int(rng.choice(LEAD_PROGRAMS))}
+    programs = {
+        BASS: int(rng.choice(s["bass_programs"])),
+        COMP: int(rng.choice(s["comp_programs"])),
+        LEAD: int(rng.choice(LEAD_PROGRAMS)),
+    }
     phrase = 2 if bpm < 110 else 4  # bars; a fill ends every phrase
     bars = int(np.ceil(seconds * bpm / 60 / 4)) + 1  # one bar more: the excerpt ends mid-music
     jitter = 0.006 * bpm / 60  # 6 ms of timing noise, in beats
@@ -192,8 +241,11 @@ def groove(seed: int, seconds: float, style: str | None = None, bpm: int | None 
         # lead: a random walk on the pentatonic scale, eighth-note grid, a breath at phrase ends
         penta = [0, 3, 5, 7, 10] if minor else [0, 2, 4, 7, 9]
         ladder = [64 + key % 12 + 12 * o + p for o in range(2) for p in penta]
-        pos = [k for k in range(0, STEPS, 2)
-               if rng.random() < s["lead_density"] and not (bar % phrase == phrase - 1 and k >= 8)]
+        pos = [
+            k
+            for k in range(0, STEPS, 2)
+            if rng.random() < s["lead_density"] and not (bar % phrase == phrase - 1 and k >= 8)
+        ]
         for i, k in enumerate(pos):
             walk = int(np.clip(walk + rng.integers(-2, 3), 0, len(ladder) - 1))
             length = min((pos[i + 1] if i + 1 < len(pos) else STEPS) - k, 8)

@@ -4,6 +4,7 @@ The same notes, truly played faster or slower, by fluidsynth with a General MIDI
 TiMidity++ with a patch set (a second engine whose timbres no soundfont shares). This is ground
 truth no classical stretcher has.
 """
+
 from __future__ import annotations
 
 import functools
@@ -20,8 +21,12 @@ import soundfile as sf
 
 from ..errors import GanStretchError
 
-SOUNDFONT_DIRS = ("/usr/share/sounds/sf2", "/usr/share/sounds/sf3", "/usr/share/soundfonts",
-                  "/usr/local/share/soundfonts")
+SOUNDFONT_DIRS = (
+    "/usr/share/sounds/sf2",
+    "/usr/share/sounds/sf3",
+    "/usr/share/soundfonts",
+    "/usr/local/share/soundfonts",
+)
 PREFERRED_SOUNDFONTS = ("TimGM6mb.sf2", "FluidR3_GM.sf2", "default-GM.sf2")
 TIMIDITY_DIRS = ("/etc/timidity", "/usr/share/timidity")
 SYNTHS = ("fluidsynth", "timidity")
@@ -48,13 +53,20 @@ def find_soundfont(name: str | None = None, synth: str = "fluidsynth") -> Path:
     else:
         path = next((Path(f) / c for c in candidates for f in folders if (Path(f) / c).is_file()), None)
     if path is None:
-        hint = ("install timidity and freepats, or pass a timidity .cfg" if synth == "timidity"
-                else "install timgm6mb-soundfont or pass a .sf2/.sf3 path")
-        raise GanStretchError(f"no {'timidity configuration' if synth == 'timidity' else 'General MIDI soundfont'} "
-                              f"found (looked for {', '.join(candidates)} in {', '.join(folders)}); {hint}")
+        hint = (
+            "install timidity and freepats, or pass a timidity .cfg"
+            if synth == "timidity"
+            else "install timgm6mb-soundfont or pass a .sf2/.sf3 path"
+        )
+        raise GanStretchError(
+            f"no {'timidity configuration' if synth == 'timidity' else 'General MIDI soundfont'} "
+            f"found (looked for {', '.join(candidates)} in {', '.join(folders)}); {hint}"
+        )
     if (synth == "timidity") != (path.suffix == ".cfg"):
-        raise GanStretchError(f"{path.name} is not a sound bank for {synth}: fluidsynth takes .sf2/.sf3 "
-                              "soundfonts, timidity a .cfg configuration")
+        raise GanStretchError(
+            f"{path.name} is not a sound bank for {synth}: fluidsynth takes .sf2/.sf3 "
+            "soundfonts, timidity a .cfg configuration"
+        )
     return path
 
 
@@ -70,8 +82,13 @@ def music21_midi(source: str) -> mido.MidiFile:
         return mido.MidiFile(str(path))
 
 
-def perform(midi: mido.MidiFile, program: int | Mapping[int, int], seconds: float, rate: float,
-            controls: Mapping[int, int] | None = None) -> mido.MidiFile:
+def perform(
+    midi: mido.MidiFile,
+    program: int | Mapping[int, int],
+    seconds: float,
+    rate: float,
+    controls: Mapping[int, int] | None = None,
+) -> mido.MidiFile:
     """The first ``seconds`` (at tempo 1) of ``midi``, played ``rate`` times faster.
 
     ``program`` is one GM program for every channel or a map channel -> program (the drum
@@ -101,12 +118,18 @@ def perform(midi: mido.MidiFile, program: int | Mapping[int, int], seconds: floa
         over = elapsed - seconds
         cut_tick = tick - int(round(mido.second2tick(over, midi.ticks_per_beat, tempo)))
     channels = sorted({m.channel for _, m in events if hasattr(m, "channel")}) or [0]
-    programs = program if isinstance(program, Mapping) else {c: program for c in channels}
+    programs = program if isinstance(program, Mapping) else dict.fromkeys(channels, program)
     head = [] if tempo_seen else [(0, mido.MetaMessage("set_tempo", tempo=int(round(500000 / rate))))]
-    head += [(0, mido.Message("program_change", channel=c, program=int(programs.get(c, 0))))
-             for c in channels if c != DRUM_CHANNEL]
-    head += [(0, mido.Message("control_change", channel=c, control=int(k), value=int(v)))
-             for c in channels for k, v in (controls or {}).items()]
+    head += [
+        (0, mido.Message("program_change", channel=c, program=int(programs.get(c, 0))))
+        for c in channels
+        if c != DRUM_CHANNEL
+    ]
+    head += [
+        (0, mido.Message("control_change", channel=c, control=int(k), value=int(v)))
+        for c in channels
+        for k, v in (controls or {}).items()
+    ]
     tail = [(cut_tick, mido.Message("control_change", channel=c, control=123, value=0)) for c in channels]
     track = mido.MidiTrack()
     last = 0
@@ -178,8 +201,16 @@ def timidity_config(cfg: Path, folder: Path) -> Path:
     return out
 
 
-def render(midi: mido.MidiFile, soundfont: Path, sample_rate: int, n_samples: int, synth: str = "fluidsynth",
-           reverb: bool = False, chorus: bool = False, room_size: float = 0.2) -> np.ndarray:
+def render(
+    midi: mido.MidiFile,
+    soundfont: Path,
+    sample_rate: int,
+    n_samples: int,
+    synth: str = "fluidsynth",
+    reverb: bool = False,
+    chorus: bool = False,
+    room_size: float = 0.2,
+) -> np.ndarray:
     """fluidsynth or timidity -> mono float32 [n_samples] (cut or zero-padded to exactly ``n_samples``).
 
     ``reverb``/``chorus`` switch the engine's effect units on; how much each channel sends to them
@@ -196,15 +227,48 @@ def render(midi: mido.MidiFile, soundfont: Path, sample_rate: int, n_samples: in
             # Float output: several parts together may exceed full scale; levels are set afterwards.
             # Dynamic sample loading reads only the presets the piece uses (10x faster start with
             # large soundfonts; the same output).
-            cmd = ["fluidsynth", "-n", "-i", "-q", "-R", str(int(reverb)), "-C", str(int(chorus)), "-g", "0.5",
-                   "-o", "synth.dynamic-sample-loading=1", "-o", f"synth.reverb.room-size={room_size:.3f}",
-                   "-O", "float", "-r", str(sample_rate), "-F", str(wav), str(soundfont), str(mid)]
+            cmd = [
+                "fluidsynth",
+                "-n",
+                "-i",
+                "-q",
+                "-R",
+                str(int(reverb)),
+                "-C",
+                str(int(chorus)),
+                "-g",
+                "0.5",
+                "-o",
+                "synth.dynamic-sample-loading=1",
+                "-o",
+                f"synth.reverb.room-size={room_size:.3f}",
+                "-O",
+                "float",
+                "-r",
+                str(sample_rate),
+                "-F",
+                str(wav),
+                str(soundfont),
+                str(mid),
+            ]
         else:
             # --preserve-silence: timidity otherwise skips to the first note, which would move
             # every onset of a piece that starts with a rest.
             cfg = timidity_config(Path(soundfont), Path(tmp))
-            cmd = ["timidity", "-c", str(cfg), "-Ow", "-s", str(sample_rate), "-o", str(wav), "--preserve-silence",
-                   f"-EFreverb={'f' if reverb else 'd'}", f"-EFchorus={'n' if chorus else 'd'}", str(mid)]
+            cmd = [
+                "timidity",
+                "-c",
+                str(cfg),
+                "-Ow",
+                "-s",
+                str(sample_rate),
+                "-o",
+                str(wav),
+                "--preserve-silence",
+                f"-EFreverb={'f' if reverb else 'd'}",
+                f"-EFchorus={'n' if chorus else 'd'}",
+                str(mid),
+            ]
         proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "LANG": "C"})
         if proc.returncode != 0 or not wav.exists():
             raise GanStretchError(f"{synth} failed: {proc.stderr.strip() or proc.stdout.strip()}")

@@ -4,6 +4,7 @@ Six Linear layers with tanh between them (three encode, three decode). The frame
 (its maximum in dB) is carried outside the network as the last latent channel, so the network
 spends its capacity on the spectral shape, not on the level.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -42,13 +43,18 @@ class FrameAutoencoder(nn.Module):
         self.cfg = cfg
         h1, h2 = cfg.hidden
         self.encoder = nn.Sequential(
-            nn.Linear(cfg.n_freq, h1), nn.Tanh(),
-            nn.Linear(h1, h2), nn.Tanh(),
-            nn.Linear(h2, cfg.latent), nn.Tanh(),
+            nn.Linear(cfg.n_freq, h1),
+            nn.Tanh(),
+            nn.Linear(h1, h2),
+            nn.Tanh(),
+            nn.Linear(h2, cfg.latent),
+            nn.Tanh(),
         )
         self.decoder = nn.Sequential(
-            nn.Linear(cfg.latent, h2), nn.Tanh(),
-            nn.Linear(h2, h1), nn.Tanh(),
+            nn.Linear(cfg.latent, h2),
+            nn.Tanh(),
+            nn.Linear(h2, h1),
+            nn.Tanh(),
             nn.Linear(h1, cfg.n_freq),
         )
 

@@ -1,4 +1,5 @@
 """Discriminator on latent sequences: is this the encoding of truly stretched music?"""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -54,7 +55,7 @@ class LatentDiscriminator(nn.Module):
 @dataclass
 class SpectrogramDiscriminatorConfig:
     n_freq: int = setting(1025, 2, 1 << 20)
-    sample_rate: int = setting(22050, 1000, 10 ** 6)
+    sample_rate: int = setting(22050, 1000, 10**6)
     channels: int = setting(16, 1, 1024)
     conditional: bool = True  # also sees the time-scaled input's frames
     db_range: float = setting(120.0, 0, 1000, above=True)
@@ -81,8 +82,9 @@ class SpectrogramDiscriminator(nn.Module):
         import torchaudio
 
         self.cfg = cfg
-        fb = torchaudio.functional.melscale_fbanks(cfg.n_freq, 0.0, cfg.sample_rate / 2, 80, cfg.sample_rate,
-                                                   norm="slaney", mel_scale="slaney")
+        fb = torchaudio.functional.melscale_fbanks(
+            cfg.n_freq, 0.0, cfg.sample_rate / 2, 80, cfg.sample_rate, norm="slaney", mel_scale="slaney"
+        )
         self.register_buffer("fb", fb.float().contiguous(), persistent=False)
         in_ch = (2 if cfg.conditional else 1) + 1  # output, input, log2(rate) plane
         self.views = nn.ModuleList(self._stack(in_ch, cfg.channels) for _ in range(2))
@@ -90,8 +92,15 @@ class SpectrogramDiscriminator(nn.Module):
     @staticmethod
     def _stack(in_ch: int, ch: int) -> nn.ModuleList:
         conv = lambda i, o, k, s: spectral_norm(nn.Conv2d(i, o, k, stride=s, padding=(k[0] // 2, k[1] // 2)))
-        return nn.ModuleList([conv(in_ch, ch, (3, 9), (1, 2)), conv(ch, ch, (3, 9), (1, 2)),
-                              conv(ch, ch, (3, 9), (1, 2)), conv(ch, ch, (3, 3), (1, 1)), conv(ch, 1, (3, 3), (1, 1))])
+        return nn.ModuleList(
+            [
+                conv(in_ch, ch, (3, 9), (1, 2)),
+                conv(ch, ch, (3, 9), (1, 2)),
+                conv(ch, ch, (3, 9), (1, 2)),
+                conv(ch, ch, (3, 3), (1, 1)),
+                conv(ch, 1, (3, 3), (1, 1)),
+            ]
+        )
 
     def _views(self, db: torch.Tensor) -> list[torch.Tensor]:
         """dB frames [B, T, F] in [-db_range, 0] -> [mel [B, T, 80], linear [B, T, F // 8]], scaled near [-1, 1]."""

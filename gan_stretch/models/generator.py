@@ -1,4 +1,5 @@
 """Generator: refines a time-scaled latent sequence with temporal context, conditioned on the rate."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -32,8 +33,7 @@ class FiLMBlock(nn.Module):
 
     def __init__(self, channels: int, kernel: int, dilation: int, cond_dim: int):
         super().__init__()
-        self.conv = nn.Conv1d(channels, channels, kernel, dilation=dilation,
-                              padding=dilation * (kernel - 1) // 2)
+        self.conv = nn.Conv1d(channels, channels, kernel, dilation=dilation, padding=dilation * (kernel - 1) // 2)
         self.film = nn.Linear(cond_dim, 2 * channels)
         self.out = nn.Conv1d(channels, channels, 1)
 

@@ -1,4 +1,5 @@
 """Stretch mapper: the supervised baseline. Two Linear layers with tanh, frame by frame."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -27,8 +28,9 @@ class StretchMapper(nn.Module):
     def __init__(self, cfg: MapperConfig):
         super().__init__()
         self.cfg = cfg
-        self.net = nn.Sequential(nn.Linear(cfg.latent_dim + 1, cfg.hidden), nn.Tanh(),
-                                 nn.Linear(cfg.hidden, cfg.latent_dim))
+        self.net = nn.Sequential(
+            nn.Linear(cfg.latent_dim + 1, cfg.hidden), nn.Tanh(), nn.Linear(cfg.hidden, cfg.latent_dim)
+        )
         nn.init.zeros_(self.net[-1].weight)  # starts as plain interpolation
         nn.init.zeros_(self.net[-1].bias)
 

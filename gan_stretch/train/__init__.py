@@ -1,4 +1,5 @@
 """Training entry point: ``accelerate launch -m gan_stretch.train RECIPE.yaml [key=value ...]``."""
+
 from __future__ import annotations
 
 from importlib import import_module

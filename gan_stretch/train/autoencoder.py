@@ -1,4 +1,5 @@
 """Stage 1: the frame autoencoder, trained on dB frames of every training render."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,8 +24,9 @@ def train(recipe: AutoencoderRecipe) -> Run:
     frames = np.concatenate([frame_cache(c, spec, recipe.quiet_db) for c in sets])
     run.print(f"{len(frames)} training frames")
 
-    cfg = AutoencoderConfig(n_freq=spec.n_freq, hidden=list(recipe.hidden), latent=recipe.latent,
-                            db_range=spec.db_range)
+    cfg = AutoencoderConfig(
+        n_freq=spec.n_freq, hidden=list(recipe.hidden), latent=recipe.latent, db_range=spec.db_range
+    )
     model = FrameAutoencoder(cfg)
     state = State({"autoencoder": model}, {"autoencoder": torch.optim.Adam(model.parameters(), lr=recipe.lr)})
     start = run.register(state)

@@ -1,4 +1,5 @@
 """What every training stage shares: accelerate setup, resumable checkpoints, logging, evaluation."""
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,8 @@ from .. import checkpoint, spectral
 from ..config import Recipe, recipe_dict
 from ..data.corpus import Corpus
 from ..errors import CheckpointError, ConfigError, GanStretchError, TrainingError
-from ..models import FrameAutoencoder
 from ..model import Model, save_model
+from ..models import FrameAutoencoder
 from ..spectral import SpectralConfig
 from .scalars import Scalars
 
@@ -39,6 +40,7 @@ class State:
     saved and moved to the device but never prepared. After :meth:`Run.register` the dicts hold
     the prepared objects, the ones a stage steps.
     """
+
     modules: dict[str, torch.nn.Module]
     optimizers: dict[str, torch.optim.Optimizer] = field(default_factory=dict)
     ema: dict[str, str] = field(default_factory=dict)
@@ -60,8 +62,12 @@ class Run:
             for stale in checkpoint.remove_partial_files(self.dir):
                 print(f"removed {stale}, a partial file left by an interrupted run")
             (self.dir / "recipe.json").write_text(json.dumps(recipe_dict(recipe), indent=1))
-        self.accelerator.init_trackers("tb", config={k: (v if isinstance(v, (int, float, str, bool)) else str(v))
-                                                     for k, v in recipe_dict(recipe).items()})
+        self.accelerator.init_trackers(
+            "tb",
+            config={
+                k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in recipe_dict(recipe).items()
+            },
+        )
         self.writer = self.accelerator.get_tracker("tensorboard", unwrap=True) if self.is_main else None
         self.state: State | None = None
         self.scalars = Scalars()
@@ -107,10 +113,21 @@ class Run:
         tensors: dict[str, torch.Tensor] = {}
         for name, m in self.state.modules.items():
             tensors.update(checkpoint.prefixed(f"module.{name}", self.accelerator.unwrap_model(m).state_dict()))
-        skeleton = {name: checkpoint.flatten(opt.state_dict(), f"optim.{name}", tensors)
-                    for name, opt in self.state.optimizers.items()}
-        checkpoint.save(self.last, tensors, {"kind": "training-state", "stage": self.recipe.stage, "step": step,
-                                             "recipe": recipe_dict(self.recipe), "optimizers": skeleton})
+        skeleton = {
+            name: checkpoint.flatten(opt.state_dict(), f"optim.{name}", tensors)
+            for name, opt in self.state.optimizers.items()
+        }
+        checkpoint.save(
+            self.last,
+            tensors,
+            {
+                "kind": "training-state",
+                "stage": self.recipe.stage,
+                "step": step,
+                "recipe": recipe_dict(self.recipe),
+                "optimizers": skeleton,
+            },
+        )
 
     def _resume(self, state: State) -> int:
         """Loads checkpoints/last.safetensors into ``state`` when there is one; returns the step to continue from."""
@@ -118,16 +135,18 @@ class Run:
             return 0
         tensors, meta = checkpoint.load(self.last)
         if meta.get("kind") != "training-state" or meta.get("stage") != self.recipe.stage:
-            raise CheckpointError(f"{self.last} is not a {self.recipe.stage} training state; "
-                                  "use another run_dir or remove it")
+            raise CheckpointError(
+                f"{self.last} is not a {self.recipe.stage} training state; use another run_dir or remove it"
+            )
         try:
             for name, m in state.modules.items():
                 self.accelerator.unwrap_model(m).load_state_dict(checkpoint.unprefixed(f"module.{name}", tensors))
             for name, opt in state.optimizers.items():
                 opt.load_state_dict(checkpoint.unflatten(meta["optimizers"][name], tensors))
         except (KeyError, RuntimeError, ValueError) as e:
-            raise CheckpointError(f"{self.last} does not match this recipe ({e}); "
-                                  "use another run_dir or remove it") from None
+            raise CheckpointError(
+                f"{self.last} does not match this recipe ({e}); use another run_dir or remove it"
+            ) from None
         self.print(f"resuming from {self.last} at step {meta['step']}")
         return int(meta["step"])
 
@@ -154,8 +173,9 @@ class Run:
         if bad is not None:
             step, name, value = bad
             kept = f"; the last good checkpoint {self.last} is kept" if self.last.exists() else ""
-            raise TrainingError(f"{name} loss became {value} at step {step}{kept}. "
-                                "Lower lr= or grad_clip=, or check the data")
+            raise TrainingError(
+                f"{name} loss became {value} at step {step}{kept}. Lower lr= or grad_clip=, or check the data"
+            )
         return means
 
     def optimize(self, name: str, loss: torch.Tensor, base_lr: float, step: int) -> tuple[float, torch.Tensor | float]:
@@ -197,8 +217,10 @@ class Run:
                 scalars = self._read_scalars(averages=log)
             if log:
                 self.log(scalars, done)
-                self.print(f"step {done}/{r.steps} " + " ".join(
-                    f"{k.split('/')[-1]} {v:.3f}" for k, v in scalars.items() if k.startswith("loss/")))
+                self.print(
+                    f"step {done}/{r.steps} "
+                    + " ".join(f"{k.split('/')[-1]} {v:.3f}" for k, v in scalars.items() if k.startswith("loss/"))
+                )
             if save:
                 self.save(done)
                 if done < r.steps:  # a usable model at every save; the last one is exported below
@@ -218,6 +240,7 @@ class Run:
             return {}
         from .. import metrics  # librosa: only needed where evaluation runs
         from ..pipeline import Stretcher
+
         corpus = next((c for c in corpora(self.recipe) if c.kind == "true-tempo"), corpora(self.recipe)[0])
         items = corpus.split("heldout")[: self.recipe.eval_pieces]
         if not items:
@@ -232,13 +255,17 @@ class Run:
                 out = stretcher.stretch(src, sr, rate)
                 truth = corpus.load(item, rate)
                 onsets = corpus.onsets(item, rate)
-                values = {"logmel_db": metrics.log_mel_distance(out, truth, sr),
-                          "spectral_convergence": metrics.spectral_convergence(out, truth),
-                          "pitch_cents": metrics.pitch_shift_cents(out, src, sr),
-                          "oversmoothing_db": metrics.oversmoothing_db(out, truth, sr)}
+                values = {
+                    "logmel_db": metrics.log_mel_distance(out, truth, sr),
+                    "spectral_convergence": metrics.spectral_convergence(out, truth),
+                    "pitch_cents": metrics.pitch_shift_cents(out, src, sr),
+                    "oversmoothing_db": metrics.oversmoothing_db(out, truth, sr),
+                }
                 if onsets is not None:  # both axes: distance above, perception here
-                    values.update(attack_db=metrics.attack_db(out, truth, sr, onsets),
-                                  smear_db=metrics.smear_db(out, truth, sr, onsets))
+                    values.update(
+                        attack_db=metrics.attack_db(out, truth, sr, onsets),
+                        smear_db=metrics.smear_db(out, truth, sr, onsets),
+                    )
                 if self.recipe.eval_visqol:
                     values["visqol"] = metrics.visqol(out, truth, sr)
                 for name, value in values.items():
@@ -246,8 +273,12 @@ class Run:
                         scores.setdefault(name, {}).setdefault(rate, []).append(value)
                 if k == 0 and rate in EXAMPLE_RATES:
                     self.writer.add_audio(f"audio/rate_{rate:g}", out[None], step, sample_rate=sr)
-                    self.writer.add_image(f"spectrogram/rate_{rate:g}",
-                                          spectrogram_image(out, truth, stretcher.spectral), step, dataformats="HW")
+                    self.writer.add_image(
+                        f"spectrogram/rate_{rate:g}",
+                        spectrogram_image(out, truth, stretcher.spectral),
+                        step,
+                        dataformats="HW",
+                    )
         values = {}
         for name, per_rate in scores.items():
             values.update({f"eval/{name}/rate_{r:g}": float(np.mean(v)) for r, v in per_rate.items()})
@@ -271,11 +302,12 @@ def spectrogram_image(out: np.ndarray, truth: np.ndarray, cfg) -> np.ndarray:
 @dataclass
 class SequenceStage:
     """What a stage-2 run (mapper, GAN) starts from: see :func:`sequence_stage`."""
+
     run: Run
     recipe: Recipe
     spectral: SpectralConfig
     autoencoder: FrameAutoencoder  # frozen, on the run's device
-    pairs: "LatentPairs"  # noqa: F821  (gan_stretch.data.cache, imported where used)
+    pairs: LatentPairs  # noqa: F821  (gan_stretch.data.cache, imported where used)
     init: Model | None  # the model whose refiner starts the run (fine-tuning), or None
 
     def init_refiner(self, refiner: torch.nn.Module) -> None:
@@ -302,26 +334,39 @@ def sequence_stage(recipe) -> SequenceStage:
     init = load_model(recipe.init) if recipe.init else None
     if init is not None:
         if init.kind != recipe.stage:
-            raise ConfigError(f"init={recipe.init} is a {init.kind} model; a {recipe.stage} run needs a "
-                              f"{recipe.stage} model")
-        same = all(torch.allclose(a.float(), b.float(), atol=2e-3, rtol=2e-3) for a, b in
-                   zip(init.autoencoder.state_dict().values(), loaded.autoencoder.state_dict().values()))
+            raise ConfigError(
+                f"init={recipe.init} is a {init.kind} model; a {recipe.stage} run needs a {recipe.stage} model"
+            )
+        same = all(
+            torch.allclose(a.float(), b.float(), atol=2e-3, rtol=2e-3)
+            for a, b in zip(init.autoencoder.state_dict().values(), loaded.autoencoder.state_dict().values())
+        )
         if init.autoencoder.cfg != loaded.autoencoder.cfg or not same:
-            raise ConfigError(f"init={recipe.init} was trained on another autoencoder than "
-                              f"autoencoder={recipe.autoencoder}; its refiner would not fit these latents")
+            raise ConfigError(
+                f"init={recipe.init} was trained on another autoencoder than "
+                f"autoencoder={recipe.autoencoder}; its refiner would not fit these latents"
+            )
     sets = [c for c in corpora(recipe) if recipe.pairs in ("all", c.kind)]
     if not sets:
         raise GanStretchError(f"no corpus in data={recipe.data} has {recipe.pairs} pairs")
     longest = max(longest_pair(c, loaded.spectral) for c in sets)
     if recipe.window > longest:
-        raise ConfigError(f"window={recipe.window} latent frames is longer than any training pair in "
-                          f"data={recipe.data} (at most {longest} frames); lower window")
+        raise ConfigError(
+            f"window={recipe.window} latent frames is longer than any training pair in "
+            f"data={recipe.data} (at most {longest} frames); lower window"
+        )
     run = Run(recipe)
-    base = Model("autoencoder", loaded.spectral, loaded.autoencoder, None,
-                 {**loaded.meta, "kind": "autoencoder", "refiner": None})
+    base = Model(
+        "autoencoder",
+        loaded.spectral,
+        loaded.autoencoder,
+        None,
+        {**loaded.meta, "kind": "autoencoder", "refiner": None},
+    )
     digest = file_digest(recipe.autoencoder)
-    pairs = concat_pairs([latent_cache(c, base, digest, transients=recipe.transients, frames=needs_frames(recipe))
-                          for c in sets])
+    pairs = concat_pairs(
+        [latent_cache(c, base, digest, transients=recipe.transients, frames=needs_frames(recipe)) for c in sets]
+    )
     run.print(f"{len(pairs.lengths)} latent pairs, {pairs.source.shape[0]} frames")
     return SequenceStage(run, recipe, base.spectral, base.autoencoder.to(run.device), pairs, init)
 
@@ -330,11 +375,20 @@ def longest_pair(corpus: Corpus, cfg: SpectralConfig) -> int:
     """Frames of a corpus's longest training pair (its excerpt at its slowest rate), from the manifest."""
     seconds = float(corpus.manifest.get("seconds") or 0)
     rates = [float(r) for r in corpus.manifest.get("rates") or [1.0]]
-    return cfg.n_frames(int(seconds * corpus.sample_rate / min(rates + [1.0]))) if seconds > 0 else 10 ** 9
+    return cfg.n_frames(int(seconds * corpus.sample_rate / min(rates + [1.0]))) if seconds > 0 else 10**9
 
 
-def supervised_terms(recipe, ae: FrameAutoencoder, mel, pairs, rows: torch.Tensor, pred: torch.Tensor,
-                     src: torch.Tensor, tgt: torch.Tensor, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+def supervised_terms(
+    recipe,
+    ae: FrameAutoencoder,
+    mel,
+    pairs,
+    rows: torch.Tensor,
+    pred: torch.Tensor,
+    src: torch.Tensor,
+    tgt: torch.Tensor,
+    rng: np.random.Generator,
+) -> dict[str, torch.Tensor]:
     """The supervised terms the mapper and the generator share, keyed by their log names.
 
     loss/latent_l1: L1 between refined and true latents. loss/mel_db_l1: L1 on mel dB of a random

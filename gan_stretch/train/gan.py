@@ -7,6 +7,7 @@ latents against the true frames, conditioned on the time-scaled input). Each is 
 weights are. The supervised terms (latents and decoded mel dB, shared with the mapper) anchor
 the generator.
 """
+
 from __future__ import annotations
 
 import copy
@@ -16,8 +17,14 @@ import torch
 from .. import losses
 from ..config import GanRecipe, recipe_source
 from ..model import Model, model_meta
-from ..models import (DiscriminatorConfig, GeneratorConfig, LatentDiscriminator, LatentGenerator,
-                      SpectrogramDiscriminator, SpectrogramDiscriminatorConfig)
+from ..models import (
+    DiscriminatorConfig,
+    GeneratorConfig,
+    LatentDiscriminator,
+    LatentGenerator,
+    SpectrogramDiscriminator,
+    SpectrogramDiscriminatorConfig,
+)
 from .common import Run, State, residual_output, sequence_stage, supervised_terms
 
 
@@ -30,21 +37,27 @@ def train(recipe: GanRecipe) -> Run:
     run, spec, ae, pairs = stage.run, stage.spectral, stage.autoencoder, stage.pairs
 
     L = ae.cfg.latent_dim
-    generator = LatentGenerator(GeneratorConfig(latent_dim=L, channels=recipe.channels, kernel=recipe.kernel,
-                                                dilations=list(recipe.dilations)))
+    generator = LatentGenerator(
+        GeneratorConfig(latent_dim=L, channels=recipe.channels, kernel=recipe.kernel, dilations=list(recipe.dilations))
+    )
     conditional = recipe.d_conditional and recipe.real == "target"
     latent_d = recipe.adv_weight + recipe.fm_weight > 0
     spec_d = recipe.spec_adv_weight + recipe.spec_fm_weight > 0
-    discriminator = LatentDiscriminator(DiscriminatorConfig(latent_dim=L, channels=recipe.d_channels,
-                                                            layers=recipe.d_layers, conditional=conditional))
-    spectrogram_d = SpectrogramDiscriminator(SpectrogramDiscriminatorConfig(
-        n_freq=spec.n_freq, sample_rate=spec.sample_rate, channels=recipe.spec_d_channels, db_range=spec.db_range))
+    discriminator = LatentDiscriminator(
+        DiscriminatorConfig(latent_dim=L, channels=recipe.d_channels, layers=recipe.d_layers, conditional=conditional)
+    )
+    spectrogram_d = SpectrogramDiscriminator(
+        SpectrogramDiscriminatorConfig(
+            n_freq=spec.n_freq, sample_rate=spec.sample_rate, channels=recipe.spec_d_channels, db_range=spec.db_range
+        )
+    )
     stage.init_refiner(generator)
     adam = lambda module, lr: torch.optim.Adam(module.parameters(), lr=lr, betas=(0.8, 0.99))
-    state = State({"generator": generator, "discriminator": discriminator,
-                   "ema": copy.deepcopy(generator).requires_grad_(False)},
-                  {"generator": adam(generator, recipe.lr), "discriminator": adam(discriminator, recipe.d_lr)},
-                  ema={"ema": "generator"})
+    state = State(
+        {"generator": generator, "discriminator": discriminator, "ema": copy.deepcopy(generator).requires_grad_(False)},
+        {"generator": adam(generator, recipe.lr), "discriminator": adam(discriminator, recipe.d_lr)},
+        ema={"ema": "generator"},
+    )
     if spec_d:  # only then in the checkpoint: runs without it resume as before
         state.modules["spectrogram_discriminator"] = spectrogram_d
         state.optimizers["spectrogram_discriminator"] = adam(spectrogram_d, recipe.d_lr)
@@ -52,9 +65,14 @@ def train(recipe: GanRecipe) -> Run:
     generator, discriminator = state.modules["generator"], state.modules["discriminator"]
     spectrogram_d, ema = state.modules.get("spectrogram_discriminator"), state.modules["ema"]
     mel = losses.MelScale(spec.sample_rate, spec.n_fft).to(run.device)
-    weights = {"loss/latent_l1": recipe.latent_weight, "loss/mel_db_l1": recipe.spec_weight,
-               "loss/adversarial": recipe.adv_weight, "loss/feature_matching": recipe.fm_weight,
-               "loss/spec_adversarial": recipe.spec_adv_weight, "loss/spec_feature_matching": recipe.spec_fm_weight}
+    weights = {
+        "loss/latent_l1": recipe.latent_weight,
+        "loss/mel_db_l1": recipe.spec_weight,
+        "loss/adversarial": recipe.adv_weight,
+        "loss/feature_matching": recipe.fm_weight,
+        "loss/spec_adversarial": recipe.spec_adv_weight,
+        "loss/spec_feature_matching": recipe.spec_fm_weight,
+    }
 
     def train_step(step: int) -> dict:
         rng = run.rng(step)
@@ -87,11 +105,16 @@ def train(recipe: GanRecipe) -> Run:
             s_fake, _ = spectrogram_d(out_db.detach(), rate[:k], src_db)
             loss_s = lsgan_d(s_real, s_fake)
             run.check_finite(step, spectrogram_discriminator=loss_s)
-            scalars["grad_norm/spectrogram_discriminator"] = run.optimize("spectrogram_discriminator", loss_s,
-                                                                          recipe.d_lr, step)[1]
-            scalars.update({"loss/spectrogram_discriminator": loss_s,
-                            "d/spec_real": sum(x.mean() for x in s_real) / len(s_real),
-                            "d/spec_fake": sum(x.mean() for x in s_fake) / len(s_fake)})
+            scalars["grad_norm/spectrogram_discriminator"] = run.optimize(
+                "spectrogram_discriminator", loss_s, recipe.d_lr, step
+            )[1]
+            scalars.update(
+                {
+                    "loss/spectrogram_discriminator": loss_s,
+                    "d/spec_real": sum(x.mean() for x in s_real) / len(s_real),
+                    "d/spec_fake": sum(x.mean() for x in s_fake) / len(s_fake),
+                }
+            )
 
         # Generator step: every term keyed by its log name, weighted by the recipe's weight of that name
         terms = supervised_terms(recipe, ae, mel, pairs, rows, fake, src, tgt, rng)

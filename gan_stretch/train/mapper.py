@@ -1,4 +1,5 @@
 """Stage 2a: the stretch mapper baseline, supervised on cached latent pairs."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """What a training run logs: scalars averaged between log points, read back once per interval."""
+
 from __future__ import annotations
 
 import math
@@ -40,8 +41,10 @@ class Scalars:
         parts = [self.sums[k] for k in keys] + [v for _, _, v in self.watched]
         values = torch.stack(parts).tolist() if parts else []
         means = {k: v / self.counts[k] for k, v in zip(keys, values)}
-        bad = next(((step, name, v) for (step, name, _), v in zip(self.watched, values[len(keys):])
-                    if not math.isfinite(v)), None)
+        bad = next(
+            ((step, name, v) for (step, name, _), v in zip(self.watched, values[len(keys) :]) if not math.isfinite(v)),
+            None,
+        )
         self.watched = []
         if averages:
             means.update(self.last)
