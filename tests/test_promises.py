@@ -139,23 +139,13 @@ RATE_4_LOSES_A_CLICK = pytest.mark.xfail(
         "the clicks a quarter step from it 11-13 dB"
     ),
 )
-TRANSIENTS_LAND_EARLY = (
-    "transients: an attack is detected 1 to 1.5 hops before its click and played at speed 1 from there, "
-    "so the click lands (1 - 1/rate) times that far from t / rate: measured {} (one hop: 512)"
-)
 
 
 def placement_cases():
     for transients in (False, True):
         for rate in (0.25, 0.5, 0.75, 1.25, 1.5, 2.0, 3.0, 4.0):
-            marks = [RATE_4_LOSES_A_CLICK] if rate == 4.0 else []
-            if transients and rate in (0.5, 2.0, 3.0):
-                measured = {
-                    0.5: "763 samples early at rate 0.5",
-                    2.0: "639 samples late at rate 2",
-                    3.0: "513 samples late at rate 3, just past the limit",
-                }[rate]
-                marks = [pytest.mark.xfail(strict=True, reason=TRANSIENTS_LAND_EARLY.format(measured))]
+            # with transients each click is an attack played at speed 1: none is skipped at rate 4
+            marks = [RATE_4_LOSES_A_CLICK] if rate == 4.0 and not transients else []
             yield pytest.param(rate, transients, marks=marks, id=f"{rate}{'-transients' if transients else ''}")
 
 
@@ -176,18 +166,7 @@ def test_clicks_on_the_frames_rate_4_reads_land_at_t_over_4(stretchers, model):
 
 
 @pytest.mark.parametrize("model", ["default", "active"])
-@pytest.mark.parametrize(
-    "transients",
-    [
-        False,
-        pytest.param(
-            True,
-            marks=pytest.mark.xfail(
-                strict=True, reason=TRANSIENTS_LAND_EARLY.format("781 samples early in the rate-0.5 segment")
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("transients", [False, True])
 def test_each_click_lands_at_its_time_map_target(stretchers, model, transients, tmp_path):
     """Rate 0.5 for 1 s, 2 for 2 s, 0.5 for 1 s, then 1: each click lands where the map sends its
     source sample, through the API (pairs) and through a time map file."""
