@@ -6,9 +6,11 @@
 Variants (recipe files; each trained once per seed on the same data, steps and autoencoder):
   mapper        recipes/default/mapper.yaml           the supervised frame-wise baseline
   gan-no-adv    recipes/ablations/gan-no-adv.yaml     the generator, supervised terms only
-  gan           recipes/default/gan.yaml              the generator with its discriminator(s)
-plus a sweep of the adversarial weight (adv_weight=w, fm_weight=2w, supervised terms fixed; seed
-0): w = 0 is gan-no-adv, w = 1 is gan. Every model is scored by eval/benchmark.py on each
+  gan           recipes/default/gan.yaml              the generator with both discriminators (latent
+                                                      and spectrogram)
+plus, on seed 0, the latent discriminator alone (recipes/ablations/gan-latent-d.yaml) and a sweep of
+the adversarial weight w (every adversarial and feature-matching weight scaled by w, the
+supervised terms fixed): w = 0 is gan-no-adv, w = 1 is gan. Every model is scored by eval/benchmark.py on each
 evaluation set (held-out pieces, soundfonts never trained on) with every measure; then per-clip
 paired differences (gan minus gan-no-adv, gan minus mapper: each clip's measure averaged over the
 seeds first) with bootstrap 95% confidence intervals (resampling clips), per rate and measure.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import re
 import shlex
 import subprocess
 import sys
@@ -73,18 +76,29 @@ def read_rows(path: Path) -> list[dict]:
         ]
 
 
-def paired(rows: list[dict], a: str, b: str, seeds: list[int], measure: str, rate: float | None) -> np.ndarray:
-    """Per clip (set, piece, rate): improvement of variant a over b, each averaged over seeds."""
+def variant_seed(method: str) -> tuple[str, int | None]:
+    """'gan-s2' -> ('gan', 2); a method without a seed (a classical stretcher) -> (method, None)."""
+    found = re.fullmatch(r"(.+)-s(\d+)", method)
+    return (found.group(1), int(found.group(2))) if found else (method, None)
 
-    def per_clip(variant):
+
+def paired(rows: list[dict], a: str, b: str, seeds: list[int], measure: str, rate: float | None) -> np.ndarray:
+    """Per clip (set, piece, rate): improvement of variant a over b, each averaged over the seeds
+    both were trained with. The classifier's accuracy is one number per method and rate, so its
+    units are (set, rate), not clips."""
+
+    def per_clip(variant, use):
         acc: dict = {}
         for r in rows:
-            name, _, seed = r["method"].rpartition("-s")
-            if name == variant and int(seed) in seeds and (rate is None or r["rate"] == rate) and measure in r:
-                acc.setdefault((r["set"], r["piece"], r["rate"]), []).append(r[measure])
+            name, seed = variant_seed(r["method"])
+            if name == variant and seed in use and (rate is None or r["rate"] == rate) and measure in r:
+                key = (r["set"], r["rate"]) if measure == "two_sample_accuracy" else (r["set"], r["piece"], r["rate"])
+                acc.setdefault(key, []).append(r[measure])
         return {k: float(np.mean(v)) for k, v in acc.items()}
 
-    va, vb = per_clip(a), per_clip(b)
+    trained = lambda v: {variant_seed(r["method"])[1] for r in rows if variant_seed(r["method"])[0] == v}
+    common = set(seeds) & trained(a) & trained(b)
+    va, vb = per_clip(a, common), per_clip(b, common)
     keys = sorted(set(va) & set(vb))
     return improvement(measure, np.array([va[k] for k in keys]), np.array([vb[k] for k in keys]))
 
