@@ -331,7 +331,8 @@ class Stretcher:
             raise AudioError(f"{getattr(source, 'name', 'input audio')} is silent (every sample is zero)")
         # with transients, each detected attack is played at speed 1 and starts with the input's
         # phase; the stretch happens between attacks, as in a performance at another tempo
-        positions, resets = timemap.frame_positions(tmap, cfg, n_in, onsets if self.transients else None, band.device)
+        plan = timemap.frame_positions(tmap, cfg, n_in, onsets if self.transients else None, band.device)
+        positions, resets, attacks = plan.positions, plan.resets, plan.attacks
         rate = torch.full((source.shape[0],), min(max(tmap.mean_rate, MIN_RATE), MAX_RATE), device=band.device)
         output = OverlapAdd(cfg, tmap.n_out)
         carry = None  # (first output frame, propagated phase) of the previous block
@@ -349,7 +350,16 @@ class Stretcher:
                 spec, start = spec[keep], None if start is None else start[keep]
             source_phase = torch.angle(spec)
             phase = spectral.propagate_phase(source_phase, local, cfg, start, None if resets is None else resets[a:b])
-            mag = stretch_magnitudes(self.model, spec.abs(), local, ref[keep], rate[: len(keep)], band, self.residual)
+            mag = stretch_magnitudes(
+                self.model,
+                spec.abs(),
+                local,
+                ref[keep],
+                rate[: len(keep)],
+                band,
+                self.residual,
+                None if attacks is None else attacks[a:b],
+            )
             carry = (a, phase[inverse] if len(keep) < len(inverse) else phase)
             if self.phase_lock:
                 phase = spectral.lock_phase(phase, mag, source_phase, local)

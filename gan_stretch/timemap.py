@@ -62,8 +62,8 @@ def with_transients(tmap: TimeMap, onsets, hop: int, before: int, after: int) ->
     of where ``tmap`` puts it, and the ends and anchors of ``tmap`` are kept.
 
     Onsets whose region would not fit (too close to a neighbour, an anchor or an end, or leaving
-    a gap outside the rates GAP_RATES) are left to ``tmap``. Returns the new map and
-    the output frames where a region starts (its phase is the input's there: a phase reset).
+    a gap outside the rates GAP_RATES) are left to ``tmap``. Returns the new map and the regions'
+    output spans [K, 2] in samples (a region's first frame restarts its phase as the input's).
     """
     src_anchor, tgt_anchor = tmap.source, tmap.target
     knots_src, knots_tgt, starts = [float(src_anchor[0])], [float(tgt_anchor[0])], []
@@ -103,27 +103,42 @@ def with_transients(tmap: TimeMap, onsets, hop: int, before: int, after: int) ->
         nxt += len(anchors)
         knots_src += [lo_s, hi_s]
         knots_tgt += [lo_t, hi_t]
-        starts.append(int(math.ceil(lo_t / hop - 1e-9)))  # the region's first output frame
+        starts.append((lo_t, hi_t))
     rest = [k for k in range(len(src_anchor)) if src_anchor[k] > knots_src[-1]]
     knots_src += [float(src_anchor[k]) for k in rest]
     knots_tgt += [float(tgt_anchor[k]) for k in rest]
-    return TimeMap(np.asarray(knots_src), np.asarray(knots_tgt)), np.asarray(starts, dtype=np.int64)
+    return TimeMap(np.asarray(knots_src), np.asarray(knots_tgt)), np.asarray(starts, dtype=np.float64).reshape(-1, 2)
 
 
-def frame_positions(tmap: TimeMap, cfg, n_in: int, onsets=None, device=None):
+@dataclass(frozen=True)
+class FramePlan:
+    """Where every output frame reads the input, at some STFT settings."""
+
+    positions: torch.Tensor  # [n_out] source frame of each output frame (float)
+    resets: torch.Tensor | None = None  # [n_out] bool: the frame's phase restarts as the input's
+    attacks: torch.Tensor | None = None  # [n_out] bool: the frame plays an attack at speed 1
+
+
+def frame_positions(tmap: TimeMap, cfg, n_in: int, onsets=None, device=None) -> FramePlan:
     """Source frame position of every output frame of ``tmap`` at the STFT settings ``cfg``
-    ([n_out] float, n_in input frames), and the frames whose phase restarts (None, or [n_out]
-    bool). With ``onsets`` (input samples of attacks), each attack is played at speed 1
-    (:func:`with_transients`)."""
+    (n_in input frames). With ``onsets`` (input samples of attacks), each attack is played at
+    speed 1 (:func:`with_transients`): its first frame restarts its phase and its frames are
+    marked as attacks."""
     from .spectral import TRANSIENT_FRAMES
 
     n_out = cfg.n_frames(tmap.n_out)
     if onsets is None or len(onsets) == 0:
-        return tmap.positions(n_out, cfg.hop, n_in, device), None
-    tmap, starts = with_transients(tmap, np.asarray(onsets), cfg.hop, *TRANSIENT_FRAMES)
-    resets = torch.zeros(n_out, dtype=torch.bool, device=device)
-    resets[torch.from_numpy(starts[starts < n_out]).to(resets.device)] = True
-    return tmap.positions(n_out, cfg.hop, n_in, device), resets
+        return FramePlan(tmap.positions(n_out, cfg.hop, n_in, device))
+    tmap, spans = with_transients(tmap, np.asarray(onsets), cfg.hop, *TRANSIENT_FRAMES)
+    first = np.ceil(spans[:, 0] / cfg.hop - 1e-9).astype(np.int64)  # each region's first output frame
+    last = np.floor(spans[:, 1] / cfg.hop + 1e-9).astype(np.int64)
+    resets = torch.zeros(n_out, dtype=torch.bool)
+    resets[torch.from_numpy(first[first < n_out])] = True
+    inside = np.zeros(n_out + 1, dtype=np.int64)  # +1 at each region's first frame, -1 after its last
+    np.add.at(inside, np.minimum(first, n_out), 1)
+    np.add.at(inside, np.minimum(last + 1, n_out), -1)
+    attacks = torch.from_numpy(np.cumsum(inside)[:n_out] > 0)
+    return FramePlan(tmap.positions(n_out, cfg.hop, n_in, device), resets.to(device), attacks.to(device))
 
 
 def from_rate(n: int, rate: float) -> TimeMap:

@@ -310,3 +310,29 @@ def test_training_never_reads_held_out_items(tiny_corpus, tmp_path, monkeypatch)
     run_stage("gan", corpus, tmp_path / "gan", 2, "eval_pieces=1", ae=tmp_path / "ae" / "model.safetensors")
     assert reads["training"] == train_ids
     assert reads["evaluation"] == heldout_ids
+
+
+def test_attack_frames_keep_the_input_under_residual_decoding(stretchers):
+    """With transients, the frames that play an attack at speed 1 are the input's own frames: the
+    refiner's change applies only to what is stretched (a model whose change is not zero)."""
+    from gan_stretch import spectral, timemap
+    from gan_stretch.magnitudes import stretch_frames
+
+    model = stretchers["active"].model
+    cfg = model.spectral
+    x, times = click_train(0.5)
+    onsets = spectral.onsets_of(torch.from_numpy(x), cfg)
+    n_in = cfg.n_frames(len(x))
+    plan = timemap.frame_positions(timemap.from_rate(len(x), 0.5), cfg, n_in, onsets)
+    assert plan.attacks.any() and not plan.attacks.all()
+    spec = spectral.analyze(torch.from_numpy(x), cfg)
+    ref = spectral.reference_db(spec.abs())
+    frames = spectral.magnitude_to_db(spec.abs(), ref, cfg).T[None]  # [1, T, F]
+    rate = torch.tensor([0.5])
+    kept = stretch_frames(model, frames, plan.positions, rate, True, plan.attacks)[0]
+    changed = stretch_frames(model, frames, plan.positions, rate, True)[0]
+    scaled = spectral.time_scale(frames, plan.positions)[0]
+    inside = plan.attacks
+    torch.testing.assert_close(kept[inside], scaled[inside].clamp(-cfg.db_range, 0))
+    assert (changed[inside] - scaled[inside]).abs().max() > 0.1  # the refiner does change them otherwise
+    torch.testing.assert_close(kept[~inside], changed[~inside])

@@ -159,7 +159,7 @@ def latent_cache(
             target = ae.encode(truth_db)
             if transients:
                 tmap = timemap.TimeMap(np.array([0.0, len(wave)]), np.array([0.0, len(truth)]))
-                positions, _ = timemap.frame_positions(tmap, cfg, lat.shape[0], onsets)
+                positions = timemap.frame_positions(tmap, cfg, lat.shape[0], onsets).positions
             else:
                 positions = spectral.stretch_positions(lat.shape[0], target.shape[0], rate)
             src.append(spectral.time_scale(lat, positions))
