@@ -338,7 +338,8 @@ def main(argv=None) -> int:
             if key not in options:
                 raise SystemExit(f"error: unknown model option {key!r} in {spec!r} (use {', '.join(options)})")
             options[key] = int(value) if key == "griffin_lim" else value.lower() in ("1", "true", "yes")
-        options["transients"] = None if options["transients"] is None else bool(options["transients"])
+        for key in ("transients", "decays"):  # None: as the model was trained
+            options[key] = None if options[key] is None else bool(options[key])
         models[name] = Stretcher(load_model(path), device=args.device, **options)
     if args.recordings:
         if args.listen:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from einops import rearrange
 
-from . import spectral
+from . import decays, spectral
 from .band import Band
 from .model import Model
 from .spectral import SpectralConfig
@@ -28,18 +29,26 @@ def stretch_magnitudes(
     band: Band,
     residual: bool,
     attacks: torch.Tensor | None = None,
+    change: np.ndarray | None = None,
 ) -> torch.Tensor:
     """Input magnitudes [C, F, T] -> stretched magnitudes [C, F, T'] (the model below its Nyquist
     frequency, the time-scaled input above it). positions: [T'] source frame of each output
     frame; ref: [C] each channel's reference in dB; rate: [C]; attacks: [T'] bool, frames that
-    play an attack at speed 1 (they keep the input's own frames under residual decoding)."""
+    play an attack at speed 1 (they keep the input's own frames under residual decoding);
+    change: [T', 40] level change in dB per mel band (gan_stretch.decays), or None."""
     frames = rearrange(spectral.magnitude_to_db(band.low(mag), ref, model.spectral), "c f t -> c t f")
-    low = spectral.db_to_magnitude(
-        rearrange(stretch_frames(model, frames, positions, rate, residual, attacks), "c t f -> c f t"), ref
-    )
+    out = stretch_frames(model, frames, positions, rate, residual, attacks)  # [C, T', F] dB
+    if change is not None:
+        shift = torch.from_numpy(decays.to_bins(change, model.spectral)).to(out)
+        out = (out + shift).clamp(-model.spectral.db_range, 0)
+    low = spectral.db_to_magnitude(rearrange(out, "c t f -> c f t"), ref)
     if band.full:
         return band.from_model(low)
-    return band.combine(low, spectral.time_scale(mag[..., band.first_high :, :], positions, dim=-1))
+    high = spectral.time_scale(mag[..., band.first_high :, :], positions, dim=-1)
+    if change is not None:  # the input's bins above the model's band follow the same bands
+        gain = decays.to_bins(change, band.cfg)[:, band.first_high :]
+        high = high * torch.from_numpy(10 ** (gain.T / 20)).to(high)
+    return band.combine(low, high)
 
 
 def stretch_frames(

@@ -16,7 +16,7 @@ import os
 import numpy as np
 import torch
 
-from . import spectral, timemap
+from . import decays, spectral, timemap
 from .audio import AudioReader, AudioWriter, check_output_path, check_sample_rate, validate
 from .band import Band, input_config
 from .errors import AudioError, ConfigError
@@ -78,6 +78,9 @@ class Stretcher:
         Play each detected attack at speed 1 with the input's phase (the stretch happens between
         attacks), so drums and plucks stay sharp. None: as the model was trained (its file
         records it).
+    decays : bool or None
+        Between attacks, let each band decay in real time as at the new tempo instead of at the
+        input's pace (:mod:`gan_stretch.decays`; needs ``transients``). None: with transients.
 
     Raises
     ------
@@ -117,6 +120,7 @@ class Stretcher:
         residual: bool = True,
         chunk_frames: int = 1024,
         transients: bool | None = None,
+        decays: bool | None = None,
     ):
         if (
             isinstance(griffin_lim, bool)
@@ -140,6 +144,7 @@ class Stretcher:
         self.residual = residual
         # attacks played at speed 1 with their own phase (see blocks); by default as the model was trained
         self.transients = bool(self.model.meta.get("transients", False) if transients is None else transients)
+        self.decays = self.transients if decays is None else bool(decays)  # needs the attack regions
         self.chunk_frames = int(chunk_frames)  # output frames per streamed block (about 24 s)
         context = 0 if self.model.refiner is None else self.model.refiner.context_frames
         # frames of context each side of a block: the generator's, and n_fft / hop - 1 frames per
@@ -326,13 +331,15 @@ class Stretcher:
         band = Band(self.spectral, cfg, source.device if isinstance(source, torch.Tensor) else self.device)
         n_in, n_out = cfg.n_frames(source.shape[-1]), cfg.n_frames(tmap.n_out)
         block, margin = self.chunk_frames, self.margin
-        ref, onsets = analyze(source, cfg, self.spectral, band, n_in, self.chunk_frames, self.transients)  # ref: [C]
+        ref, onsets, mel_db = analyze(source, cfg, self.spectral, band, n_in, self.chunk_frames, self.transients)
         if ref.max() <= SILENT_DB:
             raise AudioError(f"{getattr(source, 'name', 'input audio')} is silent (every sample is zero)")
         # with transients, each detected attack is played at speed 1 and starts with the input's
         # phase; the stretch happens between attacks, as in a performance at another tempo
         plan = timemap.frame_positions(tmap, cfg, n_in, onsets if self.transients else None, band.device)
         positions, resets, attacks = plan.positions, plan.resets, plan.attacks
+        # between attacks, each band decays in real time as at the new tempo (gan_stretch.decays)
+        change = decays.corrections(mel_db, positions, attacks) if self.decays and attacks is not None else None
         rate = torch.full((source.shape[0],), min(max(tmap.mean_rate, MIN_RATE), MAX_RATE), device=band.device)
         output = OverlapAdd(cfg, tmap.n_out)
         carry = None  # (first output frame, propagated phase) of the previous block
@@ -359,6 +366,7 @@ class Stretcher:
                 band,
                 self.residual,
                 None if attacks is None else attacks[a:b],
+                None if change is None else change[a:b],
             )
             carry = (a, phase[inverse] if len(keep) < len(inverse) else phase)
             if self.phase_lock:

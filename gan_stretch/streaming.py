@@ -96,11 +96,12 @@ def distinct_channels(*tensors: torch.Tensor | None) -> tuple[list[int], list[in
 
 def analyze(
     source, cfg: SpectralConfig, model: SpectralConfig, band: Band, n_in: int, block: int, transients: bool
-) -> tuple[torch.Tensor, np.ndarray]:
+) -> tuple[torch.Tensor, np.ndarray, np.ndarray | None]:
     """One pass over the input (a tensor or a file reader) in blocks of ``block`` frames of
     ``cfg``: the loudest model-band bin of each channel in dB ([C], see
     :func:`~gan_stretch.magnitudes.channel_reference_db`) and, with ``transients``, the input
-    samples where attacks start (all channels together, so the channels keep their timing)."""
+    samples where attacks start (all channels together, so the channels keep their timing) and
+    the input's levels in 40 mel bands [T, 40] in dB (None without transients)."""
     peak, power, envelope = None, [], []
     fb = spectral.mel_filters(model, band.device) if transients else None
     for s in range(0, n_in, block):
@@ -112,8 +113,10 @@ def analyze(
         if fb is not None:
             power.append(torch.einsum("cft,fm->tm", mag.float() ** 2, fb))
             envelope.append(spectral.attack_envelope(seg, cfg, s, e))
-    onsets = np.zeros(0, dtype=np.int64)
+    onsets, mel_db = np.zeros(0, dtype=np.int64), None
     if fb is not None:
-        found = spectral.detect_onsets(torch.cat(power).cpu().numpy(), cfg)
+        mel_power = torch.cat(power).cpu().numpy().astype(np.float64)
+        found = spectral.detect_onsets(mel_power, cfg)
         onsets = spectral.refine_onsets(found, torch.cat(envelope).cpu().numpy(), cfg)
-    return channel_reference_db(peak, cfg), onsets
+        mel_db = 10 * np.log10(np.maximum(mel_power, max(float(mel_power.max()), 1e-20) * 1e-10))
+    return channel_reference_db(peak, cfg), onsets, mel_db

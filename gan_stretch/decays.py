@@ -1,0 +1,71 @@
+"""Decays that keep time: a note stretched between two attacks decays as it would at the new tempo.
+
+A performance at another tempo plays each note's attack as it is and lets the note ring in real
+time until the next one: slower, the sound before the next attack has decayed further (the gap
+between the hits grows quieter); faster, less. A stretch reads the input's decay more slowly or
+quickly instead, so slowed-down sustains stay loud up to the next attack (a weak attack, energy
+before it). Between the attack regions of :func:`gan_stretch.timemap.with_transients`, each mel
+band's level is moved by its decay rate in the input (the least-squares slope of its dB over the
+input's sustain, decays only) times the difference between real time and input time elapsed
+since the attack. Speeding up raises the level at most back to where the attack left it.
+"""
+
+from __future__ import annotations
+
+import librosa
+import numpy as np
+import torch
+
+from .spectral import TRANSIENT_FRAMES, SpectralConfig
+
+MAX_SLOPE_DB = 3.0  # steepest decay followed, dB per input frame (about 130 dB/s at 23 ms frames)
+MAX_CUT_DB = 60.0  # the most a level is lowered
+
+
+def levels_at(mel_db: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """mel_db [T, M] read at fractional frame positions [K], linearly interpolated: [K, M]."""
+    p = np.clip(np.asarray(positions, dtype=np.float64), 0, len(mel_db) - 1)
+    i0 = np.floor(p).astype(np.int64)
+    i1 = np.minimum(i0 + 1, len(mel_db) - 1)
+    frac = (p - i0)[:, None]
+    return mel_db[i0] * (1 - frac) + mel_db[i1] * frac
+
+
+def corrections(mel_db: np.ndarray, positions: torch.Tensor, attacks: torch.Tensor) -> np.ndarray:
+    """Level change in dB [n_out, M] of every output frame and mel band.
+
+    mel_db: the input's mel-band levels [T_in, M] (all channels); positions: [n_out] source frame
+    of each output frame; attacks: [n_out] bool, the frames of attack regions (no change from an
+    onset on, nor before the first region)."""
+    pos = positions.detach().cpu().numpy().astype(np.float64)
+    inside = attacks.detach().cpu().numpy()
+    out = np.zeros((len(pos), mel_db.shape[1]))
+    # runs of stretched frames, each right after an attack region
+    starts = np.flatnonzero(~inside[1:] & inside[:-1]) + 1
+    for start in starts:
+        stop = start + int(np.argmax(inside[start:])) if inside[start:].any() else len(pos)
+        anchor = pos[start - 1]  # where the attack region left the input
+        lo, hi = int(np.floor(anchor)), min(len(mel_db), int(np.ceil(pos[stop - 1])) + 1)
+        if hi - lo < 3:
+            continue
+        slope = np.polyfit(np.arange(hi - lo, dtype=np.float64), mel_db[lo:hi], 1)[0]  # [M] dB per input frame
+        slope = np.clip(slope, -MAX_SLOPE_DB, 0.0)
+        elapsed_out = np.arange(1, stop - start + 1, dtype=np.float64)[:, None]  # real time, in frames
+        elapsed_in = (pos[start:stop] - anchor)[:, None]  # input time read
+        change = slope[None] * (elapsed_out - elapsed_in)
+        # faster (a rise): never above the level where the attack region left off
+        room = np.maximum(levels_at(mel_db, [anchor]) - levels_at(mel_db, pos[start:stop]), 0)
+        out[start:stop] = np.clip(np.minimum(change, room), -MAX_CUT_DB, None)
+        # the next attack region's first frames (their windows end before its onset) hold the same
+        # sustain: they keep the level a decay reached
+        out[stop : stop + TRANSIENT_FRAMES[0] - 1] = np.minimum(out[stop - 1], 0)
+    return out
+
+
+def to_bins(change: np.ndarray, cfg: SpectralConfig) -> np.ndarray:
+    """Per-band changes [T, M] (the 40 mel bands of gan_stretch.spectral.mel_filters) -> per
+    bin [T, F] of ``cfg``, interpolated between the bands' centre frequencies."""
+    bands = change.shape[1]
+    centres = librosa.mel_frequencies(bands + 2, fmin=0.0, fmax=cfg.sample_rate / 2, htk=False)[1:-1]
+    freqs = np.arange(cfg.n_freq) * cfg.sample_rate / cfg.n_fft
+    return np.stack([np.interp(freqs, centres, row) for row in change]) if len(change) else np.zeros((0, cfg.n_freq))
