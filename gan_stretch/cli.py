@@ -45,6 +45,8 @@ def _stretch(args) -> int:
         griffin_lim=args.griffin_lim,
         phase_lock=args.phase_lock,
         residual=not args.no_residual,
+        transients=False if args.no_transients else None,
+        decays=False if args.no_decays else None,
     )
     rate = None if args.rate is None else float(args.rate)
     if not src.is_dir():
@@ -220,6 +222,17 @@ def parser() -> argparse.ArgumentParser:
         "--no-residual",
         action="store_true",
         help="decode the refined latents alone instead of applying their change to the input's spectrum",
+    )
+    s.add_argument(
+        "--no-transients",
+        action="store_true",
+        help="stretch attacks like everything else (default: as the model was trained; the packaged "
+        "models play each attack at speed 1 with the input's phase)",
+    )
+    s.add_argument(
+        "--no-decays",
+        action="store_true",
+        help="keep the input's pace of decay between attacks (default: notes decay in real time)",
     )
     s.add_argument(
         "-n",
