@@ -1,7 +1,7 @@
 """The adversarial study: does the discriminator earn its place? One command trains and scores it.
 
     python eval/study.py --out docs/results/adversarial --eval data/eval/classical-opl3 data/eval/classical-musescore \
-        [--seeds 0 1 2] [--adv-weights 0.1 0.3 3] [--autoencoder runs/default/autoencoder/model.safetensors]
+        [--seeds 0 1 2] [--adv-weights 0.3 3] [--autoencoder runs/default/autoencoder/model.safetensors]
 
 Variants (recipe files; each trained once per seed on the same data, steps and autoencoder):
   mapper        recipes/default/mapper.yaml           the supervised frame-wise baseline
@@ -44,7 +44,20 @@ VARIANTS = {
     "gan-no-adv": "recipes/ablations/gan-no-adv.yaml",
     "gan": "recipes/default/gan.yaml",
 }
-PAIRS = (("gan", "gan-no-adv"), ("gan", "mapper"), ("gan-no-adv", "mapper"))
+ABLATIONS = {"gan-latent-d": "recipes/ablations/gan-latent-d.yaml"}  # seed 0 only
+PAIRS = (("gan", "gan-no-adv"), ("gan", "mapper"), ("gan-no-adv", "mapper"), ("gan-latent-d", "gan-no-adv"))
+
+
+def finished(run_dir: Path) -> bool:
+    """Whether a training run has reached its last step (its checkpoint says so)."""
+    from gan_stretch import checkpoint
+    from gan_stretch.errors import GanStretchError
+
+    try:
+        meta = checkpoint.load(run_dir / "checkpoints" / "last.safetensors")[1]
+    except GanStretchError:
+        return False
+    return meta.get("step") == meta.get("recipe", {}).get("steps")
 
 
 def bootstrap_ci(diffs: np.ndarray, n: int = 10000, seed: int = 0) -> tuple[float, float, float]:
@@ -113,7 +126,7 @@ def main(argv=None) -> int:
         "--adv-weights",
         type=float,
         nargs="*",
-        default=[0.1, 0.3, 3.0],
+        default=[0.3, 3.0],
         help="extra adversarial weights of the sweep (0 and 1 are the variants)",
     )
     p.add_argument(
@@ -124,6 +137,11 @@ def main(argv=None) -> int:
     p.add_argument("--pieces", type=int, default=8)
     p.add_argument("--accelerate-config", default=str(ROOT / "recipes/accelerate/cpu.yaml"))
     p.add_argument("--extra", default="", help="overrides for every run, e.g. 'data=data/train/a,data/train/b'")
+    p.add_argument(
+        "--no-train",
+        action="store_true",
+        help="train nothing: score the runs that have finished (others are trained elsewhere)",
+    )
     p.add_argument("--score-only", action="store_true", help="only re-read existing scores and write the report")
     args = p.parse_args(argv)
     out, runs = Path(args.out), Path(args.runs)
@@ -137,12 +155,7 @@ def main(argv=None) -> int:
 
     def train(recipe: str, run: str, *overrides: str) -> str:
         model = runs / run / "model.safetensors"
-        if not (
-            model.is_file()
-            and not (runs / run / "checkpoints" / "last.safetensors").is_file()
-            or model.is_file()
-            and args.score_only
-        ):
+        if not (args.score_only or args.no_train):  # a finished run resumes at its last step and only exports
             sh(
                 [
                     sys.executable,
@@ -166,6 +179,8 @@ def main(argv=None) -> int:
     for seed in args.seeds:
         for name, recipe in VARIANTS.items():
             models[f"{name}-s{seed}"] = train(recipe, f"{name}-s{seed}", f"autoencoder={ae}", f"seed={seed}")
+    for name, recipe in ABLATIONS.items():
+        models[f"{name}-s0"] = train(recipe, f"{name}-s0", f"autoencoder={ae}", "seed=0")
     for w in args.adv_weights:
         models[f"gan-adv{w:g}-s0"] = train(
             VARIANTS["gan"],
@@ -174,28 +189,34 @@ def main(argv=None) -> int:
             "seed=0",
             f"adv_weight={w:g}",
             f"fm_weight={2 * w:g}",
+            f"spec_adv_weight={w:g}",
+            f"spec_fm_weight={2 * w:g}",
         )
     rows = []
     for data in args.eval:
-        res = out / "scores" / Path(data).name
-        if not (res / "results.csv").is_file():
-            cmd = [
-                sys.executable,
-                "eval/benchmark.py",
-                "--data",
-                data,
-                "--out",
-                str(res),
-                "--pieces",
-                str(args.pieces),
-                "--methods",
-                "wsola",
-                "rubberband-r3",
-            ]
-            for name, path in models.items():
-                cmd += ["--model", f"{name}={path}"]
-            sh(cmd)
-        rows += [{**r, "set": Path(data).name} for r in read_rows(res / "results.csv")]
+        # one benchmark per model (and one for the classical references), so scores accumulate
+        # as runs finish and a rerun scores only what is new
+        for name, cmd in [("classical", ["--methods", "wsola", "rubberband-r3"])] + [
+            (name, ["--model", f"{name}={path}", "--methods"]) for name, path in models.items()
+        ]:
+            res = out / "scores" / Path(data).name / name
+            ready = name == "classical" or finished(Path(models[name]).parent)
+            if not (res / "results.csv").is_file() and not args.score_only and ready:
+                sh(
+                    [
+                        sys.executable,
+                        "eval/benchmark.py",
+                        "--data",
+                        data,
+                        "--out",
+                        str(res),
+                        "--pieces",
+                        str(args.pieces),
+                        *cmd,
+                    ]
+                )
+            if (res / "results.csv").is_file():
+                rows += [{**r, "set": Path(data).name} for r in read_rows(res / "results.csv")]
     report(rows, args, out)
     if commands:
         (out / "commands.txt").write_text("\n".join(commands) + "\n")
@@ -250,13 +271,43 @@ def report(rows: list[dict], args, out: Path) -> None:
         "| variant | " + " | ".join(MEASURES) + " |",
         "|---|" + "---|" * len(MEASURES),
     ]
-    variants = list(
-        dict.fromkeys(r["method"].rpartition("-s")[0] if "-s" in r["method"] else r["method"] for r in rows)
-    )
+    variants = list(dict.fromkeys(variant_seed(r["method"])[0] for r in rows))
     for v in variants:
-        mine = [r for r in rows if (r["method"].rpartition("-s")[0] if "-s" in r["method"] else r["method"]) == v]
+        mine = [r for r in rows if variant_seed(r["method"])[0] == v]
         vals = [np.nanmean([r.get(m, np.nan) for r in mine]) for m in MEASURES]
         lines.append(f"| {v} | " + " | ".join(f"{x:.3f}" for x in vals) + " |")
+    lines += [
+        "",
+        "## Means per run (the spread between seeds)",
+        "",
+        "| run | " + " | ".join(MEASURES) + " |",
+        "|---|" + "---|" * len(MEASURES),
+    ]
+    for method in dict.fromkeys(r["method"] for r in rows):
+        if variant_seed(method)[1] is None:
+            continue
+        mine = [r for r in rows if r["method"] == method]
+        vals = [np.nanmean([r.get(m, np.nan) for r in mine]) for m in MEASURES]
+        lines.append(f"| {method} | " + " | ".join(f"{x:.3f}" for x in vals) + " |")
+    lines += ["", "## Per rate, means over sets, pieces and seeds", ""]
+    rates = sorted({r["rate"] for r in rows})
+    for m in MEASURES:
+        lines += [
+            f"{m} ({BETTER[m]} is better)",
+            "",
+            "| variant | " + " | ".join(f"{x:g}" for x in rates) + " |",
+            "|---|" + "---|" * len(rates),
+        ]
+        for v in variants:
+            vals = [
+                np.nanmean(
+                    [r.get(m, np.nan) for r in rows if variant_seed(r["method"])[0] == v and r["rate"] == rate]
+                    or [np.nan]
+                )
+                for rate in rates
+            ]
+            lines.append(f"| {v} | " + " | ".join(f"{x:.3f}" for x in vals) + " |")
+        lines.append("")
     (out / "study.md").write_text("\n".join(lines) + "\n")
     with open(out / "paired.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(csv_rows[0]))
