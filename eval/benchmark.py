@@ -332,6 +332,7 @@ def main(argv=None) -> int:
             "phase_lock": args.phase_lock,
             "residual": args.residual,
             "transients": args.transients,
+            "decays": None,
         }
         for opt in filter(None, opts.split(",")):
             key, _, value = opt.partition("=")
