@@ -21,7 +21,8 @@ def train(recipe: AutoencoderRecipe) -> Run:
     spec = SpectralConfig(sample_rate=sets[0].sample_rate)
     if any(c.sample_rate != spec.sample_rate for c in sets):
         raise GanStretchError("all corpora of one run must share a sample rate")
-    frames = np.concatenate([frame_cache(c, spec, recipe.quiet_db) for c in sets])
+    with run.accelerator.main_process_first():  # the main process builds a missing cache, the others read it
+        frames = np.concatenate([frame_cache(c, spec, recipe.quiet_db) for c in sets])
     run.print(f"{len(frames)} training frames")
 
     cfg = AutoencoderConfig(
@@ -35,7 +36,7 @@ def train(recipe: AutoencoderRecipe) -> Run:
     weights = {"loss/linear_db_l1": recipe.linear_weight, "loss/mel_db_l1": recipe.mel_weight}
 
     def train_step(step: int) -> dict:
-        rows = np.sort(run.rng(step).integers(0, len(frames), recipe.batch_size))
+        rows = np.sort(run.local(run.rng(step).integers(0, len(frames), recipe.batch_size * run.processes)))
         x = torch.from_numpy(frames[rows].astype(np.float32)).to(run.device)  # [B, F] dB
         y = model(x)
         terms = {"loss/linear_db_l1": db_l1(y, x), "loss/mel_db_l1": mel_l1(mel, y, x)}

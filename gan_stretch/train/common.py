@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedDataParallelKwargs, set_seed
 
 from .. import checkpoint, spectral
 from ..config import Recipe, recipe_dict
@@ -52,7 +54,20 @@ class Run:
     def __init__(self, recipe: Recipe):
         self.recipe = recipe
         self.dir = Path(recipe.run_dir)
-        self.accelerator = Accelerator(log_with="tensorboard", project_dir=str(self.dir))
+        # cpu=True without a GPU: processes started by a multi-process launcher (accelerate launch
+        # --multi_gpu, torchrun) then form one group over gloo; accelerate would otherwise run each
+        # as a separate single-process run on the same data.
+        # broadcast_buffers=False: DDP would copy rank 0's buffers into every module in place at each
+        # forward, which breaks the backward of a graph that read them (the spectrogram
+        # discriminator's mel filters, read by the generator's loss, are overwritten by the no-grad
+        # forward on the real frames). No module here has batch statistics: the buffers (mel
+        # filters, spectral-norm vectors) evolve identically in every process.
+        self.accelerator = Accelerator(
+            log_with="tensorboard",
+            project_dir=str(self.dir),
+            cpu=not torch.accelerator.is_available(),
+            kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)],
+        )
         set_seed(recipe.seed)
         self.device = self.accelerator.device
         self.last = self.dir / "checkpoints" / "last.safetensors"
@@ -72,14 +87,48 @@ class Run:
         self.state: State | None = None
         self.scalars = Scalars()
         self._t0 = time.time()
+        self._trace = os.environ.get("GAN_STRETCH_TRACE")  # a folder: per step, hashes of batch and weights
+        self._drawn: list[np.ndarray] = []
+        if self.processes == 1 and "MASTER_ADDR" in os.environ and "WORLD_SIZE" not in os.environ:
+            self.print(
+                "warning: a multi-process launch started this one process only (accelerate launch --cpu "
+                "starts one without mpirun); on the CPU use --multi_gpu or recipes/accelerate/cpu-2proc.yaml"
+            )
+        if self.processes > 1:
+            self.print(
+                f"{self.processes} processes: batch_size={recipe.batch_size} per process, "
+                f"global batch {recipe.batch_size * self.processes}"
+            )
 
     @property
     def is_main(self) -> bool:
         return self.accelerator.is_main_process
 
+    @property
+    def processes(self) -> int:
+        return self.accelerator.num_processes
+
     def rng(self, step: int) -> np.random.Generator:
-        """Batches depend only on (seed, step, process): a resumed run sees exactly the data it would have."""
-        return np.random.default_rng([self.recipe.seed, step, self.accelerator.process_index])
+        """Batches depend only on (seed, step): a resumed run sees exactly the data it would have.
+
+        Every process gets the same stream; each draws the step's global batch (``batch_size``
+        x processes) and keeps its own part (:meth:`local`), so a run at batch_size B on 2
+        processes sees the data of a 1-process run at 2B. (The trailing 0 keeps the streams of
+        1-process runs as they were when each process drew from a stream of its own.)"""
+        return np.random.default_rng([self.recipe.seed, step, 0])
+
+    def local(self, batch):
+        """This process's part of a global batch (its first dimension: ``batch_size`` x processes)."""
+        n = len(batch) // self.processes
+        mine = batch[self.accelerator.process_index * n : (self.accelerator.process_index + 1) * n]
+        if self._trace:
+            self._drawn.append(np.asarray(mine))
+        return mine
+
+    def sample_rows(self, pairs, rng: np.random.Generator, window: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """This process's windows of the step's global batch: (rows [B, W] into ``pairs``, rate [B])."""
+        rows, rate = pairs.sample_rows(rng, self.recipe.batch_size * self.processes, window)
+        return self.local(rows), self.local(rate)
 
     def lr(self, base: float, step: int) -> float:
         """Cosine decay from ``base`` to ``base * lr_min_ratio`` over the run."""
@@ -154,6 +203,22 @@ class Run:
         if self.is_main:
             save_model(self.model_path, model)
 
+    def trace(self, step: int) -> None:
+        """Debugging multi-process runs (GAN_STRETCH_TRACE=DIR): each process appends to
+        DIR/rank<i>.jsonl a hash of the batch it drew this step and of every module's weights,
+        so runs can be checked for processes that see the same data or drift apart."""
+        weights = hashlib.sha1()
+        for name, m in self.state.modules.items():
+            for key, t in self.accelerator.unwrap_model(m).state_dict().items():
+                weights.update(name.encode() + key.encode() + t.detach().cpu().contiguous().numpy().tobytes())
+        batch = hashlib.sha1(b"".join(np.ascontiguousarray(x).tobytes() for x in self._drawn))
+        self._drawn = []
+        path = Path(self._trace) / f"rank{self.accelerator.process_index}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as f:
+            record = {"run": str(self.dir), "step": step, "batch": batch.hexdigest(), "weights": weights.hexdigest()}
+            f.write(json.dumps(record) + "\n")
+
     # --- logging -----------------------------------------------------------------------------
     def print(self, msg: str) -> None:
         if self.is_main:
@@ -161,6 +226,13 @@ class Run:
 
     def log(self, values: dict, step: int) -> None:
         self.accelerator.log(values, step=step)
+
+    def mean_over_processes(self, scalars: dict) -> dict:
+        """Logged values are means over the processes (each saw its part of the global batch)."""
+        if self.processes == 1:
+            return scalars
+        t = torch.tensor([float(v) for v in scalars.values()], dtype=torch.float64, device=self.device)
+        return dict(zip(scalars, self.accelerator.reduce(t, "mean").tolist()))
 
     def check_finite(self, step: int, **losses: torch.Tensor) -> None:
         """Watches losses for NaN or Inf: checked at the next log point or save (without waiting
@@ -210,12 +282,15 @@ class Run:
                 m.train()
             self.scalars.add(train_step(step))
             done = step + 1
+            if self._trace:
+                self.trace(done)
             log = done % r.log_every == 0 or done == r.steps
             save = done % r.save_every == 0 or done == r.steps
             evaluate = done % r.eval_every == 0 or done == r.steps
             if log or save or evaluate:  # nothing is logged or written after a non-finite loss
                 scalars = self._read_scalars(averages=log)
             if log:
+                scalars = self.mean_over_processes(scalars)
                 self.log(scalars, done)
                 self.print(
                     f"step {done}/{r.steps} "
@@ -230,6 +305,9 @@ class Run:
                     m.eval()
                 self.evaluate(export(), done)
         self.export(export())
+        # every process returns once the model file is whole (a script that starts the next stage
+        # in the same processes must not read a half-written or older export)
+        self.accelerator.wait_for_everyone()
         self.accelerator.end_training()
 
     # --- evaluation on held-out pieces -------------------------------------------------------
@@ -364,9 +442,10 @@ def sequence_stage(recipe) -> SequenceStage:
         {**loaded.meta, "kind": "autoencoder", "refiner": None},
     )
     digest = file_digest(recipe.autoencoder)
-    pairs = concat_pairs(
-        [latent_cache(c, base, digest, transients=recipe.transients, frames=needs_frames(recipe)) for c in sets]
-    )
+    with run.accelerator.main_process_first():  # the main process builds missing caches, the others read them
+        pairs = concat_pairs(
+            [latent_cache(c, base, digest, transients=recipe.transients, frames=needs_frames(recipe)) for c in sets]
+        )
     run.print(f"{len(pairs.lengths)} latent pairs, {pairs.source.shape[0]} frames")
     return SequenceStage(run, recipe, base.spectral, base.autoencoder.to(run.device), pairs, init)
 
@@ -424,6 +503,7 @@ def needs_frames(recipe) -> bool:
 
 
 def spec_rows(rng: np.random.Generator, recipe) -> torch.Tensor:
-    """Which of a batch's frames the decoded-spectrum loss looks at this step."""
+    """Which of a batch's frames the decoded-spectrum loss looks at this step (``spec_frames`` of
+    this process's ``batch_size`` x ``window`` frames)."""
     n = recipe.batch_size * recipe.window
     return torch.from_numpy(rng.choice(n, min(recipe.spec_frames, n), replace=False))

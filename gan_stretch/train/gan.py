@@ -76,10 +76,10 @@ def train(recipe: GanRecipe) -> Run:
 
     def train_step(step: int) -> dict:
         rng = run.rng(step)
-        rows, rate = pairs.sample_rows(rng, recipe.batch_size, recipe.window)
+        rows, rate = run.sample_rows(pairs, rng, recipe.window)
         src, tgt, rate = pairs.source[rows].to(run.device), pairs.target[rows].to(run.device), rate.to(run.device)
         if recipe.real == "natural":  # unpaired: any music's latents, not the stretch of this input
-            real = pairs.target[pairs.sample_rows(rng, recipe.batch_size, recipe.window)[0]].to(run.device)
+            real = pairs.target[run.sample_rows(pairs, rng, recipe.window)[0]].to(run.device)
         else:
             real = tgt
         cond = src if conditional else None

@@ -25,7 +25,7 @@ def train(recipe: MapperRecipe) -> Run:
 
     def train_step(step: int) -> dict:
         rng = run.rng(step)
-        rows, rate = pairs.sample_rows(rng, recipe.batch_size, recipe.window)
+        rows, rate = run.sample_rows(pairs, rng, recipe.window)
         src, tgt, rate = pairs.source[rows].to(run.device), pairs.target[rows].to(run.device), rate.to(run.device)
         pred = mapper(src, rate)
         terms = supervised_terms(recipe, ae, mel, pairs, rows, pred, src, tgt, rng)
