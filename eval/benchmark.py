@@ -35,7 +35,7 @@ import torch
 from einops import rearrange
 from tqdm import tqdm
 
-from gan_stretch import metrics, spectral, teachers
+from gan_stretch import metrics, parallel, spectral, teachers
 from gan_stretch.data.corpus import Corpus
 from gan_stretch.pipeline import Stretcher, load_model
 
@@ -270,6 +270,86 @@ def recordings(args, models: dict) -> int:
     return 0
 
 
+def load_models(args) -> dict[str, Stretcher]:
+    """Every ``--model NAME=PATH[@OPTIONS]`` as a Stretcher."""
+    models = {}
+    for spec in args.model:
+        name, _, path = spec.partition("=")
+        path, _, opts = path.partition("@")  # NAME=PATH@griffin_lim=16,phase_lock=0,residual=0
+        options = {
+            "griffin_lim": args.griffin_lim,
+            "phase_lock": args.phase_lock,
+            "residual": args.residual,
+            "transients": args.transients,
+            "decays": None,
+        }
+        for opt in filter(None, opts.split(",")):
+            key, _, value = opt.partition("=")
+            if key not in options:
+                raise SystemExit(f"error: unknown model option {key!r} in {spec!r} (use {', '.join(options)})")
+            options[key] = int(value) if key == "griffin_lim" else value.lower() in ("1", "true", "yes")
+        for key in ("transients", "decays"):  # None: as the model was trained
+            options[key] = None if options[key] is None else bool(options[key])
+        models[name] = Stretcher(load_model(path), device=args.device, **options)
+    return models
+
+
+_WORKER: dict = {}  # per process: the settings, models and corpus of the pairs it scores
+
+
+def init_worker(args) -> None:
+    """Loads the models and the corpus once per process (a worker of --jobs, or this one)."""
+    _WORKER.update(args=args, models=load_models(args), corpus=Corpus(args.data))
+
+
+def score_pair(job) -> tuple[list[dict], dict]:
+    """Every method on one (piece, rate): its rows of results.csv and, per method, its log-mel
+    patches for the two-sample test; with --listen its clips are stored."""
+    item, rate = job
+    args, models, corpus = _WORKER["args"], _WORKER["models"], _WORKER["corpus"]
+    sr, any_model = corpus.sample_rate, next(iter(models.values()), None)
+    src, truth = corpus.load(item, 1.0), corpus.load(item, rate)
+    onsets = corpus.onsets(item, rate)
+    rows, patches, clips = [], {}, {}
+    if args.two_sample:
+        patches["truth"] = (item.id, rate, metrics.mel_patches(truth, sr))
+    for name in list(models) + list(args.methods):
+        t0 = time.perf_counter()
+        if name in models:
+            y = models[name].stretch(src, sr, rate)
+        elif name in CEILINGS:
+            if name == "ceiling-ae" and any_model is None:
+                continue
+            y = ceiling(
+                name,
+                any_model,
+                (any_model.spectral if any_model else spectral.SpectralConfig(sample_rate=sr)),
+                src,
+                truth,
+                rate,
+                args.griffin_lim,
+                args.phase_lock,
+            )
+        else:
+            y = teachers.get(name, exact_length=False)(src[None], sr, rate)[0]  # its own length
+        elapsed = time.perf_counter() - t0
+        rows.append(
+            {
+                "piece": item.id,
+                "program": item.program,
+                "method": name,
+                "rate": rate,
+                **score(y, src, truth, sr, elapsed, onsets, args.visqol),
+            }
+        )
+        if args.two_sample:
+            patches[name] = (item.id, rate, metrics.mel_patches(y, sr))
+        clips[name] = y
+    if args.listen:
+        listen.save_trial(args.out, item.id, rate, sr, src, truth, clips)
+    return rows, patches
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", help="true-tempo corpus folder")
@@ -310,6 +390,15 @@ def main(argv=None) -> int:
         help="torch threads (1: the fastest on a busy machine, and the same numbers on any machine)",
     )
     p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "-j",
+        "--jobs",
+        type=int,
+        default=None,
+        help="(piece, rate) pairs scored at once, one process each (default: one per core with "
+        "--device cpu, else 1); results.csv is the same for any number, except realtime_factor, "
+        "which is timed while the other processes run (use --jobs 1 for speed figures)",
+    )
     p.add_argument("--no-visqol", dest="visqol", action="store_false", help="skip ViSQOL (the slowest measure)")
     p.add_argument(
         "--no-two-sample", dest="two_sample", action="store_false", help="skip the two-sample classifier test"
@@ -323,25 +412,11 @@ def main(argv=None) -> int:
     torch.set_num_threads(max(1, args.threads))
     if bool(args.data) == bool(args.recordings):
         raise SystemExit("error: give --data (true-tempo corpus) or --recordings (folder of music)")
-    models = {}
-    for spec in args.model:
-        name, _, path = spec.partition("=")
-        path, _, opts = path.partition("@")  # NAME=PATH@griffin_lim=16,phase_lock=0,residual=0
-        options = {
-            "griffin_lim": args.griffin_lim,
-            "phase_lock": args.phase_lock,
-            "residual": args.residual,
-            "transients": args.transients,
-            "decays": None,
-        }
-        for opt in filter(None, opts.split(",")):
-            key, _, value = opt.partition("=")
-            if key not in options:
-                raise SystemExit(f"error: unknown model option {key!r} in {spec!r} (use {', '.join(options)})")
-            options[key] = int(value) if key == "griffin_lim" else value.lower() in ("1", "true", "yes")
-        for key in ("transients", "decays"):  # None: as the model was trained
-            options[key] = None if options[key] is None else bool(options[key])
-        models[name] = Stretcher(load_model(path), device=args.device, **options)
+    if args.jobs is not None and args.jobs < 1:
+        raise SystemExit(f"error: --jobs must be at least 1, got {args.jobs}")
+    if args.jobs is None:
+        args.jobs = parallel.default_jobs() if args.device == "cpu" else 1
+    models = load_models(args)
     if args.recordings:
         if args.listen:
             raise SystemExit("error: --listen needs --data: recordings have no reference to listen against")
@@ -351,59 +426,33 @@ def main(argv=None) -> int:
     items = corpus.split("heldout")[: args.pieces]
     if not items:
         raise SystemExit(f"error: {args.data} has no held-out items")
-    sr = corpus.sample_rate
     for m in args.methods:
         if m not in teachers.TEACHERS and m not in CEILINGS:
             raise SystemExit(f"error: unknown method {m!r}")
-    any_model = next(iter(models.values()), None)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    rows = []
     if args.listen:
         listen.clear_clips(out)
     jobs = [(item, rate) for item in items for rate in (args.rates or corpus.rates(item))]
+    # one job per (piece, rate), every method on it; the rows come back in this order whatever
+    # order the jobs end in
+    results, failed = {}, []
+    for i, result, error in parallel.imap(
+        score_pair, jobs, args.jobs, desc="benchmark", unit="pair", init=init_worker, initargs=(args,)
+    ):
+        if error is not None:
+            failed.append(f"{jobs[i][0].id} at rate {jobs[i][1]:g}: {parallel.describe(error)}")
+            tqdm.write(f"error: {failed[-1]}", file=sys.stderr)
+        else:
+            results[i] = result
+    if not results:
+        raise SystemExit(f"error: every pair failed (first: {failed[0]})")
+    rows = [row for i in sorted(results) for row in results[i][0]]
     patches: dict[str, list] = {}  # method -> (piece, rate, log-mel patches) for the two-sample test
-    for item, rate in tqdm(jobs, desc="benchmark", unit="pair"):
-        src, truth = corpus.load(item, 1.0), corpus.load(item, rate)
-        onsets = corpus.onsets(item, rate)
-        if args.two_sample:
-            patches.setdefault("truth", []).append((item.id, rate, metrics.mel_patches(truth, sr)))
-        clips = {}
-        for name in list(models) + list(args.methods):
-            t0 = time.perf_counter()
-            if name in models:
-                y = models[name].stretch(src, sr, rate)
-            elif name in CEILINGS:
-                if name == "ceiling-ae" and any_model is None:
-                    continue
-                y = ceiling(
-                    name,
-                    any_model,
-                    (any_model.spectral if any_model else spectral.SpectralConfig(sample_rate=sr)),
-                    src,
-                    truth,
-                    rate,
-                    args.griffin_lim,
-                    args.phase_lock,
-                )
-            else:
-                y = teachers.get(name, exact_length=False)(src[None], sr, rate)[0]  # its own length
-            elapsed = time.perf_counter() - t0
-            rows.append(
-                {
-                    "piece": item.id,
-                    "program": item.program,
-                    "method": name,
-                    "rate": rate,
-                    **score(y, src, truth, sr, elapsed, onsets, args.visqol),
-                }
-            )
-            if args.two_sample:
-                patches.setdefault(name, []).append((item.id, rate, metrics.mel_patches(y, sr)))
-            clips[name] = y
-        if args.listen:
-            listen.save_trial(out, item.id, rate, sr, src, truth, clips)
+    for i in sorted(results):
+        for name, patch in results[i][1].items():
+            patches.setdefault(name, []).append(patch)
 
     if args.two_sample and len(items) >= 2:
         # one fresh classifier per method (never the training discriminator); its held-out accuracy
@@ -449,6 +498,12 @@ def main(argv=None) -> int:
     print(f"wrote {out}/table.md, results.csv, {len(plots)} plots")
     if args.listen:
         print(f"listening page: {listen.build(out)}")
+    if failed:
+        print(
+            f"{len(failed)} of {len(jobs)} pair(s) failed, left out of the results: " + "; ".join(failed),
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

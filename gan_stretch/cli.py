@@ -13,6 +13,7 @@ def _stretch(args) -> int:
 
     from tqdm import tqdm
 
+    from . import parallel
     from .audio import AudioReader, check_format, check_output_path
     from .errors import AudioError
     from .pipeline import Stretcher, check_sample_rate
@@ -23,6 +24,8 @@ def _stretch(args) -> int:
         raise AudioError("give --rate, --duration or --time-map")
     if args.rate is not None:
         check_rate(args.rate)
+    if args.jobs is not None:
+        parallel.check_jobs(args.jobs)
     time_map = read(args.time_map) if args.time_map else None
     src, dst = Path(args.input), Path(args.output)
     if src.is_dir():  # a whole folder: every audio file in it, same names, same formats
@@ -71,23 +74,36 @@ def _stretch(args) -> int:
             f"{info['channels']} channel(s))"
         )
         return 0
-    done, failed, existing = 0, [], []
-    for f, out in tqdm(jobs, desc="stretching", unit="file"):
-        name = f.relative_to(src)
+    # one process per core on the CPU; on a GPU the files take turns on it unless --jobs says otherwise
+    workers = args.jobs if args.jobs is not None else (parallel.default_jobs() if stretcher.device.type == "cpu" else 1)
+    todo, failed, existing = [], [], []
+    for f, out in jobs:
         if args.no_clobber and out.exists():
-            existing.append(name)
-            continue
-        try:
-            info = stretcher.stretch_file(
-                f, out, rate, duration=args.duration, time_map=time_map, clobber=not args.no_clobber
-            )
-        except GanStretchError as e:
-            failed.append(name)
-            message = str(e) if str(f) in str(e) else f"{f}: {e}"  # the line names the file
+            existing.append(f.relative_to(src))
+        else:
+            todo.append((f, out))
+    options = (args.checkpoint, args.device, args.griffin_lim, args.phase_lock, not args.no_residual)
+    done = 0
+    for i, info, error in parallel.imap(
+        _stretch_file,
+        [(f, out, rate, args.duration, time_map, not args.no_clobber) for f, out in todo],
+        workers,
+        desc="stretching",
+        unit="file",
+        init=_load_stretcher,
+        initargs=options,
+    ):
+        f, name = todo[i][0], todo[i][0].relative_to(src)
+        if error is not None:
+            failed.append((i, name))
+            message = parallel.describe(error)
+            message = message if str(f) in message else f"{f}: {message}"  # the line names the file
             tqdm.write(f"gan-stretch: error: {message}", file=sys.stderr)
             continue
         _warn_clipped(name, info)
         done += 1
+    _load_stretcher(None, None, None, None, None, unload=True)  # the model of a --jobs 1 run, no longer needed
+    failed = [name for _, name in sorted(failed)]  # in file order, whatever order the jobs ended in
     summary = f"{done} stretched into {dst}"
     if existing:
         summary += f", {len(existing)} already there (--no-clobber)"
@@ -97,6 +113,26 @@ def _stretch(args) -> int:
     if skipped:
         print(f"skipped {len(skipped)} file(s) that are not audio gan-stretch reads: {_names(skipped)}")
     return 1 if failed else 0
+
+
+_STRETCHER = None  # a folder job's Stretcher, made once per process by _load_stretcher
+
+
+def _load_stretcher(checkpoint, device, griffin_lim, phase_lock, residual, unload: bool = False) -> None:
+    global _STRETCHER
+    from .pipeline import Stretcher
+
+    _STRETCHER = (
+        None
+        if unload
+        else Stretcher(checkpoint, device=device, griffin_lim=griffin_lim, phase_lock=phase_lock, residual=residual)
+    )
+
+
+def _stretch_file(job) -> dict:
+    """One file of a folder (in a worker process when --jobs > 1)."""
+    f, out, rate, duration, time_map, clobber = job
+    return _STRETCHER.stretch_file(f, out, rate, duration=duration, time_map=time_map, clobber=clobber)
 
 
 def folder_jobs(src, dst) -> tuple[list, list]:
@@ -165,6 +201,7 @@ def _data_midi(args) -> None:
         level_range=args.level_range,
         seed=args.seed,
         items=args.items,
+        jobs=args.jobs,
     )
     print(f"{c.root}: {len(c.split('train'))} training and {len(c.split('heldout'))} held-out items")
 
@@ -181,6 +218,7 @@ def _data_teacher(args) -> None:
         excerpts=args.excerpts,
         heldout=args.heldout,
         sample_rate=args.sample_rate,
+        jobs=args.jobs,
     )
     print(f"{c.root}: {len(c.split('train'))} training and {len(c.split('heldout'))} held-out items")
 
@@ -241,6 +279,14 @@ def parser() -> argparse.ArgumentParser:
         help="never overwrite an existing output (default: replace it, as sox and rubberband do); "
         "in folder mode, files already stretched are skipped, so a rerun resumes a batch",
     )
+    s.add_argument(
+        "-j",
+        "--jobs",
+        type=int,
+        default=None,
+        help="folder: files stretched at once, one process each (default: one per core on the CPU, "
+        "1 on a GPU); each process uses one thread, so the outputs do not depend on it",
+    )
     s.set_defaults(fn=_stretch)
 
     d = sub.add_parser("data", help="build training and evaluation corpora")
@@ -290,6 +336,14 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--teacher", default="pv", help="pv | rubberband | wsola | hptsm")
     t.add_argument("--excerpts", type=int, default=3, help="excerpts per file")
     for q in (m, t):
+        q.add_argument(
+            "-j",
+            "--jobs",
+            type=int,
+            default=None,
+            help="items rendered at once, one process each (default: one per core); the corpus is the "
+            "same for any number",
+        )
         q.add_argument("--rates", type=float, nargs="+", default=list(DEFAULT_RATES))
         q.add_argument("--seconds", type=float, default=10.0)
         q.add_argument("--heldout", type=float, default=0.25, help="fraction of pieces held out for evaluation")

@@ -10,6 +10,7 @@ destroyed once, at the end, instead of by every run). Every file a process puts 
 writes end in ``os.replace``) is appended to LOG/writes-rank<i>.txt, so the test can tell which
 process wrote what; LOG/pid-rank<i>.txt holds each process's id (TensorBoard names its files with it).
 """
+
 from __future__ import annotations
 
 import json

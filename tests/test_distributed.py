@@ -7,6 +7,7 @@ after step 4) and rerun. Every process records, per step, hashes of the batch it
 (GAN_STRETCH_TRACE) and every file it put in place. The 1-process runs the 2-process ones are
 compared with run in this process at twice the batch size: the same global batch.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,11 +36,35 @@ COMMON = [f"steps={STEPS}", f"save_every={SAVE}", "eval_every=1000", "eval_piece
 STAGES = {
     "autoencoder": ("autoencoder", ["hidden=[64, 32]", "latent=16"]),
     "mapper": ("mapper", ["hidden=32", "window=16", "spec_frames=100000"]),
-    "gan": ("gan", ["channels=16", "d_channels=16", "d_layers=2", "dilations=[1, 2]", "warmup_steps=2",
-                    "window=16", "spec_frames=100000", "spec_d_batch=64"]),
-    "gan-spec": ("gan", ["channels=16", "d_channels=16", "d_layers=2", "dilations=[1, 2]", "warmup_steps=2",
-                         "window=16", "spec_frames=100000", "spec_d_batch=64", "spec_adv_weight=1",
-                         "spec_fm_weight=2", "residual_loss=true"]),
+    "gan": (
+        "gan",
+        [
+            "channels=16",
+            "d_channels=16",
+            "d_layers=2",
+            "dilations=[1, 2]",
+            "warmup_steps=2",
+            "window=16",
+            "spec_frames=100000",
+            "spec_d_batch=64",
+        ],
+    ),
+    "gan-spec": (
+        "gan",
+        [
+            "channels=16",
+            "d_channels=16",
+            "d_layers=2",
+            "dilations=[1, 2]",
+            "warmup_steps=2",
+            "window=16",
+            "spec_frames=100000",
+            "spec_d_batch=64",
+            "spec_adv_weight=1",
+            "spec_fm_weight=2",
+            "residual_loss=true",
+        ],
+    ),
 }
 
 
@@ -63,9 +88,16 @@ def launched(tiny_corpus, tmp_path_factory):
         plan += [{"recipe": recipe, "overrides": resumed, "crash_at": CRASH}, {"recipe": recipe, "overrides": resumed}]
     (root / "plan.json").write_text(json.dumps(plan))
     env = {**os.environ, "GAN_STRETCH_TRACE": str(root / "trace"), "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-           str(ROOT / "recipes" / "accelerate" / "cpu-2proc.yaml"), str(ROOT / "tests" / "distributed_driver.py"),
-           str(root / "plan.json"), str(root / "log")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(ROOT / "recipes" / "accelerate" / "cpu-2proc.yaml"),
+        str(ROOT / "tests" / "distributed_driver.py"),
+        str(root / "plan.json"),
+        str(root / "log"),
+    ]
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-5000:]
     (root / "stdout.txt").write_text(p.stdout)
@@ -115,8 +147,10 @@ def test_only_the_main_process_writes(launched):
 def test_resumed_two_process_run_continues_exactly(launched):
     out = (launched / "stdout.txt").read_text()
     for name in STAGES:
-        assert f"resuming from {launched / 'runs' / f'{name}-resumed' / 'checkpoints' / 'last.safetensors'} " \
-               f"at step {SAVE}" in out
+        assert (
+            f"resuming from {launched / 'runs' / f'{name}-resumed' / 'checkpoints' / 'last.safetensors'} "
+            f"at step {SAVE}" in out
+        )
         a = checkpoint.load(launched / "runs" / name / "checkpoints" / "last.safetensors")[0]
         b = checkpoint.load(launched / "runs" / f"{name}-resumed" / "checkpoints" / "last.safetensors")[0]
         assert a.keys() == b.keys()
@@ -174,6 +208,16 @@ def test_a_launch_that_started_one_process_of_several_says_so(tiny_corpus, tmp_p
     """`accelerate launch --cpu --num_processes 2` starts one process (without mpirun): the run says so."""
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
     monkeypatch.delenv("WORLD_SIZE", raising=False)
-    train(ROOT / "recipes" / "autoencoder.yaml", [f"data={tiny_corpus.root}", f"run_dir={tmp_path / 'r'}", "steps=1",
-                                                  "eval_pieces=0", "hidden=[64, 32]", "latent=16", "batch_size=8"])
+    train(
+        ROOT / "recipes" / "autoencoder.yaml",
+        [
+            f"data={tiny_corpus.root}",
+            f"run_dir={tmp_path / 'r'}",
+            "steps=1",
+            "eval_pieces=0",
+            "hidden=[64, 32]",
+            "latent=16",
+            "batch_size=8",
+        ],
+    )
     assert "started this one process only" in capsys.readouterr().out

@@ -27,8 +27,10 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
+from .. import parallel
 from ..checkpoint import atomic_write
 from ..errors import GanStretchError
+from ..parallel import check_jobs
 
 DEFAULT_RATES = (0.5, 0.75, 1.25, 1.5, 2.0)
 # General MIDI programs with varied timbres: pianos, mallets, organ, guitars, bass, strings,
@@ -218,48 +220,58 @@ def _render_suffix(choice: dict, seed: int) -> str:
 
 @dataclass
 class _Job:
+    """One item to render; plain data, so that a worker process can take it."""
+
     key: str  # the piece: one piece is held out in every family and orchestration
     stem: str  # item id before the render suffix
     source: str
     seed: int
-    make: object  # () -> (MIDI at tempo 1, program or channel -> program, extra manifest fields)
+    family: str
+    piece: str  # music21 path (classical, ensemble); empty for grooves
+    seconds: float
+    program: int | None = None  # classical: the GM program of every part
+
+
+def _make(job: _Job):
+    """(MIDI at tempo 1, program or channel -> program, extra manifest fields) of ``job``."""
+    from .render import music21_midi
+
+    if job.family == "groove":
+        from .grooves import groove
+
+        g = groove(job.seed, job.seconds)
+        return (
+            g.midi(),
+            g.programs,
+            {"groove": {"style": g.style, "bpm": g.bpm, "swing": g.swing, "key": g.key, "minor": g.minor}},
+        )
+    if job.family == "ensemble":
+        from .ensembles import orchestrate, split_parts
+
+        midi, parts = split_parts(music21_midi(job.piece))
+        name, prog = orchestrate(parts, np.random.default_rng([job.seed, 2]))
+        return midi, prog, {"ensemble": name}
+    return music21_midi(job.piece), job.program, {"program": job.program}
 
 
 def _jobs(
     family: str, pieces: int, programs, programs_per_piece: int, composers, seconds: float, seed: int
 ) -> list[_Job]:
-    from .render import music21_midi
-
     if family == "groove":
-        from .grooves import groove
-
-        def make_groove(s):
-            g = groove(s, seconds)
-            return (
-                g.midi(),
-                g.programs,
-                {"groove": {"style": g.style, "bpm": g.bpm, "swing": g.swing, "key": g.key, "minor": g.minor}},
-            )
-
         return [
-            _Job(f"groove-{k}", f"groove-{k:04d}", f"groove:{k}", s, lambda s=s: make_groove(s))
+            _Job(f"groove-{k}", f"groove-{k:04d}", f"groove:{k}", item_seed(seed, f"groove-{k}"), family, "", seconds)
             for k in range(pieces)
-            for s in [item_seed(seed, f"groove-{k}")]
         ]
     if family == "ensemble":
-        from .ensembles import ENSEMBLE_COMPOSERS, orchestrate, split_parts
-
-        def make_ensemble(src, s):
-            midi, parts = split_parts(music21_midi(src))
-            name, prog = orchestrate(parts, np.random.default_rng([s, 2]))
-            return midi, prog, {"ensemble": name}
+        from .ensembles import ENSEMBLE_COMPOSERS
 
         sources = corpus_sources(pieces, composers or ENSEMBLE_COMPOSERS)
         return [
-            _Job(src, f"{_piece_name(src)}-e{k}", f"music21:{src}", s, lambda src=src, s=s: make_ensemble(src, s))
+            _Job(
+                src, f"{_piece_name(src)}-e{k}", f"music21:{src}", item_seed(seed, f"{src}#e{k}"), family, src, seconds
+            )
             for src in sources
             for k in range(programs_per_piece)
-            for s in [item_seed(seed, f"{src}#e{k}")]
         ]
     sources = corpus_sources(pieces, composers or COMPOSERS)
     jobs = []
@@ -272,7 +284,10 @@ def _jobs(
                     f"{_piece_name(src)}-p{program}",
                     f"music21:{src}",
                     item_seed(seed, f"{src}#p{program}"),
-                    lambda src=src, program=program: (music21_midi(src), program, {"program": program}),
+                    family,
+                    src,
+                    seconds,
+                    program,
                 )
             )
     return jobs
@@ -301,6 +316,7 @@ def build_true_tempo(
     level_range: tuple[float, float] | None = None,
     seed: int = 0,
     items: int | None = None,
+    jobs: int = 1,
 ) -> Corpus:
     """Renders ``pieces`` pieces at tempo 1 and each rate; reuses renders already on disk.
 
@@ -311,20 +327,11 @@ def build_true_tempo(
     draws one; ``synth``: fluidsynth (.sf2/.sf3) or timidity (.cfg); ``reverb``/``chorus``: off, on
     or random per item; ``level_range``: (low, high) dBFS of each item's peak, the same gain on
     every rate. ``splits=("heldout",)`` renders only the held-out pieces (an evaluation set, e.g.
-    with a soundfont never used in training); ``items`` stops after that many items.
+    with a soundfont never used in training); ``items`` stops after that many items. ``jobs``:
+    items rendered at once, in worker processes (None: one per core); the manifest is the same
+    for any number.
     """
-    from .render import (
-        CHORUS_SEND,
-        DRUM_CHANNEL,
-        REVERB_SEND,
-        find_soundfont,
-        normalise,
-        note_channels,
-        note_onsets,
-        peak_db,
-        perform,
-        render,
-    )
+    from .render import find_soundfont
 
     if family not in FAMILIES:
         raise GanStretchError(f"unknown family {family!r}; choose one of {', '.join(FAMILIES)}")
@@ -364,9 +371,9 @@ def build_true_tempo(
     except GanStretchError:
         done = {}
     all_rates = [1.0] + [float(r) for r in rates]
-    jobs = _jobs(family, pieces, programs, programs_per_piece, composers, seconds, seed)
-    skipped: dict[str, list[str]] = {}  # why -> pieces
-    for job in tqdm(jobs, desc=f"rendering true-tempo pairs ({family})", unit="item"):
+    todo = _jobs(family, pieces, programs, programs_per_piece, composers, seconds, seed)
+    tasks = []  # (job, the item's manifest entry so far, render choices, its entry in the old manifest)
+    for job in todo:
         split = "heldout" if _is_heldout(job.key, heldout) else "train"
         if split not in splits:
             continue
@@ -387,65 +394,134 @@ def build_true_tempo(
             "seed": job.seed,
             "audio": audio,
         }
-        rendered = item_id in done and all((root / p).is_file() for p in audio.values())
-        if rendered and "onsets" in done[item_id]:
-            item.update({k: v for k, v in done[item_id].items() if k not in item and k != "peak_db"})
+        tasks.append(_RenderTask(root, job, item, choice, done.get(item_id), all_rates, sample_rate, synth))
+    skipped: dict[str, list[str]] = {}  # why -> pieces
+    finished: dict[int, dict | None] = {}  # task index -> its manifest entry (None: skipped or failed)
+    failed: list[str] = []
+    for i, entry, error in parallel.imap(
+        _render_item, tasks, check_jobs(jobs), desc=f"rendering true-tempo pairs ({family})", unit="item"
+    ):
+        task, finished[i] = tasks[i], None
+        if error is not None:
+            failed.append(f"{task.item['id']}: {parallel.describe(error)}")
+            tqdm.write(f"failed {task.item['id']}: {parallel.describe(error)}")
+        elif "skip" in entry:
+            tqdm.write(entry["message"])
+            skipped.setdefault(entry["skip"], []).append(task.job.source)
         else:
-            try:
-                midi, program, extra = job.make()
-            except Exception as e:  # music21 raises many types on pieces it cannot convert
-                tqdm.write(f"skipping {job.source}: cannot convert it ({type(e).__name__})")
-                skipped.setdefault(f"music21 cannot convert them ({type(e).__name__}: {e})"[:200], []).append(
-                    job.source
-                )
-                continue
-            controls = {}
-            if choice["reverb"]:
-                controls[REVERB_SEND] = choice["effects"]["reverb_send"]
-            if choice["chorus"]:
-                controls[CHORUS_SEND] = choice["effects"]["chorus_send"]
-            perf = {r: perform(midi, program, seconds, r, controls) for r in all_rates}
-            onsets, drums = note_onsets(perf[1.0])
-            prog = (
-                program
-                if isinstance(program, dict)
-                else {c: program for c in note_channels(perf[1.0]) if c != DRUM_CHANNEL}
-            )
-            item.update(
-                extra, programs={str(c): int(p) for c, p in sorted(prog.items())}, onsets=onsets, drum_onsets=drums
-            )
-            if not rendered:
-                # every rate rendered again when one is missing: the shared gain needs all of them
-                waves = {
-                    r: render(
-                        perf[r],
-                        choice["soundfont"],
-                        sample_rate,
-                        int(round(seconds * sample_rate / r)),
-                        synth=synth,
-                        reverb=choice["reverb"],
-                        chorus=choice["chorus"],
-                        room_size=choice["effects"].get("room_size", 0.2),
-                    )
-                    for r in all_rates
-                }
-                waves, _ = normalise(waves, choice["level"])
-                for r, wave in waves.items():
-                    if not (root / audio[rate_key(r)]).is_file():
-                        _write_audio(root / audio[rate_key(r)], wave, sample_rate)
-        peak = float(np.abs(sf.read(str(root / audio[rate_key(1.0)]), dtype="float32")[0]).max())
-        if peak < 1e-4:
-            tqdm.write(f"skipping {item_id}: silent render")
-            skipped.setdefault("their renders are silent", []).append(job.source)
-            continue
-        item["peak_db"] = round(peak_db(np.array([peak])), 2)
-        manifest["items"].append(item)
+            finished[i] = entry
+        # the manifest lists every finished item, in the order of --jobs 1, as they finish: a rerun
+        # after an interruption reuses them
+        manifest["items"] = [finished[k] for k in sorted(finished) if finished[k] is not None]
+        first = _first_items(finished, items)
+        if first is not None:
+            manifest["items"] = first
         _write_manifest(root, manifest)
-        if items is not None and len(manifest["items"]) >= items:
+        if first is not None:
             break
-    _check_not_empty(manifest["items"], splits, len(jobs), skipped, root)
+    if failed:
+        raise GanStretchError(
+            f"{len(failed)} of {len(tasks)} item(s) failed (first: {failed[0]}); the "
+            f"{len(manifest['items'])} finished ones are in {root / 'manifest.json'}, a rerun "
+            "renders the rest"
+        )
+    _check_not_empty(manifest["items"], splits, len(todo), skipped, root)
     _write_manifest(root, manifest)
     return Corpus(root)
+
+
+def _first_items(finished: dict[int, dict | None], items: int | None) -> list[dict] | None:
+    """The first ``items`` items in task order once every task before them has finished, else None."""
+    if items is None:
+        return None
+    out = []
+    for k in range(len(finished)):
+        if k not in finished:
+            return None
+        if finished[k] is not None:
+            out.append(finished[k])
+            if len(out) == items:
+                return out
+    return None
+
+
+@dataclass
+class _RenderTask:
+    root: Path
+    job: _Job
+    item: dict  # the manifest entry so far: id, split, choices, audio paths
+    choice: dict  # render choices (choose_render)
+    old: dict | None  # the item's entry in the manifest on disk, if any
+    rates: list[float]  # 1 and every rate
+    sample_rate: int
+    synth: str
+
+
+def _render_item(task: _RenderTask) -> dict:
+    """Renders one item at every rate unless its renders are on disk; returns its manifest entry,
+    or ``{"skip": why, "message": line}`` for a piece that cannot be used. Runs in a worker process."""
+    from .render import (
+        CHORUS_SEND,
+        DRUM_CHANNEL,
+        REVERB_SEND,
+        normalise,
+        note_channels,
+        note_onsets,
+        peak_db,
+        perform,
+        render,
+    )
+
+    root, job, item, choice, old = task.root, task.job, dict(task.item), task.choice, task.old
+    audio, item_id, seconds = item["audio"], item["id"], job.seconds
+    rendered = old is not None and all((root / p).is_file() for p in audio.values())
+    if rendered and "onsets" in old:
+        item.update({k: v for k, v in old.items() if k not in item and k != "peak_db"})
+    else:
+        try:
+            midi, program, extra = _make(job)
+        except Exception as e:  # music21 raises many types on pieces it cannot convert
+            return {
+                "skip": f"music21 cannot convert them ({type(e).__name__}: {e})"[:200],
+                "message": f"skipping {job.source}: cannot convert it ({type(e).__name__})",
+            }
+        controls = {}
+        if choice["reverb"]:
+            controls[REVERB_SEND] = choice["effects"]["reverb_send"]
+        if choice["chorus"]:
+            controls[CHORUS_SEND] = choice["effects"]["chorus_send"]
+        perf = {r: perform(midi, program, seconds, r, controls) for r in task.rates}
+        onsets, drums = note_onsets(perf[1.0])
+        prog = (
+            program
+            if isinstance(program, dict)
+            else {c: program for c in note_channels(perf[1.0]) if c != DRUM_CHANNEL}
+        )
+        item.update(extra, programs={str(c): int(p) for c, p in sorted(prog.items())}, onsets=onsets, drum_onsets=drums)
+        if not rendered:
+            # every rate rendered again when one is missing: the shared gain needs all of them
+            waves = {
+                r: render(
+                    perf[r],
+                    choice["soundfont"],
+                    task.sample_rate,
+                    int(round(seconds * task.sample_rate / r)),
+                    synth=task.synth,
+                    reverb=choice["reverb"],
+                    chorus=choice["chorus"],
+                    room_size=choice["effects"].get("room_size", 0.2),
+                )
+                for r in task.rates
+            }
+            waves, _ = normalise(waves, choice["level"])
+            for r, wave in waves.items():
+                if not (root / audio[rate_key(r)]).is_file():
+                    _write_audio(root / audio[rate_key(r)], wave, task.sample_rate)
+    peak = float(np.abs(sf.read(str(root / audio[rate_key(1.0)]), dtype="float32")[0]).max())
+    if peak < 1e-4:
+        return {"skip": "their renders are silent", "message": f"skipping {item_id}: silent render"}
+    item["peak_db"] = round(peak_db(np.array([peak])), 2)
+    return item
 
 
 def _check_not_empty(items: list[dict], splits, n_sources: int, skipped: dict, root: Path) -> None:
@@ -472,14 +548,13 @@ def build_teacher(
     excerpts: int = 3,
     heldout: float = 0.25,
     sample_rate: int = 22050,
+    jobs: int = 1,
 ) -> Corpus:
-    """Excerpts of every audio file under ``audio_dir``, stretched by a classical ``teacher``."""
-    import librosa
-
+    """Excerpts of every audio file under ``audio_dir``, stretched by a classical ``teacher``;
+    ``jobs`` files at once (None: one per core), the manifest the same for any number."""
     from .. import teachers
-    from ..audio import load
 
-    stretch = teachers.get(teacher)
+    teachers.get(teacher)  # an unknown teacher fails before any work
     root = Path(out)
     files = sorted(p for p in Path(audio_dir).rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)
     if not files:
@@ -492,52 +567,88 @@ def build_teacher(
         "rates": [float(r) for r in rates],
         "items": [],
     }
-    n = int(round(seconds * sample_rate))
-    for f in tqdm(files, desc=f"stretching recordings ({teacher})", unit="file"):
-        wave, sr = load(f)
-        mono = (
-            librosa.resample(wave.mean(axis=0), orig_sr=sr, target_sr=sample_rate)
-            if sr != sample_rate
-            else wave.mean(axis=0)
+    tasks = [
+        (f, Path(audio_dir), root, teacher, [float(r) for r in rates], seconds, excerpts, heldout, sample_rate)
+        for f in files
+    ]
+    finished: dict[int, list[dict]] = {}
+    failed: list[str] = []
+    for i, entries, error in parallel.imap(
+        _teacher_file, tasks, check_jobs(jobs), desc=f"stretching recordings ({teacher})", unit="file"
+    ):
+        if error is not None:
+            failed.append(f"{files[i]}: {parallel.describe(error)}")
+            tqdm.write(f"failed {files[i]}: {parallel.describe(error)}")
+            continue
+        finished[i] = entries
+        manifest["items"] = [e for k in sorted(finished) for e in finished[k]]
+        _write_manifest(root, manifest)
+    if failed:
+        raise GanStretchError(
+            f"{len(failed)} of {len(files)} file(s) failed (first: {failed[0]}); the others are "
+            f"in {root / 'manifest.json'}"
         )
-        starts = np.linspace(0, max(0, len(mono) - n), excerpts).astype(int) if len(mono) > n else [0]
-        rel = f.relative_to(audio_dir).with_suffix("").as_posix().replace("/", "-")
-        for k, start in enumerate(dict.fromkeys(starts)):
-            item_id = f"{rel}-x{k}-{teacher}"
-            clip = mono[start : start + n].astype(np.float32)
-            if np.abs(clip).max() < 1e-4:
-                continue
-            audio = {rate_key(1.0): f"audio/{item_id}/r{rate_key(1.0)}.flac"}
-            for r in rates:
-                audio[rate_key(r)] = f"audio/{item_id}/r{rate_key(r)}.flac"
-            for r_key, p in audio.items():
-                if not (root / p).is_file():
-                    r = float(r_key)
-                    y = clip if r == 1.0 else stretch(clip[None], sample_rate, r)[0]
-                    _write_audio(root / p, y, sample_rate)
-            manifest["items"].append(
-                {
-                    "id": item_id,
-                    "split": "heldout" if _is_heldout(rel, heldout) else "train",
-                    "source": f"file:{f}",
-                    "audio": audio,
-                }
-            )
-            _write_manifest(root, manifest)
     _write_manifest(root, manifest)
     return Corpus(root)
 
 
-def teacher_from_corpus(corpus: str | os.PathLike, out: str | os.PathLike, teacher: str = "pv") -> Corpus:
+def _teacher_file(task) -> list[dict]:
+    """The excerpts of one recording, at tempo 1 and stretched at every rate (renders on disk are
+    reused); their manifest entries. Runs in a worker process."""
+    import librosa
+
+    from .. import teachers
+    from ..audio import load
+
+    f, audio_dir, root, teacher, rates, seconds, excerpts, heldout, sample_rate = task
+    stretch = teachers.get(teacher)
+    n = int(round(seconds * sample_rate))
+    wave, sr = load(f)
+    mono = (
+        librosa.resample(wave.mean(axis=0), orig_sr=sr, target_sr=sample_rate)
+        if sr != sample_rate
+        else wave.mean(axis=0)
+    )
+    starts = np.linspace(0, max(0, len(mono) - n), excerpts).astype(int) if len(mono) > n else [0]
+    rel = f.relative_to(audio_dir).with_suffix("").as_posix().replace("/", "-")
+    entries = []
+    for k, start in enumerate(dict.fromkeys(starts)):
+        item_id = f"{rel}-x{k}-{teacher}"
+        clip = mono[start : start + n].astype(np.float32)
+        if np.abs(clip).max() < 1e-4:
+            continue
+        audio = {rate_key(1.0): f"audio/{item_id}/r{rate_key(1.0)}.flac"}
+        for r in rates:
+            audio[rate_key(r)] = f"audio/{item_id}/r{rate_key(r)}.flac"
+        for r_key, p in audio.items():
+            if not (root / p).is_file():
+                r = float(r_key)
+                y = clip if r == 1.0 else stretch(clip[None], sample_rate, r)[0]
+                _write_audio(root / p, y, sample_rate)
+        entries.append(
+            {
+                "id": item_id,
+                "split": "heldout" if _is_heldout(rel, heldout) else "train",
+                "source": f"file:{f}",
+                "audio": audio,
+            }
+        )
+    return entries
+
+
+def teacher_from_corpus(
+    corpus: str | os.PathLike, out: str | os.PathLike, teacher: str = "pv", jobs: int = 1
+) -> Corpus:
     """The inputs of a corpus's training items, stretched by a classical ``teacher`` at the same rates.
 
     Gives teacher targets for exactly the inputs that have true-tempo targets, so the two kinds
-    of target can be compared with everything else equal. Held-out items are left out.
+    of target can be compared with everything else equal. Held-out items are left out. ``jobs``
+    items at once (None: one per core).
     """
     from .. import teachers
 
     src, root = Corpus(corpus), Path(out)
-    stretch = teachers.get(teacher)
+    teachers.get(teacher)  # an unknown teacher fails before any work
     manifest = {
         "kind": "teacher",
         "teacher": teacher,
@@ -546,23 +657,37 @@ def teacher_from_corpus(corpus: str | os.PathLike, out: str | os.PathLike, teach
         "rates": src.manifest.get("rates"),
         "items": [],
     }
-    for item in tqdm(src.split("train"), desc=f"teacher targets ({teacher})", unit="item"):
-        x = src.load(item, 1.0)
-        audio = {}
-        for key in item.audio:
-            audio[key] = f"audio/{item.id}-{teacher}/r{key}.flac"
-            if not (root / audio[key]).is_file():
-                y = x if float(key) == 1.0 else stretch(x[None], src.sample_rate, float(key))[0]
-                _write_audio(root / audio[key], y, src.sample_rate)
-        manifest["items"].append(
-            {
-                "id": f"{item.id}-{teacher}",
-                "split": "train",
-                "source": f"corpus:{item.id}",
-                "audio": audio,
-                "program": item.program,
-                "soundfont": item.soundfont,
-            }
-        )
+    items = src.split("train")
+    tasks = [(src.root, item, root, teacher) for item in items]
+    for i, _, error in parallel.imap(
+        _teacher_item, tasks, check_jobs(jobs), desc=f"teacher targets ({teacher})", unit="item"
+    ):
+        if error is not None:
+            raise GanStretchError(f"{items[i].id}: {parallel.describe(error)}") from error
+    manifest["items"] = [
+        {
+            "id": f"{item.id}-{teacher}",
+            "split": "train",
+            "source": f"corpus:{item.id}",
+            "audio": {key: f"audio/{item.id}-{teacher}/r{key}.flac" for key in item.audio},
+            "program": item.program,
+            "soundfont": item.soundfont,
+        }
+        for item in items
+    ]
     _write_manifest(root, manifest)
     return Corpus(root)
+
+
+def _teacher_item(task) -> None:
+    """One item's input stretched at each of its rates (files on disk are kept). Runs in a worker process."""
+    from .. import teachers
+
+    corpus_root, item, root, teacher = task
+    src, stretch = Corpus(corpus_root), teachers.get(teacher)
+    x = src.load(item, 1.0)
+    for key in item.audio:
+        path = root / f"audio/{item.id}-{teacher}/r{key}.flac"
+        if not path.is_file():
+            y = x if float(key) == 1.0 else stretch(x[None], src.sample_rate, float(key))[0]
+            _write_audio(path, y, src.sample_rate)

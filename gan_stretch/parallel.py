@@ -1,0 +1,179 @@
+"""Independent jobs on every core: corpus items, benchmark pairs, the files of a folder.
+
+``imap(fn, items, jobs)`` calls ``fn(item)`` for each item in ``jobs`` worker processes and yields
+``(index, result, error)`` as each finishes, under one progress bar. ``jobs=1`` runs in this
+process, one item after another. A job that raises is yielded with its error and the others go
+on. Every job runs with one torch thread, in the workers and in this process alike: the thread
+count changes float sums, and the results must not depend on ``jobs``.
+
+Workers are forked from a fork server that imported the package once (``forkserver``: torch's
+thread pools are not safe to fork from a process that has used them; ``spawn`` where there is no
+fork server). Ctrl-C, SIGTERM and SIGHUP stop the workers the way they stop this process: each
+unwinds (removing its partial output files) and exits.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+from .errors import GanStretchError
+
+
+def default_jobs() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def check_jobs(jobs: int | None) -> int:
+    """``jobs`` as given (None: every core); fewer than 1 is an error."""
+    if jobs is None:
+        return default_jobs()
+    if int(jobs) < 1:
+        raise GanStretchError(f"--jobs must be at least 1, got {jobs}")
+    return int(jobs)
+
+
+class Stopped(KeyboardInterrupt):
+    """Ctrl-C, SIGTERM or SIGHUP in a worker: its job unwinds and the worker exits."""
+
+
+_SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None)
+
+
+def _stop(signum, frame):
+    # the first signal unwinds the job (its cleanup removes partial files); later ones (Ctrl-C
+    # reaches every process of the group, then this process's parent sends SIGTERM) must not
+    # interrupt that cleanup
+    for sig in _SIGNALS:
+        signal.signal(sig, _ignore)  # not SIG_IGN: a signal already pending would print an OSError
+    raise Stopped(signum)
+
+
+def _ignore(signum, frame):
+    pass
+
+
+def _worker_init(init: Callable | None, initargs: tuple) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    for sig in _SIGNALS:
+        signal.signal(sig, _stop)
+    if init is not None:
+        init(*initargs)
+
+
+def _call(fn: Callable, item):
+    try:
+        return fn(item)
+    except KeyboardInterrupt:  # stopped: the job's cleanup has run; take no further job
+        os._exit(130)
+
+
+def _context():
+    methods = multiprocessing.get_all_start_methods()
+    if "forkserver" in methods:
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["gan_stretch"])  # torch imported once, in the server
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
+class _OneThread:
+    """torch at one thread for the jobs run in this process; the caller's count afterwards."""
+
+    def __enter__(self):
+        import torch
+
+        self.threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+
+    def __exit__(self, *exc):
+        import torch
+
+        torch.set_num_threads(self.threads)
+
+
+def imap(
+    fn: Callable,
+    items: Iterable,
+    jobs: int,
+    desc: str = "",
+    unit: str = "it",
+    init: Callable | None = None,
+    initargs: tuple = (),
+) -> Iterator[tuple[int, object, BaseException | None]]:
+    """Yields ``(index, fn(item), None)`` or ``(index, None, error)`` for each item, as jobs finish.
+
+    ``fn``, ``init`` and the items must pickle (module-level functions, plain data) when
+    ``jobs > 1``. ``init(*initargs)`` runs once per worker before its first job (load a model once,
+    not per job), and once in this process when ``jobs == 1``. Stop iterating (``break``) to
+    cancel the jobs not yet started.
+    """
+    from tqdm import tqdm
+
+    items = list(items)
+    jobs = max(1, min(jobs, len(items)))
+    with tqdm(total=len(items), desc=desc, unit=unit, disable=not items) as bar:
+        if jobs == 1:
+            with _OneThread():
+                if init is not None:
+                    init(*initargs)
+                for i, item in enumerate(items):
+                    try:
+                        result, error = fn(item), None
+                    except Exception as e:
+                        result, error = None, e
+                    bar.update()
+                    yield i, result, error
+            return
+        pool = ProcessPoolExecutor(jobs, mp_context=_context(), initializer=_worker_init, initargs=(init, initargs))
+        try:
+            pending = {pool.submit(_call, fn, item): i for i, item in enumerate(items)}
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in sorted(done, key=pending.get):
+                    i = pending.pop(future)
+                    error = future.exception()
+                    bar.update()
+                    yield i, (None if error else future.result()), error
+        except GeneratorExit:  # the caller stopped early: the running jobs finish, the rest are cancelled
+            raise
+        except BaseException:  # Ctrl-C, SIGTERM: the workers stop too
+            _stop_workers(pool)
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """SIGTERM to each worker (each unwinds its job and exits), then wait for them."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    for p in procs:
+        if p.is_alive():
+            try:
+                os.kill(p.pid, signal.SIGTERM)
+            except (OSError, AttributeError):
+                pass
+    for p in procs:
+        p.join(timeout=30)
+        if p.is_alive():
+            p.kill()
+
+
+def describe(error: BaseException) -> str:
+    """One line for a failed job: the message of a project error, else the type and message."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    if isinstance(error, GanStretchError):
+        return str(error)
+    if isinstance(error, BrokenProcessPool):
+        return "a worker process died (killed, or out of memory)"
+    return f"{type(error).__name__}: {error}"

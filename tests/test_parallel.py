@@ -1,0 +1,240 @@
+"""--jobs: corpus rendering, the benchmark and folder stretching in worker processes give what one
+process gives (same manifest, same results.csv, same files); a failed job is reported and the
+others' work is kept; Ctrl-C and SIGTERM leave no partial file behind."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from gan_stretch import parallel
+from gan_stretch.cli import main as cli
+from gan_stretch.errors import GanStretchError
+
+from conftest import music_like, requires
+
+ROOT = Path(__file__).resolve().parents[1]
+SR = 22050
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+# --- the pool ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_imap_yields_every_result_and_each_failure_with_its_index(jobs):
+    got = {i: (result, error) for i, result, error in parallel.imap(float, ["1.5", "x", "3", "4e0"], jobs)}
+    assert {i: r for i, (r, e) in got.items() if e is None} == {0: 1.5, 2: 3.0, 3: 4.0}
+    assert isinstance(got[1][1], ValueError) and got[1][0] is None
+    assert parallel.describe(got[1][1]).startswith("ValueError: could not convert string to float")
+
+
+def test_jobs_must_be_positive(capsys):
+    with pytest.raises(GanStretchError, match="at least 1"):
+        parallel.check_jobs(0)
+    assert parallel.check_jobs(None) == parallel.default_jobs() >= 1
+    assert cli(["stretch", "in.wav", "out.wav", "--rate", "2", "--jobs", "0"]) == 1
+    assert capsys.readouterr().err.strip() == "gan-stretch: error: --jobs must be at least 1, got 0"
+
+
+# --- corpus rendering --------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@requires("fluidsynth")
+def test_corpus_is_the_same_at_one_and_two_jobs_and_a_failed_item_is_rendered_by_a_rerun(tiny_corpus, tmp_path):
+    """The tiny corpus (rendered with jobs=1) again with 2 workers. One item cannot be written
+    (a folder stands where its rate-2 render goes): the build names it and fails, the manifest lists
+    the other items in their order; once the way is clear, a rerun renders that item alone."""
+    from gan_stretch.data.corpus import build_true_tempo
+
+    settings = dict(pieces=3, heldout=0.55, seconds=3.0, rates=(0.5, 2.0))
+    out = tmp_path / "two"
+    blocked = out / tiny_corpus.items[1].audio["2.000"]
+    blocked.mkdir(parents=True)
+    with pytest.raises(GanStretchError, match=f"1 of 3 item.*{tiny_corpus.items[1].id}"):
+        build_true_tempo(out, jobs=2, **settings)
+    listed = json.loads((out / "manifest.json").read_text())["items"]
+    assert [it["id"] for it in listed] == [tiny_corpus.items[0].id, tiny_corpus.items[2].id]
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "audio").rglob("*.flac") if p.is_file()}
+    assert len(stamps) == 8  # every render but the blocked one
+    blocked.rmdir()
+    build_true_tempo(out, jobs=2, **settings)
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # finished renders were reused
+    assert (out / "manifest.json").read_bytes() == (tiny_corpus.root / "manifest.json").read_bytes()
+    audio = files(tiny_corpus.root / "audio")
+    assert files(out / "audio") == audio and len(audio) == 9
+
+
+# --- the benchmark -----------------------------------------------------------------------------
+
+
+def benchmark(*args: str) -> int:
+    sys.path.insert(0, str(ROOT / "eval"))
+    try:
+        import benchmark as bench
+    finally:
+        sys.path.remove(str(ROOT / "eval"))
+    return bench.main(list(args))
+
+
+def rows(path: Path) -> list[dict]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.slow
+def test_benchmark_gives_the_same_results_at_one_and_two_jobs(tiny_corpus, tiny_model, tmp_path, capsys):
+    """Every measure (ViSQOL and the two-sample test included) equal to the last digit, rows in
+    the same order; realtime_factor is a timing and differs. A pair that fails (a corrupt render)
+    is reported and left out, the other pairs are scored, and the exit status says so."""
+    data = tmp_path / "corpus"  # every item held out: 6 pairs, and the two-sample test runs
+    shutil.copytree(tiny_corpus.root, data, ignore=shutil.ignore_patterns("cache"))
+    manifest = json.loads((data / "manifest.json").read_text())
+    for item in manifest["items"]:
+        item["split"] = "heldout"
+    (data / "manifest.json").write_text(json.dumps(manifest))
+    common = ["--data", str(data), "--pieces", "3", "--model", f"tiny={tiny_model}", "--methods", "pv", "ceiling-phase"]
+    assert benchmark(*common, "--out", str(tmp_path / "one"), "--jobs", "1") == 0
+    assert benchmark(*common, "--out", str(tmp_path / "two"), "--jobs", "2") == 0
+    one, two = rows(tmp_path / "one" / "results.csv"), rows(tmp_path / "two" / "results.csv")
+    assert len(one) == 3 * 2 * 3 and "visqol" in one[0] and "two_sample_accuracy" in one[0]
+    assert [r.keys() for r in two] == [r.keys() for r in one]
+    for a, b in zip(one, two):
+        assert {k: v for k, v in a.items() if k != "realtime_factor"} == {
+            k: v for k, v in b.items() if k != "realtime_factor"
+        }
+    assert float(one[0]["visqol"]) > 1  # measured, not NaN
+
+    bad = data / manifest["items"][1]["audio"]["2.000"]
+    bad.write_bytes(bad.read_bytes()[:200])  # a truncated FLAC
+    capsys.readouterr()
+    assert benchmark(*common, "--out", str(tmp_path / "broken"), "--jobs", "2", "--no-visqol") == 1
+    err = capsys.readouterr().err
+    assert f"{manifest['items'][1]['id']} at rate 2" in err and "1 of 6 pair(s) failed" in err
+    kept = rows(tmp_path / "broken" / "results.csv")
+    assert len(kept) == 5 * 3 and (manifest["items"][1]["id"], "2.0") not in {(r["piece"], r["rate"]) for r in kept}
+
+
+# --- folder stretching -------------------------------------------------------------------------
+
+
+def album(folder: Path) -> Path:
+    (folder / "sub").mkdir(parents=True)
+    for k in range(4):
+        sf.write(str(folder / f"{k}.wav"), music_like(SR, seed=k), SR)
+    sf.write(str(folder / "sub" / "s.flac"), music_like(SR, seed=9, channels=2).T, SR)
+    sf.write(str(folder / "silent.wav"), np.zeros(SR, np.float32), SR)  # fails
+    sf.write(str(folder / "._0.wav"), music_like(SR), SR)  # hidden: never input
+    return folder
+
+
+def test_folder_stretching_is_the_same_at_one_and_two_jobs(tiny_model, tmp_path, capsys):
+    src = album(tmp_path / "album")
+    outs = {}
+    for jobs in ("1", "2"):
+        dst = tmp_path / f"out{jobs}"
+        assert (
+            cli(["stretch", str(src), str(dst), "--rate", "0.8", "--checkpoint", str(tiny_model), "--jobs", jobs]) == 1
+        )
+        out, err = capsys.readouterr()
+        assert f"5 stretched into {dst}, 1 failed: silent.wav" in out
+        assert f"gan-stretch: error: audio file {src / 'silent.wav'} is silent" in err
+        outs[jobs] = files(dst)
+    assert sorted(outs["1"]) == ["0.wav", "1.wav", "2.wav", "3.wav", "sub/s.flac"]
+    assert outs["2"] == outs["1"]  # the same bytes
+    # --no-clobber with workers: what is there is kept, the rest is done
+    (tmp_path / "out2" / "1.wav").unlink()
+    (tmp_path / "out2" / "2.wav").write_bytes(b"kept")
+    assert (
+        cli(
+            [
+                "stretch",
+                str(src),
+                str(tmp_path / "out2"),
+                "--rate",
+                "0.8",
+                "--checkpoint",
+                str(tiny_model),
+                "--jobs",
+                "2",
+                "--no-clobber",
+            ]
+        )
+        == 1
+    )
+    out = capsys.readouterr().out
+    assert "1 stretched" in out and "4 already there (--no-clobber)" in out and "1 failed: silent.wav" in out
+    assert (tmp_path / "out2" / "1.wav").read_bytes() == outs["1"]["1.wav"]
+    assert (tmp_path / "out2" / "2.wav").read_bytes() == b"kept"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_stopping_a_parallel_folder_leaves_no_partial_file(sig, tiny_model, tmp_path):
+    """SIGTERM to gan-stretch, or Ctrl-C (SIGINT to the whole process group): the workers unwind
+    their files and exit, and the command exits as the one-process command does."""
+    src = tmp_path / "album"
+    src.mkdir()
+    for k in range(3):
+        sf.write(str(src / f"{k}.wav"), music_like(40 * SR, seed=k, channels=2).T, SR)
+    dst = tmp_path / "out"
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gan_stretch.cli",
+            "stretch",
+            str(src),
+            str(dst),
+            "--rate",
+            "0.5",
+            "--checkpoint",
+            str(tiny_model),
+            "--griffin-lim",
+            "8",
+            "--jobs",
+            "2",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    deadline = time.time() + 180
+    while time.time() < deadline and proc.poll() is None:
+        if dst.is_dir() and len([p for p in dst.iterdir() if ".partial-" in p.name]) == 2:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the stretch ended before it could be stopped"
+    if sig == signal.SIGINT:
+        os.killpg(proc.pid, sig)  # what Ctrl-C in a terminal does
+    else:
+        proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + sig, err
+    assert "Traceback" not in err and "Error" not in err, err
+    assert list(dst.iterdir()) == []
+    for _ in range(100):  # the fork server and the workers end with the command
+        left = subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        if not left:
+            break
+        time.sleep(0.1)
+    assert not left, f"processes {left} outlived the command"
