@@ -17,7 +17,10 @@ teacher for gan-teacher; only the corpus, run and autoencoder paths and the step
                     (on recipes/ablations/autoencoder-latent64.yaml)  channels instead of 128
 plus the ceilings (true magnitudes through our phase reconstruction; the true stretched audio
 through the autoencoder), plain magnitude interpolation, and librosa's phase vocoder.
-A rerun reuses finished runs (each resumes from its checkpoint).
+A rerun reuses finished runs (each resumes from its checkpoint). ``--jobs N`` scores the pairs and
+makes the teacher targets in N processes (default: one per core); the training runs stay one after
+another: each already uses every core, and running them side by side would change their thread
+counts and so their floats.
 """
 
 from __future__ import annotations
@@ -56,7 +59,15 @@ def main(argv=None) -> int:
     p.add_argument("--pieces", type=int, default=8)
     p.add_argument("--accelerate-config", default=str(ROOT / "recipes/accelerate/cpu.yaml"))
     p.add_argument("--extra", default="", help="overrides added to every run, e.g. 'batch_size=16'")
+    p.add_argument(
+        "-j",
+        "--jobs",
+        type=int,
+        default=None,
+        help="processes for the teacher targets and the benchmark (default: one per core)",
+    )
     args = p.parse_args(argv)
+    jobs = [] if args.jobs is None else ["--jobs", str(args.jobs)]
     runs, out = Path(args.runs), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     commands: list[str] = []
@@ -95,9 +106,10 @@ def main(argv=None) -> int:
             sys.executable,
             "-c",
             "import sys; from gan_stretch.data.corpus import teacher_from_corpus as t; "
-            "t(sys.argv[1], sys.argv[2], 'pv')",
+            "t(sys.argv[1], sys.argv[2], 'pv', jobs=int(sys.argv[3]) if len(sys.argv) > 3 else None)",
             data,
             teacher,
+            *([str(args.jobs)] if args.jobs else []),
         ]
     )
 
@@ -119,6 +131,7 @@ def main(argv=None) -> int:
         "ceiling-phase",
         "ceiling-ae",
         "interp-magnitude",
+        *jobs,
     ]
     for name, path in models.items():
         bench += ["--model", f"{name}={path}"]

@@ -350,6 +350,11 @@ def score_pair(job) -> tuple[list[dict], dict]:
     return rows, patches
 
 
+def two_sample(job) -> dict:
+    """Per rate, the two-sample accuracy of one method's patches against the truth's."""
+    return metrics.two_sample_accuracy(*job)["per_rate"]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", help="true-tempo corpus folder")
@@ -387,7 +392,8 @@ def main(argv=None) -> int:
         "--threads",
         type=int,
         default=1,
-        help="torch threads (1: the fastest on a busy machine, and the same numbers on any machine)",
+        help="threads per process (torch, BLAS, numba; 1: the fastest on a busy machine, and the same numbers "
+        "on any machine)",
     )
     p.add_argument("--device", default="cpu")
     p.add_argument(
@@ -409,7 +415,8 @@ def main(argv=None) -> int:
         help="store the input, the truth and every output under OUT/audio/ and write OUT/listen/",
     )
     args = p.parse_args(argv)
-    torch.set_num_threads(max(1, args.threads))
+    threads = max(1, args.threads)
+    torch.set_num_threads(threads)
     if bool(args.data) == bool(args.recordings):
         raise SystemExit("error: give --data (true-tempo corpus) or --recordings (folder of music)")
     if args.jobs is not None and args.jobs < 1:
@@ -439,7 +446,7 @@ def main(argv=None) -> int:
     # order the jobs end in
     results, failed = {}, []
     for i, result, error in parallel.imap(
-        score_pair, jobs, args.jobs, desc="benchmark", unit="pair", init=init_worker, initargs=(args,)
+        score_pair, jobs, args.jobs, desc="benchmark", unit="pair", init=init_worker, initargs=(args,), threads=threads
     ):
         if error is not None:
             failed.append(f"{jobs[i][0].id} at rate {jobs[i][1]:g}: {parallel.describe(error)}")
@@ -457,10 +464,19 @@ def main(argv=None) -> int:
     if args.two_sample and len(items) >= 2:
         # one fresh classifier per method (never the training discriminator); its held-out accuracy
         # per rate goes on every row of that method and rate
-        for name in tqdm([m for m in patches if m != "truth"], desc="two-sample tests", unit="method"):
-            acc = metrics.two_sample_accuracy(patches[name], patches["truth"])["per_rate"]
+        names = [m for m in patches if m != "truth"]
+        for i, acc, error in parallel.imap(
+            two_sample,
+            [(patches[n], patches["truth"]) for n in names],
+            args.jobs,
+            desc="two-sample tests",
+            unit="method",
+            threads=threads,
+        ):
+            if error is not None:
+                raise error
             for r in rows:
-                if r["method"] == name:
+                if r["method"] == names[i]:
                     r["two_sample_accuracy"] = acc.get(r["rate"], float("nan"))
     with open(out / "results.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))

@@ -143,6 +143,7 @@ def main(argv=None) -> int:
         help="train nothing: score the runs that have finished (others are trained elsewhere)",
     )
     p.add_argument("--score-only", action="store_true", help="only re-read existing scores and write the report")
+    p.add_argument("-j", "--jobs", type=int, default=None, help="processes for each benchmark (default: one per core)")
     args = p.parse_args(argv)
     out, runs = Path(args.out), Path(args.runs)
     out.mkdir(parents=True, exist_ok=True)
@@ -213,6 +214,7 @@ def main(argv=None) -> int:
                         "--pieces",
                         str(args.pieces),
                         *cmd,
+                        *(["--jobs", str(args.jobs)] if args.jobs else []),
                     ]
                 )
             if (res / "results.csv").is_file():

@@ -3,8 +3,9 @@
 ``imap(fn, items, jobs)`` calls ``fn(item)`` for each item in ``jobs`` worker processes and yields
 ``(index, result, error)`` as each finishes, under one progress bar. ``jobs=1`` runs in this
 process, one item after another. A job that raises is yielded with its error and the others go
-on. Every job runs with one torch thread, in the workers and in this process alike: the thread
-count changes float sums, and the results must not depend on ``jobs``.
+on. Every job runs with one thread (torch, BLAS, numba; :func:`limited_threads`) unless told
+otherwise, in the workers and in this process alike: the thread count changes float sums, and the
+results must not depend on ``jobs``.
 
 Workers are forked from a fork server that imported the package once (``forkserver``: torch's
 thread pools are not safe to fork from a process that has used them; ``spawn`` where there is no
@@ -14,6 +15,7 @@ unwinds (removing its partial output files) and exits.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -60,10 +62,8 @@ def _ignore(signum, frame):
     pass
 
 
-def _worker_init(init: Callable | None, initargs: tuple) -> None:
-    import torch
-
-    torch.set_num_threads(1)
+def _worker_init(threads: int, init: Callable | None, initargs: tuple) -> None:
+    _limit_threads(threads)  # for the life of the worker
     for sig in _SIGNALS:
         signal.signal(sig, _stop)
     if init is not None:
@@ -77,28 +77,68 @@ def _call(fn: Callable, item):
         os._exit(130)
 
 
-def _context():
-    methods = multiprocessing.get_all_start_methods()
-    if "forkserver" in methods:
+def _thread_env(threads: int) -> dict:
+    """Read by BLAS and OpenMP when they load: libraries a job loads late (scipy's BLAS) get the
+    same count."""
+    return {k: str(threads) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+
+
+@contextlib.contextmanager
+def _environ(values: dict):
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _context(threads: int):
+    """The fork server (started with the thread settings, torch and numba imported), else spawn."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        from multiprocessing import forkserver
+
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["gan_stretch"])  # torch imported once, in the server
+        ctx.set_forkserver_preload(["gan_stretch", "numba"])  # imported once, in the server
+        with _environ(_thread_env(threads)):
+            forkserver.ensure_running()
         return ctx
     return multiprocessing.get_context("spawn")
 
 
-class _OneThread:
-    """torch at one thread for the jobs run in this process; the caller's count afterwards."""
+def _limit_threads(n: int) -> tuple:
+    """Sets torch, numba and BLAS/OpenMP to ``n`` threads; returns what restores them."""
+    import numba
+    import torch
+    from threadpoolctl import threadpool_limits
 
-    def __enter__(self):
-        import torch
+    before = (torch.get_num_threads(), numba.get_num_threads())
+    torch.set_num_threads(n)
+    numba.set_num_threads(n)
+    return before, threadpool_limits(n)
 
-        self.threads = torch.get_num_threads()
-        torch.set_num_threads(1)
 
-    def __exit__(self, *exc):
-        import torch
+@contextlib.contextmanager
+def limited_threads(n: int = 1):
+    """torch, BLAS/OpenMP (numpy, scipy) and numba (ViSQOL's kernels) at ``n`` threads each; the
+    previous counts afterwards. A job's floats then do not depend on how many jobs run at once,
+    and processes sharing the cores do not make each other's thread pools spin and wait (on a busy
+    machine, one 4801-lag correlation of short vectors took 3 s with two BLAS threads)."""
+    import numba
+    import torch
 
-        torch.set_num_threads(self.threads)
+    (threads, numba_threads), blas = _limit_threads(n)
+    try:
+        with _environ(_thread_env(n)):
+            yield
+    finally:
+        blas.restore_original_limits()
+        torch.set_num_threads(threads)
+        numba.set_num_threads(numba_threads)
 
 
 def imap(
@@ -109,13 +149,15 @@ def imap(
     unit: str = "it",
     init: Callable | None = None,
     initargs: tuple = (),
+    threads: int = 1,
 ) -> Iterator[tuple[int, object, BaseException | None]]:
     """Yields ``(index, fn(item), None)`` or ``(index, None, error)`` for each item, as jobs finish.
 
     ``fn``, ``init`` and the items must pickle (module-level functions, plain data) when
     ``jobs > 1``. ``init(*initargs)`` runs once per worker before its first job (load a model once,
-    not per job), and once in this process when ``jobs == 1``. Stop iterating (``break``) to
-    cancel the jobs not yet started.
+    not per job), and once in this process when ``jobs == 1``. Every job runs with ``threads``
+    threads (:func:`limited_threads`). Stop iterating (``break``) to cancel the jobs not yet
+    started.
     """
     from tqdm import tqdm
 
@@ -123,7 +165,7 @@ def imap(
     jobs = max(1, min(jobs, len(items)))
     with tqdm(total=len(items), desc=desc, unit=unit, disable=not items) as bar:
         if jobs == 1:
-            with _OneThread():
+            with limited_threads(threads):
                 if init is not None:
                     init(*initargs)
                 for i, item in enumerate(items):
@@ -134,9 +176,12 @@ def imap(
                     bar.update()
                     yield i, result, error
             return
-        pool = ProcessPoolExecutor(jobs, mp_context=_context(), initializer=_worker_init, initargs=(init, initargs))
+        pool = ProcessPoolExecutor(
+            jobs, mp_context=_context(threads), initializer=_worker_init, initargs=(threads, init, initargs)
+        )
         try:
-            pending = {pool.submit(_call, fn, item): i for i, item in enumerate(items)}
+            with _environ(_thread_env(threads)):  # spawned workers start here
+                pending = {pool.submit(_call, fn, item): i for i, item in enumerate(items)}
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in sorted(done, key=pending.get):
@@ -175,5 +220,5 @@ def describe(error: BaseException) -> str:
     if isinstance(error, GanStretchError):
         return str(error)
     if isinstance(error, BrokenProcessPool):
-        return "a worker process died (killed, or out of memory)"
+        return "a worker process died (killed, out of memory, or it could not start: see above)"
     return f"{type(error).__name__}: {error}"

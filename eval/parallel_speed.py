@@ -1,0 +1,179 @@
+"""Wall time of the three parallel commands at --jobs 1 and --jobs N, one run each.
+
+    python eval/parallel_speed.py --work /tmp/parallel-speed [--out docs/results/parallel.md] [--jobs 2]
+
+  rendering  gan-stretch data midi: 40 music21 pieces, 8 s excerpts, the five default rates
+  benchmark  eval/benchmark.py on 8 held-out pieces of that corpus, five rates, every measure
+             (ViSQOL and the two-sample test included): the packaged GAN and mapper, the phase
+             vocoder and WSOLA
+  folder     gan-stretch stretch of a folder of 20 files (32 s each, four renders of that corpus
+             end to end), rate 0.8, the packaged GAN
+
+Each command runs as users run it (a fresh process) into its own folder; the outputs of the two
+runs are compared (the manifest and every render; results.csv but its realtime_factor column;
+every stretched file). The load average is read before and after each run: on a machine that
+other work keeps busy, the speed-up of --jobs N is smaller than on an idle one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parent.parent
+CLI = [sys.executable, "-m", "gan_stretch.cli"]
+
+
+def timed(cmd: list[str]) -> tuple[float, tuple, tuple]:
+    """Runs ``cmd``; its wall time and the 1-minute load average before and after it."""
+    before = os.getloadavg()
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t0, before, os.getloadavg()
+
+
+def same_files(a: Path, b: Path, skip: str | None = None) -> bool:
+    names = lambda d: sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file() and "/cache/" not in str(p))
+    if names(a) != names(b):
+        return False
+    return all((a / n).read_bytes() == (b / n).read_bytes() for n in names(a) if n != skip)
+
+
+def same_results(a: Path, b: Path) -> bool:
+    rows = lambda d: [
+        {k: v for k, v in r.items() if k != "realtime_factor"} for r in csv.DictReader(open(d / "results.csv"))
+    ]
+    return rows(a) == rows(b)
+
+
+def folder_of_renders(corpus: Path, out: Path, files: int, per_file: int = 4) -> None:
+    from gan_stretch.data.corpus import Corpus
+
+    c = Corpus(corpus)
+    items = c.items
+    out.mkdir(parents=True, exist_ok=True)
+    for k in range(files):
+        wave = np.concatenate([c.load(items[(k + j) % len(items)], 1.0) for j in range(per_file)])
+        sf.write(str(out / f"{k:02d}.wav"), wave, c.sample_rate, subtype="PCM_16")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--work", required=True, help="scratch folder (emptied first)")
+    p.add_argument("--out", default=None, help="also write the table to this markdown file")
+    p.add_argument("--jobs", type=int, default=2, help="the parallel run's --jobs")
+    p.add_argument("--pieces", type=int, default=40)
+    p.add_argument("--bench-pieces", type=int, default=8)
+    p.add_argument("--files", type=int, default=20)
+    p.add_argument("--only", nargs="*", default=["rendering", "benchmark", "folder"])
+    args = p.parse_args(argv)
+    work = Path(args.work)
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    n = args.jobs
+    results = []
+
+    def measure(name: str, make, compare) -> None:
+        runs = {}
+        for jobs in (1, n):
+            seconds, before, after = timed(make(jobs))
+            runs[jobs] = (seconds, before[0], after[0])
+            print(
+                f"{name} --jobs {jobs}: {seconds:.1f} s (load {before[0]:.2f} before, {after[0]:.2f} after)", flush=True
+            )
+        results.append((name, runs, compare()))
+
+    corpus = lambda jobs: work / f"corpus-j{jobs}"
+    render = lambda jobs: [
+        *CLI,
+        "data",
+        "midi",
+        "--out",
+        str(corpus(jobs)),
+        "--pieces",
+        str(args.pieces),
+        "--seconds",
+        "8",
+        "--jobs",
+        str(jobs),
+    ]
+    if "rendering" in args.only:
+        measure(
+            f"rendering {args.pieces} pieces (gan-stretch data midi)", render, lambda: same_files(corpus(1), corpus(n))
+        )
+    else:
+        subprocess.run(render(n), check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    data = corpus(1) if corpus(1).is_dir() else corpus(n)
+
+    if "benchmark" in args.only:
+        bench = lambda jobs: [
+            sys.executable,
+            "eval/benchmark.py",
+            "--data",
+            str(data),
+            "--out",
+            str(work / f"bench-j{jobs}"),
+            "--pieces",
+            str(args.bench_pieces),
+            "--model",
+            "gan=gan_stretch/checkpoints/default.safetensors",
+            "--model",
+            "mapper=gan_stretch/checkpoints/mapper.safetensors",
+            "--methods",
+            "pv",
+            "wsola",
+            "--jobs",
+            str(jobs),
+        ]
+        measure(
+            f"benchmark, {args.bench_pieces} pieces x 5 rates, every measure (eval/benchmark.py)",
+            bench,
+            lambda: same_results(work / "bench-j1", work / f"bench-j{n}"),
+        )
+
+    if "folder" in args.only:
+        folder_of_renders(data, work / "album", args.files)
+        stretch = lambda jobs: [
+            *CLI,
+            "stretch",
+            str(work / "album"),
+            str(work / f"album-j{jobs}"),
+            "--rate",
+            "0.8",
+            "--jobs",
+            str(jobs),
+        ]
+        measure(
+            f"folder of {args.files} files, 32 s each (gan-stretch stretch DIR)",
+            stretch,
+            lambda: same_files(work / "album-j1", work / f"album-j{n}"),
+        )
+
+    lines = [
+        f"| task | --jobs 1 (s) | --jobs {n} (s) | speed-up | same output | load average (1 min) before each run |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, runs, same in results:
+        (t1, b1, _), (tn, bn, _) = runs[1], runs[n]
+        lines.append(
+            f"| {name} | {t1:.1f} | {tn:.1f} | {t1 / tn:.2f}x | {'yes' if same else 'NO'} | {b1:.2f} / {bn:.2f} |"
+        )
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    table = "\n".join(lines) + f"\n\n{cores} cores; one run each; `python eval/parallel_speed.py --jobs {n}`\n"
+    print(table)
+    if args.out:
+        Path(args.out).write_text(table)
+    return 0 if all(same for _, _, same in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
