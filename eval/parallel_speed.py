@@ -6,7 +6,7 @@
   benchmark  eval/benchmark.py on 8 held-out pieces of that corpus, five rates, every measure
              (ViSQOL and the two-sample test included): the packaged GAN and mapper, the phase
              vocoder and WSOLA
-  folder     gan-stretch stretch of a folder of 20 files (32 s each, four renders of that corpus
+  folder     gan-stretch stretch of a folder of 20 files (2 minutes each, 15 renders of that corpus
              end to end), rate 0.8, the packaged GAN
 
 Each command runs as users run it (a fresh process) into its own folder; the outputs of the two
@@ -55,7 +55,7 @@ def same_results(a: Path, b: Path) -> bool:
     return rows(a) == rows(b)
 
 
-def folder_of_renders(corpus: Path, out: Path, files: int, per_file: int = 4) -> None:
+def folder_of_renders(corpus: Path, out: Path, files: int, per_file: int = 15) -> None:
     from gan_stretch.data.corpus import Corpus
 
     c = Corpus(corpus)
@@ -153,7 +153,7 @@ def main(argv=None) -> int:
             str(jobs),
         ]
         measure(
-            f"folder of {args.files} files, 32 s each (gan-stretch stretch DIR)",
+            f"folder of {args.files} files, 2 minutes each (gan-stretch stretch DIR)",
             stretch,
             lambda: same_files(work / "album-j1", work / f"album-j{n}"),
         )
