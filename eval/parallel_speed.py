@@ -11,8 +11,9 @@
 
 Each command runs as users run it (a fresh process) into its own folder; the outputs of the two
 runs are compared (the manifest and every render; results.csv but its realtime_factor column;
-every stretched file). The load average is read before and after each run: on a machine that
-other work keeps busy, the speed-up of --jobs N is smaller than on an idle one.
+every stretched file). The load average is read before and after each run, and before each task
+the machine's own ceiling is measured: the same pure-Python loop in 1 and in N processes. On a
+machine that other work keeps busy that ceiling, and with it every speed-up, falls toward 1.
 """
 
 from __future__ import annotations
@@ -39,6 +40,27 @@ def timed(cmd: list[str]) -> tuple[float, tuple, tuple]:
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     return time.perf_counter() - t0, before, os.getloadavg()
+
+
+def _spin(n: int) -> int:
+    s = 0
+    for i in range(n):
+        s += i
+    return s
+
+
+def ceiling(jobs: int, chunks: int = 8, size: int = 10_000_000) -> float:
+    """Wall time of ``chunks`` equal CPU-bound chunks in 1 process over that in ``jobs`` processes."""
+    import multiprocessing
+
+    times = []
+    for n in (1, jobs):
+        with multiprocessing.get_context("spawn").Pool(n) as pool:
+            pool.map(_spin, [1000] * n)  # the processes are up before the clock starts
+            t0 = time.perf_counter()
+            pool.map(_spin, [size] * chunks, chunksize=1)
+            times.append(time.perf_counter() - t0)
+    return times[0] / times[1]
 
 
 def same_files(a: Path, b: Path, skip: str | None = None) -> bool:
@@ -83,6 +105,8 @@ def main(argv=None) -> int:
     results = []
 
     def measure(name: str, make, compare) -> None:
+        limit = ceiling(n)
+        print(f"{name}: machine ceiling now {limit:.2f}x", flush=True)
         runs = {}
         for jobs in (1, n):
             seconds, before, after = timed(make(jobs))
@@ -90,7 +114,7 @@ def main(argv=None) -> int:
             print(
                 f"{name} --jobs {jobs}: {seconds:.1f} s (load {before[0]:.2f} before, {after[0]:.2f} after)", flush=True
             )
-        results.append((name, runs, compare()))
+        results.append((name, runs, compare(), limit))
 
     corpus = lambda jobs: work / f"corpus-j{jobs}"
     render = lambda jobs: [
@@ -159,20 +183,22 @@ def main(argv=None) -> int:
         )
 
     lines = [
-        f"| task | --jobs 1 (s) | --jobs {n} (s) | speed-up | same output | load average (1 min) before each run |",
-        "|---|---|---|---|---|---|",
+        f"| task | --jobs 1 (s) | --jobs {n} (s) | speed-up | same output | load average (1 min) before each run "
+        f"| machine ceiling ({n} processes of a CPU loop vs 1) |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for name, runs, same in results:
+    for name, runs, same, limit in results:
         (t1, b1, _), (tn, bn, _) = runs[1], runs[n]
         lines.append(
-            f"| {name} | {t1:.1f} | {tn:.1f} | {t1 / tn:.2f}x | {'yes' if same else 'NO'} | {b1:.2f} / {bn:.2f} |"
+            f"| {name} | {t1:.1f} | {tn:.1f} | {t1 / tn:.2f}x | {'yes' if same else 'NO'} | {b1:.2f} / {bn:.2f} "
+            f"| {limit:.2f}x |"
         )
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     table = "\n".join(lines) + f"\n\n{cores} cores; one run each; `python eval/parallel_speed.py --jobs {n}`\n"
     print(table)
     if args.out:
         Path(args.out).write_text(table)
-    return 0 if all(same for _, _, same in results) else 1
+    return 0 if all(same for _, _, same, _ in results) else 1
 
 
 if __name__ == "__main__":

@@ -3,9 +3,10 @@
 One launch (tests/distributed_driver.py) runs every stage of a tiny corpus in the same two
 processes: the autoencoder, the mapper, the GAN and the GAN with its spectrogram discriminator
 and the residual loss; each straight through 8 steps, and again killed after 6 steps (last save
-after step 4) and rerun. Every process records, per step, hashes of the batch it drew and of its weights
-(GAN_STRETCH_TRACE) and every file it put in place. The 1-process runs the 2-process ones are
-compared with run in this process at twice the batch size: the same global batch.
+after step 4) and rerun, on the tiny sizes of recipes/debug/. Every process records, per step,
+hashes of the batch it drew and of its weights (GAN_STRETCH_TRACE) and every file it put in place.
+The 1-process runs the 2-process ones are compared with run in this process at twice the batch
+size: the same global batch.
 """
 
 from __future__ import annotations
@@ -30,41 +31,15 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 STEPS, SAVE, CRASH, BATCH = 8, 4, 6, 8  # killed after CRASH steps; per-process batch (global: 2 x BATCH)
 COMMON = [f"steps={STEPS}", f"save_every={SAVE}", "eval_every=1000", "eval_pieces=0", "log_every=2"]
-# spec_frames and spec_d_batch at least the global batch's frames and windows: every frame and
-# window is used, so the 1- and 2-process runs compute the same losses (each process otherwise
-# draws its own subset of its own part)
+# recipes/debug/ (the tiny sizes), adversarial from step 2. spec_frames and spec_d_batch at least
+# the global batch's frames and windows: every frame and window is used, so the 1- and 2-process
+# runs compute the same losses (each process otherwise draws its own subset of its own part)
+FULL = ["spec_frames=100000", "spec_d_batch=64"]
 STAGES = {
-    "autoencoder": ("autoencoder", ["hidden=[64, 32]", "latent=16"]),
-    "mapper": ("mapper", ["hidden=32", "window=16", "spec_frames=100000"]),
-    "gan": (
-        "gan",
-        [
-            "channels=16",
-            "d_channels=16",
-            "d_layers=2",
-            "dilations=[1, 2]",
-            "warmup_steps=2",
-            "window=16",
-            "spec_frames=100000",
-            "spec_d_batch=64",
-        ],
-    ),
-    "gan-spec": (
-        "gan",
-        [
-            "channels=16",
-            "d_channels=16",
-            "d_layers=2",
-            "dilations=[1, 2]",
-            "warmup_steps=2",
-            "window=16",
-            "spec_frames=100000",
-            "spec_d_batch=64",
-            "spec_adv_weight=1",
-            "spec_fm_weight=2",
-            "residual_loss=true",
-        ],
-    ),
+    "autoencoder": ("autoencoder", []),
+    "mapper": ("mapper", FULL),
+    "gan": ("gan", [*FULL, "warmup_steps=2"]),
+    "gan-spec": ("gan", [*FULL, "warmup_steps=2", "spec_adv_weight=1", "spec_fm_weight=2", "residual_loss=true"]),
 }
 
 
@@ -82,7 +57,7 @@ def launched(tiny_corpus, tmp_path_factory):
     ae = root / "runs" / "autoencoder" / "model.safetensors"
     plan = []
     for name, (stage, _) in STAGES.items():
-        recipe = str(ROOT / "recipes" / f"{stage}.yaml")
+        recipe = str(ROOT / "recipes" / "debug" / f"{stage}.yaml")
         plan.append({"recipe": recipe, "overrides": overrides(name, corpus, root / "runs" / name, BATCH, ae)})
         resumed = overrides(name, corpus, root / "runs" / f"{name}-resumed", BATCH, ae)
         plan += [{"recipe": recipe, "overrides": resumed, "crash_at": CRASH}, {"recipe": recipe, "overrides": resumed}]
@@ -181,7 +156,7 @@ def test_one_and_two_processes_agree_at_the_same_global_batch(name, launched, tm
     stage, _ = STAGES[name]
     ae = launched / "runs" / "autoencoder" / "model.safetensors"
     one = tmp_path / name
-    train(ROOT / "recipes" / f"{stage}.yaml", overrides(name, launched / "corpus", one, 2 * BATCH, ae))
+    train(ROOT / "recipes" / "debug" / f"{stage}.yaml", overrides(name, launched / "corpus", one, 2 * BATCH, ae))
     two = launched / "runs" / name
 
     la, lb = logged(one), logged(two)
@@ -209,15 +184,7 @@ def test_a_launch_that_started_one_process_of_several_says_so(tiny_corpus, tmp_p
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     train(
-        ROOT / "recipes" / "autoencoder.yaml",
-        [
-            f"data={tiny_corpus.root}",
-            f"run_dir={tmp_path / 'r'}",
-            "steps=1",
-            "eval_pieces=0",
-            "hidden=[64, 32]",
-            "latent=16",
-            "batch_size=8",
-        ],
+        ROOT / "recipes" / "debug" / "autoencoder.yaml",
+        [f"data={tiny_corpus.root}", f"run_dir={tmp_path / 'r'}", "steps=1", "batch_size=8"],
     )
     assert "started this one process only" in capsys.readouterr().out
