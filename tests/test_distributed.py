@@ -34,12 +34,12 @@ COMMON = [f"steps={STEPS}", f"save_every={SAVE}", "eval_every=1000", "eval_piece
 # recipes/debug/ (the tiny sizes), adversarial from step 2. spec_frames and spec_d_batch at least
 # the global batch's frames and windows: every frame and window is used, so the 1- and 2-process
 # runs compute the same losses (each process otherwise draws its own subset of its own part)
-FULL = ["spec_frames=100000", "spec_d_batch=64"]
+GAN = ["spec_frames=100000", "spec_d_batch=64", "warmup_steps=2"]
 STAGES = {
     "autoencoder": ("autoencoder", []),
-    "mapper": ("mapper", FULL),
-    "gan": ("gan", [*FULL, "warmup_steps=2"]),
-    "gan-spec": ("gan", [*FULL, "warmup_steps=2", "spec_adv_weight=1", "spec_fm_weight=2", "residual_loss=true"]),
+    "mapper": ("mapper", ["spec_frames=100000"]),
+    "gan": ("gan", GAN),
+    "gan-spec": ("gan", [*GAN, "spec_adv_weight=1", "spec_fm_weight=2", "residual_loss=true"]),
 }
 
 
