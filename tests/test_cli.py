@@ -82,6 +82,33 @@ def test_pipeline_flags(tmp_path, tiny_model, flags):
     assert not np.allclose(outs["flags"], outs["default"], atol=1e-6)
 
 
+def test_transient_switches(tmp_path, tiny_model):
+    """A model trained with attacks at speed 1 plays them so by default; --no-transients and
+    --no-decays each turn their stage off (a different, whole file), and the model file's own
+    setting decides the default."""
+    from gan_stretch.model import load_model, save_model
+
+    model = load_model(tiny_model)
+    model.meta["transients"] = True
+    with_attacks = tmp_path / "transients.safetensors"
+    save_model(with_attacks, model)
+    src = write(tmp_path / "in.wav", music_like(2 * 22050, seed=3), 22050, subtype="FLOAT")
+    outs = {}
+    for name, ckpt, extra in (
+        ("default", with_attacks, []),
+        ("no-transients", with_attacks, ["--no-transients"]),
+        ("no-decays", with_attacks, ["--no-decays"]),
+        ("plain-model", tiny_model, []),
+    ):
+        dst = tmp_path / f"{name}.wav"
+        assert main(["stretch", str(src), str(dst), "--rate", "0.6", "--checkpoint", str(ckpt), *extra]) == 0
+        assert sf.info(str(dst)).frames == round(2 * 22050 / 0.6)
+        outs[name] = sf.read(str(dst))[0]
+    assert np.array_equal(outs["no-transients"], outs["plain-model"])  # off = a model trained without them
+    for a, b in (("default", "no-transients"), ("default", "no-decays"), ("no-decays", "no-transients")):
+        assert not np.allclose(outs[a], outs[b], atol=1e-5), (a, b)
+
+
 def console_script() -> str:
     found = shutil.which("gan-stretch", path=str(Path(sys.executable).parent)) or shutil.which("gan-stretch")
     if found is None:
