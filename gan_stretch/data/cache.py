@@ -24,7 +24,7 @@ from tqdm import tqdm
 from .. import spectral, timemap
 from ..checkpoint import atomic_write
 from ..spectral import SpectralConfig
-from .corpus import Corpus
+from .manifest import Corpus
 
 
 def _digest(*parts) -> str:
