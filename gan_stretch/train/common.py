@@ -1,4 +1,6 @@
-"""What every training stage shares: accelerate setup, resumable checkpoints, logging, evaluation."""
+"""What every training stage shares: the :class:`Run` (accelerate setup, resumable checkpoints,
+logging, the step loop) and the :class:`State` it trains. Held-out evaluation is in
+``evaluation.py``; the start and loss terms of the stage-2 runs (mapper, GAN) in ``sequence.py``."""
 
 from __future__ import annotations
 
@@ -15,20 +17,17 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, set_seed
 
-from .. import checkpoint, spectral
+from .. import checkpoint
 from ..config import Recipe, recipe_dict
-from ..data.corpus import Corpus
-from ..errors import CheckpointError, ConfigError, GanStretchError, TrainingError
+from ..data.manifest import Corpus, open_corpora
+from ..errors import CheckpointError, TrainingError
 from ..model import Model, save_model
-from ..models import FrameAutoencoder
-from ..spectral import SpectralConfig
+from . import evaluation
 from .scalars import Scalars
-
-EXAMPLE_RATES = (0.5, 2.0)
 
 
 def corpora(recipe: Recipe) -> list[Corpus]:
-    return [Corpus(p.strip()) for p in recipe.data.split(",") if p.strip()]
+    return open_corpora(recipe.data)
 
 
 @dataclass
@@ -311,199 +310,7 @@ class Run:
         self.accelerator.end_training()
 
     # --- evaluation on held-out pieces -------------------------------------------------------
-    @torch.no_grad()
     def evaluate(self, model: Model, step: int) -> dict:
-        """Benchmark metrics of ``model`` on a few held-out pieces, logged to TensorBoard."""
-        if not self.is_main or self.recipe.eval_pieces == 0:
-            return {}
-        from .. import metrics  # librosa: only needed where evaluation runs
-        from ..pipeline import Stretcher
-
-        corpus = next((c for c in corpora(self.recipe) if c.kind == "true-tempo"), corpora(self.recipe)[0])
-        items = corpus.split("heldout")[: self.recipe.eval_pieces]
-        if not items:
-            return {}
-        # the pipeline users get; an autoencoder alone is scored on its own decoding (residual
-        # decoding would hide it: with no refiner it is plain interpolation of the input)
-        stretcher = Stretcher(model, device=str(self.device), residual=model.kind != "autoencoder")
-        sr, scores = corpus.sample_rate, {}
-        for k, item in enumerate(items):
-            src = corpus.load(item, 1.0)
-            for rate in corpus.rates(item):
-                out = stretcher.stretch(src, sr, rate)
-                truth = corpus.load(item, rate)
-                onsets = corpus.onsets(item, rate)
-                values = {
-                    "logmel_db": metrics.log_mel_distance(out, truth, sr),
-                    "spectral_convergence": metrics.spectral_convergence(out, truth),
-                    "pitch_cents": metrics.pitch_shift_cents(out, src, sr),
-                    "oversmoothing_db": metrics.oversmoothing_db(out, truth, sr),
-                }
-                if onsets is not None:  # both axes: distance above, perception here
-                    values.update(
-                        attack_db=metrics.attack_db(out, truth, sr, onsets),
-                        smear_db=metrics.smear_db(out, truth, sr, onsets),
-                    )
-                if self.recipe.eval_visqol:
-                    values["visqol"] = metrics.visqol(out, truth, sr)
-                for name, value in values.items():
-                    if np.isfinite(value):
-                        scores.setdefault(name, {}).setdefault(rate, []).append(value)
-                if k == 0 and rate in EXAMPLE_RATES:
-                    self.writer.add_audio(f"audio/rate_{rate:g}", out[None], step, sample_rate=sr)
-                    self.writer.add_image(
-                        f"spectrogram/rate_{rate:g}",
-                        spectrogram_image(out, truth, stretcher.spectral),
-                        step,
-                        dataformats="HW",
-                    )
-        values = {}
-        for name, per_rate in scores.items():
-            values.update({f"eval/{name}/rate_{r:g}": float(np.mean(v)) for r, v in per_rate.items()})
-            values[f"eval/{name}/mean"] = float(np.mean([np.mean(v) for v in per_rate.values()]))
-        self.log(values, step)
-        self.print(f"step {step}: held-out log-mel {values['eval/logmel_db/mean']:.2f} dB")
-        return values
-
-
-def spectrogram_image(out: np.ndarray, truth: np.ndarray, cfg) -> np.ndarray:
-    """Output (top) over truth (bottom), dB mapped to [0, 1], low frequencies at the bottom: [H, W]."""
-    rows = []
-    for wave in (out, truth):
-        mag = spectral.analyze(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)), cfg).abs()
-        db = spectral.magnitude_to_db(mag, spectral.reference_db(mag), cfg).clamp_min(-80)
-        rows.append(torch.flip((db[:512] + 80) / 80, dims=[0]))
-    n = min(r.shape[1] for r in rows)
-    return torch.cat([r[:, :n] for r in rows], dim=0).numpy()
-
-
-@dataclass
-class SequenceStage:
-    """What a stage-2 run (mapper, GAN) starts from: see :func:`sequence_stage`."""
-
-    run: Run
-    recipe: Recipe
-    spectral: SpectralConfig
-    autoencoder: FrameAutoencoder  # frozen, on the run's device
-    pairs: LatentPairs  # noqa: F821  (gan_stretch.data.cache, imported where used)
-    init: Model | None  # the model whose refiner starts the run (fine-tuning), or None
-
-    def init_refiner(self, refiner: torch.nn.Module) -> None:
-        """Starts ``refiner`` from the refiner of ``init``, the model file ``recipe.init`` that
-        :func:`sequence_stage` loaded and checked (fine-tuning), unless the run resumes from its
-        own checkpoint."""
-        if self.init is None or self.run.last.exists():
-            return
-        try:
-            refiner.load_state_dict(self.init.refiner.state_dict())
-        except RuntimeError as e:
-            raise ConfigError(f"init={self.recipe.init} has other sizes than this recipe ({e})") from None
-        self.run.print(f"starting from the {self.init.kind} of {self.recipe.init}")
-
-
-def sequence_stage(recipe) -> SequenceStage:
-    """Start of a stage-2 run: the run, the frozen autoencoder of ``recipe.autoencoder`` (any model
-    file works; only its autoencoder is used), the cached latent pairs of ``recipe.data``, and the
-    model ``recipe.init`` whose refiner starts the run (None without one)."""
-    from ..data.cache import concat_pairs, file_digest, latent_cache
-    from ..model import load_model
-
-    loaded = load_model(recipe.autoencoder)  # a missing input fails before the run folder is made
-    init = load_model(recipe.init) if recipe.init else None
-    if init is not None:
-        if init.kind != recipe.stage:
-            raise ConfigError(
-                f"init={recipe.init} is a {init.kind} model; a {recipe.stage} run needs a {recipe.stage} model"
-            )
-        same = all(
-            torch.allclose(a.float(), b.float(), atol=2e-3, rtol=2e-3)
-            for a, b in zip(init.autoencoder.state_dict().values(), loaded.autoencoder.state_dict().values())
-        )
-        if init.autoencoder.cfg != loaded.autoencoder.cfg or not same:
-            raise ConfigError(
-                f"init={recipe.init} was trained on another autoencoder than "
-                f"autoencoder={recipe.autoencoder}; its refiner would not fit these latents"
-            )
-    sets = [c for c in corpora(recipe) if recipe.pairs in ("all", c.kind)]
-    if not sets:
-        raise GanStretchError(f"no corpus in data={recipe.data} has {recipe.pairs} pairs")
-    longest = max(longest_pair(c, loaded.spectral) for c in sets)
-    if recipe.window > longest:
-        raise ConfigError(
-            f"window={recipe.window} latent frames is longer than any training pair in "
-            f"data={recipe.data} (at most {longest} frames); lower window"
-        )
-    run = Run(recipe)
-    base = Model(
-        "autoencoder",
-        loaded.spectral,
-        loaded.autoencoder,
-        None,
-        {**loaded.meta, "kind": "autoencoder", "refiner": None},
-    )
-    digest = file_digest(recipe.autoencoder)
-    with run.accelerator.main_process_first():  # the main process builds missing caches, the others read them
-        pairs = concat_pairs(
-            [latent_cache(c, base, digest, transients=recipe.transients, frames=needs_frames(recipe)) for c in sets]
-        )
-    run.print(f"{len(pairs.lengths)} latent pairs, {pairs.source.shape[0]} frames")
-    return SequenceStage(run, recipe, base.spectral, base.autoencoder.to(run.device), pairs, init)
-
-
-def longest_pair(corpus: Corpus, cfg: SpectralConfig) -> int:
-    """Frames of a corpus's longest training pair (its excerpt at its slowest rate), from the manifest."""
-    seconds = float(corpus.manifest.get("seconds") or 0)
-    rates = [float(r) for r in corpus.manifest.get("rates") or [1.0]]
-    return cfg.n_frames(int(seconds * corpus.sample_rate / min(rates + [1.0]))) if seconds > 0 else 10**9
-
-
-def supervised_terms(
-    recipe,
-    ae: FrameAutoencoder,
-    mel,
-    pairs,
-    rows: torch.Tensor,
-    pred: torch.Tensor,
-    src: torch.Tensor,
-    tgt: torch.Tensor,
-    rng: np.random.Generator,
-) -> dict[str, torch.Tensor]:
-    """The supervised terms the mapper and the generator share, keyed by their log names.
-
-    loss/latent_l1: L1 between refined and true latents. loss/mel_db_l1: L1 on mel dB of a random
-    subset of the batch's frames: decoded refined latents against decoded true latents, or with
-    ``recipe.residual_loss`` the spectrum users get (the decoded change applied to the
-    time-scaled input's frames, as residual decoding does) against the true frames.
-    pred, src, tgt: [B, W, L]; rows: [B, W] rows of ``pairs``.
-    """
-    from .. import losses
-
-    terms = {"loss/latent_l1": (pred - tgt).abs().mean()}
-    pick = spec_rows(rng, recipe)
-    if recipe.residual_loss:
-        flat = lambda x: x.reshape(-1, x.shape[-1])[pick.to(x.device)]
-        src_db = pairs.source_db[rows.reshape(-1)[pick]].to(pred.device).float()
-        tgt_db = pairs.target_db[rows.reshape(-1)[pick]].to(pred.device).float()
-        out = residual_output(ae, flat(pred), flat(src), src_db)
-        terms["loss/mel_db_l1"] = losses.mel_l1(mel, out, tgt_db)
-    else:
-        terms["loss/mel_db_l1"] = losses.decoded_mel_l1(mel, ae.decode, pred, tgt, pick)
-    return terms
-
-
-def residual_output(ae: FrameAutoencoder, pred: torch.Tensor, src: torch.Tensor, src_db: torch.Tensor) -> torch.Tensor:
-    """What residual decoding makes of refined latents: the decoded change (pred against the
-    time-scaled input's latents ``src``) applied to the time-scaled input's dB frames [..., F]."""
-    return (src_db + ae.decode(pred) - ae.decode(src)).clamp(-ae.cfg.db_range, 0)
-
-
-def needs_frames(recipe) -> bool:
-    """Whether a stage-2 recipe trains on the dB frames as well as the latents."""
-    return bool(recipe.residual_loss or getattr(recipe, "spec_adv_weight", 0) + getattr(recipe, "spec_fm_weight", 0))
-
-
-def spec_rows(rng: np.random.Generator, recipe) -> torch.Tensor:
-    """Which of a batch's frames the decoded-spectrum loss looks at this step (``spec_frames`` of
-    this process's ``batch_size`` x ``window`` frames)."""
-    n = recipe.batch_size * recipe.window
-    return torch.from_numpy(rng.choice(n, min(recipe.spec_frames, n), replace=False))
+        """Benchmark metrics of ``model`` on a few held-out pieces, logged to TensorBoard
+        (:func:`gan_stretch.train.evaluation.evaluate`)."""
+        return evaluation.evaluate(self, model, step)

@@ -25,7 +25,8 @@ from ..models import (
     SpectrogramDiscriminator,
     SpectrogramDiscriminatorConfig,
 )
-from .common import Run, State, residual_output, sequence_stage, supervised_terms
+from .common import Run, State
+from .sequence import residual_output, sequence_stage, supervised_terms
 
 
 def lsgan_d(real: list[torch.Tensor], fake: list[torch.Tensor]) -> torch.Tensor:

@@ -8,7 +8,8 @@ from ..config import MapperRecipe, recipe_source
 from ..losses import MelScale
 from ..model import Model, model_meta
 from ..models import MapperConfig, StretchMapper
-from .common import Run, State, sequence_stage, supervised_terms
+from .common import Run, State
+from .sequence import sequence_stage, supervised_terms
 
 
 def train(recipe: MapperRecipe) -> Run:
