@@ -1,4 +1,4 @@
-"""Pieces of the streamed block loop (:meth:`gan_stretch.pipeline.Stretcher._blocks`).
+"""Pieces of the streamed block loop (:meth:`gan_stretch.stretcher.Stretcher._blocks`).
 
 One pass over the input first (:func:`analyze`: each channel's loudness reference, attacks);
 then the output is overlap-added block by block (:class:`OverlapAdd` holds what is not final

@@ -114,7 +114,7 @@ MUTATIONS = [
     ),
     bug(
         "each streamed block restarts its phase",
-        "gan_stretch/pipeline.py",
+        "gan_stretch/stretcher.py",
         "start = None if carry is None else carry[1][..., a - carry[0]]",
         "start = None",
         ("tests/test_streaming.py::test_streaming_in_small_blocks_matches_one_block",),

@@ -1,0 +1,365 @@
+"""Stretcher: a model turned into ``stretch(audio, sr, rate)``, streamed in blocks.
+
+audio [C, N] -> STFT [C, F, T] -> dB frames -> latents [C, T, L] (frozen autoencoder)
+  -> time-scaled to T' frames -> refined (mapper or generator) -> decoded dB [C, T', F]
+  -> magnitudes + phase propagated from the input -> Griffin-Lim refinement -> audio [C, N / rate]
+
+The block loop is here; its pieces live beside it: model.py (the model file), band.py (input
+bins to model bins), magnitudes.py (the model's part of a block, levels), streaming.py (the
+analysis pass, overlap-add, identical channels), spectral.py (STFT, phase, Griffin-Lim).
+pipeline.py holds :func:`~gan_stretch.pipeline.stretch`, which keeps one Stretcher.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+from . import decays, spectral, timemap
+from .audio import AudioReader, AudioWriter, check_output_path, check_sample_rate, validate
+from .band import Band, input_config
+from .errors import AudioError, ConfigError
+from .magnitudes import stretch_magnitudes
+from .model import Model, check_device, load_model, resolve_checkpoint
+from .spectral import MAX_RATE, MIN_RATE, SpectralConfig
+from .streaming import OverlapAdd, analyze, distinct_channels, passthrough
+
+SILENT_DB = -200.0  # a loudest bin below this (1e-10) means the input holds only zeros
+
+
+def _check_count(name: str, value, what: str, low: int, high: int) -> None:
+    """A setting that must be an integer (not a bool) in [low, high]: ConfigError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
+        raise ConfigError(f"{name} must be {what} in [{low}, {high}], got {value!r}")
+
+
+class Stretcher:
+    """A model loaded once, to stretch any number of signals and files with it.
+
+    Each signal goes through the model's frozen autoencoder (dB frames to latents), is
+    time-scaled in latent space, refined by the model's generator or mapper, decoded, and
+    turned back into audio with the input's phase propagated and Griffin-Lim iterations. The
+    output keeps the input's pitch; only its duration changes.
+
+    Parameters
+    ----------
+    checkpoint_path : str, os.PathLike, Model or None
+        A model file (``model.safetensors`` of a training run), the name of a packaged model
+        (``"default"``: the GAN, ``"mapper"``: its supervised baseline), or a :class:`Model`
+        already loaded. None: the packaged default.
+    device : str or None
+        Where the model runs: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``. None: CUDA when
+        available, else the CPU.
+    griffin_lim : int
+        Griffin-Lim iterations after the phase propagation, 0 to 1000. Each one makes the
+        spectrogram more consistent with a real signal and costs about one more STFT pair; 0
+        keeps the propagated phase as it is.
+    phase_lock : bool
+        Identity phase locking (Laroche and Dolson): the bins of each partial keep their phase
+        offsets from the input, which reduces phasiness on tonal music.
+    residual : bool
+        Residual decoding: the refiner's change, decoded, is applied to the time-scaled input
+        frames, so the autoencoder's own reconstruction error cancels out. False decodes the
+        refined latents directly (what the autoencoder alone can represent).
+    chunk_frames : int
+        Output frames per streamed block (1024 frames of 512 samples at 22.05 kHz: about 24 s).
+        Memory grows with the block, not with the signal; the result does not depend on it
+        beyond float rounding.
+    transients : bool or None
+        Play each detected attack at speed 1 with the input's phase (the stretch happens between
+        attacks), so drums and plucks stay sharp. None: as the model was trained (its file
+        records it).
+    decays : bool or None
+        Between attacks, let each band decay in real time as at the new tempo instead of at the
+        input's pace (:mod:`gan_stretch.decays`; needs ``transients``). None: with transients.
+
+    Raises
+    ------
+    CheckpointError
+        The model file is missing, truncated, corrupt, not a model (a training state), or holds
+        NaN or Inf weights.
+    ConfigError
+        ``griffin_lim``, ``chunk_frames`` or ``device`` is not usable here, or the model file's
+        configuration cannot describe a network.
+
+    See Also
+    --------
+    stretch : the same on one signal, without keeping a Stretcher.
+    load_model : the model file alone.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gan_stretch import Stretcher
+    >>> sr = 22050
+    >>> x = 0.5 * np.sin(2 * np.pi * 440 * np.arange(sr) / sr).astype(np.float32)  # 1 s of A4
+    >>> s = Stretcher(device="cpu")                     # the packaged default model
+    >>> s.stretch(x, sr, rate=2.0).shape                # twice as fast: half the samples
+    (11025,)
+    >>> s.stretch(np.stack([x, x]), sr, duration=1.5).shape   # stereo, to 1.5 seconds
+    (2, 33075)
+    >>> Stretcher(device="cpu", griffin_lim=4, phase_lock=True).stretch(x, sr, 0.5).shape
+    (44100,)
+    """
+
+    def __init__(
+        self,
+        checkpoint_path: str | os.PathLike | Model | None = None,
+        device: str | None = None,
+        griffin_lim: int = 1,
+        phase_lock: bool = False,
+        residual: bool = True,
+        chunk_frames: int = 1024,
+        transients: bool | None = None,
+        decays: bool | None = None,
+    ):
+        _check_count("griffin_lim", griffin_lim, "an iteration count", 0, 1000)
+        _check_count("chunk_frames", chunk_frames, "a frame count", 1, 10**6)
+        self.device = check_device(device)
+        self.model = (
+            checkpoint_path if isinstance(checkpoint_path, Model) else load_model(resolve_checkpoint(checkpoint_path))
+        )
+        self.model.to(self.device)
+        self.griffin_lim = int(griffin_lim)
+        self.phase_lock = phase_lock
+        self.residual = residual
+        # attacks played at speed 1 with their own phase (see blocks); by default as the model was trained
+        self.transients = bool(self.model.meta.get("transients", False) if transients is None else transients)
+        self.decays = self.transients if decays is None else bool(decays)  # needs the attack regions
+        self.chunk_frames = int(chunk_frames)  # output frames per streamed block (about 24 s)
+        context = 0 if self.model.refiner is None else self.model.refiner.context_frames
+        # frames of context each side of a block: the generator's, and n_fft / hop - 1 frames per
+        # Griffin-Lim iteration (how far one overlap-add and re-analysis spreads a frame), plus two
+        overlap = self.spectral.n_fft // self.spectral.hop - 1
+        self.margin = context + overlap * self.griffin_lim + 2
+
+    @property
+    def spectral(self) -> SpectralConfig:
+        return self.model.spectral
+
+    @torch.no_grad()
+    def stretch(self, audio, sr: int, rate: float | None = None, *, duration: float | None = None, time_map=None):
+        """Stretch a signal by a rate, to a duration, or along a time map.
+
+        Parameters
+        ----------
+        audio : np.ndarray or torch.Tensor, shape [N] or [C, N]
+            Samples at ``sr``: float in [-1, 1], or integer PCM (int8, int16, int32, uint8),
+            scaled to [-1, 1] as soundfile reads it. At most 64 channels.
+        sr : int
+            Sample rate of ``audio`` in Hz, 8000 to 192000. The model's band (up to 11 kHz) is
+            mapped onto the input's bins; above it the input's own magnitudes are time-scaled.
+        rate : float or None
+            Speed, 0.25 to 4: 2 plays twice as fast (half the duration), 0.5 half as fast.
+        duration : float or None, keyword-only
+            The output's duration in seconds, instead of a rate.
+        time_map : str, os.PathLike or sequence of (int, int), keyword-only
+            A Rubber Band time map file, or (source_frame, target_frame) pairs of sample indices,
+            both increasing: the input sample that plays at each output sample. With a rate or a
+            duration as well, that sets the output's end; without, the input plays on at speed 1
+            after the last pair.
+
+        Returns
+        -------
+        np.ndarray or torch.Tensor, shape [N'] or [C, N']
+            float32 samples, the same type, layout and (for a tensor) device as ``audio``; a
+            rate gives ``N' = round(N / rate)``. At rate 1 (an identity time map) the input is
+            returned unchanged.
+
+        Raises
+        ------
+        AudioError
+            ``audio`` is empty, silent, transposed, not real numbers, holds NaN or Inf, or ``sr``
+            is out of range; or the model produced NaN or Inf.
+        RateError
+            The rate or duration is out of range, both are given, none is, or the time map is
+            not increasing or reaches beyond the input.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from gan_stretch import Stretcher
+        >>> sr = 22050
+        >>> x = 0.5 * np.sin(2 * np.pi * 440 * np.arange(sr) / sr).astype(np.float32)
+        >>> s = Stretcher(device="cpu")
+        >>> s.stretch(x, sr, 0.8).shape                     # round(22050 / 0.8) samples
+        (27562,)
+        >>> s.stretch(x, sr, time_map=[(11025, 5000)]).shape  # the first half in 5000 samples
+        (16025,)
+        >>> s.stretch(x, sr, rate=8)
+        Traceback (most recent call last):
+        ...
+        gan_stretch.errors.RateError: rate must be a finite number in [0.25, 4.0], got 8.0
+        """
+        is_torch = isinstance(audio, torch.Tensor)
+        if is_torch:
+            arr = audio.detach().cpu()
+            arr = (arr.float() if arr.dtype in (torch.bfloat16, torch.float16) else arr).numpy()  # no numpy bf16
+        else:
+            arr = np.asarray(audio)
+        one_d = arr.ndim == 1
+        wave = validate(arr, "input audio")
+        check_sample_rate(sr)
+        tmap = timemap.resolve(wave.shape[-1], int(sr), rate, duration, time_map)
+        out = self._stretch_tensor(torch.from_numpy(wave).to(self.device), int(sr), tmap)
+        if not torch.isfinite(out).all():
+            raise AudioError("the stretched audio contains NaN or Inf samples (a broken model?)")
+        out = out[0] if one_d else out
+        return out.to(audio.device) if is_torch else out.cpu().numpy()
+
+    @torch.no_grad()
+    def _stretch_tensor(self, wave: torch.Tensor, sr: int, tmap: timemap.TimeMap) -> torch.Tensor:
+        """wave: [C, N] float tensor at ``sr`` (on any device; a batch of clips is a [C, N] of
+        clips) -> [C, tmap.n_out]."""
+        out = wave.new_zeros(wave.shape[0], tmap.n_out)
+        for start, chunk in self._blocks(wave, sr, tmap):
+            out[:, start : start + chunk.shape[-1]] = chunk
+        return out
+
+    @torch.no_grad()
+    def stretch_file(
+        self,
+        src: str | os.PathLike,
+        dst: str | os.PathLike,
+        rate: float | None = None,
+        *,
+        duration: float | None = None,
+        time_map=None,
+        progress=None,
+        clobber: bool = True,
+    ) -> dict:
+        """Stretch an audio file into another, reading and writing in blocks.
+
+        Peak memory stays flat however long the file is, and the result equals
+        :meth:`stretch` on the whole signal. ``dst`` appears only when whole: a failure leaves
+        no partial file (and an existing ``dst`` as it was).
+
+        Parameters
+        ----------
+        src : str or os.PathLike
+            An audio file soundfile reads (WAV, FLAC, OGG, MP3, AIFF, ...), 8 to 192 kHz.
+        dst : str or os.PathLike
+            The output file; its extension picks the format. The sample rate, channels and,
+            where the format allows, the sample format follow ``src``.
+        rate, duration, time_map
+            As in :meth:`stretch` (a time map counts samples of ``src``).
+        progress : callable or None, keyword-only
+            Called as ``progress(done, total)`` after each block, in seconds of output.
+        clobber : bool, keyword-only
+            Replace an existing ``dst``; False refuses to (AudioError).
+
+        Returns
+        -------
+        dict
+            ``frames`` (samples per channel written), ``sample_rate`` (Hz), ``channels``,
+            ``clipped`` (samples over full scale that an integer format clipped) and ``peak``
+            (the largest magnitude before clipping).
+
+        Raises
+        ------
+        AudioError
+            ``src`` is missing, unreadable, truncated, empty, silent or holds NaN or Inf;
+            ``dst`` is ``src``, exists with ``clobber=False``, or its format or folder cannot
+            take the audio.
+        RateError
+            As in :meth:`stretch`.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> import numpy as np, soundfile as sf
+        >>> from gan_stretch import Stretcher
+        >>> folder = tempfile.mkdtemp()
+        >>> src, dst = os.path.join(folder, "in.wav"), os.path.join(folder, "out.flac")
+        >>> sf.write(src, 0.5 * np.sin(2 * np.pi * 440 * np.arange(22050) / 22050), 22050)
+        >>> info = Stretcher(device="cpu").stretch_file(src, dst, rate=0.8)
+        >>> info["frames"], info["sample_rate"], info["channels"], info["clipped"]
+        (27562, 22050, 1, 0)
+        >>> sf.info(dst).frames
+        27562
+        """
+        with AudioReader(src, self.device) as reader:
+            sr = check_sample_rate(reader.sample_rate, reader.name)
+            tmap = timemap.resolve(reader.frames, sr, rate, duration, time_map)
+            dst = check_output_path(dst, inputs=(src,))
+            with AudioWriter(dst, sr, reader.channels, like=reader, clobber=clobber) as writer:
+                for start, chunk in self._blocks(reader, sr, tmap):
+                    writer.write(chunk.cpu().numpy())
+                    if progress is not None:
+                        progress((start + chunk.shape[-1]) / sr, tmap.n_out / sr)
+        return {
+            "frames": tmap.n_out,
+            "sample_rate": sr,
+            "channels": reader.channels,
+            "clipped": writer.clipped,
+            "peak": writer.peak,
+        }
+
+    def _blocks(self, source, sr: int, tmap: timemap.TimeMap):
+        """Yields (first output sample, audio [C, k]) in order, covering 0..tmap.n_out.
+
+        Each block of ``chunk_frames`` output frames reads only the input frames it needs (plus
+        a margin for the generator's context and Griffin-Lim), continues the previous block's
+        propagated phase, and is overlap-added; the samples no later frame can touch are yielded.
+        The model runs on the bins below its Nyquist frequency (mapped onto its own bins); above
+        it, the input's magnitudes are time-scaled as a phase vocoder would, so a 44.1 kHz file
+        keeps its full band, and one phase reconstruction covers both.
+        """
+        cfg = input_config(self.spectral, sr)
+        if tmap.is_identity:
+            yield from passthrough(source, tmap.n_out, self.chunk_frames * cfg.hop)
+            return
+        band = Band(self.spectral, cfg, source.device if isinstance(source, torch.Tensor) else self.device)
+        n_in, n_out = cfg.n_frames(source.shape[-1]), cfg.n_frames(tmap.n_out)
+        block, margin = self.chunk_frames, self.margin
+        ref, onsets, mel_db = analyze(source, cfg, self.spectral, band, n_in, self.chunk_frames, self.transients)
+        if ref.max() <= SILENT_DB:
+            raise AudioError(f"{getattr(source, 'name', 'input audio')} is silent (every sample is zero)")
+        # with transients, each detected attack is played at speed 1 and starts with the input's
+        # phase; the stretch happens between attacks, as in a performance at another tempo
+        plan = timemap.frame_positions(tmap, cfg, n_in, onsets if self.transients else None, band.device)
+        positions, resets, attacks = plan.positions, plan.resets, plan.attacks
+        # between attacks, each band decays in real time as at the new tempo (gan_stretch.decays)
+        change = decays.corrections(mel_db, positions, attacks) if self.decays and attacks is not None else None
+        rate = torch.full((source.shape[0],), min(max(tmap.mean_rate, MIN_RATE), MAX_RATE), device=band.device)
+        output = OverlapAdd(cfg, tmap.n_out)
+        carry = None  # (first output frame, propagated phase) of the previous block
+        for j0 in range(0, n_out, block):
+            j1 = min(j0 + block, n_out)
+            a, b = max(0, j0 - margin), min(n_out, j1 + margin)
+            first = int(positions[a].floor())
+            stop = min(n_in, int(positions[b - 1].floor()) + 2)
+            spec = spectral.frames(source, cfg, first, stop).to(band.device)  # [C, F, stop - first]
+            local = positions[a:b] - first
+            start = None if carry is None else carry[1][..., a - carry[0]]
+            # identical channels (dual mono, a centred source alone) are stretched once: they stay identical
+            keep, inverse = distinct_channels(spec, start)
+            if len(keep) < spec.shape[0]:
+                spec, start = spec[keep], None if start is None else start[keep]
+            source_phase = torch.angle(spec)
+            phase = spectral.propagate_phase(source_phase, local, cfg, start, None if resets is None else resets[a:b])
+            mag = stretch_magnitudes(
+                self.model,
+                spec.abs(),
+                local,
+                ref[keep],
+                rate[: len(keep)],
+                band,
+                self.residual,
+                None if attacks is None else attacks[a:b],
+                None if change is None else change[a:b],
+            )
+            carry = (a, phase[inverse] if len(keep) < len(inverse) else phase)
+            if self.phase_lock:
+                phase = spectral.lock_phase(phase, mag, source_phase, local)
+            if self.griffin_lim:
+                full = spectral.griffin_lim(mag, phase, cfg, self.griffin_lim, length=tmap.n_out, offset=a)
+            else:
+                full = torch.polar(mag, phase)
+            if len(keep) < len(inverse):
+                full = full[inverse]
+            first_sample, out = output.add(full[..., j0 - a : j1 - a], j0, last=j1 == n_out)
+            if out.shape[-1]:
+                yield first_sample, out
