@@ -1,0 +1,52 @@
+"""``gan-stretch data midi`` and ``gan-stretch data teacher``: corpora built from the command line
+(``gan_stretch.data.corpus``)."""
+
+from __future__ import annotations
+
+
+def data_midi(args) -> None:
+    from .data.corpus import DEFAULT_PROGRAMS, build_true_tempo
+
+    c = build_true_tempo(
+        args.out,
+        pieces=args.pieces,
+        heldout=args.heldout,
+        seconds=args.seconds,
+        rates=args.rates,
+        programs=args.programs or DEFAULT_PROGRAMS,
+        programs_per_piece=args.programs_per_piece,
+        sample_rate=args.sample_rate,
+        soundfont=args.soundfont,
+        splits=("heldout",) if args.heldout_only else ("train", "heldout"),
+        family=args.family,
+        synth=args.synth,
+        reverb=args.reverb,
+        chorus=args.chorus,
+        level_range=args.level_range,
+        seed=args.seed,
+        items=args.items,
+        jobs=args.jobs,
+    )
+    _report(c)
+
+
+def data_teacher(args) -> None:
+    from .data.corpus import build_teacher
+
+    c = build_teacher(
+        args.audio,
+        args.out,
+        teacher=args.teacher,
+        rates=args.rates,
+        seconds=args.seconds,
+        excerpts=args.excerpts,
+        heldout=args.heldout,
+        sample_rate=args.sample_rate,
+        jobs=args.jobs,
+    )
+    _report(c)
+
+
+def _report(c) -> None:
+    """The line a data command ends with: the corpus and its items per split."""
+    print(f"{c.root}: {len(c.split('train'))} training and {len(c.split('heldout'))} held-out items")
