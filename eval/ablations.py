@@ -33,6 +33,8 @@ from pathlib import Path
 
 from gan_stretch.config import read_recipe_file
 
+from launch import train_command  # eval/launch.py, beside this script
+
 ROOT = Path(__file__).resolve().parent.parent
 
 AUTOENCODERS = {
@@ -80,14 +82,8 @@ def main(argv=None) -> int:
     def train(recipe: str, run: str, data: str, *paths: str) -> str:
         steps = read_recipe_file(ROOT / recipe)["steps"]
         sh(
-            [
-                sys.executable,
-                "-m",
-                "accelerate.commands.launch",
-                "--config_file",
+            train_command(
                 args.accelerate_config,
-                "-m",
-                "gan_stretch.train",
                 str(ROOT / recipe),
                 f"data={data}",
                 f"run_dir={runs / run}",
@@ -95,7 +91,7 @@ def main(argv=None) -> int:
                 f"steps={max(1, int(steps * args.steps_scale))}",
                 "eval_pieces=0",
                 *args.extra.split(),
-            ]
+            )
         )
         return str(runs / run / "model.safetensors")
 

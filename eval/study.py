@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from launch import train_command  # eval/launch.py, beside this script
+
 ROOT = Path(__file__).resolve().parent.parent
 MEASURES = ("logmel_db", "visqol", "attack_db", "smear_db", "oversmoothing_db", "two_sample_accuracy")
 BETTER = {
@@ -158,20 +160,14 @@ def main(argv=None) -> int:
         model = runs / run / "model.safetensors"
         if not (args.score_only or args.no_train):  # a finished run resumes at its last step and only exports
             sh(
-                [
-                    sys.executable,
-                    "-m",
-                    "accelerate.commands.launch",
-                    "--config_file",
+                train_command(
                     args.accelerate_config,
-                    "-m",
-                    "gan_stretch.train",
                     recipe,
                     f"run_dir={runs / run}",
                     "eval_pieces=0",
                     *overrides,
                     *args.extra.split(),
-                ]
+                )
             )
         return str(model)
 
