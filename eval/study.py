@@ -62,12 +62,19 @@ def finished(run_dir: Path) -> bool:
     return meta.get("step") == meta.get("recipe", {}).get("steps")
 
 
+MIN_UNITS = 5  # fewer paired units than this give no interval (a resample of 1-4 values says nothing)
+
+
 def bootstrap_ci(diffs: np.ndarray, n: int = 10000, seed: int = 0) -> tuple[float, float, float]:
-    """Mean of ``diffs`` and its 95% percentile-bootstrap interval (resampling the clips)."""
+    """Mean of ``diffs`` and its 95% percentile-bootstrap interval (resampling the clips); the
+    interval is NaN with fewer than MIN_UNITS values (the classifier's accuracy is one value per
+    set and rate)."""
     diffs = np.asarray(diffs, dtype=np.float64)
     diffs = diffs[np.isfinite(diffs)]
     if len(diffs) == 0:
         return float("nan"), float("nan"), float("nan")
+    if len(diffs) < MIN_UNITS:
+        return float(diffs.mean()), float("nan"), float("nan")
     rng = np.random.default_rng(seed)
     means = diffs[rng.integers(0, len(diffs), (n, len(diffs)))].mean(axis=1)
     return float(diffs.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
@@ -232,7 +239,8 @@ def report(rows: list[dict], args, out: Path) -> None:
         "Per-clip paired improvement of the first variant over the second (each clip's measure averaged over "
         "the seeds first; positive = the first is better: lower log-mel, higher ViSQOL, attack/smear/"
         "over-smoothing closer to 0, classifier accuracy closer to 0.5), mean and bootstrap 95% interval "
-        "over clips. An interval that excludes 0 is a difference the data shows.",
+        "over clips. An interval that excludes 0 is a difference the data shows (in bold). The classifier's "
+        "accuracy is one value per set and rate, so its units are (set, rate) pairs: no interval per rate.",
         "",
     ]
     csv_rows = []
@@ -259,7 +267,12 @@ def report(rows: list[dict], args, out: Path) -> None:
                     }
                 )
                 mark = "**" if np.isfinite(lo) and (lo > 0 or hi < 0) else ""
-                cells.append(f"{mark}{mean:+.3f} [{lo:+.3f}, {hi:+.3f}]{mark}" if np.isfinite(mean) else "n/a")
+                if not np.isfinite(mean):
+                    cells.append("n/a")
+                elif not np.isfinite(lo):
+                    cells.append(f"{mean:+.3f} (no interval: {len(paired(rows, a, b, args.seeds, m, rate))} values)")
+                else:
+                    cells.append(f"{mark}{mean:+.3f} [{lo:+.3f}, {hi:+.3f}]{mark}")
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
         lines.append("")
     # means per variant and the sweep

@@ -20,6 +20,8 @@ def test_bootstrap_interval_covers_the_mean_and_shrinks_with_more_clips():
     m2, lo2, hi2 = study.bootstrap_ci(large)
     assert hi2 - lo2 < (hi - lo) / 5 and lo2 > 0  # 2000 clips of +0.3: an interval excluding 0
     assert np.isnan(study.bootstrap_ci(np.array([np.nan]))[0])
+    m3, lo3, hi3 = study.bootstrap_ci(np.array([0.1, 0.1]))  # one value per set and rate: no interval
+    assert m3 == 0.1 and np.isnan(lo3) and np.isnan(hi3)
 
 
 def test_improvement_points_the_right_way_for_each_measure():
