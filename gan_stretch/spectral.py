@@ -211,6 +211,14 @@ def mel_filters(cfg: SpectralConfig, device) -> torch.Tensor:
     ).to(device)
 
 
+# librosa's peak-picking threshold on the normalised flux (its default: 0.07). Measured on held-out
+# renders of four sets (classical on two unseen sound banks, grooves, ensembles; 8 pieces, 5 rates,
+# the packaged default): 0.07 found 65-73 % of the score's onsets on classical music; 0.045 gave
+# log-mel equal or lower on every set (OPL-3 classical 3.15 -> 2.98 dB) and stronger attacks on
+# three of four; 0.03 gained more on two sets and lost log-mel on grooves.
+ONSET_DELTA = 0.045
+
+
 def detect_onsets(mel_power, cfg: SpectralConfig):
     """Frames where attacks start, from mel power frames [T, M] (all channels summed): librosa's
     peak picking on the spectral flux of log-mel (floored 80 dB below the loudest band)."""
@@ -221,7 +229,9 @@ def detect_onsets(mel_power, cfg: SpectralConfig):
     flux = np.concatenate([[0.0], np.maximum(np.diff(db, axis=0), 0).mean(axis=1)])
     if flux.max() <= 0:
         return np.zeros(0, dtype=np.int64)
-    return librosa.onset.onset_detect(onset_envelope=flux, sr=cfg.sample_rate, hop_length=cfg.hop, units="frames")
+    return librosa.onset.onset_detect(
+        onset_envelope=flux, sr=cfg.sample_rate, hop_length=cfg.hop, units="frames", delta=ONSET_DELTA
+    )
 
 
 def onsets_of(wave: torch.Tensor, cfg: SpectralConfig) -> np.ndarray:
@@ -262,12 +272,22 @@ def frames(wave, cfg: SpectralConfig, first: int, stop: int, seg: torch.Tensor |
 
 def attack_envelope(seg: torch.Tensor, cfg: SpectralConfig, first: int, stop: int) -> torch.Tensor:
     """Energy of the differentiated signal (attacks stand out of held notes) in blocks of
-    ``hop / 16`` samples over samples first * hop .. stop * hop of ``seg`` (:func:`segment`),
-    channels summed: [(stop - first) * 16]. Locates an attack to a few milliseconds, where a
-    frame only says which 93 ms window holds it."""
+    ``hop / 16`` samples (rounded; any hop) over samples first * hop .. stop * hop of ``seg``
+    (:func:`segment`), channels summed: [(stop - first) * 16]. Locates an attack to a few
+    milliseconds, where a frame only says which 93 ms window holds it."""
     own = seg[..., cfg.n_fft // 2 - 1 : cfg.n_fft // 2 + (stop - first) * cfg.hop]
     diff = (own[..., 1:] - own[..., :-1]).reshape(-1, (stop - first) * cfg.hop)
-    return (diff.double() ** 2).sum(0).reshape(-1, cfg.hop // 16).sum(-1)
+    running = torch.cat([diff.new_zeros(1, dtype=torch.float64), (diff.double() ** 2).sum(0).cumsum(0)])
+    edges = block_start(torch.arange((stop - first) * ENVELOPE_BLOCKS + 1, device=seg.device), cfg)
+    return running[edges[1:]] - running[edges[:-1]]
+
+
+ENVELOPE_BLOCKS = 16  # blocks of attack_envelope per hop
+
+
+def block_start(index, cfg: SpectralConfig):
+    """First sample of block ``index`` of :func:`attack_envelope` (an int or an integer tensor or array)."""
+    return (index * cfg.hop + ENVELOPE_BLOCKS // 2) // ENVELOPE_BLOCKS
 
 
 def refine_onsets(onset_frames, envelope: np.ndarray, cfg: SpectralConfig) -> np.ndarray:
@@ -275,19 +295,18 @@ def refine_onsets(onset_frames, envelope: np.ndarray, cfg: SpectralConfig) -> np
     (peak picking on a frame's spectral flux fires as soon as an attack enters the window, one to
     two hops early), the block of :func:`attack_envelope` where its energy in dB rises most above
     the loudest of the eight blocks before it."""
-    block = cfg.hop // 16
     db = 10 * np.log10(np.maximum(envelope, max(float(envelope.max()), 1e-30) * 1e-10))
     out = []
     for k in np.asarray(onset_frames, dtype=np.int64):
-        lo = max(8, (k * cfg.hop - cfg.hop) // block)
-        hi = min(len(db) - 1, (k * cfg.hop + cfg.n_fft // 2 + cfg.hop) // block)
+        lo = max(8, (k * cfg.hop - cfg.hop) * ENVELOPE_BLOCKS // cfg.hop)
+        hi = min(len(db) - 1, (k * cfg.hop + cfg.n_fft // 2 + cfg.hop) * ENVELOPE_BLOCKS // cfg.hop)
         if hi <= lo:
             out.append(k * cfg.hop)
             continue
         idx = np.arange(lo, hi)
         before = np.max(np.stack([db[idx - d] for d in range(1, 9)]), axis=0)
         after = (db[idx] + db[idx + 1]) / 2
-        out.append(int(idx[np.argmax(after - before)]) * block)
+        out.append(int(block_start(int(idx[np.argmax(after - before)]), cfg)))
     return np.asarray(out, dtype=np.int64)
 
 

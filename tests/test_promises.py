@@ -336,3 +336,21 @@ def test_attack_frames_keep_the_input_under_residual_decoding(stretchers):
     torch.testing.assert_close(kept[inside], scaled[inside].clamp(-cfg.db_range, 0))
     assert (changed[inside] - scaled[inside]).abs().max() > 0.1  # the refiner does change them otherwise
     torch.testing.assert_close(kept[~inside], changed[~inside])
+
+
+@pytest.mark.parametrize("sr", [22050, 44100, 48000])
+def test_attacks_are_located_to_milliseconds_at_any_rate(sr):
+    """The Stretcher's onset detection on the STFT of the input's own rate (48 kHz: a hop that 16
+    does not divide) finds every click of a click train, and nothing between them, within 3 ms."""
+    from gan_stretch import spectral
+    from gan_stretch.band import input_config
+
+    cfg = input_config(spectral.SpectralConfig(), sr)
+    gap = int(0.4 * sr)
+    times = np.array([gap * (k + 1) + 97 * k for k in range(6)])
+    x = 1e-3 * np.random.default_rng(0).standard_normal(times[-1] + gap)
+    x[times] += 0.9
+    found = np.sort(spectral.onsets_of(torch.from_numpy(x.astype(np.float32)), cfg))
+    found = found[found > gap // 2]  # the noise starting out of the zeros before the signal is an onset too
+    assert len(found) == len(times), (found, times)
+    assert np.abs(found - times).max() <= 0.003 * sr, (found, times)

@@ -126,7 +126,7 @@ def latent_cache(
     name = (
         _digest(2, model_digest, key)
         if not transients
-        else _digest(3, model_digest, key, "transients", "refined onsets")
+        else _digest(3, model_digest, key, "transients", "refined onsets", spectral.ONSET_DELTA)
     )
     path = corpus.root / "cache" / f"latents-{name}{'-frames' if frames else ''}.safetensors"
     if path.is_file():
