@@ -4,8 +4,11 @@
 #   bash recipes/default-model.sh DATA RUNS [ACCELERATE_CONFIG]
 # DATA: a true-tempo corpus, made here when missing (40 music21 pieces, 8 s, TimGM6mb, varied GM
 # programs; its held-out pieces are never trained on); RUNS: where the three runs go.
-# Shipped in float16 (gan_stretch.model.save_model(..., half=True)): RUNS/gan/model.safetensors
-# as gan_stretch/checkpoints/default.safetensors, RUNS/mapper/model.safetensors as mapper.safetensors.
+# Shipped in float16 (gan_stretch.model.save_model(..., half=True)): RUNS/generator/model.safetensors
+# (the generator trained without adversarial terms: docs/results/adversarial/study.md) as
+# gan_stretch/checkpoints/default.safetensors, RUNS/mapper/model.safetensors as mapper.safetensors.
+# The packaged pair was trained on the autoencoder of the earlier default (the same recipe file),
+# with AE=gan_stretch/checkpoints/default.safetensors in place of RUNS/autoencoder.
 set -euo pipefail
 DATA=${1:?corpus folder}
 RUNS=${2:?runs folder}
@@ -18,4 +21,4 @@ EXTRA=${EXTRA:-}  # e.g. EXTRA="eval_pieces=0" where librosa is missing
 $A recipes/default/autoencoder.yaml data=$DATA run_dir=$RUNS/autoencoder $EXTRA
 AE=$RUNS/autoencoder/model.safetensors
 $A recipes/default/mapper.yaml data=$DATA run_dir=$RUNS/mapper autoencoder=$AE $EXTRA
-$A recipes/default/gan.yaml data=$DATA run_dir=$RUNS/gan autoencoder=$AE $EXTRA
+$A recipes/default/generator.yaml data=$DATA run_dir=$RUNS/generator autoencoder=$AE $EXTRA

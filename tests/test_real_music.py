@@ -3,6 +3,8 @@ the packaged model."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -83,14 +85,20 @@ def test_time_map_file(default, tmp_path):
             default.stretch(x, sr, time_map=bad)
 
 
-@pytest.mark.parametrize("name,kind", [("default", "gan"), ("mapper", "mapper")])
-def test_packaged_models_are_trained_refiners(name, kind):
-    """Both shipped models load by name, and their refiners change the interpolated latents (not
-    the identity they start as)."""
+@pytest.mark.parametrize(
+    "name,kind,recipe",
+    [("default", "gan", "recipes/default/generator.yaml"), ("mapper", "mapper", "recipes/default/mapper.yaml")],
+)
+def test_packaged_models_are_trained_refiners(name, kind, recipe):
+    """Both shipped models load by name, name the recipe file that trained them, play attacks at
+    speed 1 as they were trained to, and their refiners change the interpolated latents (not the
+    identity they start as)."""
     import torch
 
     stretcher = Stretcher(name, device="cpu")
-    assert stretcher.model.kind == kind and stretcher.model.meta["trained_by"] == "recipes/default-model.sh"
+    assert stretcher.model.kind == kind and stretcher.model.meta["recipe"]["file"] == recipe
+    assert (Path(__file__).resolve().parents[1] / recipe).is_file()
+    assert stretcher.transients and stretcher.decays
     refiner = stretcher.model.refiner
     z = torch.linspace(-0.5, 0.5, 32 * refiner.cfg.latent_dim).reshape(1, 32, -1)
     with torch.no_grad():
