@@ -62,11 +62,10 @@ demo: system .venv/.installed
 	echo "== 4/6 GAN"; \
 	$(LAUNCH) recipes/default/gan.yaml data=$(DATA) run_dir=$(DEMO)/gan autoencoder=$(DEMO)/autoencoder/model.safetensors eval_every=600; \
 	echo "== 5/6 benchmark on held-out renders"; \
-	$(PY) eval/benchmark.py --data $(DATA) --out results/demo --pieces 8 \
+	$(PY) eval/benchmark.py --data $(DATA) --out results/demo --pieces 4 \
 		--model interpolation=$(DEMO)/autoencoder/model.safetensors --model mapper=$(DEMO)/mapper/model.safetensors \
-		--model gan=$(DEMO)/gan/model.safetensors --model packaged-gan=gan_stretch/checkpoints/default.safetensors \
-		--model packaged-mapper=gan_stretch/checkpoints/mapper.safetensors \
-		--methods pv ceiling-ae --listen; \
+		--model gan=$(DEMO)/gan/model.safetensors --model packaged-default=gan_stretch/checkpoints/default.safetensors \
+		--methods pv wsola --listen; \
 	echo "== 6/6 stretching an example"; \
 	example=$$($(PY) -c "from gan_stretch.data import Corpus; c = Corpus('$(DATA)'); i = c.split('heldout')[0]; print(c.root / i.audio['1.000'])"); \
 	for r in 0.5 2.0; do .venv/bin/gan-stretch stretch $$example $(DEMO)/example_rate$$r.wav --rate $$r --checkpoint $(DEMO)/gan/model.safetensors; done; \

@@ -1,0 +1,143 @@
+"""One report from several benchmark folders (one per evaluation set): every method on every set,
+both axes, and per-rate tables of chosen methods.
+
+    python eval/report.py --results docs/results/default/* --out docs/results/default.md \
+        --per-rate default wsola rubberband-r3 [--model default]
+
+For each measure a table of means over pieces and rates (methods x sets, and the mean over sets);
+then, per set, the per-rate tables of the ``--per-rate`` methods; then the targets of the model
+named by ``--model``: its log-mel margin to the best classical stretcher at each rate and set,
+its ViSQOL against Rubber Band R3's, and its attack against the true render.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+import numpy as np
+
+MEASURES = {  # column: (title, how to read it, format)
+    "logmel_db": ("log-mel distance, dB", "lower is better", "{:.2f}"),
+    "visqol": ("ViSQOL MOS-LQO", "higher is better; the truth scores 4.73", "{:.3f}"),
+    "attack_db": ("attack at note onsets, dB", "0 is right, negative = weaker", "{:+.2f}"),
+    "smear_db": ("energy before onsets, dB", "0 is right, positive = smeared", "{:+.2f}"),
+    "oversmoothing_db": ("over-smoothing, dB", "0 is right, negative = over-smoothed", "{:+.2f}"),
+    "two_sample_accuracy": ("two-sample classifier accuracy", "0.5 = indistinguishable from the truth", "{:.2f}"),
+}
+CLASSICAL = ("wsola", "rubberband-r2", "rubberband-r3", "pv", "hptsm")
+
+
+def read(folder: Path) -> list[dict]:
+    with open(folder / "results.csv") as f:
+        return [
+            {
+                "method": r["method"],
+                "rate": float(r["rate"]),
+                **{m: float(r[m]) for m in MEASURES if r.get(m, "") not in ("", "nan")},
+            }
+            for r in csv.DictReader(f)
+        ]
+
+
+def mean(rows: list[dict], measure: str, **where) -> float:
+    vals = [r[measure] for r in rows if measure in r and all(r[k] == v for k, v in where.items())]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def cell(value: float, fmt: str) -> str:
+    return fmt.format(value) if np.isfinite(value) else "-"
+
+
+def report(sets: dict[str, list[dict]], per_rate: list[str], model: str | None) -> str:
+    methods = list(dict.fromkeys(r["method"] for rows in sets.values() for r in rows))
+    names = list(sets)
+    lines = [f"# {len(names)} evaluation sets: {', '.join(names)}", ""]
+    lines += ["Means over the held-out pieces and the five rates of each set.", ""]
+    for m, (title, how, fmt) in MEASURES.items():
+        if not any(m in r for rows in sets.values() for r in rows):
+            continue
+        lines += [f"## {title} ({how})", "", "| method | " + " | ".join(names) + " | mean |"]
+        lines.append("|---|" + "---|" * (len(names) + 1))
+        for method in methods:
+            vals = [mean(sets[s], m, method=method) for s in names]
+            lines.append(
+                f"| {method} | " + " | ".join(cell(v, fmt) for v in vals) + f" | {cell(np.nanmean(vals), fmt)} |"
+            )
+        lines.append("")
+    for s in names:
+        rates = sorted({r["rate"] for r in sets[s]})
+        lines += [f"## {s}, per rate", ""]
+        for m in ("logmel_db", "visqol", "attack_db", "smear_db"):
+            title, how, fmt = MEASURES[m]
+            lines += [f"{title} ({how})", "", "| method | " + " | ".join(f"{r:g}" for r in rates) + " | mean |"]
+            lines.append("|---|" + "---|" * (len(rates) + 1))
+            for method in per_rate:
+                vals = [mean(sets[s], m, method=method, rate=r) for r in rates]
+                lines.append(
+                    f"| {method} | " + " | ".join(cell(v, fmt) for v in vals) + f" | {cell(np.nanmean(vals), fmt)} |"
+                )
+            lines.append("")
+    if model:
+        lines += targets(sets, model)
+    return "\n".join(lines) + "\n"
+
+
+def targets(sets: dict[str, list[dict]], model: str) -> list[str]:
+    """Per set and rate: the model's log-mel margin below the best classical stretcher (positive =
+    ahead), its ViSQOL minus Rubber Band R3's, and its attack."""
+    lines = [
+        f"## {model} against the targets, per set and rate",
+        "",
+        "log-mel margin = the best classical stretcher's log-mel minus the model's (positive: the model is "
+        "ahead; target at least +0.3 dB); ViSQOL minus Rubber Band R3's (target at least 0); attack (target "
+        "within 1 dB of 0).",
+        "",
+    ]
+    for s, rows in sets.items():
+        rates = sorted({r["rate"] for r in rows})
+        present = [c for c in CLASSICAL if any(r["method"] == c for r in rows)]
+        lines += [
+            f"{s} (classical: {', '.join(present)})",
+            "",
+            "| | " + " | ".join(f"{r:g}" for r in rates) + " | mean |",
+        ]
+        lines.append("|---|" + "---|" * (len(rates) + 1))
+        margin, visqol, attack = [], [], []
+        for r in [*rates, None]:
+            where = {} if r is None else {"rate": r}
+            best = min(mean(rows, "logmel_db", method=c, **where) for c in present) if present else float("nan")
+            margin.append(best - mean(rows, "logmel_db", method=model, **where))
+            visqol.append(
+                mean(rows, "visqol", method=model, **where) - mean(rows, "visqol", method="rubberband-r3", **where)
+            )
+            attack.append(mean(rows, "attack_db", method=model, **where))
+        lines.append("| log-mel margin, dB | " + " | ".join(cell(v, "{:+.2f}") for v in margin) + " |")
+        lines.append("| ViSQOL - R3 | " + " | ".join(cell(v, "{:+.3f}") for v in visqol) + " |")
+        lines.append("| attack, dB | " + " | ".join(cell(v, "{:+.2f}") for v in attack) + " |")
+        lines.append("")
+    return lines
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--results", nargs="+", required=True, help="benchmark folders (each with results.csv)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--per-rate", nargs="*", default=["default", "wsola", "rubberband-r3"])
+    p.add_argument("--model", default=None, help="the model whose targets are checked")
+    args = p.parse_args(argv)
+    folders = [Path(f) for f in args.results]
+    missing = [str(f) for f in folders if not (f / "results.csv").is_file()]
+    if missing:
+        print(f"report: no results.csv in {', '.join(missing)}", file=sys.stderr)
+        return 2
+    text = report({f.name: read(f) for f in folders}, args.per_rate, args.model)
+    Path(args.out).write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
