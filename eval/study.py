@@ -234,7 +234,10 @@ def report(rows: list[dict], args, out: Path) -> None:
         f"# The adversarial study ({', '.join(Path(d).name for d in args.eval)}; seeds "
         f"{', '.join(map(str, args.seeds))})",
         "",
-        "Regenerate: `python eval/study.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]) + "`",
+        "Regenerate (trains every run that is missing, scores every model not yet scored, writes this "
+        "page): `python eval/study.py "
+        + " ".join(shlex.quote(a) for a in sys.argv[1:] if a not in ("--score-only", "--no-train"))
+        + "`",
         "",
         "Per-clip paired improvement of the first variant over the second (each clip's measure averaged over "
         "the seeds first; positive = the first is better: lower log-mel, higher ViSQOL, attack/smear/"
