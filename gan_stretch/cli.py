@@ -37,7 +37,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--checkpoint",
         default=None,
-        help="model .safetensors, or a packaged model: default (the GAN) or mapper (its baseline)",
+        help="model .safetensors, or a packaged model: default (the generator, trained without adversarial terms) or mapper (the frame-wise baseline)",
     )
     s.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     s.add_argument(

@@ -27,7 +27,7 @@ KINDS = tuple(STAGES)
 
 
 def resolve_checkpoint(name: str | os.PathLike | None) -> Path:
-    """A model file path, or the name of a packaged model: ``default`` (the GAN) or ``mapper``
+    """A model file path, or the name of a packaged model: ``default`` (the generator, trained without adversarial terms) or ``mapper``
     (its supervised baseline, on the same autoencoder)."""
     if name is None:
         return DEFAULT_CHECKPOINT

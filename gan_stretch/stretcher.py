@@ -47,7 +47,7 @@ class Stretcher:
     ----------
     checkpoint_path : str, os.PathLike, Model or None
         A model file (``model.safetensors`` of a training run), the name of a packaged model
-        (``"default"``: the GAN, ``"mapper"``: its supervised baseline), or a :class:`Model`
+        (``"default"``: the generator, trained without adversarial terms; ``"mapper"``: the frame-wise baseline), or a :class:`Model`
         already loaded. None: the packaged default.
     device : str or None
         Where the model runs: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``. None: CUDA when
