@@ -12,6 +12,8 @@ since the attack. Speeding up raises the level at most back to where the attack 
 
 from __future__ import annotations
 
+import functools
+
 import librosa
 import numpy as np
 import torch
@@ -62,10 +64,16 @@ def corrections(mel_db: np.ndarray, positions: torch.Tensor, attacks: torch.Tens
     return out
 
 
+@functools.lru_cache(maxsize=16)
+def _band_to_bin(bands: int, sample_rate: int, n_fft: int, n_freq: int) -> np.ndarray:
+    """[M, F]: linear interpolation between the bands' centre frequencies (held beyond the first
+    and last centre) as one matrix, so a block's frames map in one product."""
+    centres = librosa.mel_frequencies(bands + 2, fmin=0.0, fmax=sample_rate / 2, htk=False)[1:-1]
+    freqs = np.arange(n_freq) * sample_rate / n_fft
+    return np.stack([np.interp(freqs, centres, row) for row in np.eye(bands)])
+
+
 def to_bins(change: np.ndarray, cfg: SpectralConfig) -> np.ndarray:
     """Per-band changes [T, M] (the 40 mel bands of gan_stretch.spectral.mel_filters) -> per
     bin [T, F] of ``cfg``, interpolated between the bands' centre frequencies."""
-    bands = change.shape[1]
-    centres = librosa.mel_frequencies(bands + 2, fmin=0.0, fmax=cfg.sample_rate / 2, htk=False)[1:-1]
-    freqs = np.arange(cfg.n_freq) * cfg.sample_rate / cfg.n_fft
-    return np.stack([np.interp(freqs, centres, row) for row in change]) if len(change) else np.zeros((0, cfg.n_freq))
+    return np.asarray(change, dtype=np.float64) @ _band_to_bin(change.shape[1], cfg.sample_rate, cfg.n_fft, cfg.n_freq)
