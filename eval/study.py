@@ -257,7 +257,8 @@ def report(rows: list[dict], args, out: Path) -> None:
         for m in MEASURES:
             cells = []
             for rate in [*rates, None]:
-                mean, lo, hi = bootstrap_ci(paired(rows, a, b, args.seeds, m, rate))
+                diffs = paired(rows, a, b, args.seeds, m, rate)
+                mean, lo, hi = bootstrap_ci(diffs)
                 csv_rows.append(
                     {
                         "a": a,
@@ -273,7 +274,7 @@ def report(rows: list[dict], args, out: Path) -> None:
                 if not np.isfinite(mean):
                     cells.append("n/a")
                 elif not np.isfinite(lo):
-                    cells.append(f"{mean:+.3f} (no interval: {len(paired(rows, a, b, args.seeds, m, rate))} values)")
+                    cells.append(f"{mean:+.3f} (no interval: {int(np.isfinite(diffs).sum())} values)")
                 else:
                     cells.append(f"{mark}{mean:+.3f} [{lo:+.3f}, {hi:+.3f}]{mark}")
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
