@@ -13,11 +13,11 @@ its ViSQOL against Rubber Band R3's, and its attack against the true render.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
 import numpy as np
+from study import read_rows  # eval/study.py, beside this script
 
 MEASURES = {  # column: (title, how to read it, format)
     "logmel_db": ("log-mel distance, dB", "lower is better", "{:.2f}"),
@@ -31,19 +31,15 @@ CLASSICAL = ("wsola", "rubberband-r2", "rubberband-r3", "pv", "hptsm")
 
 
 def read(folder: Path) -> list[dict]:
-    with open(folder / "results.csv") as f:
-        return [
-            {
-                "method": r["method"],
-                "rate": float(r["rate"]),
-                **{m: float(r[m]) for m in MEASURES if r.get(m, "") not in ("", "nan")},
-            }
-            for r in csv.DictReader(f)
-        ]
+    """The rows of a benchmark folder's results.csv, rate and measures as numbers (eval/study.py's reader)."""
+    return read_rows(folder / "results.csv")
 
 
 def mean(rows: list[dict], measure: str, **where) -> float:
+    """Mean of the finite values of ``measure`` over the rows matching ``where`` (NaN where a
+    measure does not apply, e.g. attacks without onsets, is left out)."""
     vals = [r[measure] for r in rows if measure in r and all(r[k] == v for k, v in where.items())]
+    vals = [v for v in vals if np.isfinite(v)]
     return float(np.mean(vals)) if vals else float("nan")
 
 
