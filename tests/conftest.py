@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 ORIGINAL_CUDA_VISIBLE_DEVICES = os.environ.get("CUDA_VISIBLE_DEVICES")
 os.environ["CUDA_VISIBLE_DEVICES"] = ""  # CPU only, even where a GPU exists; inherited by subprocesses
@@ -149,3 +152,29 @@ def music_like(n: int, sr: int = SR, seed: int = 0, channels: int | None = None)
         out += 0.15 * env * tone
     out += 0.005 * rng.standard_normal(shape)
     return out.astype(np.float32)
+
+
+def start_stretch(src, dst, checkpoint, *extra: str, **popen) -> subprocess.Popen:
+    """``python -m gan_stretch.cli stretch SRC DST --rate 0.5 --griffin-lim 8 ...`` in a child
+    process (this checkout's package, one OpenMP thread, no GPU; slow enough to be stopped
+    mid-file), its output captured as text. ``popen``: more subprocess.Popen arguments."""
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "CUDA_VISIBLE_DEVICES": "",
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+    }
+    command = [sys.executable, "-m", "gan_stretch.cli", "stretch", str(src), str(dst), "--rate", "0.5"]
+    command += ["--checkpoint", str(checkpoint), "--griffin-lim", "8", *extra]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+
+
+def wait_until(proc, ready, seconds: float) -> None:
+    """Poll ``ready()`` every 50 ms while ``proc`` runs, for at most ``seconds``; the child must
+    still be running at the end (a test that stops it needs something to stop)."""
+    import time
+
+    deadline = time.time() + seconds
+    while time.time() < deadline and proc.poll() is None and not ready():
+        time.sleep(0.05)
+    assert proc.poll() is None, "the stretch ended before it could be stopped"

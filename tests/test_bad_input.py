@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ import torch
 from gan_stretch import AudioError, CheckpointError, ConfigError, GanStretchError, RateError, Stretcher
 from gan_stretch.cli import main
 
-from conftest import music_like
+from conftest import music_like, start_stretch, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 SR = 22050
@@ -246,34 +245,13 @@ def test_non_finite_output_is_never_written(tmp_path, tiny_model, monkeypatch):
 
 def test_sigterm_removes_the_partial_output(tmp_path, tiny_model):
     src = write(tmp_path / "in.wav", music_like(60 * SR, channels=2))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gan_stretch.cli",
-            "stretch",
-            str(src),
-            str(tmp_path / "out.wav"),
-            "--rate",
-            "0.5",
-            "--checkpoint",
-            str(tiny_model),
-            "--griffin-lim",
-            "8",
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
+    proc = start_stretch(src, tmp_path / "out.wav", tiny_model)
+
+    def writing():
         partial = [p for p in tmp_path.iterdir() if ".partial-" in p.name]
-        if partial and partial[0].stat().st_size > 100_000:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the stretch ended before it could be terminated"
+        return bool(partial) and partial[0].stat().st_size > 100_000
+
+    wait_until(proc, writing, 120)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signal.SIGTERM, err

@@ -22,7 +22,7 @@ from gan_stretch import parallel
 from gan_stretch.cli import main as cli
 from gan_stretch.errors import GanStretchError
 
-from conftest import music_like, requires
+from conftest import music_like, requires, start_stretch, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 SR = 22050
@@ -196,37 +196,17 @@ def test_stopping_a_parallel_folder_leaves_no_partial_file(sig, tiny_model, tmp_
     for k in range(3):
         sf.write(str(src / f"{k}.wav"), music_like(40 * SR, seed=k, channels=2).T, SR)
     dst = tmp_path / "out"
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gan_stretch.cli",
-            "stretch",
-            str(src),
-            str(dst),
-            "--rate",
-            "0.5",
-            "--checkpoint",
-            str(tiny_model),
-            "--griffin-lim",
-            "8",
-            "--jobs",
-            "2",
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    # its own session, SIGINT at default: Ctrl-C reaches the whole group as from a terminal
+    proc = start_stretch(
+        src,
+        dst,
+        tiny_model,
+        "--jobs",
+        "2",
         start_new_session=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
-    deadline = time.time() + 180
-    while time.time() < deadline and proc.poll() is None:
-        if dst.is_dir() and len([p for p in dst.iterdir() if ".partial-" in p.name]) == 2:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the stretch ended before it could be stopped"
+    wait_until(proc, lambda: dst.is_dir() and len([p for p in dst.iterdir() if ".partial-" in p.name]) == 2, 180)
     if sig == signal.SIGINT:
         os.killpg(proc.pid, sig)  # what Ctrl-C in a terminal does
     else:
