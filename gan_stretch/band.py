@@ -59,8 +59,8 @@ class Band:
     def low_abs(self, spec: torch.Tensor) -> torch.Tensor:
         """``low(spec.abs())`` without the magnitudes of bins the model does not see."""
         if self.exact and spec.shape[-2] >= self.model.n_freq:
-            return spec[..., : self.model.n_freq, :].abs()
-        return self.low(spec.abs())
+            return spectral.magnitude(spec[..., : self.model.n_freq, :])
+        return self.low(spectral.magnitude(spec))
 
     def from_model(self, mag: torch.Tensor) -> torch.Tensor:
         """Model-bin magnitudes [..., F_model, T] -> input bins [..., min(F_in, F_model), T]

@@ -85,7 +85,20 @@ def db_to_magnitude(db_rel: torch.Tensor, ref_db: torch.Tensor | float) -> torch
     ref = torch.as_tensor(ref_db, dtype=db_rel.dtype, device=db_rel.device)
     while ref.dim() < db_rel.dim():
         ref = ref.unsqueeze(-1)
-    return torch.pow(10.0, (db_rel + ref) / 20.0)
+    return torch.exp((db_rel + ref) * (math.log(10) / 20))  # 10 ** (dB / 20); exp is 2x faster than pow on CPU
+
+
+# complex abs and torch.polar are 2-3x slower on CPU than the same arithmetic on the real and
+# imaginary parts (measured on [2, 2049, 1100] frames, 2 threads: abs 19.7 ms vs hypot 8.5 ms,
+# polar 33 ms vs cos/sin 13 ms); the block loop calls both on every frame
+def magnitude(spec: torch.Tensor) -> torch.Tensor:
+    """|spec| of a complex tensor."""
+    return torch.hypot(spec.real, spec.imag)
+
+
+def polar(mag: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
+    """mag * exp(i phase), as torch.polar."""
+    return torch.complex(mag * torch.cos(phase), mag * torch.sin(phase))
 
 
 def reference_db(mag: torch.Tensor) -> torch.Tensor:
@@ -151,21 +164,24 @@ def propagate_phase(
     phase_in = (torch.angle(spec) if spec.is_complex() else spec).transpose(-1, -2)  # [..., T, F]: frames whole
     omega = wrap(omega).to(phase_in.dtype)
     i0 = positions.floor().long().clamp_max(n - 1)
-    # instantaneous frequency times one hop, modulo 2 pi (omega + wrap(dphi - omega) == dphi mod 2 pi);
-    # past the last frame, the bin's centre frequency
-    step = torch.cat(
-        [phase_in[..., 1:, :] - phase_in[..., :-1, :], omega.expand(*phase_in.shape[:-2], 1, n_freq)], dim=-2
-    )
-    advance = wrap(step.index_select(-2, i0[:-1]))
+    # instantaneous frequency times one hop, modulo 2 pi (omega + wrap(dphi - omega) == dphi mod 2 pi),
+    # read only at the frames the positions use (row 0 reads i0[0] twice: no advance before the
+    # first output frame); past the last frame, the bin's centre frequency
+    prev = torch.cat([i0[:1], i0[:-1]])
+    following = torch.cat([i0[:1], (i0[:-1] + 1).clamp_max(n - 1)])
+    step = phase_in.index_select(-2, following) - phase_in.index_select(-2, prev)
+    past = (prev[1:] == n - 1).nonzero()[:, 0] + 1  # rows after the first that read past the last frame
+    if len(past):
+        step[..., past, :] = omega
+    total = torch.cumsum(wrap(step), dim=-2)  # [..., T', F], row 0 is zero
     first = phase_in.index_select(-2, i0[:1]) if start is None else start.unsqueeze(-2)
-    total = torch.cat([torch.zeros_like(first), torch.cumsum(advance, dim=-2)], dim=-2)  # [..., T', F]
     if reset is None or not bool(reset.any()):
         return wrap(first + total).transpose(-1, -2)
     # frame j continues from the last reset frame r <= j: phase_in[i0[r]] + (total[j] - total[r])
     reset = reset.to(spec.device).clone()
-    origin = phase_in.index_select(-2, i0)  # the input's phase at every position
     last = torch.where(reset, torch.arange(len(reset), device=spec.device), 0).cummax(0).values
-    base = torch.where(reset[last][:, None], origin.index_select(-2, last) - total.index_select(-2, last), first)
+    origin = phase_in.index_select(-2, i0[last])  # the input's phase at that reset frame's position
+    base = torch.where(reset[last][:, None], origin - total.index_select(-2, last), first)
     return wrap(base + total).transpose(-1, -2)
 
 
@@ -385,7 +401,7 @@ def griffin_lim(
     length = (offset + mag.shape[-1] - 1) * cfg.hop if length is None else length
     lo = cfg.n_fft // 2 - offset * cfg.hop  # the signal's first and last samples, in the frames' span
     hi = lo + length
-    spec, previous = torch.polar(mag, phase), None
+    spec, previous = polar(mag, phase), None
     for _ in range(n_iter):
         rebuilt = project(spec, cfg, lo, hi)
         target = rebuilt if previous is None else rebuilt - previous * (momentum / (1 + momentum))

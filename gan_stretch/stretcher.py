@@ -342,7 +342,7 @@ class Stretcher:
             phase = spectral.propagate_phase(source_phase, local, cfg, start, None if resets is None else resets[a:b])
             mag = stretch_magnitudes(
                 self.model,
-                spec.abs(),
+                spectral.magnitude(spec),
                 local,
                 ref[keep],
                 rate[: len(keep)],
@@ -357,7 +357,7 @@ class Stretcher:
             if self.griffin_lim:
                 full = spectral.griffin_lim(mag, phase, cfg, self.griffin_lim, length=tmap.n_out, offset=a)
             else:
-                full = torch.polar(mag, phase)
+                full = spectral.polar(mag, phase)
             if len(keep) < len(inverse):
                 full = full[inverse]
             first_sample, out = output.add(full[..., j0 - a : j1 - a], j0, last=j1 == n_out)
