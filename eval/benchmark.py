@@ -46,6 +46,8 @@ METRICS = (
     "visqol",
     "attack_db",
     "smear_db",
+    "attack_high_db",
+    "smear_high_db",
     "oversmoothing_db",
     "spectral_convergence",
     "mrstft",
@@ -53,7 +55,7 @@ METRICS = (
     "pitch_cents",
     "realtime_factor",
 )
-PERCEPTION = ("visqol", "attack_db", "smear_db", "oversmoothing_db")
+PERCEPTION = ("visqol", "attack_db", "smear_db", "attack_high_db", "smear_high_db", "oversmoothing_db")
 CEILINGS = ("ceiling-phase", "ceiling-ae", "interp-magnitude")
 
 
@@ -95,16 +97,21 @@ def score(
     seconds: float,
     onsets: np.ndarray | None = None,
     visqol: bool = True,
+    drums: np.ndarray | None = None,
 ) -> dict:
     """Every per-clip measure of ``out`` against ``truth`` (``onsets``: the score's note onsets in
-    the output's time, seconds; attack and smear are NaN without them)."""
+    the output's time, seconds; attack and smear are NaN without them; ``drums``: its drum hits,
+    where the band above the model's is measured in files sampled above 22.05 kHz)."""
     out = np.asarray(out, dtype=np.float32).reshape(-1)
     nan = float("nan")
+    high = drums is not None and len(drums) > 0 and sr > 2 * metrics.HIGH_BAND_HZ * 1.05
     return {
         "logmel_db": metrics.log_mel_distance(out, truth, sr),
         "visqol": metrics.visqol(out, truth, sr) if visqol else nan,
         "attack_db": metrics.attack_db(out, truth, sr, onsets) if onsets is not None else nan,
         "smear_db": metrics.smear_db(out, truth, sr, onsets) if onsets is not None else nan,
+        "attack_high_db": metrics.attack_db(out, truth, sr, drums, metrics.HIGH_BAND_HZ) if high else nan,
+        "smear_high_db": metrics.smear_db(out, truth, sr, drums, metrics.HIGH_BAND_HZ) if high else nan,
         "oversmoothing_db": metrics.oversmoothing_db(out, truth, sr),
         "spectral_convergence": metrics.spectral_convergence(out, truth),
         "mrstft": metrics.multi_resolution_stft_distance(out, truth),
@@ -119,6 +126,8 @@ HOW = {
     "visqol": "MOS-LQO 1-5, higher is better; the truth scores 4.73",
     "attack_db": "dB, 0 is right, negative = weaker attacks",
     "smear_db": "dB, 0 is right, positive = energy smeared before onsets",
+    "attack_high_db": "dB above 11 kHz at drum hits (44.1 kHz sets), 0 is right, negative = weaker",
+    "smear_high_db": "dB above 11 kHz at drum hits (44.1 kHz sets), 0 is right, positive = smeared",
     "oversmoothing_db": "dB, 0 is right, negative = over-smoothed",
     "two_sample_accuracy": "held-out accuracy of a fresh classifier, 0.5 = indistinguishable from the truth",
     "spectral_convergence": "lower is better",
@@ -310,6 +319,7 @@ def score_pair(job) -> tuple[list[dict], dict]:
     sr, any_model = corpus.sample_rate, next(iter(models.values()), None)
     src, truth = corpus.load(item, 1.0), corpus.load(item, rate)
     onsets = corpus.onsets(item, rate)
+    drums = None if item.drum_onsets is None else np.sort(np.asarray(item.drum_onsets, dtype=np.float64)) / rate
     rows, patches, clips = [], {}, {}
     if args.two_sample:
         patches["truth"] = (item.id, rate, metrics.mel_patches(truth, sr))
@@ -339,7 +349,7 @@ def score_pair(job) -> tuple[list[dict], dict]:
                 "program": item.program,
                 "method": name,
                 "rate": rate,
-                **score(y, src, truth, sr, elapsed, onsets, args.visqol),
+                **score(y, src, truth, sr, elapsed, onsets, args.visqol, drums),
             }
         )
         if args.two_sample:

@@ -14,6 +14,8 @@ Perception (each against the true-tempo render, mono):
                     the sums over onsets (0 is right, negative = weaker attacks).
   smear_db          pre-onset smear (pre-echo): per onset 10*log10(energy 40 ms before / 40 ms
                     after), output minus truth, mean over onsets (0 is right, positive = smeared).
+  attack_high_db, smear_high_db  the same at the drum hits, above 11.025 kHz only (hi-hats and
+                    cymbals of a 44.1 kHz file, the band above the model's).
   oversmoothing_db  global variance over time of each log-mel band, output over truth, in dB,
                     mean over bands (0 is right, negative = over-smoothed texture).
   two_sample_accuracy  held-out accuracy of a fresh small classifier trained to tell a method's
@@ -162,16 +164,29 @@ def _onset_hop(sr: int) -> int:
     return max(1, int(round(sr * 128 / 22050)))
 
 
-def onset_envelope(x, sr: int) -> tuple[np.ndarray, float]:
-    """Onset strength (librosa's spectral flux on log-mel, 23 ms frames) of mono ``x``: (envelope
-    [T], seconds per envelope frame)."""
+def onset_envelope(x, sr: int, fmin: float = 0.0) -> tuple[np.ndarray, float]:
+    """Onset strength (librosa's spectral flux on log-mel, 23 ms frames) of mono ``x``, on the mel
+    bands from ``fmin`` Hz up: (envelope [T], seconds per envelope frame)."""
     import librosa
 
     hop = _onset_hop(sr)
     env = librosa.onset.onset_strength(
-        y=np.ascontiguousarray(_mono(x)), sr=sr, hop_length=hop, n_fft=4 * hop, n_mels=80, center=True
+        y=np.ascontiguousarray(_mono(x)), sr=sr, hop_length=hop, n_fft=4 * hop, n_mels=80, fmin=fmin, center=True
     )
     return env, hop / sr
+
+
+# the band above the model's (11.025 kHz: a 22.05 kHz model's Nyquist frequency), where a 44.1 kHz
+# file's cymbals, hi-hats and consonants are
+HIGH_BAND_HZ = 11025.0
+
+
+def high_pass(x: np.ndarray, sr: int, cutoff: float) -> np.ndarray:
+    """``x`` [..., N] with the band below ``cutoff`` Hz removed (8th-order Butterworth, run
+    forwards and backwards: no delay, so attacks stay where they are)."""
+    from scipy.signal import butter, sosfiltfilt
+
+    return sosfiltfilt(butter(8, cutoff, "highpass", fs=sr, output="sos"), x, axis=-1)
 
 
 def _distinct(onsets, spacing: float = 0.010) -> np.ndarray:
@@ -182,12 +197,13 @@ def _distinct(onsets, spacing: float = 0.010) -> np.ndarray:
     return times[np.concatenate([[True], np.diff(times) > spacing])]
 
 
-def attack_db(output, truth, sr: int, onsets) -> float:
+def attack_db(output, truth, sr: int, onsets, fmin: float = 0.0) -> float:
     """Peak onset strength within 30 ms of each onset (seconds, in the output's time), output
-    over truth: 20*log10(sum over onsets of the output's peaks / the truth's). NaN without onsets."""
+    over truth: 20*log10(sum over onsets of the output's peaks / the truth's). NaN without onsets.
+    ``fmin``: only the mel bands from there up (:data:`HIGH_BAND_HZ`: hi-hats and cymbals)."""
     out, ref = _mono_pair(output, truth)
-    e_out, step = onset_envelope(out, sr)
-    e_ref, _ = onset_envelope(ref, sr)
+    e_out, step = onset_envelope(out, sr, fmin)
+    e_ref, _ = onset_envelope(ref, sr, fmin)
     w = int(round(ONSET_WINDOW / step))
     peaks_out, peaks_ref = [], []
     for t in _distinct(onsets):
@@ -202,11 +218,14 @@ def attack_db(output, truth, sr: int, onsets) -> float:
     return float(20 * np.log10(max(sum(peaks_out), 1e-12) / sum(peaks_ref)))
 
 
-def smear_db(output, truth, sr: int, onsets) -> float:
+def smear_db(output, truth, sr: int, onsets, fmin: float = 0.0) -> float:
     """Pre-onset smear: per onset (seconds, output's time) 10*log10(energy in the 40 ms before /
     energy in the 40 ms after), output minus truth, mean over onsets. Onsets closer than 40 ms to
-    either end, or where the truth is silent around them, are skipped. NaN without onsets."""
+    either end, or where the truth is silent around them, are skipped. NaN without onsets.
+    ``fmin``: the energies above that frequency only (:func:`high_pass`)."""
     out, ref = _mono_pair(output, truth)
+    if fmin > 0:
+        out, ref = high_pass(out, sr, fmin), high_pass(ref, sr, fmin)
     w = int(round(SMEAR_WINDOW * sr))
     floor = 1e-10 * max(float(np.max(ref**2)), 1e-20) * w  # 100 dB below a full window at the peak
     diffs = []
