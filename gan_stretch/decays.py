@@ -64,16 +64,49 @@ def corrections(mel_db: np.ndarray, positions: torch.Tensor, attacks: torch.Tens
     return out
 
 
+MODEL_BANDS = 40  # the mel bands of gan_stretch.spectral.mel_filters over the model's band
+
+
+def band_centres(model: SpectralConfig, sample_rate: int) -> np.ndarray:
+    """Centre frequencies (Hz) of the bands whose levels the decays follow in an input at
+    ``sample_rate``: the model's 40 mel bands, then, above the model's Nyquist frequency (a 44.1
+    kHz file's cymbals and hi-hats), bands of the same mel width up to the input's."""
+    top = model.sample_rate / 2
+    edges = librosa.mel_frequencies(MODEL_BANDS + 2, fmin=0.0, fmax=top, htk=False)
+    width = librosa.hz_to_mel(top) / (MODEL_BANDS + 1)
+    high = int((librosa.hz_to_mel(sample_rate / 2) - librosa.hz_to_mel(top)) // width) - 1
+    if high < 1:
+        return edges[1:-1]
+    return np.concatenate([edges[1:-1], high_edges(model, sample_rate, high)[1:-1]])
+
+
+def high_edges(model: SpectralConfig, sample_rate: int, bands: int) -> np.ndarray:
+    """Edges (and centres between them) of ``bands`` mel bands from the model's Nyquist frequency up."""
+    return librosa.mel_frequencies(bands + 2, fmin=model.sample_rate / 2, fmax=sample_rate / 2, htk=False)
+
+
+def high_filters(model: SpectralConfig, cfg: SpectralConfig) -> np.ndarray | None:
+    """Triangular mel filters [F, K] over the input's bins (``cfg``) for the bands of
+    :func:`band_centres` above the model's Nyquist frequency; None when the input has none."""
+    bands = len(band_centres(model, cfg.sample_rate)) - MODEL_BANDS
+    if bands < 1:
+        return None
+    fb = librosa.filters.mel(
+        sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=bands, fmin=model.sample_rate / 2, fmax=cfg.sample_rate / 2
+    )
+    return fb.T.astype(np.float32)
+
+
 @functools.lru_cache(maxsize=16)
-def _band_to_bin(bands: int, sample_rate: int, n_fft: int, n_freq: int) -> np.ndarray:
+def _band_to_bin(centres: tuple, sample_rate: int, n_fft: int, n_freq: int) -> np.ndarray:
     """[M, F]: linear interpolation between the bands' centre frequencies (held beyond the first
     and last centre) as one matrix, so a block's frames map in one product."""
-    centres = librosa.mel_frequencies(bands + 2, fmin=0.0, fmax=sample_rate / 2, htk=False)[1:-1]
     freqs = np.arange(n_freq) * sample_rate / n_fft
-    return np.stack([np.interp(freqs, centres, row) for row in np.eye(bands)])
+    return np.stack([np.interp(freqs, centres, row) for row in np.eye(len(centres))])
 
 
-def to_bins(change: np.ndarray, cfg: SpectralConfig) -> np.ndarray:
-    """Per-band changes [T, M] (the 40 mel bands of gan_stretch.spectral.mel_filters) -> per
+def to_bins(change: np.ndarray, cfg: SpectralConfig, centres: np.ndarray) -> np.ndarray:
+    """Per-band changes [T, M] (bands centred at ``centres``, Hz: :func:`band_centres`) -> per
     bin [T, F] of ``cfg``, interpolated between the bands' centre frequencies."""
-    return np.asarray(change, dtype=np.float64) @ _band_to_bin(change.shape[1], cfg.sample_rate, cfg.n_fft, cfg.n_freq)
+    centres = tuple(float(c) for c in centres[: change.shape[1]])
+    return np.asarray(change, dtype=np.float64) @ _band_to_bin(centres, cfg.sample_rate, cfg.n_fft, cfg.n_freq)

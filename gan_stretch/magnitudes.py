@@ -35,18 +35,19 @@ def stretch_magnitudes(
     frequency, the time-scaled input above it). positions: [T'] source frame of each output
     frame; ref: [C] each channel's reference in dB; rate: [C]; attacks: [T'] bool, frames that
     play an attack at speed 1 (they keep the input's own frames under residual decoding);
-    change: [T', 40] level change in dB per mel band (gan_stretch.decays), or None."""
+    change: [T', M] level change in dB per band of gan_stretch.decays.band_centres, or None."""
     frames = rearrange(spectral.magnitude_to_db(band.low(mag), ref, model.spectral), "c f t -> c t f")
     out = stretch_frames(model, frames, positions, rate, residual, attacks)  # [C, T', F] dB
+    centres = None if change is None else decays.band_centres(model.spectral, band.cfg.sample_rate)
     if change is not None:
-        shift = torch.from_numpy(decays.to_bins(change, model.spectral)).to(out)
+        shift = torch.from_numpy(decays.to_bins(change, model.spectral, centres)).to(out)
         out = (out + shift).clamp(-model.spectral.db_range, 0)
     low = spectral.db_to_magnitude(rearrange(out, "c t f -> c f t"), ref)
     if band.full:
         return band.from_model(low)
     high = spectral.time_scale(mag[..., band.first_high :, :], positions, dim=-1)
-    if change is not None:  # the input's bins above the model's band follow the same bands
-        gain = decays.to_bins(change, band.cfg)[:, band.first_high :]
+    if change is not None:  # the input's bins above the model's band follow their own bands' decays
+        gain = decays.to_bins(change, band.cfg, centres)[:, band.first_high :]
         high = high * torch.from_numpy(10 ** (gain.T / 20)).to(high)
     return band.combine(low, high)
 

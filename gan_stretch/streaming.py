@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import spectral
+from . import decays, spectral
 from .band import Band
 from .errors import AudioError
 from .magnitudes import channel_reference_db
@@ -101,22 +101,32 @@ def analyze(
     ``cfg``: the loudest model-band bin of each channel in dB ([C], see
     :func:`~gan_stretch.magnitudes.channel_reference_db`) and, with ``transients``, the input
     samples where attacks start (all channels together, so the channels keep their timing) and
-    the input's levels in 40 mel bands [T, 40] in dB (None without transients)."""
+    the input's levels in dB [T, M] in the bands of :func:`gan_stretch.decays.band_centres` (the
+    model's 40 mel bands, then those above the model's Nyquist frequency; None without transients).
+    Attacks are found in the model's bands."""
     peak, power, envelope = None, [], []
     fb = spectral.mel_filters(model, band.device) if transients else None
+    high = decays.high_filters(model, cfg) if transients and not band.full else None
+    if high is not None:  # the input's own bins above the model's band
+        lo = int(np.flatnonzero(high.sum(axis=1))[0])
+        high = torch.from_numpy(high[lo:]).to(band.device)
     for s in range(0, n_in, block):
         e = min(s + block, n_in)
         seg = spectral.segment(source, cfg, s, e)
-        mag = band.low_abs(spectral.frames(source, cfg, s, e, seg))  # [C, F, T]
+        spec = spectral.frames(source, cfg, s, e, seg)
+        mag = band.low_abs(spec)  # [C, F, T]
         m = mag.amax(dim=(-2, -1))
         peak = m if peak is None else torch.maximum(peak, m)
         if fb is not None:
             power.append(torch.einsum("cft,fm->tm", mag.float() ** 2, fb))
+            if high is not None:
+                top = spectral.magnitude(spec[..., lo : lo + len(high), :]).float() ** 2
+                power[-1] = torch.cat([power[-1], torch.einsum("cft,fm->tm", top, high)], dim=-1)
             envelope.append(spectral.attack_envelope(seg, cfg, s, e))
     onsets, mel_db = np.zeros(0, dtype=np.int64), None
     if fb is not None:
         mel_power = torch.cat(power).cpu().numpy().astype(np.float64)
-        found = spectral.detect_onsets(mel_power, cfg)
+        found = spectral.detect_onsets(mel_power[:, : decays.MODEL_BANDS], cfg)
         onsets = spectral.refine_onsets(found, torch.cat(envelope).cpu().numpy(), cfg)
         mel_db = 10 * np.log10(np.maximum(mel_power, max(float(mel_power.max()), 1e-20) * 1e-10))
     return channel_reference_db(peak, cfg), onsets, mel_db

@@ -22,12 +22,12 @@ def plucks(period: float, seconds: float, decay_db_per_s: float = 30.0) -> np.nd
     return (0.3 * env * tone).astype(np.float32)
 
 
-def level_before_attacks(y: np.ndarray, period: float) -> float:
+def level_before_attacks(y: np.ndarray, period: float, sr: int = SR) -> float:
     """Mean level in dB of the sustain 150 to 60 ms before each pluck from the third on (the first
     pluck, at 0, has no attack region to measure time from; 60 ms keeps a window's pre-echo out)."""
-    starts = np.arange(2 * period, len(y) / SR - 1e-9, period)
-    a, b = int(0.150 * SR), int(0.060 * SR)
-    return float(np.mean([10 * np.log10(np.mean(y[int(s * SR) - a : int(s * SR) - b] ** 2)) for s in starts]))
+    starts = np.arange(2 * period, len(y) / sr - 1e-9, period)
+    a, b = int(0.150 * sr), int(0.060 * sr)
+    return float(np.mean([10 * np.log10(np.mean(y[int(s * sr) - a : int(s * sr) - b] ** 2)) for s in starts]))
 
 
 @pytest.mark.parametrize("rate,period", [(0.5, 0.5), (2.0, 1.0)])
@@ -63,3 +63,36 @@ def test_corrections_follow_the_band_slopes():
     np.testing.assert_allclose(change[23:25, 0], -10.0)
     assert np.all(change[25:] == 0)
     np.testing.assert_allclose(change[:, 1], 0, atol=1e-9)
+
+
+def hats(period: float, seconds: float, sr: int, decay_db_per_s: float = 60.0) -> np.ndarray:
+    """A hi-hat every ``period`` seconds: the same noise, all above 13 kHz (a 44.1 kHz file's band
+    above the model's; nothing within the model's band decays), decaying exponentially, over a
+    quiet low tone."""
+    n = int(round(period * sr))
+    spectrum = np.fft.rfft(np.random.default_rng(0).standard_normal(n))
+    spectrum[np.fft.rfftfreq(n, 1 / sr) < 13000] = 0
+    since = np.arange(int(seconds * sr)) % n  # samples since the last hit
+    hit = (np.fft.irfft(spectrum, n) * 2)[since] * 10 ** (-decay_db_per_s * since / sr / 20)
+    return (0.3 * hit + 0.01 * np.sin(2 * np.pi * 220 * np.arange(len(since)) / sr)).astype(np.float32)
+
+
+@pytest.mark.parametrize("rate,period", [(0.5, 0.5)])
+def test_hi_hats_above_the_model_band_decay_in_real_time(tiny_model, rate, period):
+    """At 44.1 kHz the bins above the model's 11 kHz follow decays measured in bands of their own:
+    a hi-hat's tail slowed down decays as at the new tempo (the bins followed the model's bands,
+    where this hi-hat has no energy, and stayed about as loud as the input read slowly)."""
+    from gan_stretch import metrics
+
+    sr = 44100
+    x = hats(period, 8 * period, sr)
+    truth = hats(period / rate, 8 * period / rate, sr)
+
+    def before(y):  # the hi-hats' level before each hit, above 11 kHz
+        return level_before_attacks(metrics.high_pass(y.astype(np.float64), sr, 11500.0), period / rate, sr)
+
+    plain = Stretcher(tiny_model, device="cpu", transients=True, decays=False).stretch(x, sr, rate)
+    timed = Stretcher(tiny_model, device="cpu", transients=True, decays=True).stretch(x, sr, rate)
+    err_plain, err_timed = before(plain) - before(truth), before(timed) - before(truth)
+    assert err_plain > 6, err_plain
+    assert abs(err_timed) < 3, (err_timed, err_plain)
