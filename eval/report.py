@@ -24,6 +24,16 @@ MEASURES = {  # column: (title, how to read it, format)
     "visqol": ("ViSQOL MOS-LQO", "higher is better; the truth scores 4.73", "{:.3f}"),
     "attack_db": ("attack at note onsets, dB", "0 is right, negative = weaker", "{:+.2f}"),
     "smear_db": ("energy before onsets, dB", "0 is right, positive = smeared", "{:+.2f}"),
+    "attack_high_db": (
+        "attack above 11 kHz at drum hits (44.1 kHz sets), dB",
+        "0 is right, negative = weaker",
+        "{:+.2f}",
+    ),
+    "smear_high_db": (
+        "energy before drum hits above 11 kHz (44.1 kHz sets), dB",
+        "0 is right, positive = smeared",
+        "{:+.2f}",
+    ),
     "oversmoothing_db": ("over-smoothing, dB", "0 is right, negative = over-smoothed", "{:+.2f}"),
     "two_sample_accuracy": ("two-sample classifier accuracy", "0.5 = indistinguishable from the truth", "{:.2f}"),
 }
@@ -43,6 +53,12 @@ def mean(rows: list[dict], measure: str, **where) -> float:
     return float(np.mean(vals)) if vals else float("nan")
 
 
+def finite_mean(values) -> float:
+    """Mean of the finite values, NaN when there are none (a measure no set has)."""
+    v = [x for x in values if np.isfinite(x)]
+    return float(np.mean(v)) if v else float("nan")
+
+
 def cell(value: float, fmt: str) -> str:
     return fmt.format(value) if np.isfinite(value) else "-"
 
@@ -60,20 +76,22 @@ def report(sets: dict[str, list[dict]], per_rate: list[str], model: str | None) 
         for method in methods:
             vals = [mean(sets[s], m, method=method) for s in names]
             lines.append(
-                f"| {method} | " + " | ".join(cell(v, fmt) for v in vals) + f" | {cell(np.nanmean(vals), fmt)} |"
+                f"| {method} | " + " | ".join(cell(v, fmt) for v in vals) + f" | {cell(finite_mean(vals), fmt)} |"
             )
         lines.append("")
     for s in names:
         rates = sorted({r["rate"] for r in sets[s]})
         lines += [f"## {s}, per rate", ""]
-        for m in ("logmel_db", "visqol", "attack_db", "smear_db"):
+        for m in ("logmel_db", "visqol", "attack_db", "smear_db", "attack_high_db", "smear_high_db"):
+            if np.isnan(mean(sets[s], m)):  # not measured on this set (the high band: 44.1 kHz sets only)
+                continue
             title, how, fmt = MEASURES[m]
             lines += [f"{title} ({how})", "", "| method | " + " | ".join(f"{r:g}" for r in rates) + " | mean |"]
             lines.append("|---|" + "---|" * (len(rates) + 1))
             for method in per_rate:
                 vals = [mean(sets[s], m, method=method, rate=r) for r in rates]
                 lines.append(
-                    f"| {method} | " + " | ".join(cell(v, fmt) for v in vals) + f" | {cell(np.nanmean(vals), fmt)} |"
+                    f"| {method} | " + " | ".join(cell(v, fmt) for v in vals) + f" | {cell(finite_mean(vals), fmt)} |"
                 )
             lines.append("")
     if model:
