@@ -80,6 +80,9 @@ class SequenceRecipe(Recipe):
     latent_weight: float = setting(10.0, 0, 1e6)  # L1 on latents
     init: str = ""  # a model file of this stage and size whose refiner starts the run (fine-tuning)
     transients: bool = False  # train on attacks played at speed 1 (the Stretcher's transients=True)
+    # train with the Stretcher's real-time decays in the loop (needs transients): the refiner learns
+    # what remains after them instead of learning the decays a second time
+    decays: bool = False
     residual_loss: bool = False  # the mel loss on the spectrum users get (residual decoding), not the decoded latents
 
 
@@ -187,6 +190,8 @@ def _validate(recipe: Recipe) -> None:
             raise ConfigError(f"recipe needs {name}=...")
     if isinstance(recipe, AutoencoderRecipe) and len(recipe.hidden) != 2:
         raise ConfigError(f"hidden must list two layer widths (6 layers in all), got {recipe.hidden}")
+    if isinstance(recipe, SequenceRecipe) and recipe.decays and not recipe.transients:
+        raise ConfigError("decays=true needs transients=true (the decays start from the attack regions)")
     if isinstance(recipe, GanRecipe):
         if recipe.kernel % 2 == 0:
             raise ConfigError(f"kernel must be odd, got {recipe.kernel}")
@@ -269,8 +274,14 @@ def recipe_dict(recipe: Recipe) -> dict:
     return dataclasses.asdict(recipe)
 
 
+# settings added after models were shipped, at the value that reproduces what those runs did:
+# left out of the hash at that value, so the hashes recorded in earlier model files still match
+LATER_SETTINGS = {"decays": False}
+
+
 def recipe_source(recipe: Recipe) -> dict:
     """What a model file records of the recipe that made it: the file named (base files resolved
     into it) and a hash of every setting the run used, overrides included."""
-    digest = hashlib.sha256(json.dumps(recipe_dict(recipe), sort_keys=True).encode()).hexdigest()[:16]
+    settings = {k: v for k, v in recipe_dict(recipe).items() if LATER_SETTINGS.get(k, ...) != v}
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
     return {"file": getattr(recipe, "_file", None), "sha256": digest}

@@ -96,3 +96,42 @@ def test_hi_hats_above_the_model_band_decay_in_real_time(tiny_model, rate, perio
     err_plain, err_timed = before(plain) - before(truth), before(timed) - before(truth)
     assert err_plain > 6, err_plain
     assert abs(err_timed) < 3, (err_timed, err_plain)
+
+
+def test_training_with_decays_in_the_loop(tiny_corpus, tiny_model):
+    """decays=true in a recipe: the cached pairs carry the Stretcher's decay change. The refiner's
+    input latents are untouched, the time-scaled input frames get the change (the same change the
+    Stretcher computes for that input), and the target latents encode the truth without it."""
+    from gan_stretch import timemap
+    from gan_stretch.band import Band
+    from gan_stretch.data.cache import db_frames, decay_shift, latent_cache
+    from gan_stretch.model import load_model
+    from gan_stretch.streaming import analyze
+
+    model = load_model(tiny_model)
+    plain = latent_cache(tiny_corpus, model, "tiny", transients=True, frames=True)
+    timed = latent_cache(tiny_corpus, model, "tiny", transients=True, frames=True, decays=True)
+    assert torch.equal(plain.source, timed.source)
+    assert torch.equal(plain.target_db, timed.target_db)
+    diff = (timed.source_db.float() - plain.source_db.float()).abs().amax(dim=-1)  # [frames] dB
+    moved, still = diff > 1.0, diff == 0  # frames the decays change, frames they leave alone
+    assert moved.any() and still.any()
+    torch.testing.assert_close(plain.target[still], timed.target[still], atol=1e-2, rtol=0)
+    assert ((plain.target[moved] - timed.target[moved]).abs().amax(dim=-1) > 1e-3).all()
+
+    # the change is the Stretcher's: its analysis pass and decays.corrections on the same input
+    cfg = model.spectral
+    item = tiny_corpus.split("train")[0]
+    wave, truth = tiny_corpus.load(item, 1.0), tiny_corpus.load(item, 0.5)
+    x = torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32))[None]
+    n_in = cfg.n_frames(x.shape[-1])
+    _, onsets, mel_db = analyze(x, cfg, cfg, Band(cfg, cfg, "cpu"), n_in, 1024, True)
+    tmap = timemap.TimeMap(np.array([0.0, len(wave)]), np.array([0.0, len(truth)]))
+    plan = timemap.frame_positions(tmap, cfg, n_in, onsets)
+    assert plan.attacks is not None and plan.attacks.any()
+    want = decays.to_bins(
+        decays.corrections(mel_db, plan.positions, plan.attacks), cfg, decays.band_centres(cfg, 22050)
+    )
+    got = decay_shift(db_frames(wave, cfg)[0], plan.positions, plan.attacks, cfg).numpy()
+    assert np.abs(want).max() > 3  # the input has decays to follow at half speed
+    np.testing.assert_allclose(got, want, atol=0.5)

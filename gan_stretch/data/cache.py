@@ -112,14 +112,25 @@ def _tensors(pairs: LatentPairs) -> dict[str, torch.Tensor]:
 
 @torch.no_grad()
 def latent_cache(
-    corpus: Corpus, model, model_digest: str, split: str = "train", transients: bool = False, frames: bool = False
+    corpus: Corpus,
+    model,
+    model_digest: str,
+    split: str = "train",
+    transients: bool = False,
+    frames: bool = False,
+    decays: bool = False,
 ) -> LatentPairs:
     """Encodes each (input, target) pair of the split once with the frozen autoencoder of ``model``.
 
     The input's latents are time-scaled to the target's frames as the Stretcher does: uniformly,
     or with ``transients`` each detected attack at speed 1 (gan_stretch.timemap.with_transients).
-    ``frames`` also keeps both sides' dB frames (float16; about 2 kB per frame).
+    ``frames`` also keeps both sides' dB frames (float16; about 2 kB per frame). With ``decays``
+    (and ``transients``) the Stretcher's real-time decays are in the loop: the time-scaled input's
+    frames get their level change (:func:`decay_shift`), and the target's latents encode the truth
+    without it, so what a refiner learns is what remains after the decays.
     """
+    if decays and not transients:
+        raise ValueError("decays in training need transients (the attack regions they start from)")
     items = corpus.split(split)
     cfg, ae = model.spectral, model.autoencoder
     key = [(i.id, i.audio) for i in items]
@@ -127,6 +138,8 @@ def latent_cache(
         _digest(2, model_digest, key)
         if not transients
         else _digest(3, model_digest, key, "transients", "refined onsets", spectral.ONSET_DELTA)
+        if not decays
+        else _digest(4, model_digest, key, "transients", "refined onsets", spectral.ONSET_DELTA, "decays")
     )
     path = corpus.root / "cache" / f"latents-{name}{'-frames' if frames else ''}.safetensors"
     if path.is_file():
@@ -156,16 +169,26 @@ def latent_cache(
         for rate in corpus.rates(item):
             truth = corpus.load(item, rate)
             truth_db = db_frames(truth, cfg)[0]
-            target = ae.encode(truth_db)
+            shift = None
             if transients:
                 tmap = timemap.TimeMap(np.array([0.0, len(wave)]), np.array([0.0, len(truth)]))
-                positions = timemap.frame_positions(tmap, cfg, lat.shape[0], onsets).positions
+                plan = timemap.frame_positions(tmap, cfg, lat.shape[0], onsets)
+                positions = plan.positions
+                if decays and plan.attacks is not None:
+                    shift = decay_shift(db, positions, plan.attacks, cfg)
             else:
-                positions = spectral.stretch_positions(lat.shape[0], target.shape[0], rate)
+                positions = spectral.stretch_positions(lat.shape[0], truth_db.shape[0], rate)
+            scaled_db = spectral.time_scale(db, positions)
+            if shift is not None:
+                scaled_db = (scaled_db + shift).clamp(-cfg.db_range, 0)
+                truth_db_free = (truth_db - shift[: truth_db.shape[0]]).clamp(-cfg.db_range, 0)
+                target = ae.encode(truth_db_free)
+            else:
+                target = ae.encode(truth_db)
             src.append(spectral.time_scale(lat, positions))
             tgt.append(target)
             if frames:
-                src_db.append(spectral.time_scale(db, positions).half())
+                src_db.append(scaled_db.half())
                 tgt_db.append(truth_db.half())
             lengths.append(target.shape[0])
             rates.append(rate)
@@ -184,6 +207,20 @@ def latent_cache(
     with atomic_write(path) as tmp:
         save_file(_tensors(pairs), str(tmp), metadata={"kinds": json.dumps(pairs.kinds)})
     return pairs
+
+
+def decay_shift(db: torch.Tensor, positions: torch.Tensor, attacks: torch.Tensor, cfg: SpectralConfig) -> torch.Tensor:
+    """The Stretcher's real-time decay change (gan_stretch.decays) for an input's dB frames
+    [T, F] read at ``positions`` [T'] with attack regions ``attacks`` [T']: dB per output frame
+    and bin [T', F]. The bands' levels come from the dB frames as the Stretcher's analysis pass
+    takes them from the magnitudes (mel power, floored 100 dB below its maximum)."""
+    from .. import decays
+
+    power = torch.pow(10.0, db.double() / 10) @ spectral.mel_filters(cfg, db.device).double()  # [T, 40]
+    mel_power = power.numpy()
+    mel_db = 10 * np.log10(np.maximum(mel_power, max(float(mel_power.max()), 1e-20) * 1e-10))
+    change = decays.corrections(mel_db, positions, attacks)
+    return torch.from_numpy(decays.to_bins(change, cfg, decays.band_centres(cfg, cfg.sample_rate))).float()
 
 
 def concat_pairs(parts: list[LatentPairs]) -> LatentPairs:

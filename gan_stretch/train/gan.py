@@ -141,7 +141,12 @@ def train(recipe: GanRecipe) -> Run:
         return scalars
 
     def export() -> Model:
-        meta = {"stage": "gan", "transients": recipe.transients, "recipe": recipe_source(recipe)}
+        meta = {
+            "stage": "gan",
+            "transients": recipe.transients,
+            "decays_in_training": recipe.decays,
+            "recipe": recipe_source(recipe),
+        }
         return Model("gan", spec, ae, ema, model_meta("gan", spec, ae, ema, meta))
 
     run.loop(start, train_step, export)

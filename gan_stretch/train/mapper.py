@@ -37,7 +37,12 @@ def train(recipe: MapperRecipe) -> Run:
 
     def export() -> Model:
         m = run.accelerator.unwrap_model(mapper)
-        meta = {"stage": "mapper", "transients": recipe.transients, "recipe": recipe_source(recipe)}
+        meta = {
+            "stage": "mapper",
+            "transients": recipe.transients,
+            "decays_in_training": recipe.decays,
+            "recipe": recipe_source(recipe),
+        }
         return Model("mapper", spec, ae, m, model_meta("mapper", spec, ae, m, meta))
 
     run.loop(start, train_step, export)

@@ -84,7 +84,12 @@ def sequence_stage(recipe) -> SequenceStage:
     digest = file_digest(recipe.autoencoder)
     with run.accelerator.main_process_first():  # the main process builds missing caches, the others read them
         pairs = concat_pairs(
-            [latent_cache(c, base, digest, transients=recipe.transients, frames=needs_frames(recipe)) for c in sets]
+            [
+                latent_cache(
+                    c, base, digest, transients=recipe.transients, frames=needs_frames(recipe), decays=recipe.decays
+                )
+                for c in sets
+            ]
         )
     run.print(f"{len(pairs.lengths)} latent pairs, {pairs.source.shape[0]} frames")
     return SequenceStage(run, recipe, base.spectral, base.autoencoder.to(run.device), pairs, init)
