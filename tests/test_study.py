@@ -87,3 +87,26 @@ def test_report_from_scores_already_on_disk(tmp_path):
     assert "| wsola |" in text and "| gan-s0 |" in text
     rows = list(csv.DictReader(open(tmp_path / "out" / "paired.csv")))
     assert {r["measure"] for r in rows} == set(study.MEASURES)
+
+
+def test_seed_comparison_averages_seeds_per_clip_before_the_difference(tmp_path):
+    """eval/seeds.py: variant a is 0.5 dB closer on every clip (its two seeds at -0.4 and -0.6);
+    the table says +0.500 for every rate and overall, and lists each seed's mean."""
+    import seeds
+
+    folder = tmp_path / "set1"
+    folder.mkdir()
+    with open(folder / "results.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["piece", "method", "rate", "logmel_db"])
+        w.writeheader()
+        for piece in range(6):
+            for rate in (0.5, 2.0):
+                base = 4.0 + piece * 0.1
+                for method, value in (("b-s0", base), ("b-s1", base), ("a-s0", base - 0.4), ("a-s1", base - 0.6)):
+                    w.writerow({"piece": f"p{piece}", "method": method, "rate": rate, "logmel_db": value})
+    out = tmp_path / "seeds.md"
+    assert seeds.main(["--results", str(folder), "--a", "a", "--b", "b", "--out", str(out)]) == 0
+    row = next(line for line in out.read_text().splitlines() if line.startswith("| set1 |"))
+    cells = [c.strip() for c in row.split("|")[2:-1]]
+    assert all(c.startswith("+0.500 [+0.500, +0.500]") for c in cells[:3])
+    assert cells[3] == "a 3.850 / 3.650; b 4.250 / 4.250"
