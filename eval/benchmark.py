@@ -319,7 +319,7 @@ def score_pair(job) -> tuple[list[dict], dict]:
     sr, any_model = corpus.sample_rate, next(iter(models.values()), None)
     src, truth = corpus.load(item, 1.0), corpus.load(item, rate)
     onsets = corpus.onsets(item, rate)
-    drums = None if item.drum_onsets is None else np.sort(np.asarray(item.drum_onsets, dtype=np.float64)) / rate
+    drums = corpus.onsets(item, rate, pitched=False)
     rows, patches, clips = [], {}, {}
     if args.two_sample:
         patches["truth"] = (item.id, rate, metrics.mel_patches(truth, sr))

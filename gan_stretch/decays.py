@@ -18,7 +18,7 @@ import librosa
 import numpy as np
 import torch
 
-from .spectral import TRANSIENT_FRAMES, SpectralConfig
+from .spectral import MEL_BANDS, TRANSIENT_FRAMES, SpectralConfig
 
 MAX_SLOPE_DB = 3.0  # steepest decay followed, dB per input frame (about 130 dB/s at 23 ms frames)
 MAX_CUT_DB = 60.0  # the most a level is lowered
@@ -64,31 +64,31 @@ def corrections(mel_db: np.ndarray, positions: torch.Tensor, attacks: torch.Tens
     return out
 
 
-MODEL_BANDS = 40  # the mel bands of gan_stretch.spectral.mel_filters over the model's band
+def levels_db(mel_power: np.ndarray) -> np.ndarray:
+    """Band powers [T, M] -> levels in dB, floored 100 dB below the loudest (what
+    :func:`corrections` fits its slopes to)."""
+    return 10 * np.log10(np.maximum(mel_power, max(float(mel_power.max()), 1e-20) * 1e-10))
 
 
 def band_centres(model: SpectralConfig, sample_rate: int) -> np.ndarray:
     """Centre frequencies (Hz) of the bands whose levels the decays follow in an input at
-    ``sample_rate``: the model's 40 mel bands, then, above the model's Nyquist frequency (a 44.1
-    kHz file's cymbals and hi-hats), bands of the same mel width up to the input's."""
+    ``sample_rate``: the model's mel bands (:data:`gan_stretch.spectral.MEL_BANDS`), then, above
+    the model's Nyquist frequency (a 44.1 kHz file's cymbals and hi-hats), bands of the same mel
+    width up to the input's."""
     top = model.sample_rate / 2
-    edges = librosa.mel_frequencies(MODEL_BANDS + 2, fmin=0.0, fmax=top, htk=False)
-    width = librosa.hz_to_mel(top) / (MODEL_BANDS + 1)
+    edges = librosa.mel_frequencies(MEL_BANDS + 2, fmin=0.0, fmax=top, htk=False)
+    width = librosa.hz_to_mel(top) / (MEL_BANDS + 1)
     high = int((librosa.hz_to_mel(sample_rate / 2) - librosa.hz_to_mel(top)) // width) - 1
     if high < 1:
         return edges[1:-1]
-    return np.concatenate([edges[1:-1], high_edges(model, sample_rate, high)[1:-1]])
-
-
-def high_edges(model: SpectralConfig, sample_rate: int, bands: int) -> np.ndarray:
-    """Edges (and centres between them) of ``bands`` mel bands from the model's Nyquist frequency up."""
-    return librosa.mel_frequencies(bands + 2, fmin=model.sample_rate / 2, fmax=sample_rate / 2, htk=False)
+    above = librosa.mel_frequencies(high + 2, fmin=top, fmax=sample_rate / 2, htk=False)
+    return np.concatenate([edges[1:-1], above[1:-1]])
 
 
 def high_filters(model: SpectralConfig, cfg: SpectralConfig) -> np.ndarray | None:
     """Triangular mel filters [F, K] over the input's bins (``cfg``) for the bands of
     :func:`band_centres` above the model's Nyquist frequency; None when the input has none."""
-    bands = len(band_centres(model, cfg.sample_rate)) - MODEL_BANDS
+    bands = len(band_centres(model, cfg.sample_rate)) - MEL_BANDS
     if bands < 1:
         return None
     fb = librosa.filters.mel(

@@ -38,8 +38,8 @@ def stretch_magnitudes(
     change: [T', M] level change in dB per band of gan_stretch.decays.band_centres, or None."""
     frames = rearrange(spectral.magnitude_to_db(band.low(mag), ref, model.spectral), "c f t -> c t f")
     out = stretch_frames(model, frames, positions, rate, residual, attacks)  # [C, T', F] dB
-    centres = None if change is None else decays.band_centres(model.spectral, band.cfg.sample_rate)
     if change is not None:
+        centres = decays.band_centres(model.spectral, band.cfg.sample_rate)
         shift = torch.from_numpy(decays.to_bins(change, model.spectral, centres)).to(out)
         out = (out + shift).clamp(-model.spectral.db_range, 0)
     low = spectral.db_to_magnitude(rearrange(out, "c t f -> c f t"), ref)

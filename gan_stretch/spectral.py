@@ -217,13 +217,16 @@ def lock_phase(
 TRANSIENT_FRAMES = (3, 3)  # frames before / after an onset played at speed 1: a 2048-sample window's reach
 
 
+MEL_BANDS = 40  # mel bands of mel_filters: onset detection and the decays' levels
+
+
 @functools.lru_cache(maxsize=8)
 def mel_filters(cfg: SpectralConfig, device) -> torch.Tensor:
-    """40 mel bands over the bins of ``cfg`` [F, 40], for onset detection."""
+    """MEL_BANDS mel bands over the bins of ``cfg`` [F, MEL_BANDS], for onset detection."""
     import torchaudio
 
     return torchaudio.functional.melscale_fbanks(
-        cfg.n_freq, 0.0, cfg.sample_rate / 2, 40, cfg.sample_rate, norm="slaney", mel_scale="slaney"
+        cfg.n_freq, 0.0, cfg.sample_rate / 2, MEL_BANDS, cfg.sample_rate, norm="slaney", mel_scale="slaney"
     ).to(device)
 
 

@@ -126,7 +126,7 @@ def analyze(
     onsets, mel_db = np.zeros(0, dtype=np.int64), None
     if fb is not None:
         mel_power = torch.cat(power).cpu().numpy().astype(np.float64)
-        found = spectral.detect_onsets(mel_power[:, : decays.MODEL_BANDS], cfg)
+        found = spectral.detect_onsets(mel_power[:, : spectral.MEL_BANDS], cfg)
         onsets = spectral.refine_onsets(found, torch.cat(envelope).cpu().numpy(), cfg)
-        mel_db = 10 * np.log10(np.maximum(mel_power, max(float(mel_power.max()), 1e-20) * 1e-10))
+        mel_db = decays.levels_db(mel_power)
     return channel_reference_db(peak, cfg), onsets, mel_db

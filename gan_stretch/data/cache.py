@@ -216,10 +216,8 @@ def decay_shift(db: torch.Tensor, positions: torch.Tensor, attacks: torch.Tensor
     takes them from the magnitudes (mel power, floored 100 dB below its maximum)."""
     from .. import decays
 
-    power = torch.pow(10.0, db.double() / 10) @ spectral.mel_filters(cfg, db.device).double()  # [T, 40]
-    mel_power = power.numpy()
-    mel_db = 10 * np.log10(np.maximum(mel_power, max(float(mel_power.max()), 1e-20) * 1e-10))
-    change = decays.corrections(mel_db, positions, attacks)
+    power = torch.pow(10.0, db.double() / 10) @ spectral.mel_filters(cfg, db.device).double()  # [T, MEL_BANDS]
+    change = decays.corrections(decays.levels_db(power.numpy()), positions, attacks)
     return torch.from_numpy(decays.to_bins(change, cfg, decays.band_centres(cfg, cfg.sample_rate))).float()
 
 

@@ -98,10 +98,11 @@ class Corpus:
     def rates(self, item: Item) -> list[float]:
         return sorted(float(k) for k in item.audio if float(k) != 1.0)
 
-    def onsets(self, item: Item, rate: float = 1.0, drums: bool = True) -> np.ndarray | None:
+    def onsets(self, item: Item, rate: float = 1.0, drums: bool = True, pitched: bool = True) -> np.ndarray | None:
         """Note-on times of ``item``'s render at ``rate``, in seconds (at tempo r a note starts at
-        t / r); drum hits included unless ``drums`` is False. None for items without a score
-        (teacher corpora). Corpora made before onsets were recorded get them from the score again."""
+        t / r); drum hits included unless ``drums`` is False, pitched notes unless ``pitched`` is
+        False. None for items without a score (teacher corpora). Corpora made before onsets were
+        recorded get them from the score again."""
         if item.onsets is None:
             if self.kind != "true-tempo" or not item.source.startswith("music21:"):
                 return None
@@ -111,7 +112,7 @@ class Corpus:
                 music21_midi(item.source.split(":", 1)[1]), item.program or 0, float(self.manifest["seconds"]), 1.0
             )
             item.onsets, item.drum_onsets = note_onsets(midi)
-        times = list(item.onsets) + (list(item.drum_onsets or []) if drums else [])
+        times = (list(item.onsets) if pitched else []) + (list(item.drum_onsets or []) if drums else [])
         return np.asarray(sorted(times), dtype=np.float64) / float(rate)
 
 
