@@ -144,6 +144,12 @@ def mean_of(values) -> float:
     return float(v.mean()) if len(v) else float("nan")
 
 
+def measured(rows: list[dict], metric: str) -> bool:
+    """Whether any row has a finite value of ``metric`` (not every measure applies to every set:
+    ViSQOL can be skipped, attacks need onsets, the band above 11 kHz a 44.1 kHz set)."""
+    return any(np.isfinite(r.get(metric, np.nan)) for r in rows)
+
+
 def write_table(rows: list[dict], metric: str = "logmel_db") -> str:
     """A markdown table of ``metric``: one line per method, one column per rate, means over pieces."""
     methods = list(dict.fromkeys(r["method"] for r in rows))
@@ -163,7 +169,7 @@ def write_table(rows: list[dict], metric: str = "logmel_db") -> str:
 def write_summary(rows: list[dict], metrics_shown=("logmel_db", *PERCEPTION, "two_sample_accuracy")) -> str:
     """Both axes side by side: one line per method, the mean over pieces and rates of each measure."""
     methods = list(dict.fromkeys(r["method"] for r in rows))
-    shown = [m for m in metrics_shown if any(m in r for r in rows)]
+    shown = [m for m in metrics_shown if measured(rows, m)]
     lines = [
         "Distance and perception side by side (means over pieces and rates)",
         "",
@@ -185,7 +191,7 @@ def plot(rows: list[dict], out: Path) -> list[str]:
     written = []
     methods = list(dict.fromkeys(r["method"] for r in rows))
     rates = sorted({r["rate"] for r in rows})
-    for metric in [m for m in METRICS + ("two_sample_accuracy",) if all(m in r for r in rows)]:
+    for metric in [m for m in METRICS + ("two_sample_accuracy",) if all(m in r for r in rows) and measured(rows, m)]:
         fig, ax = plt.subplots(figsize=(6, 4))
         for m in methods:
             ax.plot(
@@ -493,7 +499,7 @@ def main(argv=None) -> int:
         w.writeheader()
         w.writerows(rows)
     table = write_summary(rows) + "\n" + write_table(rows)
-    shown = [m for m in (*PERCEPTION, "two_sample_accuracy") if any(np.isfinite(r.get(m, np.nan)) for r in rows)]
+    shown = [m for m in (*PERCEPTION, "two_sample_accuracy") if measured(rows, m)]
     extra = "\n".join(write_table(rows, m) for m in (*shown, "pitch_cents", "duration_error_ms", "realtime_factor"))
     (out / "table.md").write_text(f"# {out.name}: {len(items)} held-out pieces of {args.data}\n\n{table}\n{extra}")
     plots = plot(rows, out)
