@@ -62,6 +62,12 @@ class Band:
             return spectral.magnitude(spec[..., : self.model.n_freq, :])
         return self.low(spectral.magnitude(spec))
 
+    def low_power(self, spec: torch.Tensor) -> torch.Tensor:
+        """``low_abs(spec) ** 2``, without the square roots where the bins are exact."""
+        if self.exact and spec.shape[-2] >= self.model.n_freq:
+            return spectral.power(spec[..., : self.model.n_freq, :])
+        return self.low_abs(spec).square_()
+
     def from_model(self, mag: torch.Tensor) -> torch.Tensor:
         """Model-bin magnitudes [..., F_model, T] -> input bins [..., min(F_in, F_model), T]
         (exact bins), or [..., F_in, T] (interpolated; meaningful within the model's band)."""

@@ -47,8 +47,8 @@ def stretch_magnitudes(
         return band.from_model(low)
     high = spectral.time_scale(mag[..., band.first_high :, :], positions, dim=-1)
     if change is not None:  # the input's bins above the model's band follow their own bands' decays
-        gain = decays.to_bins(change, band.cfg, centres)[:, band.first_high :]
-        high = high * torch.from_numpy(10 ** (gain.T / 20)).to(high)
+        gain = torch.from_numpy(decays.to_bins(change, band.cfg, centres)[:, band.first_high :]).to(high)
+        high = high * spectral.db_to_magnitude(gain.T, 0.0)
     return band.combine(low, high)
 
 
@@ -70,14 +70,15 @@ def stretch_frames(
     scaled = spectral.time_scale(ae.encode(frames), positions)
     refined = scaled if model.refiner is None else model.refiner(scaled, rate)
     out = ae.decode(refined)
+    scaled_frames = spectral.time_scale(frames, positions)
     if residual:
         # the refiner's change, decoded, applied to the time-scaled input frames: the
         # autoencoder's own reconstruction error (the same in both decodes) cancels out
         delta = out - ae.decode(scaled)
         if attacks is not None:
             delta = delta * (~attacks.to(delta.device))[:, None]
-        out = (spectral.time_scale(frames, positions) + delta).clamp(-ae.cfg.db_range, 0)
-    return steady_level(out, frames, positions, ae.cfg.db_range)
+        out = (scaled_frames + delta).clamp(-ae.cfg.db_range, 0)
+    return steady_level(out, frames, positions, ae.cfg.db_range, scaled_frames)
 
 
 def channel_reference_db(peak: torch.Tensor, cfg: SpectralConfig) -> torch.Tensor:
@@ -101,7 +102,13 @@ def channel_reference_db(peak: torch.Tensor, cfg: SpectralConfig) -> torch.Tenso
 STEADY_DB = 0.25
 
 
-def steady_level(out: torch.Tensor, frames: torch.Tensor, positions: torch.Tensor, db_range: float) -> torch.Tensor:
+def steady_level(
+    out: torch.Tensor,
+    frames: torch.Tensor,
+    positions: torch.Tensor,
+    db_range: float,
+    scaled: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Stretched dB frames [B, T', F] with the level of the input kept where the input is steady.
 
     Where the input's level does not change from frame to frame (a held note, a drone), the
@@ -111,7 +118,8 @@ def steady_level(out: torch.Tensor, frames: torch.Tensor, positions: torch.Tenso
     frame's energy change is removed in proportion to how steady the input is around its source
     position: fully where its level does not change from frame to frame, not at all where it
     changes by ``STEADY_DB`` or more; decays and onsets keep the refiner's level.
-    out: stretched dB frames [B, T', F]; frames: the input's dB frames [B, T, F]; positions [T'].
+    out: stretched dB frames [B, T', F]; frames: the input's dB frames [B, T, F]; positions [T'];
+    scaled: ``time_scale(frames, positions)`` when already computed.
     """
     level = power_db(frames)  # [B, T]
     # |level change| across each boundary between input frames (none before the first or after
@@ -120,7 +128,8 @@ def steady_level(out: torch.Tensor, frames: torch.Tensor, positions: torch.Tenso
     local = torch.nn.functional.max_pool1d(change[:, None], 3, 1, 1)[:, 0]
     i0 = positions.floor().long().clamp(0, frames.shape[1] - 1)  # output frame j lies between i0 and i0 + 1
     gate = (1 - torch.maximum(local[:, i0], local[:, i0 + 1]) / STEADY_DB).clamp(0, 1)  # [B, T']
-    excess = power_db(out) - power_db(spectral.time_scale(frames, positions))  # [B, T']
+    scaled = spectral.time_scale(frames, positions) if scaled is None else scaled
+    excess = power_db(out) - power_db(scaled)  # [B, T']
     return (out - (gate * excess)[..., None]).clamp(-db_range, 0)
 
 

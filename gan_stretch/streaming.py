@@ -104,7 +104,7 @@ def analyze(
     the input's levels in dB [T, M] in the bands of :func:`gan_stretch.decays.band_centres` (the
     model's 40 mel bands, then those above the model's Nyquist frequency; None without transients).
     Attacks are found in the model's bands."""
-    peak, power, envelope = None, [], []
+    peak, bands, envelope = None, [], []
     fb = spectral.mel_filters(model, band.device) if transients else None
     high = decays.high_filters(model, cfg) if transients and not band.full else None
     if high is not None:  # the input's own bins above the model's band
@@ -114,19 +114,19 @@ def analyze(
         e = min(s + block, n_in)
         seg = spectral.segment(source, cfg, s, e)
         spec = spectral.frames(source, cfg, s, e, seg)
-        mag = band.low_abs(spec)  # [C, F, T]
-        m = mag.amax(dim=(-2, -1))
+        power = band.low_power(spec)  # [C, F, T]
+        m = power.amax(dim=(-2, -1))
         peak = m if peak is None else torch.maximum(peak, m)
         if fb is not None:
-            power.append(torch.einsum("cft,fm->tm", mag.float() ** 2, fb))
+            bands.append(torch.einsum("cft,fm->tm", power.float(), fb))
             if high is not None:
-                top = spectral.magnitude(spec[..., lo : lo + len(high), :]).float() ** 2
-                power[-1] = torch.cat([power[-1], torch.einsum("cft,fm->tm", top, high)], dim=-1)
+                top = spectral.power(spec[..., lo : lo + len(high), :]).float()
+                bands[-1] = torch.cat([bands[-1], torch.einsum("cft,fm->tm", top, high)], dim=-1)
             envelope.append(spectral.attack_envelope(seg, cfg, s, e))
     onsets, mel_db = np.zeros(0, dtype=np.int64), None
     if fb is not None:
-        mel_power = torch.cat(power).cpu().numpy().astype(np.float64)
+        mel_power = torch.cat(bands).cpu().numpy().astype(np.float64)
         found = spectral.detect_onsets(mel_power[:, : spectral.MEL_BANDS], cfg)
         onsets = spectral.refine_onsets(found, torch.cat(envelope).cpu().numpy(), cfg)
         mel_db = decays.levels_db(mel_power)
-    return channel_reference_db(peak, cfg), onsets, mel_db
+    return channel_reference_db(peak.sqrt(), cfg), onsets, mel_db

@@ -338,7 +338,7 @@ class Stretcher:
             keep, inverse = distinct_channels(spec, start)
             if len(keep) < spec.shape[0]:
                 spec, start = spec[keep], None if start is None else start[keep]
-            source_phase = torch.angle(spec)
+            source_phase = spectral.angle(spec)
             phase = spectral.propagate_phase(source_phase, local, cfg, start, None if resets is None else resets[a:b])
             mag = stretch_magnitudes(
                 self.model,

@@ -236,3 +236,29 @@ def test_check_rate_rejects(bad):
 def test_check_rate_accepts(good, expected):
     value = spectral.check_rate(good)
     assert value == expected and isinstance(value, float)
+
+
+@pytest.mark.parametrize("layout", ["stft", "row-major", "slice"])
+def test_complex_helpers_match_torch(layout):
+    """The real-arithmetic helpers give torch's complex results, in the input's own layout (an
+    STFT's bins contiguous, a row-major tensor, a non-dense slice), zeros included."""
+    spec = spectral.analyze(random_signal(lead=(2,)), CFG)  # [2, F, T], bins contiguous
+    spec[0, 100:120, 3:9] = 0
+    if layout == "row-major":
+        spec = spec.contiguous()
+    elif layout == "slice":
+        spec = spec[..., 10:200, 5:40]
+    mag = torch.rand(spec.shape, generator=torch.Generator().manual_seed(1))
+    if layout == "stft":
+        mag = mag.transpose(-1, -2).contiguous().transpose(-1, -2)
+    torch.testing.assert_close(spectral.power(spec), spec.abs() ** 2, rtol=1e-5, atol=1e-9)
+    torch.testing.assert_close(spectral.magnitude(spec), spec.abs(), rtol=1e-6, atol=1e-9)
+    phase = spectral.angle(spec)
+    torch.testing.assert_close(phase, torch.angle(spec), rtol=0, atol=1e-6)
+    assert phase.stride(-2) == 1 if layout != "row-major" else phase.is_contiguous()  # frames stay whole rows
+    out = spectral.polar(mag, phase)
+    torch.testing.assert_close(out, torch.polar(mag, phase), rtol=1e-6, atol=1e-7)
+    assert out.stride() == mag.stride() or layout == "slice"
+    shaped = spectral.with_magnitude(mag, spec)
+    torch.testing.assert_close(shaped, mag * torch.sgn(spec), rtol=1e-5, atol=1e-7)
+    assert bool((spec == 0).any()) and bool((shaped[spec == 0] == 0).all())
