@@ -35,7 +35,7 @@ import torch
 from einops import rearrange
 from tqdm import tqdm
 
-from gan_stretch import metrics, parallel, spectral, teachers
+from gan_stretch import metrics, parallel, spectral, synthesis, teachers
 from gan_stretch.data.corpus import Corpus
 from gan_stretch.pipeline import Stretcher, load_model
 
@@ -86,7 +86,7 @@ def ceiling(
             mag = spectral.db_to_magnitude(rearrange(db, "c t f -> c f t"), ref)
     if phase_lock:  # the models' phase reconstruction: propagated, locked, refined
         phase = spectral.lock_phase(phase, mag, torch.angle(spec), positions)
-    return spectral.reconstruct(mag, phase, cfg, n_out, griffin_lim)[0].numpy()
+    return synthesis.reconstruct(mag, phase, cfg, n_out, griffin_lim)[0].numpy()
 
 
 def score(

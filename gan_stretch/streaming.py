@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import decays, spectral
+from . import decays, spectral, synthesis
 from .band import Band
 from .errors import AudioError
 from .magnitudes import channel_reference_db
@@ -34,7 +34,7 @@ class OverlapAdd:
         """Complex output frames j0.. ([C, F, K]) -> (first output sample, the samples now final
         [C, k]); ``last``: no block follows, every remaining sample up to ``n_out`` is final."""
         cfg = self.cfg
-        signal, power = spectral.overlap_add(frames, cfg)  # from sample j0 * hop - n_fft / 2
+        signal, power = synthesis.overlap_add(frames, cfg)  # from sample j0 * hop - n_fft / 2
         if self.pending is not None:
             signal[..., : self.pending.shape[-1]] += self.pending
             power[: self.weight.shape[-1]] += self.weight

@@ -6,7 +6,8 @@ audio [C, N] -> STFT [C, F, T] -> dB frames -> latents [C, T, L] (frozen autoenc
 
 The block loop is here; its pieces live beside it: model.py (the model file), band.py (input
 bins to model bins), magnitudes.py (the model's part of a block, levels), streaming.py (the
-analysis pass, overlap-add, identical channels), spectral.py (STFT, phase, Griffin-Lim).
+analysis pass, overlap-add, identical channels), spectral.py (STFT, phase), synthesis.py
+(overlap-add, Griffin-Lim).
 pipeline.py holds :func:`~gan_stretch.pipeline.stretch`, which keeps one Stretcher.
 """
 
@@ -17,7 +18,7 @@ import os
 import numpy as np
 import torch
 
-from . import decays, spectral, timemap
+from . import decays, spectral, synthesis, timemap
 from .audio import AudioReader, AudioWriter, check_output_path, check_sample_rate, validate
 from .band import Band, input_config
 from .errors import AudioError, ConfigError
@@ -355,7 +356,7 @@ class Stretcher:
             if self.phase_lock:
                 phase = spectral.lock_phase(phase, mag, source_phase, local)
             if self.griffin_lim:
-                full = spectral.griffin_lim(mag, phase, cfg, self.griffin_lim, length=tmap.n_out, offset=a)
+                full = synthesis.griffin_lim(mag, phase, cfg, self.griffin_lim, length=tmap.n_out, offset=a)
             else:
                 full = spectral.polar(mag, phase)
             if len(keep) < len(inverse):

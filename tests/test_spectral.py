@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from gan_stretch import spectral
+from gan_stretch import spectral, synthesis
 from gan_stretch.errors import RateError
 from gan_stretch.spectral import SpectralConfig
 
@@ -97,7 +97,7 @@ def test_db_conversion_round_trip():
 def test_reconstruct_with_true_magnitude_and_phase(n, n_iter):
     x = random_signal(n, seed=1)
     spec = spectral.analyze(x, CFG)
-    y = spectral.reconstruct(spec.abs(), torch.angle(spec), CFG, n, n_iter=n_iter)
+    y = synthesis.reconstruct(spec.abs(), torch.angle(spec), CFG, n, n_iter=n_iter)
     assert y.shape == x.shape
     assert (y - x).abs().max() < 1e-3
     snr = 10 * torch.log10((x**2).sum() / ((y - x) ** 2).sum())
@@ -114,8 +114,8 @@ def test_reconstruct_improves_a_bad_phase():
     def error(y):
         return ((spectral.analyze(y, CFG).abs() - mag).norm() / mag.norm()).item()
 
-    e0 = error(spectral.reconstruct(mag, zero, CFG, 8192, n_iter=0))
-    e16 = error(spectral.reconstruct(mag, zero, CFG, 8192, n_iter=16))
+    e0 = error(synthesis.reconstruct(mag, zero, CFG, 8192, n_iter=0))
+    e16 = error(synthesis.reconstruct(mag, zero, CFG, 8192, n_iter=16))
     assert e16 < 0.7 * e0
 
 
@@ -169,7 +169,7 @@ def test_frames_equal_a_slice_of_the_whole_stft(first, stop):
 def test_overlap_add_divided_by_window_power_is_istft():
     x = random_signal(8192, seed=6)
     spec = spectral.analyze(x, CFG)
-    signal, power = spectral.overlap_add(spec, CFG)
+    signal, power = synthesis.overlap_add(spec, CFG)
     k = spec.shape[-1]
     assert signal.shape == ((k - 1) * CFG.hop + CFG.n_fft,) and power.shape == signal.shape
     y = (signal / power.clamp_min(1e-11))[CFG.n_fft // 2 : CFG.n_fft // 2 + 8192]
@@ -186,7 +186,7 @@ def test_projection_is_istft_then_stft(cfg):
     spec = torch.complex(torch.randn(2, cfg.n_freq, 30, generator=g), torch.randn(2, cfg.n_freq, 30, generator=g))
     length = 29 * cfg.hop + 77  # 30 frames
     expected = spectral.analyze(spectral.synthesize(spec, cfg, length), cfg)
-    got = spectral.project(spec, cfg, cfg.n_fft // 2, cfg.n_fft // 2 + length)
+    got = synthesis.project(spec, cfg, cfg.n_fft // 2, cfg.n_fft // 2 + length)
     torch.testing.assert_close(got, expected, atol=2e-3, rtol=1e-3)
 
 
