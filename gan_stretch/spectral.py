@@ -128,11 +128,12 @@ def polar(mag: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def with_magnitude(mag: torch.Tensor, spec: torch.Tensor) -> torch.Tensor:
-    """mag * sgn(spec): ``spec``'s phase with the magnitudes ``mag`` (zero where spec is zero)."""
+def with_magnitude(mag: torch.Tensor, spec: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """mag * sgn(spec): ``spec``'s phase with the magnitudes ``mag`` (zero where spec is zero),
+    written into ``out`` (a complex tensor of spec's shape, not ``spec``) when given."""
     re, im = spec.real, spec.imag
     scale = mag * power(spec).clamp_min_(torch.finfo(mag.dtype).tiny).rsqrt_()
-    out = torch.empty_like(spec)
+    out = torch.empty_like(spec) if out is None else out
     planes = torch.view_as_real(out)
     torch.mul(re, scale, out=planes[..., 0])
     torch.mul(im, scale, out=planes[..., 1])

@@ -94,8 +94,28 @@ def distinct_channels(*tensors: torch.Tensor | None) -> tuple[list[int], list[in
     return keep, inverse
 
 
+# the analysis pass keeps the input's STFT for the block loop when it takes at most this much
+# memory (3 minutes of stereo 44.1 kHz: 254 MB); longer inputs compute each block's frames again
+KEEP_FRAMES_BYTES = 512 * 2**20
+
+
+def frame_store(channels: int, cfg: SpectralConfig, n_in: int, device) -> torch.Tensor | None:
+    """An empty complex STFT [C, F, n_in] in the STFT's layout (bins contiguous) for
+    :func:`analyze` to fill, or None when it would exceed ``KEEP_FRAMES_BYTES``."""
+    if channels * cfg.n_freq * n_in * 8 > KEEP_FRAMES_BYTES:
+        return None
+    return torch.empty(channels, n_in, cfg.n_freq, dtype=torch.complex64, device=device).transpose(-1, -2)
+
+
 def analyze(
-    source, cfg: SpectralConfig, model: SpectralConfig, band: Band, n_in: int, block: int, transients: bool
+    source,
+    cfg: SpectralConfig,
+    model: SpectralConfig,
+    band: Band,
+    n_in: int,
+    block: int,
+    transients: bool,
+    store: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, np.ndarray, np.ndarray | None]:
     """One pass over the input (a tensor or a file reader) in blocks of ``block`` frames of
     ``cfg``: the loudest model-band bin of each channel in dB ([C], see
@@ -103,7 +123,8 @@ def analyze(
     samples where attacks start (all channels together, so the channels keep their timing) and
     the input's levels in dB [T, M] in the bands of :func:`gan_stretch.decays.band_centres` (the
     model's 40 mel bands, then those above the model's Nyquist frequency; None without transients).
-    Attacks are found in the model's bands."""
+    Attacks are found in the model's bands. ``store`` (:func:`frame_store`) receives the frames,
+    which the block loop then reads instead of computing them a second time."""
     peak, bands, envelope = None, [], []
     fb = spectral.mel_filters(model, band.device) if transients else None
     high = decays.high_filters(model, cfg) if transients and not band.full else None
@@ -114,6 +135,8 @@ def analyze(
         e = min(s + block, n_in)
         seg = spectral.segment(source, cfg, s, e)
         spec = spectral.frames(source, cfg, s, e, seg)
+        if store is not None:
+            store[..., s:e] = spec
         power = band.low_power(spec)  # [C, F, T]
         m = power.amax(dim=(-2, -1))
         peak = m if peak is None else torch.maximum(peak, m)

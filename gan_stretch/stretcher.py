@@ -25,7 +25,7 @@ from .errors import AudioError, ConfigError
 from .magnitudes import stretch_magnitudes
 from .model import Model, check_device, load_model, resolve_checkpoint
 from .spectral import MAX_RATE, MIN_RATE, SpectralConfig
-from .streaming import OverlapAdd, analyze, distinct_channels, passthrough
+from .streaming import OverlapAdd, analyze, distinct_channels, frame_store, passthrough
 
 SILENT_DB = -200.0  # a loudest bin below this (1e-10) means the input holds only zeros
 
@@ -315,7 +315,8 @@ class Stretcher:
         band = Band(self.spectral, cfg, source.device if isinstance(source, torch.Tensor) else self.device)
         n_in, n_out = cfg.n_frames(source.shape[-1]), cfg.n_frames(tmap.n_out)
         block, margin = self.chunk_frames, self.margin
-        ref, onsets, mel_db = analyze(source, cfg, self.spectral, band, n_in, self.chunk_frames, self.transients)
+        store = frame_store(source.shape[0], cfg, n_in, band.device)
+        ref, onsets, mel_db = analyze(source, cfg, self.spectral, band, n_in, block, self.transients, store)
         if ref.max() <= SILENT_DB:
             raise AudioError(f"{getattr(source, 'name', 'input audio')} is silent (every sample is zero)")
         # with transients, each detected attack is played at speed 1 and starts with the input's
@@ -332,7 +333,10 @@ class Stretcher:
             a, b = max(0, j0 - margin), min(n_out, j1 + margin)
             first = int(positions[a].floor())
             stop = min(n_in, int(positions[b - 1].floor()) + 2)
-            spec = spectral.frames(source, cfg, first, stop).to(band.device)  # [C, F, stop - first]
+            if store is not None:  # [C, F, stop - first]
+                spec = store[..., first:stop]
+            else:
+                spec = spectral.frames(source, cfg, first, stop).to(band.device)
             local = positions[a:b] - first
             start = None if carry is None else carry[1][..., a - carry[0]]
             # identical channels (dual mono, a centred source alone) are stretched once: they stay identical

@@ -18,7 +18,7 @@ def overlap_add(spec: torch.Tensor, cfg: SpectralConfig) -> tuple[torch.Tensor, 
     """Windowed inverse FFT of each frame [..., F, K], overlap-added: (signal [..., L], window
     power [L]) with L = (K - 1) * hop + n_fft; dividing one by the other is torch.istft's result."""
     window = hann(cfg.n_fft, spec.device, spec.real.dtype)
-    time = torch.fft.irfft(spec, n=cfg.n_fft, dim=-2) * window[:, None]  # [..., n_fft, K]
+    time = torch.fft.irfft(spec, n=cfg.n_fft, dim=-2).mul_(window[:, None])  # [..., n_fft, K]
     return _fold(time, cfg), _fold((window**2)[:, None].expand(cfg.n_fft, spec.shape[-1]), cfg)
 
 
@@ -49,11 +49,12 @@ def project(spec: torch.Tensor, cfg: SpectralConfig, lo: int = 0, hi: int | None
     One Griffin-Lim step done on the frames themselves: irfft, overlap-add, window power, reframe,
     rfft, without torch.istft's centring and envelope checks, which cost more than the FFTs."""
     signal, power = overlap_add(spec, cfg)
-    signal = signal / power.clamp_min(1e-8)
+    weight = 1 / power.clamp_min(1e-8)  # [L]: one pass over the signal for both
     if lo > 0 or (hi is not None and hi < signal.shape[-1]):
-        keep = torch.zeros_like(power)
-        keep[max(lo, 0) : hi] = 1
-        signal = signal * keep
+        weight[: max(lo, 0)] = 0
+        if hi is not None:
+            weight[max(hi, 0) :] = 0
+    signal = signal.mul_(weight)
     window = hann(cfg.n_fft, spec.device, spec.real.dtype)
     framed = signal.unfold(-1, cfg.n_fft, cfg.hop) * window  # [..., K, n_fft]
     return rearrange(torch.fft.rfft(framed, dim=-1), "... k f -> ... f k")
@@ -83,7 +84,7 @@ def griffin_lim(
     for _ in range(n_iter):
         rebuilt = project(spec, cfg, lo, hi)
         target = rebuilt if previous is None else rebuilt - previous * (momentum / (1 + momentum))
-        spec = with_magnitude(mag, target)
+        spec = with_magnitude(mag, target, out=spec)  # the frames just projected are not read again
         previous = rebuilt
     return spec
 
