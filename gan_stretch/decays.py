@@ -105,6 +105,19 @@ def _band_to_bin(centres: tuple, sample_rate: int, n_fft: int, n_freq: int) -> n
     return np.stack([np.interp(freqs, centres, row) for row in np.eye(len(centres))])
 
 
+@functools.lru_cache(maxsize=16)
+def _bin_weights(centres: tuple, cfg: SpectralConfig, first: int, device) -> torch.Tensor:
+    return torch.from_numpy(_band_to_bin(centres, cfg.sample_rate, cfg.n_fft, cfg.n_freq)[:, first:]).float().to(device)
+
+
+def to_bins_tensor(change: np.ndarray, cfg: SpectralConfig, centres: np.ndarray, first: int = 0, device=None):
+    """:func:`to_bins` for the block loop: float32 on ``device``, bins ``first``.. of ``cfg`` only
+    ([T, F - first])."""
+    centres = tuple(float(c) for c in centres[: change.shape[1]])
+    weights = _bin_weights(centres, cfg, first, torch.device(device or "cpu"))
+    return torch.from_numpy(np.asarray(change, dtype=np.float32)).to(weights.device) @ weights
+
+
 def to_bins(change: np.ndarray, cfg: SpectralConfig, centres: np.ndarray) -> np.ndarray:
     """Per-band changes [T, M] (bands centred at ``centres``, Hz: :func:`band_centres`) -> per
     bin [T, F] of ``cfg``, interpolated between the bands' centre frequencies."""

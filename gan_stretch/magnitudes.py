@@ -40,14 +40,14 @@ def stretch_magnitudes(
     out = stretch_frames(model, frames, positions, rate, residual, attacks)  # [C, T', F] dB
     if change is not None:
         centres = decays.band_centres(model.spectral, band.cfg.sample_rate)
-        shift = torch.from_numpy(decays.to_bins(change, model.spectral, centres)).to(out)
+        shift = decays.to_bins_tensor(change, model.spectral, centres, device=out.device)
         out = (out + shift).clamp(-model.spectral.db_range, 0)
     low = spectral.db_to_magnitude(rearrange(out, "c t f -> c f t"), ref)
     if band.full:
         return band.from_model(low)
     high = spectral.time_scale(mag[..., band.first_high :, :], positions, dim=-1)
     if change is not None:  # the input's bins above the model's band follow their own bands' decays
-        gain = torch.from_numpy(decays.to_bins(change, band.cfg, centres)[:, band.first_high :]).to(high)
+        gain = decays.to_bins_tensor(change, band.cfg, centres, band.first_high, high.device)
         high = high * spectral.db_to_magnitude(gain.T, 0.0)
     return band.combine(low, high)
 
@@ -69,14 +69,17 @@ def stretch_frames(
     ae = model.autoencoder
     scaled = spectral.time_scale(ae.encode(frames), positions)
     refined = scaled if model.refiner is None else model.refiner(scaled, rate)
-    out = ae.decode(refined)
     scaled_frames = spectral.time_scale(frames, positions)
-    if residual:
+    if not residual:
+        out = ae.decode(refined)
+    elif attacks is None or not bool(attacks.any()):
         # the refiner's change, decoded, applied to the time-scaled input frames: the
         # autoencoder's own reconstruction error (the same in both decodes) cancels out
-        delta = out - ae.decode(scaled)
-        if attacks is not None:
-            delta = delta * (~attacks.to(delta.device))[:, None]
+        out = (scaled_frames + ae.decode(refined) - ae.decode(scaled)).clamp(-ae.cfg.db_range, 0)
+    else:  # attack frames keep the input's: only the others are decoded
+        stretched = (~attacks.to(frames.device)).nonzero()[:, 0]
+        delta = torch.zeros_like(scaled_frames)
+        delta[:, stretched] = ae.decode(refined[:, stretched]) - ae.decode(scaled[:, stretched])
         out = (scaled_frames + delta).clamp(-ae.cfg.db_range, 0)
     return steady_level(out, frames, positions, ae.cfg.db_range, scaled_frames)
 
