@@ -297,12 +297,18 @@ def load_models(args) -> dict[str, Stretcher]:
             "residual": args.residual,
             "transients": args.transients,
             "decays": None,
+            "gap_ratio": None,
         }
         for opt in filter(None, opts.split(",")):
             key, _, value = opt.partition("=")
             if key not in options:
                 raise SystemExit(f"error: unknown model option {key!r} in {spec!r} (use {', '.join(options)})")
-            options[key] = int(value) if key == "griffin_lim" else value.lower() in ("1", "true", "yes")
+            if key == "griffin_lim":
+                options[key] = int(value)
+            elif key == "gap_ratio":
+                options[key] = float(value)
+            else:
+                options[key] = value.lower() in ("1", "true", "yes")
         for key in ("transients", "decays"):  # None: as the model was trained
             options[key] = None if options[key] is None else bool(options[key])
         models[name] = Stretcher(load_model(path), device=args.device, **options)

@@ -13,6 +13,7 @@ pipeline.py holds :func:`~gan_stretch.pipeline.stretch`, which keeps one Stretch
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -75,6 +76,10 @@ class Stretcher:
     decays : bool or None
         Between attacks, let each band decay in real time as at the new tempo instead of at the
         input's pace (:mod:`gan_stretch.decays`; needs ``transients``). None: with transients.
+    gap_ratio : float or None
+        With ``transients``, the music between two attacks played at speed 1 is played at most
+        this many times faster or slower than the rate asks there; an attack that would need
+        more is stretched with the rest. None: only the absolute limits (local rates 0.125 to 8).
 
     Raises
     ------
@@ -115,6 +120,7 @@ class Stretcher:
         chunk_frames: int = 1024,
         transients: bool | None = None,
         decays: bool | None = None,
+        gap_ratio: float | None = None,
     ):
         _check_count("griffin_lim", griffin_lim, "an iteration count", 0, 1000)
         _check_count("chunk_frames", chunk_frames, "a frame count", 1, 10**6)
@@ -129,6 +135,11 @@ class Stretcher:
         # attacks played at speed 1 with their own phase (see blocks); by default as the model was trained
         self.transients = bool(self.model.meta.get("transients", False) if transients is None else transients)
         self.decays = self.transients if decays is None else bool(decays)  # needs the attack regions
+        if gap_ratio is not None and (
+            isinstance(gap_ratio, bool) or not isinstance(gap_ratio, (int, float)) or not 1 <= gap_ratio < math.inf
+        ):
+            raise ConfigError(f"gap_ratio must be a finite number of at least 1, or None; got {gap_ratio!r}")
+        self.gap_ratio = None if gap_ratio is None else float(gap_ratio)
         self.chunk_frames = int(chunk_frames)  # output frames per streamed block (about 24 s)
         context = 0 if self.model.refiner is None else self.model.refiner.context_frames
         # frames of context each side of a block: the generator's, and n_fft / hop - 1 frames per
@@ -321,7 +332,9 @@ class Stretcher:
             raise AudioError(f"{getattr(source, 'name', 'input audio')} is silent (every sample is zero)")
         # with transients, each detected attack is played at speed 1 and starts with the input's
         # phase; the stretch happens between attacks, as in a performance at another tempo
-        plan = timemap.frame_positions(tmap, cfg, n_in, onsets if self.transients else None, band.device)
+        plan = timemap.frame_positions(
+            tmap, cfg, n_in, onsets if self.transients else None, band.device, self.gap_ratio
+        )
         positions, resets, attacks = plan.positions, plan.resets, plan.attacks
         # between attacks, each band decays in real time as at the new tempo (gan_stretch.decays)
         change = decays.corrections(mel_db, positions, attacks) if self.decays and attacks is not None else None

@@ -53,7 +53,9 @@ class TimeMap:
 GAP_RATES = (MIN_RATE / 2, MAX_RATE * 2)  # local rates allowed between attacks played at speed 1
 
 
-def with_transients(tmap: TimeMap, onsets, hop: int, before: int, after: int) -> tuple[TimeMap, np.ndarray]:
+def with_transients(
+    tmap: TimeMap, onsets, hop: int, before: int, after: int, gap_ratio: float | None = None
+) -> tuple[TimeMap, np.ndarray]:
     """``tmap`` with each onset's neighbourhood played at speed 1, as a slower or faster
     performance plays its attacks: input samples [s - before * hop, s + after * hop] of an onset
     at input sample s map to output samples [o - before * hop, o + after * hop], o being where
@@ -62,7 +64,8 @@ def with_transients(tmap: TimeMap, onsets, hop: int, before: int, after: int) ->
     of where ``tmap`` puts it, and the ends and anchors of ``tmap`` are kept.
 
     Onsets whose region would not fit (too close to a neighbour, an anchor or an end, or leaving
-    a gap outside the rates GAP_RATES) are left to ``tmap``. Returns the new map and the regions'
+    a gap outside the rates GAP_RATES, or with ``gap_ratio``, a gap played more than that many
+    times faster or slower than ``tmap`` plays it) are left to ``tmap``. Returns the new map and the regions'
     output spans [K, 2] in samples (a region's first frame restarts its phase as the input's).
     """
     src_anchor, tgt_anchor = tmap.source, tmap.target
@@ -71,7 +74,13 @@ def with_transients(tmap: TimeMap, onsets, hop: int, before: int, after: int) ->
     b, a = before * hop, after * hop
 
     def gap_ok(s0, t0, s1, t1) -> bool:
-        return t1 > t0 and s1 > s0 and GAP_RATES[0] <= (s1 - s0) / (t1 - t0) <= GAP_RATES[1]
+        if not (t1 > t0 and s1 > s0 and GAP_RATES[0] <= (s1 - s0) / (t1 - t0) <= GAP_RATES[1]):
+            return False
+        if gap_ratio is None:
+            return True
+        planned = float(np.interp(s1, src_anchor, tgt_anchor) - np.interp(s0, src_anchor, tgt_anchor))
+        ratio = (t1 - t0) / planned if planned > 0 else np.inf  # > 1: slower than tmap there
+        return 1 / gap_ratio <= ratio <= gap_ratio
 
     for s in np.sort(np.asarray(onsets, dtype=np.float64)):
         o = float(np.interp(s, src_anchor, tgt_anchor))
@@ -119,17 +128,17 @@ class FramePlan:
     attacks: torch.Tensor | None = None  # [n_out] bool: the frame plays an attack at speed 1
 
 
-def frame_positions(tmap: TimeMap, cfg, n_in: int, onsets=None, device=None) -> FramePlan:
+def frame_positions(tmap: TimeMap, cfg, n_in: int, onsets=None, device=None, gap_ratio=None) -> FramePlan:
     """Source frame position of every output frame of ``tmap`` at the STFT settings ``cfg``
     (n_in input frames). With ``onsets`` (input samples of attacks), each attack is played at
     speed 1 (:func:`with_transients`): its first frame restarts its phase and its frames are
-    marked as attacks."""
+    marked as attacks (``gap_ratio``: see :func:`with_transients`)."""
     from .spectral import TRANSIENT_FRAMES
 
     n_out = cfg.n_frames(tmap.n_out)
     if onsets is None or len(onsets) == 0:
         return FramePlan(tmap.positions(n_out, cfg.hop, n_in, device))
-    tmap, spans = with_transients(tmap, np.asarray(onsets), cfg.hop, *TRANSIENT_FRAMES)
+    tmap, spans = with_transients(tmap, np.asarray(onsets), cfg.hop, *TRANSIENT_FRAMES, gap_ratio)
     first = np.ceil(spans[:, 0] / cfg.hop - 1e-9).astype(np.int64)  # each region's first output frame
     last = np.floor(spans[:, 1] / cfg.hop + 1e-9).astype(np.int64)
     resets = torch.zeros(n_out, dtype=torch.bool)

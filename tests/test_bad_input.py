@@ -307,6 +307,12 @@ def test_block_size_must_be_a_positive_frame_count(tiny_model, chunk_frames):
         Stretcher(tiny_model, device="cpu", chunk_frames=chunk_frames)
 
 
+@pytest.mark.parametrize("gap_ratio", [0.5, float("inf"), float("nan"), "2", True])
+def test_gap_ratio_must_be_a_finite_factor_of_at_least_one(tiny_model, gap_ratio):
+    with pytest.raises(ConfigError, match="gap_ratio"):
+        Stretcher(tiny_model, device="cpu", gap_ratio=gap_ratio)
+
+
 def test_bad_recipes_and_corpora_fail_before_any_work(tmp_path, tiny_model, tiny_corpus, capsys):
     run_dir = tmp_path / "run"
     corrupt = tmp_path / "corrupt"

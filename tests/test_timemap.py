@@ -83,3 +83,24 @@ def test_anchored_map_ends_at_the_rate_the_duration_or_rate_1():
     assert timemap.resolve(n, SR, duration=6.5, time_map=ANCHORS).n_out == round(6.5 * SR)
     with pytest.raises(RateError, match="beyond the output"):
         timemap.resolve(n, SR, rate=2.0, time_map=ANCHORS)  # 3 s of output, the last anchor is at 5 s
+
+
+@pytest.mark.parametrize("rate", [0.5, 2.0])
+def test_gap_ratio_bounds_the_music_between_attacks(rate):
+    """Onsets every 140 ms (16ths at 107 bpm): without a bound, the attacks at speed 1 leave the
+    gaps between them to absorb the whole stretch; gap_ratio keeps every gap within that factor
+    of the rate, by playing fewer attacks at speed 1, and never plays a gap outside it."""
+    n = 10 * SR
+    onsets = np.arange(SR // 2, n - SR // 2, int(0.14 * SR))
+    tmap = timemap.from_rate(n, rate)
+    free, spans_free = timemap.with_transients(tmap, onsets, HOP, 3, 3)
+    bound, spans_bound = timemap.with_transients(tmap, onsets, HOP, 3, 3, gap_ratio=1.5)
+
+    def gaps(m):  # local rates of the segments not played at speed 1
+        local = np.diff(m.source) / np.diff(m.target)
+        return local[np.abs(local - 1) > 1e-9]
+
+    assert np.max(np.abs(np.log(gaps(free) / rate))) > np.log(1.5)  # unbounded: some gap beyond the factor
+    assert np.all(np.abs(np.log(gaps(bound) / rate)) <= np.log(1.5) + 1e-9)
+    assert 0 < len(spans_bound) < len(spans_free)
+    assert bound.n_out == tmap.n_out and free.n_out == tmap.n_out
