@@ -298,6 +298,7 @@ def load_models(args) -> dict[str, Stretcher]:
             "transients": args.transients,
             "decays": None,
             "gap_ratio": None,
+            "refine_attacks": True,
         }
         for opt in filter(None, opts.split(",")):
             key, _, value = opt.partition("=")

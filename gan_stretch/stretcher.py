@@ -80,6 +80,9 @@ class Stretcher:
         With ``transients``, the music between two attacks played at speed 1 is played at most
         this many times faster or slower than the rate asks there; an attack that would need
         more is stretched with the rest. None: only the absolute limits (local rates 0.125 to 8).
+    refine_attacks : bool
+        Griffin-Lim refines every frame (True), or only the stretched ones (False): the frames of
+        attacks played at speed 1 keep the input's own magnitudes and phase.
 
     Raises
     ------
@@ -121,6 +124,7 @@ class Stretcher:
         transients: bool | None = None,
         decays: bool | None = None,
         gap_ratio: float | None = None,
+        refine_attacks: bool = True,
     ):
         _check_count("griffin_lim", griffin_lim, "an iteration count", 0, 1000)
         _check_count("chunk_frames", chunk_frames, "a frame count", 1, 10**6)
@@ -140,6 +144,7 @@ class Stretcher:
         ):
             raise ConfigError(f"gap_ratio must be a finite number of at least 1, or None; got {gap_ratio!r}")
         self.gap_ratio = None if gap_ratio is None else float(gap_ratio)
+        self.refine_attacks = bool(refine_attacks)
         self.chunk_frames = int(chunk_frames)  # output frames per streamed block (about 24 s)
         context = 0 if self.model.refiner is None else self.model.refiner.context_frames
         # frames of context each side of a block: the generator's, and n_fft / hop - 1 frames per
@@ -373,7 +378,8 @@ class Stretcher:
             if self.phase_lock:
                 phase = spectral.lock_phase(phase, mag, source_phase, local)
             if self.griffin_lim:
-                full = synthesis.griffin_lim(mag, phase, cfg, self.griffin_lim, length=tmap.n_out, offset=a)
+                hold = None if attacks is None or self.refine_attacks else attacks[a:b]
+                full = synthesis.griffin_lim(mag, phase, cfg, self.griffin_lim, length=tmap.n_out, offset=a, hold=hold)
             else:
                 full = spectral.polar(mag, phase)
             if len(keep) < len(inverse):

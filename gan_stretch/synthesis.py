@@ -68,6 +68,7 @@ def griffin_lim(
     momentum: float = 0.99,
     length: int | None = None,
     offset: int = 0,
+    hold: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Magnitudes [..., F, T'] + initial phase -> consistent complex STFT [..., F, T'].
 
@@ -75,16 +76,22 @@ def griffin_lim(
     torchaudio's version only starts from zero or random phase, and a propagated phase is what
     makes a few iterations enough. The frames are those of a centred STFT, frame ``offset`` + j
     centred on sample (offset + j) * hop of a signal ``length`` samples long (default: up to the
-    last frame's centre); samples outside the signal are held at zero.
+    last frame's centre); samples outside the signal are held at zero. Frames marked in ``hold``
+    [T'] (bool) keep ``mag`` and ``phase`` as given: the iterations refine the others around them.
     """
     length = (offset + mag.shape[-1] - 1) * cfg.hop if length is None else length
     lo = cfg.n_fft // 2 - offset * cfg.hop  # the signal's first and last samples, in the frames' span
     hi = lo + length
     spec, previous = polar(mag, phase), None
+    held = None if hold is None else hold.to(spec.device).nonzero()[:, 0]
+    if held is not None and len(held):
+        fixed = spec.index_select(-1, held)
     for _ in range(n_iter):
         rebuilt = project(spec, cfg, lo, hi)
         target = rebuilt if previous is None else rebuilt - previous * (momentum / (1 + momentum))
         spec = with_magnitude(mag, target, out=spec)  # the frames just projected are not read again
+        if held is not None and len(held):
+            spec.index_copy_(-1, held, fixed)
         previous = rebuilt
     return spec
 
