@@ -308,6 +308,8 @@ def load_models(args) -> dict[str, Stretcher]:
                 options[key] = int(value)
             elif key == "gap_ratio":
                 options[key] = float(value)
+            elif key == "refine_attacks" and value == "auto":
+                options[key] = None
             else:
                 options[key] = value.lower() in ("1", "true", "yes")
         for key in ("transients", "decays"):  # None: as the model was trained

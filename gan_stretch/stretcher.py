@@ -80,9 +80,12 @@ class Stretcher:
         With ``transients``, the music between two attacks played at speed 1 is played at most
         this many times faster or slower than the rate asks there; an attack that would need
         more is stretched with the rest. None: only the absolute limits (local rates 0.125 to 8).
-    refine_attacks : bool
+    refine_attacks : bool or None
         Griffin-Lim refines every frame (True), or only the stretched ones (False): the frames of
-        attacks played at speed 1 keep the input's own magnitudes and phase.
+        attacks played at speed 1 keep the input's own magnitudes and phase. None: only where the
+        music is slowed down (there Griffin-Lim would spread the long stretched frames' energy
+        into the attacks: pre-echo; where it is sped up, the short compressed gaps gain from the
+        refinement across their edges).
 
     Raises
     ------
@@ -124,7 +127,7 @@ class Stretcher:
         transients: bool | None = None,
         decays: bool | None = None,
         gap_ratio: float | None = None,
-        refine_attacks: bool = True,
+        refine_attacks: bool | None = True,
     ):
         _check_count("griffin_lim", griffin_lim, "an iteration count", 0, 1000)
         _check_count("chunk_frames", chunk_frames, "a frame count", 1, 10**6)
@@ -144,7 +147,7 @@ class Stretcher:
         ):
             raise ConfigError(f"gap_ratio must be a finite number of at least 1, or None; got {gap_ratio!r}")
         self.gap_ratio = None if gap_ratio is None else float(gap_ratio)
-        self.refine_attacks = bool(refine_attacks)
+        self.refine_attacks = None if refine_attacks is None else bool(refine_attacks)
         self.chunk_frames = int(chunk_frames)  # output frames per streamed block (about 24 s)
         context = 0 if self.model.refiner is None else self.model.refiner.context_frames
         # frames of context each side of a block: the generator's, and n_fft / hop - 1 frames per
@@ -344,6 +347,10 @@ class Stretcher:
         # between attacks, each band decays in real time as at the new tempo (gan_stretch.decays)
         change = decays.corrections(mel_db, positions, attacks) if self.decays and attacks is not None else None
         rate = torch.full((source.shape[0],), min(max(tmap.mean_rate, MIN_RATE), MAX_RATE), device=band.device)
+        held = None  # [n_out] attack frames Griffin-Lim leaves as they are
+        if attacks is not None and self.refine_attacks is not True:
+            slower = torch.from_numpy(tmap.local_rates(n_out, cfg.hop) < 1).to(attacks.device)
+            held = attacks if self.refine_attacks is False else attacks & slower
         output = OverlapAdd(cfg, tmap.n_out)
         carry = None  # (first output frame, propagated phase) of the previous block
         for j0 in range(0, n_out, block):
@@ -378,7 +385,7 @@ class Stretcher:
             if self.phase_lock:
                 phase = spectral.lock_phase(phase, mag, source_phase, local)
             if self.griffin_lim:
-                hold = None if attacks is None or self.refine_attacks else attacks[a:b]
+                hold = None if held is None else held[a:b]
                 full = synthesis.griffin_lim(mag, phase, cfg, self.griffin_lim, length=tmap.n_out, offset=a, hold=hold)
             else:
                 full = spectral.polar(mag, phase)

@@ -43,6 +43,12 @@ class TimeMap:
     def mean_rate(self) -> float:
         return self.n_in / self.n_out
 
+    def local_rates(self, n_frames_out: int, hop: int) -> np.ndarray:
+        """The map's rate (input samples per output sample) at each output frame: [n_frames_out]."""
+        seg = np.searchsorted(self.target, np.arange(n_frames_out, dtype=np.float64) * hop, side="right") - 1
+        seg = np.clip(seg, 0, len(self.target) - 2)
+        return np.diff(self.source)[seg] / np.diff(self.target)[seg]
+
     def positions(self, n_frames_out: int, hop: int, n_frames_in: int, device=None) -> torch.Tensor:
         """Source frame position of each output frame: [n_frames_out] float."""
         t = np.arange(n_frames_out, dtype=np.float64) * hop

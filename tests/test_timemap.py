@@ -104,3 +104,9 @@ def test_gap_ratio_bounds_the_music_between_attacks(rate):
     assert np.all(np.abs(np.log(gaps(bound) / rate)) <= np.log(1.5) + 1e-9)
     assert 0 < len(spans_bound) < len(spans_free)
     assert bound.n_out == tmap.n_out and free.n_out == tmap.n_out
+
+
+def test_local_rates_follow_the_segments_of_a_map():
+    tmap = timemap.from_anchors(4 * HOP * 10, [(HOP * 10, HOP * 20)], timemap.from_rate(4 * HOP * 10, 1.0))
+    rates = tmap.local_rates(tmap.n_out // HOP, HOP)
+    assert np.allclose(rates[:20], 0.5) and np.allclose(rates[20:], 30 / 20)
