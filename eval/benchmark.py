@@ -298,7 +298,7 @@ def load_models(args) -> dict[str, Stretcher]:
             "transients": args.transients,
             "decays": None,
             "gap_ratio": None,
-            "refine_attacks": True,
+            "refine_attacks": None,
         }
         for opt in filter(None, opts.split(",")):
             key, _, value = opt.partition("=")
@@ -308,7 +308,7 @@ def load_models(args) -> dict[str, Stretcher]:
                 options[key] = int(value)
             elif key == "gap_ratio":
                 options[key] = float(value)
-            elif key == "refine_attacks" and value == "auto":
+            elif key == "refine_attacks" and value == "auto":  # the default
                 options[key] = None
             else:
                 options[key] = value.lower() in ("1", "true", "yes")

@@ -32,12 +32,23 @@ import numpy as np
 from launch import train_command  # eval/launch.py, beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
-MEASURES = ("logmel_db", "visqol", "attack_db", "smear_db", "oversmoothing_db", "two_sample_accuracy")
+MEASURES = (
+    "logmel_db",
+    "visqol",
+    "attack_db",
+    "smear_db",
+    "attack_high_db",
+    "smear_high_db",
+    "oversmoothing_db",
+    "two_sample_accuracy",
+)
 BETTER = {
     "logmel_db": "lower",
     "visqol": "higher",
     "attack_db": "closer to 0",
     "smear_db": "closer to 0",
+    "attack_high_db": "closer to 0",
+    "smear_high_db": "closer to 0",
     "oversmoothing_db": "closer to 0",
     "two_sample_accuracy": "closer to 0.5",
 }

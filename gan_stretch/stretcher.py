@@ -127,7 +127,7 @@ class Stretcher:
         transients: bool | None = None,
         decays: bool | None = None,
         gap_ratio: float | None = None,
-        refine_attacks: bool | None = True,
+        refine_attacks: bool | None = None,
     ):
         _check_count("griffin_lim", griffin_lim, "an iteration count", 0, 1000)
         _check_count("chunk_frames", chunk_frames, "a frame count", 1, 10**6)
