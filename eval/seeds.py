@@ -6,7 +6,8 @@ Each folder is one eval/benchmark.py run on one set, scoring models named ``<var
 (``--model dd-s0=... --model dd-s1=...``). Per set, per rate and over all rates: each clip's
 measure averaged over the seeds of each variant, the paired difference (positive = ``--a`` better)
 and its 95 % bootstrap interval over clips (eval/study.py's pairing and bootstrap), and each seed's
-mean, so the spread between seeds is seen beside the difference.
+mean, so the spread between seeds is seen beside the difference. Variants named without a seed
+(one model under two pipeline settings, ``--model hold=PATH@refine_attacks=0``) are paired the same way.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ def compare(sets: dict[str, list[dict]], a: str, b: str, measure: str) -> list[s
         for r in rows:
             r["set"] = name
         seeds = sorted({s for r in rows for v, s in [variant_seed(r["method"])] if v in (a, b) and s is not None})
+        seeds = seeds or [None]  # one model each, named without -s<seed> (pipeline settings of one model)
         cells = []
         for rate in rates + [None]:
             mean, lo, hi = bootstrap_ci(paired(rows, a, b, seeds, measure, rate))
