@@ -94,8 +94,9 @@ def distinct_channels(*tensors: torch.Tensor | None) -> tuple[list[int], list[in
     return keep, inverse
 
 
-# the analysis pass keeps the input's STFT for the block loop when it takes at most this much
-# memory (3 minutes of stereo 44.1 kHz: 254 MB); longer inputs compute each block's frames again
+# the analysis pass keeps the STFT of audio in memory for the block loop when it takes at most
+# this much (3 minutes of stereo 44.1 kHz: 254 MB); longer inputs and files compute each block's
+# frames again
 KEEP_FRAMES_BYTES = 512 * 2**20
 
 

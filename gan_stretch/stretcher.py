@@ -334,7 +334,9 @@ class Stretcher:
         band = Band(self.spectral, cfg, source.device if isinstance(source, torch.Tensor) else self.device)
         n_in, n_out = cfg.n_frames(source.shape[-1]), cfg.n_frames(tmap.n_out)
         block, margin = self.chunk_frames, self.margin
-        store = frame_store(source.shape[0], cfg, n_in, band.device)
+        # audio in memory: the analysis pass keeps its STFT for the blocks; a file is read again
+        # block by block, so its memory stays that of one block at any length
+        store = frame_store(source.shape[0], cfg, n_in, band.device) if isinstance(source, torch.Tensor) else None
         ref, onsets, mel_db = analyze(source, cfg, self.spectral, band, n_in, block, self.transients, store)
         if ref.max() <= SILENT_DB:
             raise AudioError(f"{getattr(source, 'name', 'input audio')} is silent (every sample is zero)")
