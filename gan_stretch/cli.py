@@ -64,6 +64,14 @@ def parser() -> argparse.ArgumentParser:
         help="keep the input's pace of decay between attacks (default: notes decay in real time)",
     )
     s.add_argument(
+        "--attack-frames",
+        choices=("auto", "refine", "hold"),
+        default="auto",
+        help="what Griffin-Lim does to the frames of attacks played at speed 1: auto (default) leaves "
+        "them as the input has them where the music is slowed down and refines them where it is sped "
+        "up; refine: everywhere; hold: never (docs/results/attack-frames/)",
+    )
+    s.add_argument(
         "-n",
         "--no-clobber",
         action="store_true",

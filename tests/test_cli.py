@@ -85,7 +85,7 @@ def test_pipeline_flags(tmp_path, tiny_model, flags):
 def test_transient_switches(tmp_path, tiny_model):
     """A model trained with attacks at speed 1 plays them so by default; --no-transients and
     --no-decays each turn their stage off (a different, whole file), and the model file's own
-    setting decides the default."""
+    setting decides the default; --attack-frames chooses what Griffin-Lim does to attack frames."""
     from gan_stretch.model import load_model, save_model
 
     model = load_model(tiny_model)
@@ -99,12 +99,17 @@ def test_transient_switches(tmp_path, tiny_model):
         ("no-transients", with_attacks, ["--no-transients"]),
         ("no-decays", with_attacks, ["--no-decays"]),
         ("plain-model", tiny_model, []),
+        ("refine-attacks", with_attacks, ["--attack-frames", "refine"]),
+        ("hold-attacks", with_attacks, ["--attack-frames", "hold"]),
     ):
         dst = tmp_path / f"{name}.wav"
         assert main(["stretch", str(src), str(dst), "--rate", "0.6", "--checkpoint", str(ckpt), *extra]) == 0
         assert sf.info(str(dst)).frames == round(2 * 22050 / 0.6)
         outs[name] = sf.read(str(dst))[0]
     assert np.array_equal(outs["no-transients"], outs["plain-model"])  # off = a model trained without them
+    # slowing down, Griffin-Lim leaves the attack frames as they are unless told to refine them
+    assert np.array_equal(outs["hold-attacks"], outs["default"])
+    assert not np.allclose(outs["refine-attacks"], outs["default"], atol=1e-5)
     for a, b in (("default", "no-transients"), ("default", "no-decays"), ("no-decays", "no-transients")):
         assert not np.allclose(outs[a], outs[b], atol=1e-5), (a, b)
 
