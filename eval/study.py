@@ -32,16 +32,6 @@ import numpy as np
 from launch import train_command  # eval/launch.py, beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
-MEASURES = (
-    "logmel_db",
-    "visqol",
-    "attack_db",
-    "smear_db",
-    "attack_high_db",
-    "smear_high_db",
-    "oversmoothing_db",
-    "two_sample_accuracy",
-)
 BETTER = {
     "logmel_db": "lower",
     "visqol": "higher",
@@ -52,6 +42,7 @@ BETTER = {
     "oversmoothing_db": "closer to 0",
     "two_sample_accuracy": "closer to 0.5",
 }
+MEASURES = tuple(BETTER)  # the measures compared, in the order of the reports
 VARIANTS = {
     "mapper": "recipes/default/mapper.yaml",
     "gan-no-adv": "recipes/ablations/gan-no-adv.yaml",

@@ -56,17 +56,12 @@ class Band:
         out = spectral.time_scale(mag, self.to_input)  # interpolates along the bin axis here
         return out * inside[:, None]
 
-    def low_abs(self, spec: torch.Tensor) -> torch.Tensor:
-        """``low(spec.abs())`` without the magnitudes of bins the model does not see."""
-        if self.exact and spec.shape[-2] >= self.model.n_freq:
-            return spectral.magnitude(spec[..., : self.model.n_freq, :])
-        return self.low(spectral.magnitude(spec))
-
     def low_power(self, spec: torch.Tensor) -> torch.Tensor:
-        """``low_abs(spec) ** 2``, without the square roots where the bins are exact."""
+        """``low(spec.abs()) ** 2`` without the bins the model does not see (and without square
+        roots where the bins are exact)."""
         if self.exact and spec.shape[-2] >= self.model.n_freq:
             return spectral.power(spec[..., : self.model.n_freq, :])
-        return self.low_abs(spec).square_()
+        return self.low(spectral.magnitude(spec)).square_()
 
     def from_model(self, mag: torch.Tensor) -> torch.Tensor:
         """Model-bin magnitudes [..., F_model, T] -> input bins [..., min(F_in, F_model), T]

@@ -72,14 +72,15 @@ def stretch_frames(
     scaled_frames = spectral.time_scale(frames, positions)
     if not residual:
         out = ae.decode(refined)
-    elif attacks is None or not bool(attacks.any()):
+    else:
         # the refiner's change, decoded, applied to the time-scaled input frames: the
         # autoencoder's own reconstruction error (the same in both decodes) cancels out
-        out = (scaled_frames + ae.decode(refined) - ae.decode(scaled)).clamp(-ae.cfg.db_range, 0)
-    else:  # attack frames keep the input's: only the others are decoded
-        stretched = (~attacks.to(frames.device)).nonzero()[:, 0]
-        delta = torch.zeros_like(scaled_frames)
-        delta[:, stretched] = ae.decode(refined[:, stretched]) - ae.decode(scaled[:, stretched])
+        if attacks is None or not bool(attacks.any()):
+            delta = ae.decode(refined) - ae.decode(scaled)
+        else:  # attack frames keep the input's: only the others are decoded
+            stretched = (~attacks.to(frames.device)).nonzero()[:, 0]
+            delta = torch.zeros_like(scaled_frames)
+            delta[:, stretched] = ae.decode(refined[:, stretched]) - ae.decode(scaled[:, stretched])
         out = (scaled_frames + delta).clamp(-ae.cfg.db_range, 0)
     return steady_level(out, frames, positions, ae.cfg.db_range, scaled_frames)
 

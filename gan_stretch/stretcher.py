@@ -351,8 +351,9 @@ class Stretcher:
         rate = torch.full((source.shape[0],), min(max(tmap.mean_rate, MIN_RATE), MAX_RATE), device=band.device)
         held = None  # [n_out] attack frames Griffin-Lim leaves as they are
         if attacks is not None and self.refine_attacks is not True:
-            slower = torch.from_numpy(tmap.local_rates(n_out, cfg.hop) < 1).to(attacks.device)
-            held = attacks if self.refine_attacks is False else attacks & slower
+            held = attacks
+            if self.refine_attacks is None:  # only where the map slows the music down
+                held = attacks & torch.from_numpy(tmap.local_rates(n_out, cfg.hop) < 1).to(attacks.device)
         output = OverlapAdd(cfg, tmap.n_out)
         carry = None  # (first output frame, propagated phase) of the previous block
         for j0 in range(0, n_out, block):

@@ -50,10 +50,9 @@ def project(spec: torch.Tensor, cfg: SpectralConfig, lo: int = 0, hi: int | None
     rfft, without torch.istft's centring and envelope checks, which cost more than the FFTs."""
     signal, power = overlap_add(spec, cfg)
     weight = 1 / power.clamp_min(1e-8)  # [L]: one pass over the signal for both
-    if lo > 0 or (hi is not None and hi < signal.shape[-1]):
-        weight[: max(lo, 0)] = 0
-        if hi is not None:
-            weight[max(hi, 0) :] = 0
+    weight[: max(lo, 0)] = 0
+    if hi is not None:
+        weight[max(hi, 0) :] = 0
     signal = signal.mul_(weight)
     window = hann(cfg.n_fft, spec.device, spec.real.dtype)
     framed = signal.unfold(-1, cfg.n_fft, cfg.hop) * window  # [..., K, n_fft]
@@ -83,14 +82,13 @@ def griffin_lim(
     lo = cfg.n_fft // 2 - offset * cfg.hop  # the signal's first and last samples, in the frames' span
     hi = lo + length
     spec, previous = polar(mag, phase), None
-    held = None if hold is None else hold.to(spec.device).nonzero()[:, 0]
-    if held is not None and len(held):
-        fixed = spec.index_select(-1, held)
+    held = None if hold is None or not bool(hold.any()) else hold.to(spec.device).nonzero()[:, 0]
+    fixed = None if held is None else spec.index_select(-1, held)
     for _ in range(n_iter):
         rebuilt = project(spec, cfg, lo, hi)
         target = rebuilt if previous is None else rebuilt - previous * (momentum / (1 + momentum))
         spec = with_magnitude(mag, target, out=spec)  # the frames just projected are not read again
-        if held is not None and len(held):
+        if held is not None:
             spec.index_copy_(-1, held, fixed)
         previous = rebuilt
     return spec
