@@ -313,6 +313,23 @@ const t0 = Date.now();
 """
 
 
+def _downloaded_json(folder, pattern, seconds=10):
+    """The JSON file Chromium downloads into folder and its content, once it is complete.
+
+    The browser may create the file under its final name before it has written it, so an empty or
+    partial file is waited out, not parsed.
+    """
+    deadline = time.time() + seconds
+    while True:
+        for f in folder.glob(pattern):
+            try:
+                return f, json.loads(f.read_text())
+            except (json.JSONDecodeError, OSError):
+                pass
+        assert time.time() < deadline, list(folder.iterdir())
+        time.sleep(0.1)
+
+
 @pytest.mark.browser
 def test_page_plays_rates_and_downloads_in_chromium(results, tmp_path):
     browser = _browser()
@@ -384,11 +401,7 @@ def test_page_plays_rates_and_downloads_in_chromium(results, tmp_path):
         assert again == plans[trial]
         assert "2 of 2 trials complete" in driver.find_element(By.ID, "progress").text
         driver.find_element(By.ID, "download").click()
-        deadline = time.time() + 10
-        while not (files := list(downloads.glob("ratings-tester-*.json"))) and time.time() < deadline:
-            time.sleep(0.1)
-        assert files, list(downloads.iterdir())
-        data = json.loads(files[0].read_text())
+        ratings, data = _downloaded_json(downloads, "ratings-tester-*.json")
         assert data["listener"] == "tester" and {t["trial"]: t["mapping"] for t in data["trials"]} == plans
         # another listener hears another order (seeded by name: fixed for these two names)
         driver.execute_script("document.getElementById('listener').value = 'someone else'")
@@ -403,7 +416,7 @@ def test_page_plays_rates_and_downloads_in_chromium(results, tmp_path):
             browser.close(driver)
 
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "eval" / "listen.py"), "--score", str(files[0]), "--out", str(tmp_path / "scores")],
+        [sys.executable, str(ROOT / "eval" / "listen.py"), "--score", str(ratings), "--out", str(tmp_path / "scores")],
         capture_output=True,
         text=True,
         cwd=ROOT,
