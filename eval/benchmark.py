@@ -299,7 +299,6 @@ def load_models(args) -> dict[str, Stretcher]:
             "decays": None,
             "gap_ratio": None,
             "refine_attacks": None,
-            "split_hz": None,
         }
         for opt in filter(None, opts.split(",")):
             key, _, value = opt.partition("=")
@@ -307,7 +306,7 @@ def load_models(args) -> dict[str, Stretcher]:
                 raise SystemExit(f"error: unknown model option {key!r} in {spec!r} (use {', '.join(options)})")
             if key == "griffin_lim":
                 options[key] = int(value)
-            elif key in ("gap_ratio", "split_hz"):
+            elif key == "gap_ratio":
                 options[key] = float(value)
             elif key == "refine_attacks" and value == "auto":  # the default
                 options[key] = None

@@ -72,14 +72,6 @@ def parser() -> argparse.ArgumentParser:
         "up; refine: everywhere; hold: never (docs/results/attack-frames/)",
     )
     s.add_argument(
-        "--split-hz",
-        type=float,
-        default=None,
-        metavar="HZ",
-        help="two resolutions: above HZ the output is made from frames a quarter as long (sharper "
-        "attacks where the music is sped up; docs/results/multires/). Default: one resolution",
-    )
-    s.add_argument(
         "-n",
         "--no-clobber",
         action="store_true",

@@ -48,7 +48,6 @@ def stretch_command(args) -> int:
         transients=False if args.no_transients else None,
         decays=False if args.no_decays else None,
         refine_attacks={"auto": None, "refine": True, "hold": False}[args.attack_frames],
-        split_hz=args.split_hz,
     )
     rate = None if args.rate is None else float(args.rate)
     if not src.is_dir():

@@ -25,7 +25,6 @@ from .band import Band, input_config
 from .errors import AudioError, ConfigError
 from .magnitudes import stretch_magnitudes
 from .model import Model, check_device, load_model, resolve_checkpoint
-from .multires import ShortBand, StreamSum
 from .spectral import MAX_RATE, MIN_RATE, SpectralConfig
 from .streaming import OverlapAdd, analyze, distinct_channels, frame_store, passthrough
 
@@ -87,11 +86,6 @@ class Stretcher:
         music is slowed down (there Griffin-Lim would spread the long stretched frames' energy
         into the attacks: pre-echo; where it is sped up, the short compressed gaps gain from the
         refinement across their edges).
-    split_hz : float or None
-        Two resolutions: above this frequency (cross-faded over an octave around it) the output is
-        made from frames a quarter as long, along the same time map and with the same level changes
-        (:mod:`gan_stretch.multires`), so hi-hats, cymbals and the edges of attacks keep their
-        sharpness. None: one resolution, the model's frames.
 
     Raises
     ------
@@ -134,7 +128,6 @@ class Stretcher:
         decays: bool | None = None,
         gap_ratio: float | None = None,
         refine_attacks: bool | None = None,
-        split_hz: float | None = None,
     ):
         _check_count("griffin_lim", griffin_lim, "an iteration count", 0, 1000)
         _check_count("chunk_frames", chunk_frames, "a frame count", 1, 10**6)
@@ -155,11 +148,6 @@ class Stretcher:
             raise ConfigError(f"gap_ratio must be a finite number of at least 1, or None; got {gap_ratio!r}")
         self.gap_ratio = None if gap_ratio is None else float(gap_ratio)
         self.refine_attacks = None if refine_attacks is None else bool(refine_attacks)
-        if split_hz is not None and (
-            isinstance(split_hz, bool) or not isinstance(split_hz, (int, float)) or not 0 < split_hz < math.inf
-        ):
-            raise ConfigError(f"split_hz must be a positive frequency in Hz, or None; got {split_hz!r}")
-        self.split_hz = None if split_hz is None else float(split_hz)
         self.chunk_frames = int(chunk_frames)  # output frames per streamed block (about 24 s)
         context = 0 if self.model.refiner is None else self.model.refiner.context_frames
         # frames of context each side of a block: the generator's, and n_fft / hop - 1 frames per
@@ -367,16 +355,6 @@ class Stretcher:
             if self.refine_attacks is None:  # only where the map slows the music down
                 held = attacks & torch.from_numpy(tmap.local_rates(n_out, cfg.hop) < 1).to(attacks.device)
         output = OverlapAdd(cfg, tmap.n_out)
-        short = None  # the band above split_hz at short frames, and the sum of both bands
-        if self.split_hz is not None:
-            short = ShortBand(cfg, plan, source.shape[-1], self.split_hz, band.device)
-            held_short = None
-            if held is not None:
-                held_short = short.plan.attacks
-                if self.refine_attacks is None:
-                    slow = tmap.local_rates(len(held_short), short.short.hop) < 1
-                    held_short = held_short & torch.from_numpy(slow).to(held_short.device)
-            both = StreamSum(2)
         carry = None  # (first output frame, propagated phase) of the previous block
         for j0 in range(0, n_out, block):
             j1 = min(j0 + block, n_out)
@@ -407,12 +385,6 @@ class Stretcher:
                 None if change is None else change[a:b],
             )
             carry = (a, phase[inverse] if len(keep) < len(inverse) else phase)
-            if short is not None:
-                scaled = spectral.time_scale(spectral.magnitude(spec), local, dim=-1)
-                high = short.block(
-                    source, a, b, j0, j1, mag, scaled, keep, inverse, j1 == n_out, self.griffin_lim, held_short
-                )
-                mag = mag * short.low
             if self.phase_lock:
                 phase = spectral.lock_phase(phase, mag, source_phase, local)
             if self.griffin_lim:
@@ -423,9 +395,5 @@ class Stretcher:
             if len(keep) < len(inverse):
                 full = full[inverse]
             first_sample, out = output.add(full[..., j0 - a : j1 - a], j0, last=j1 == n_out)
-            if short is not None:
-                both.add(0, first_sample, out)
-                both.add(1, *high)
-                first_sample, out = both.take()
             if out.shape[-1]:
                 yield first_sample, out

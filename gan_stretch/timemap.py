@@ -132,8 +132,6 @@ class FramePlan:
     positions: torch.Tensor  # [n_out] source frame of each output frame (float)
     resets: torch.Tensor | None = None  # [n_out] bool: the frame's phase restarts as the input's
     attacks: torch.Tensor | None = None  # [n_out] bool: the frame plays an attack at speed 1
-    tmap: TimeMap | None = None  # the map the positions follow (with the attacks at speed 1)
-    spans: np.ndarray | None = None  # [K, 2] output samples of the attacks played at speed 1
 
 
 def frame_positions(tmap: TimeMap, cfg, n_in: int, onsets=None, device=None, gap_ratio=None) -> FramePlan:
@@ -143,21 +141,10 @@ def frame_positions(tmap: TimeMap, cfg, n_in: int, onsets=None, device=None, gap
     marked as attacks (``gap_ratio``: see :func:`with_transients`)."""
     from .spectral import TRANSIENT_FRAMES
 
-    if onsets is None or len(onsets) == 0:
-        return FramePlan(tmap.positions(cfg.n_frames(tmap.n_out), cfg.hop, n_in, device), tmap=tmap)
-    tmap, spans = with_transients(tmap, np.asarray(onsets), cfg.hop, *TRANSIENT_FRAMES, gap_ratio)
-    return plan_frames(tmap, spans, cfg, n_in, device)
-
-
-def plan_frames(tmap: TimeMap, spans: np.ndarray | None, cfg, n_in: int, device=None) -> FramePlan:
-    """The frames of ``tmap`` at the STFT settings ``cfg`` (n_in input frames), with the attacks
-    whose output ``spans`` [K, 2] (samples; None: no attack detection) play at speed 1: each one's first frame restarts its
-    phase, and its frames are marked. Another plan's ``tmap`` and ``spans`` give the same timing
-    at other frame settings."""
     n_out = cfg.n_frames(tmap.n_out)
-    positions = tmap.positions(n_out, cfg.hop, n_in, device)
-    if spans is None:
-        return FramePlan(positions, tmap=tmap)
+    if onsets is None or len(onsets) == 0:
+        return FramePlan(tmap.positions(n_out, cfg.hop, n_in, device))
+    tmap, spans = with_transients(tmap, np.asarray(onsets), cfg.hop, *TRANSIENT_FRAMES, gap_ratio)
     first = np.ceil(spans[:, 0] / cfg.hop - 1e-9).astype(np.int64)  # each region's first output frame
     last = np.floor(spans[:, 1] / cfg.hop + 1e-9).astype(np.int64)
     resets = torch.zeros(n_out, dtype=torch.bool)
@@ -166,7 +153,7 @@ def plan_frames(tmap: TimeMap, spans: np.ndarray | None, cfg, n_in: int, device=
     np.add.at(inside, np.minimum(first, n_out), 1)
     np.add.at(inside, np.minimum(last + 1, n_out), -1)
     attacks = torch.from_numpy(np.cumsum(inside)[:n_out] > 0)
-    return FramePlan(positions, resets.to(device), attacks.to(device), tmap, spans)
+    return FramePlan(tmap.positions(n_out, cfg.hop, n_in, device), resets.to(device), attacks.to(device))
 
 
 def from_rate(n: int, rate: float) -> TimeMap:

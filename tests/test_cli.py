@@ -85,8 +85,7 @@ def test_pipeline_flags(tmp_path, tiny_model, flags):
 def test_transient_switches(tmp_path, tiny_model):
     """A model trained with attacks at speed 1 plays them so by default; --no-transients and
     --no-decays each turn their stage off (a different, whole file), and the model file's own
-    setting decides the default; --attack-frames chooses what Griffin-Lim does to attack frames;
-    --split-hz adds the short frames' band."""
+    setting decides the default; --attack-frames chooses what Griffin-Lim does to attack frames."""
     from gan_stretch.model import load_model, save_model
 
     model = load_model(tiny_model)
@@ -102,7 +101,6 @@ def test_transient_switches(tmp_path, tiny_model):
         ("plain-model", tiny_model, []),
         ("refine-attacks", with_attacks, ["--attack-frames", "refine"]),
         ("hold-attacks", with_attacks, ["--attack-frames", "hold"]),
-        ("two-resolutions", with_attacks, ["--split-hz", "3000"]),
     ):
         dst = tmp_path / f"{name}.wav"
         assert main(["stretch", str(src), str(dst), "--rate", "0.6", "--checkpoint", str(ckpt), *extra]) == 0
@@ -112,7 +110,6 @@ def test_transient_switches(tmp_path, tiny_model):
     # slowing down, Griffin-Lim leaves the attack frames as they are unless told to refine them
     assert np.array_equal(outs["hold-attacks"], outs["default"])
     assert not np.allclose(outs["refine-attacks"], outs["default"], atol=1e-5)
-    assert not np.allclose(outs["two-resolutions"], outs["default"], atol=1e-5)
     for a, b in (("default", "no-transients"), ("default", "no-decays"), ("no-decays", "no-transients")):
         assert not np.allclose(outs[a], outs[b], atol=1e-5), (a, b)
 
