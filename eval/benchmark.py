@@ -299,6 +299,7 @@ def load_models(args) -> dict[str, Stretcher]:
             "decays": None,
             "gap_ratio": None,
             "refine_attacks": None,
+            "attack_span": None,
         }
         for opt in filter(None, opts.split(",")):
             key, _, value = opt.partition("=")
@@ -308,6 +309,8 @@ def load_models(args) -> dict[str, Stretcher]:
                 options[key] = int(value)
             elif key == "gap_ratio":
                 options[key] = float(value)
+            elif key == "attack_span":  # before:after, frames played at speed 1 around each onset
+                options[key] = tuple(int(v) for v in value.split(":"))
             elif key == "refine_attacks" and value == "auto":  # the default
                 options[key] = None
             else:

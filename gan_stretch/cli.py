@@ -72,6 +72,13 @@ def parser() -> argparse.ArgumentParser:
         "up; refine: everywhere; hold: never (docs/results/attack-frames/)",
     )
     s.add_argument(
+        "--attack-span",
+        default=None,
+        metavar="BEFORE:AFTER",
+        help="frames before and after each attack played at speed 1, 0 to 8 each (default 2:2: every "
+        "frame whose window reaches the onset; docs/results/attack-span/)",
+    )
+    s.add_argument(
         "-n",
         "--no-clobber",
         action="store_true",

@@ -39,8 +39,8 @@ def stretch_command(args) -> int:
         with AudioReader(src) as reader:  # the input's header and the output's format, before any work
             check_sample_rate(reader.sample_rate, reader.name)
             check_format(dst, reader.sample_rate, reader.channels)
-    stretcher = Stretcher(
-        args.checkpoint,
+    # every setting, for this process's Stretcher and each folder worker's
+    settings = dict(
         device=args.device,
         griffin_lim=args.griffin_lim,
         phase_lock=args.phase_lock,
@@ -48,7 +48,9 @@ def stretch_command(args) -> int:
         transients=False if args.no_transients else None,
         decays=False if args.no_decays else None,
         refine_attacks={"auto": None, "refine": True, "hold": False}[args.attack_frames],
+        attack_span=attack_span(args.attack_span),
     )
+    stretcher = Stretcher(args.checkpoint, **settings)
     rate = None if args.rate is None else float(args.rate)
     if not src.is_dir():
         with tqdm(desc="audio", unit="s", leave=False, disable=not sys.stderr.isatty()) as seconds:
@@ -80,7 +82,6 @@ def stretch_command(args) -> int:
             existing.append(f.relative_to(src))
         else:
             todo.append((f, out))
-    options = (args.checkpoint, args.device, args.griffin_lim, args.phase_lock, not args.no_residual)
     done = 0
     for i, info, error in parallel.imap(
         _stretch_file,
@@ -89,7 +90,7 @@ def stretch_command(args) -> int:
         desc="stretching",
         unit="file",
         init=_load_stretcher,
-        initargs=options,
+        initargs=(args.checkpoint, settings),
     ):
         f, name = todo[i][0], todo[i][0].relative_to(src)
         if error is not None:
@@ -100,7 +101,7 @@ def stretch_command(args) -> int:
             continue
         _warn_clipped(name, info)
         done += 1
-    _load_stretcher(None, None, None, None, None, unload=True)  # the model of a --jobs 1 run, no longer needed
+    _load_stretcher(None, None, unload=True)  # the model of a --jobs 1 run, no longer needed
     failed = [name for _, name in sorted(failed)]  # in file order, whatever order the jobs ended in
     summary = f"{done} stretched into {dst}"
     if existing:
@@ -116,21 +117,32 @@ def stretch_command(args) -> int:
 _STRETCHER = None  # a folder job's Stretcher, made once per process by _load_stretcher
 
 
-def _load_stretcher(checkpoint, device, griffin_lim, phase_lock, residual, unload: bool = False) -> None:
+def _load_stretcher(checkpoint, settings: dict | None, unload: bool = False) -> None:
+    """This process's Stretcher for a folder's files: ``checkpoint`` with the command's ``settings``
+    (the keyword arguments of the Stretcher the command made first)."""
     global _STRETCHER
     from .pipeline import Stretcher
 
-    _STRETCHER = (
-        None
-        if unload
-        else Stretcher(checkpoint, device=device, griffin_lim=griffin_lim, phase_lock=phase_lock, residual=residual)
-    )
+    _STRETCHER = None if unload else Stretcher(checkpoint, **settings)
 
 
 def _stretch_file(job) -> dict:
     """One file of a folder (in a worker process when --jobs > 1)."""
     f, out, rate, duration, time_map, clobber = job
     return _STRETCHER.stretch_file(f, out, rate, duration=duration, time_map=time_map, clobber=clobber)
+
+
+def attack_span(text: str | None) -> tuple[int, int] | None:
+    """``--attack-span BEFORE:AFTER`` as two frame counts (None: the Stretcher's default)."""
+    from .errors import ConfigError
+
+    if text is None:
+        return None
+    try:
+        before, after = (int(v) for v in text.split(":"))
+    except ValueError:
+        raise ConfigError(f"--attack-span must be BEFORE:AFTER frame counts such as 2:2, got {text!r}") from None
+    return before, after
 
 
 def folder_jobs(src, dst) -> tuple[list, list]:

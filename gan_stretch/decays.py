@@ -33,12 +33,14 @@ def levels_at(mel_db: np.ndarray, positions: np.ndarray) -> np.ndarray:
     return mel_db[i0] * (1 - frac) + mel_db[i1] * frac
 
 
-def corrections(mel_db: np.ndarray, positions: torch.Tensor, attacks: torch.Tensor) -> np.ndarray:
+def corrections(
+    mel_db: np.ndarray, positions: torch.Tensor, attacks: torch.Tensor, before: int = TRANSIENT_FRAMES[0]
+) -> np.ndarray:
     """Level change in dB [n_out, M] of every output frame and mel band.
 
     mel_db: the input's mel-band levels [T_in, M] (all channels); positions: [n_out] source frame
     of each output frame; attacks: [n_out] bool, the frames of attack regions (no change from an
-    onset on, nor before the first region)."""
+    onset on, nor before the first region); before: the frames of a region before its onset."""
     pos = positions.detach().cpu().numpy().astype(np.float64)
     inside = attacks.detach().cpu().numpy()
     out = np.zeros((len(pos), mel_db.shape[1]))
@@ -60,7 +62,7 @@ def corrections(mel_db: np.ndarray, positions: torch.Tensor, attacks: torch.Tens
         out[start:stop] = np.clip(np.minimum(change, room), -MAX_CUT_DB, None)
         # the next attack region's first frames (their windows end before its onset) hold the same
         # sustain: they keep the level a decay reached
-        out[stop : stop + TRANSIENT_FRAMES[0] - 1] = np.minimum(out[stop - 1], 0)
+        out[stop : stop + before - 1] = np.minimum(out[stop - 1], 0)
     return out
 
 

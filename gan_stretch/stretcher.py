@@ -86,6 +86,11 @@ class Stretcher:
         music is slowed down (there Griffin-Lim would spread the long stretched frames' energy
         into the attacks: pre-echo; where it is sped up, the short compressed gaps gain from the
         refinement across their edges).
+    attack_span : (int, int) or None
+        With ``transients``, the frames before and after each onset played at speed 1, each 0 to
+        8. None: :data:`~gan_stretch.spectral.ATTACK_FRAMES` (2, 2), every frame whose window
+        reaches the onset (the packaged models were trained with 3 each side; measured in
+        docs/results/attack-span/).
 
     Raises
     ------
@@ -93,7 +98,7 @@ class Stretcher:
         The model file is missing, truncated, corrupt, not a model (a training state), or holds
         NaN or Inf weights.
     ConfigError
-        ``griffin_lim``, ``chunk_frames`` or ``device`` is not usable here, or the model file's
+        ``griffin_lim``, ``chunk_frames``, ``gap_ratio``, ``attack_span`` or ``device`` is not usable here, or the model file's
         configuration cannot describe a network.
 
     See Also
@@ -128,6 +133,7 @@ class Stretcher:
         decays: bool | None = None,
         gap_ratio: float | None = None,
         refine_attacks: bool | None = None,
+        attack_span: tuple[int, int] | None = None,
     ):
         _check_count("griffin_lim", griffin_lim, "an iteration count", 0, 1000)
         _check_count("chunk_frames", chunk_frames, "a frame count", 1, 10**6)
@@ -148,6 +154,14 @@ class Stretcher:
             raise ConfigError(f"gap_ratio must be a finite number of at least 1, or None; got {gap_ratio!r}")
         self.gap_ratio = None if gap_ratio is None else float(gap_ratio)
         self.refine_attacks = None if refine_attacks is None else bool(refine_attacks)
+        span = spectral.ATTACK_FRAMES if attack_span is None else attack_span
+        if (
+            not isinstance(span, (tuple, list))
+            or len(span) != 2
+            or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= v <= 8 for v in span)
+        ):
+            raise ConfigError(f"attack_span must be two frame counts (before, after) in [0, 8], got {attack_span!r}")
+        self.attack_span = (int(span[0]), int(span[1]))
         self.chunk_frames = int(chunk_frames)  # output frames per streamed block (about 24 s)
         context = 0 if self.model.refiner is None else self.model.refiner.context_frames
         # frames of context each side of a block: the generator's, and n_fft / hop - 1 frames per
@@ -343,11 +357,13 @@ class Stretcher:
         # with transients, each detected attack is played at speed 1 and starts with the input's
         # phase; the stretch happens between attacks, as in a performance at another tempo
         plan = timemap.frame_positions(
-            tmap, cfg, n_in, onsets if self.transients else None, band.device, self.gap_ratio
+            tmap, cfg, n_in, onsets if self.transients else None, band.device, self.gap_ratio, self.attack_span
         )
         positions, resets, attacks = plan.positions, plan.resets, plan.attacks
         # between attacks, each band decays in real time as at the new tempo (gan_stretch.decays)
-        change = decays.corrections(mel_db, positions, attacks) if self.decays and attacks is not None else None
+        change = None
+        if self.decays and attacks is not None:
+            change = decays.corrections(mel_db, positions, attacks, self.attack_span[0])
         rate = torch.full((source.shape[0],), min(max(tmap.mean_rate, MIN_RATE), MAX_RATE), device=band.device)
         held = None  # [n_out] attack frames Griffin-Lim leaves as they are
         if attacks is not None and self.refine_attacks is not True:

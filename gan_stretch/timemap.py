@@ -134,17 +134,21 @@ class FramePlan:
     attacks: torch.Tensor | None = None  # [n_out] bool: the frame plays an attack at speed 1
 
 
-def frame_positions(tmap: TimeMap, cfg, n_in: int, onsets=None, device=None, gap_ratio=None) -> FramePlan:
+def frame_positions(
+    tmap: TimeMap, cfg, n_in: int, onsets=None, device=None, gap_ratio=None, span: tuple[int, int] | None = None
+) -> FramePlan:
     """Source frame position of every output frame of ``tmap`` at the STFT settings ``cfg``
     (n_in input frames). With ``onsets`` (input samples of attacks), each attack is played at
     speed 1 (:func:`with_transients`): its first frame restarts its phase and its frames are
-    marked as attacks (``gap_ratio``: see :func:`with_transients`)."""
+    marked as attacks (``gap_ratio``: see :func:`with_transients`; ``span``: the frames before and
+    after each onset played at speed 1, by default :data:`~gan_stretch.spectral.TRANSIENT_FRAMES`,
+    the training cache's; the Stretcher passes its own)."""
     from .spectral import TRANSIENT_FRAMES
 
     n_out = cfg.n_frames(tmap.n_out)
     if onsets is None or len(onsets) == 0:
         return FramePlan(tmap.positions(n_out, cfg.hop, n_in, device))
-    tmap, spans = with_transients(tmap, np.asarray(onsets), cfg.hop, *TRANSIENT_FRAMES, gap_ratio)
+    tmap, spans = with_transients(tmap, np.asarray(onsets), cfg.hop, *(span or TRANSIENT_FRAMES), gap_ratio)
     first = np.ceil(spans[:, 0] / cfg.hop - 1e-9).astype(np.int64)  # each region's first output frame
     last = np.floor(spans[:, 1] / cfg.hop + 1e-9).astype(np.int64)
     resets = torch.zeros(n_out, dtype=torch.bool)

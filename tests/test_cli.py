@@ -85,7 +85,8 @@ def test_pipeline_flags(tmp_path, tiny_model, flags):
 def test_transient_switches(tmp_path, tiny_model):
     """A model trained with attacks at speed 1 plays them so by default; --no-transients and
     --no-decays each turn their stage off (a different, whole file), and the model file's own
-    setting decides the default; --attack-frames chooses what Griffin-Lim does to attack frames."""
+    setting decides the default; --attack-frames chooses what Griffin-Lim does to attack frames and
+    --attack-span how many frames around each onset play at speed 1."""
     from gan_stretch.model import load_model, save_model
 
     model = load_model(tiny_model)
@@ -101,6 +102,7 @@ def test_transient_switches(tmp_path, tiny_model):
         ("plain-model", tiny_model, []),
         ("refine-attacks", with_attacks, ["--attack-frames", "refine"]),
         ("hold-attacks", with_attacks, ["--attack-frames", "hold"]),
+        ("span-3-3", with_attacks, ["--attack-span", "3:3"]),
     ):
         dst = tmp_path / f"{name}.wav"
         assert main(["stretch", str(src), str(dst), "--rate", "0.6", "--checkpoint", str(ckpt), *extra]) == 0
@@ -110,6 +112,7 @@ def test_transient_switches(tmp_path, tiny_model):
     # slowing down, Griffin-Lim leaves the attack frames as they are unless told to refine them
     assert np.array_equal(outs["hold-attacks"], outs["default"])
     assert not np.allclose(outs["refine-attacks"], outs["default"], atol=1e-5)
+    assert not np.allclose(outs["span-3-3"], outs["default"], atol=1e-5)
     for a, b in (("default", "no-transients"), ("default", "no-decays"), ("no-decays", "no-transients")):
         assert not np.allclose(outs[a], outs[b], atol=1e-5), (a, b)
 
@@ -189,6 +192,28 @@ def test_stretch_folder(tmp_path, tiny_model, capsys):
     assert "error:" in capsys.readouterr().err
 
 
+def test_a_folder_is_stretched_with_every_setting_given(tmp_path, tiny_model):
+    """Folder mode's workers get the command's settings (--no-decays, --attack-frames,
+    --attack-span ...), not only the model and the phase settings: each file equals the same
+    command on that file alone."""
+    from gan_stretch.model import load_model, save_model
+
+    model = load_model(tiny_model)
+    model.meta["transients"] = True
+    ckpt = tmp_path / "transients.safetensors"
+    save_model(ckpt, model)
+    src = tmp_path / "in"
+    src.mkdir()
+    write(src / "a.wav", music_like(2 * 22050, seed=3), 22050, subtype="FLOAT")
+    flags = ["--rate", "0.6", "--checkpoint", str(ckpt), "--no-decays", "--attack-span", "3:1"]
+    assert main(["stretch", str(src), str(tmp_path / "out"), "-j", "1", *flags]) == 0
+    assert main(["stretch", str(src / "a.wav"), str(tmp_path / "one.wav"), *flags]) == 0
+    assert main(["stretch", str(src / "a.wav"), str(tmp_path / "plain.wav"), *flags[:4]]) == 0
+    folder, one = sf.read(str(tmp_path / "out" / "a.wav"))[0], sf.read(str(tmp_path / "one.wav"))[0]
+    assert np.array_equal(folder, one)
+    assert not np.allclose(one, sf.read(str(tmp_path / "plain.wav"))[0], atol=1e-5)
+
+
 # --- bad input ----------------------------------------------------------------------------------
 
 
@@ -262,6 +287,8 @@ BAD = {
     "truncated ogg": (lambda d: truncated(d, "ogg"), "out.wav", ["--rate", "2"], ["cut.ogg"]),
     "time map not monotonic": (bad_time_map, "out.wav", ["--time-map", "{dir}/map.txt"], ["monotonic"]),
     "duration absurd": (good_wav, "out.wav", ["--duration", "1000"], ["duration"]),
+    "attack span not two counts": (good_wav, "out.wav", ["--rate", "2", "--attack-span", "2"], ["attack-span", "2:2"]),
+    "attack span too long": (good_wav, "out.wav", ["--rate", "2", "--attack-span", "9:2"], ["attack_span", "8"]),
 }
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from gan_stretch import spectral, synthesis
-from gan_stretch.errors import AudioError, RateError
+from gan_stretch.errors import AudioError, ConfigError, RateError
 from gan_stretch.pipeline import Stretcher, load_model
 from gan_stretch.spectral import SpectralConfig
 
@@ -236,3 +236,27 @@ def test_attack_frames_are_held_where_the_music_is_slowed_down(tiny_model):
         y = {k: s.stretch(x, 22050, rate) for k, s in st.items()}
         assert not np.array_equal(y[True], y[False])
         assert np.array_equal(y[None], y[same])
+
+
+def test_attack_regions_are_the_frames_whose_windows_reach_the_onset(tiny_model):
+    """By default each isolated attack plays its onset's frame, 2 frames before it and 2 after at
+    speed 1 (every frame whose 4-hop window reaches the onset); attack_span sets other counts."""
+    from gan_stretch import timemap
+
+    cfg = SpectralConfig()
+    tmap = timemap.from_rate(10 * SR, 0.5)
+    onsets = [86 * cfg.hop, 258 * cfg.hop]  # on frame centres, far apart: both fit
+    for span, frames in ((spectral.ATTACK_FRAMES, 5), ((3, 3), 7), ((1, 0), 2)):
+        plan = timemap.frame_positions(tmap, cfg, cfg.n_frames(10 * SR), onsets, span=span)
+        assert int(plan.attacks.sum()) == 2 * frames and int(plan.resets.sum()) == 2
+        # inside a region the input is read at speed 1: one input frame per output frame
+        steps = torch.diff(plan.positions)[plan.attacks[1:] & plan.attacks[:-1]]
+        torch.testing.assert_close(steps, torch.ones_like(steps))
+    assert spectral.ATTACK_FRAMES == (2, 2)
+    assert Stretcher(tiny_model, device="cpu").attack_span == (2, 2)
+
+
+@pytest.mark.parametrize("bad", [(2,), (1, 2, 3), (-1, 2), (2, 9), (True, 2), (1.5, 2), "2:2"])
+def test_attack_span_must_be_two_small_frame_counts(tiny_model, bad):
+    with pytest.raises(ConfigError, match="attack_span"):
+        Stretcher(tiny_model, device="cpu", attack_span=bad)
