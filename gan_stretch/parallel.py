@@ -19,6 +19,7 @@ import contextlib
 import multiprocessing
 import os
 import signal
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
@@ -97,14 +98,26 @@ def _environ(values: dict):
                 os.environ[k] = v
 
 
+def _import_env() -> dict:
+    """The environment that makes the fork server import what this process imports.
+
+    The server starts as ``python -c``, whose first import path is the current folder, and
+    multiprocessing does not hand it this process's path: run from a checkout's root, a script of
+    another checkout (a worktree, a snapshot) got its workers importing the current folder's
+    ``gan_stretch``, not its own. The server gets this process's import path (PYTHONPATH) and no
+    current folder in front of it (PYTHONSAFEPATH, Python 3.11+)."""
+    return {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p), "PYTHONSAFEPATH": "1"}
+
+
 def _context(threads: int):
-    """The fork server (started with the thread settings, torch and numba imported), else spawn."""
+    """The fork server (started with the thread settings and this process's import path, torch and
+    numba imported), else spawn (which imports as this process does)."""
     if "forkserver" in multiprocessing.get_all_start_methods():
         from multiprocessing import forkserver
 
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(["gan_stretch", "numba"])  # imported once, in the server
-        with _environ(_thread_env(threads)):
+        with _environ({**_thread_env(threads), **_import_env()}):
             forkserver.ensure_running()
         return ctx
     return multiprocessing.get_context("spawn")

@@ -43,6 +43,45 @@ def test_imap_yields_every_result_and_each_failure_with_its_index(jobs):
     assert parallel.describe(got[1][1]).startswith("ValueError: could not convert string to float")
 
 
+PROBE = """
+import sys
+from gan_stretch import parallel
+
+
+def where(_):
+    import gan_stretch
+
+    return gan_stretch.__file__
+
+
+if __name__ == "__main__":
+    import gan_stretch
+
+    print(gan_stretch.__file__)
+    for _, result, error in parallel.imap(where, [0, 1], 2):
+        print(error or result)
+"""
+
+
+@pytest.mark.slow  # a fresh process and fork server: imports torch twice
+def test_workers_import_the_package_this_process_imported(tmp_path):
+    """A script started from a folder that holds another ``gan_stretch`` (a checkout's root, while
+    the script belongs to another checkout) gets workers running its own package, not that folder's."""
+    decoy = tmp_path / "cwd" / "gan_stretch"  # a working copy of the package, elsewhere
+    shutil.copytree(ROOT / "gan_stretch", decoy, ignore=shutil.ignore_patterns("checkpoints", "__pycache__"))
+    script = tmp_path / "scripts" / "probe.py"
+    script.parent.mkdir()
+    script.write_text(PROBE)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, str(script)], cwd=decoy.parent, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.split()
+    assert lines[0] == str(ROOT / "gan_stretch" / "__init__.py")
+    assert lines[1:] == [lines[0]] * 2, proc.stdout
+
+
 def test_jobs_must_be_positive(capsys):
     with pytest.raises(GanStretchError, match="at least 1"):
         parallel.check_jobs(0)
