@@ -256,8 +256,9 @@ def lock_phase(
 # frames before / after an onset played at speed 1 by the Stretcher: every frame whose window
 # (n_fft = 4 hops) reaches the onset, so the output is the input's own for a hop either side of it.
 # Three each side (the output the input's for two hops) left the music between attacks less room:
-# measured on held-out grooves and ensembles, 0.1 to 0.7 dB further on log-mel and up to 0.13 lower
-# on ViSQOL (docs/results/attack-span/)
+# measured on held-out grooves and ensembles, 0.11 to 0.36 dB further on log-mel and up to 0.08
+# lower on ViSQOL over the five rates (most at rate 2), level on classical excerpts
+# (docs/results/attack-span/)
 ATTACK_FRAMES = (2, 2)
 # the regions of the training loop's latent cache (gan_stretch.data.cache): what the packaged
 # models learned with; a cache made with other regions would need another digest

@@ -98,8 +98,8 @@ class Stretcher:
         The model file is missing, truncated, corrupt, not a model (a training state), or holds
         NaN or Inf weights.
     ConfigError
-        ``griffin_lim``, ``chunk_frames``, ``gap_ratio``, ``attack_span`` or ``device`` is not usable here, or the model file's
-        configuration cannot describe a network.
+        ``griffin_lim``, ``chunk_frames``, ``gap_ratio``, ``attack_span`` or ``device`` is not
+        usable here, or the model file's configuration cannot describe a network.
 
     See Also
     --------
