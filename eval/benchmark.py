@@ -36,6 +36,7 @@ from einops import rearrange
 from tqdm import tqdm
 
 from gan_stretch import metrics, parallel, spectral, synthesis, teachers
+from gan_stretch.cli_stretch import attack_span
 from gan_stretch.data.corpus import Corpus
 from gan_stretch.pipeline import Stretcher, load_model
 
@@ -310,7 +311,7 @@ def load_models(args) -> dict[str, Stretcher]:
             elif key == "gap_ratio":
                 options[key] = float(value)
             elif key == "attack_span":  # before:after, frames played at speed 1 around each onset
-                options[key] = tuple(int(v) for v in value.split(":"))
+                options[key] = attack_span(value)  # as gan-stretch stretch --attack-span reads it
             elif key == "refine_attacks" and value == "auto":  # the default
                 options[key] = None
             else:

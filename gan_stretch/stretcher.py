@@ -155,12 +155,10 @@ class Stretcher:
         self.gap_ratio = None if gap_ratio is None else float(gap_ratio)
         self.refine_attacks = None if refine_attacks is None else bool(refine_attacks)
         span = spectral.ATTACK_FRAMES if attack_span is None else attack_span
-        if (
-            not isinstance(span, (tuple, list))
-            or len(span) != 2
-            or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= v <= 8 for v in span)
-        ):
-            raise ConfigError(f"attack_span must be two frame counts (before, after) in [0, 8], got {attack_span!r}")
+        if not isinstance(span, (tuple, list)) or len(span) != 2:
+            raise ConfigError(f"attack_span must be two frame counts (before, after), got {attack_span!r}")
+        for v in span:
+            _check_count("attack_span", v, "two frame counts (before, after)", 0, 8)
         self.attack_span = (int(span[0]), int(span[1]))
         self.chunk_frames = int(chunk_frames)  # output frames per streamed block (about 24 s)
         context = 0 if self.model.refiner is None else self.model.refiner.context_frames
