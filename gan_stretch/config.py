@@ -84,6 +84,9 @@ class SequenceRecipe(Recipe):
     # what remains after them instead of learning the decays a second time
     decays: bool = False
     residual_loss: bool = False  # the mel loss on the spectrum users get (residual decoding), not the decoded latents
+    # with transients: the frames before and after each onset played at speed 1 in the training
+    # pairs (the packaged models: 3 and 3, spectral.TRANSIENT_FRAMES; the Stretcher plays 2 and 2)
+    attack_span: list[int] = setting([3, 3], 0, 8, min_items=2)
 
 
 @dataclass
@@ -113,6 +116,9 @@ class GanRecipe(SequenceRecipe):
     real: str = setting(
         "target", choices=("target", "natural")
     )  # what D sees as real: target (truly stretched) | natural (any music frames)
+    # the generator also sees, per frame, how fast the input is read there and whether the frame
+    # plays an attack at speed 1 (timemap.frame_features; needs transients), not only the mean rate
+    frame_features: bool = False
 
 
 def _coerce(name: str, value, kind):
@@ -192,11 +198,15 @@ def _validate(recipe: Recipe) -> None:
         raise ConfigError(f"hidden must list two layer widths (6 layers in all), got {recipe.hidden}")
     if isinstance(recipe, SequenceRecipe) and recipe.decays and not recipe.transients:
         raise ConfigError("decays=true needs transients=true (the decays start from the attack regions)")
+    if isinstance(recipe, SequenceRecipe) and len(recipe.attack_span) != 2:
+        raise ConfigError(f"attack_span must be two frame counts [before, after], got {recipe.attack_span}")
     if isinstance(recipe, GanRecipe):
         if recipe.kernel % 2 == 0:
             raise ConfigError(f"kernel must be odd, got {recipe.kernel}")
         if recipe.window < 2**recipe.d_layers:
             raise ConfigError(f"window={recipe.window} is too short for d_layers={recipe.d_layers}")
+        if recipe.frame_features and not recipe.transients:
+            raise ConfigError("frame_features=true needs transients=true (the attack regions are one of the features)")
     _check_run_dir(recipe.run_dir)
 
 
@@ -276,7 +286,7 @@ def recipe_dict(recipe: Recipe) -> dict:
 
 # settings added after models were shipped, at the value that reproduces what those runs did:
 # left out of the hash at that value, so the hashes recorded in earlier model files still match
-LATER_SETTINGS = {"decays": False}
+LATER_SETTINGS = {"decays": False, "attack_span": [3, 3], "frame_features": False}
 
 
 def recipe_source(recipe: Recipe) -> dict:

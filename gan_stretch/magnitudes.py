@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from einops import rearrange
 
-from . import decays, spectral
+from . import decays, spectral, timemap
 from .band import Band
 from .model import Model
 from .spectral import SpectralConfig
@@ -30,14 +30,17 @@ def stretch_magnitudes(
     residual: bool,
     attacks: torch.Tensor | None = None,
     change: np.ndarray | None = None,
+    features: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Input magnitudes [C, F, T] -> stretched magnitudes [C, F, T'] (the model below its Nyquist
     frequency, the time-scaled input above it). positions: [T'] source frame of each output
     frame; ref: [C] each channel's reference in dB; rate: [C]; attacks: [T'] bool, frames that
     play an attack at speed 1 (they keep the input's own frames under residual decoding);
-    change: [T', M] level change in dB per band of gan_stretch.decays.band_centres, or None."""
+    change: [T', M] level change in dB per band of gan_stretch.decays.band_centres, or None;
+    features: [T', K] the plan's per-frame features for a refiner that takes them (see
+    :func:`stretch_frames`)."""
     frames = rearrange(spectral.magnitude_to_db(band.low(mag), ref, model.spectral), "c f t -> c t f")
-    out = stretch_frames(model, frames, positions, rate, residual, attacks)  # [C, T', F] dB
+    out = stretch_frames(model, frames, positions, rate, residual, attacks, features)  # [C, T', F] dB
     if change is not None:
         centres = decays.band_centres(model.spectral, band.cfg.sample_rate)
         shift = decays.to_bins_tensor(change, model.spectral, centres, device=out.device)
@@ -59,8 +62,12 @@ def stretch_frames(
     rate: torch.Tensor,
     residual: bool,
     attacks: torch.Tensor | None = None,
+    features: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """dB frames [B, T, F] -> stretched dB frames [B, T', F] (encode, time-scale, refine, decode).
+    A refiner conditioned per frame gets ``features`` [T', K]
+    (:func:`gan_stretch.timemap.frame_features` of the whole plan, sliced to these frames; None:
+    computed from ``positions`` and ``attacks``, exact when they are the whole plan).
     Under residual decoding, frames marked in ``attacks`` [T'] keep the input's frames: a
     performance at another tempo plays its attacks as they are, so the refiner only shapes what
     is stretched (measured on held-out renders of two unseen sound banks, rates 0.75 / 2: attacks
@@ -68,7 +75,14 @@ def stretch_frames(
     the same or lower)."""
     ae = model.autoencoder
     scaled = spectral.time_scale(ae.encode(frames), positions)
-    refined = scaled if model.refiner is None else model.refiner(scaled, rate)
+    if model.refiner is None:
+        refined = scaled
+    elif getattr(model.refiner.cfg, "frame_features", 0):
+        if features is None:
+            features = timemap.frame_features(positions, attacks)
+        refined = model.refiner(scaled, rate, features.to(scaled.device).expand(scaled.shape[0], -1, -1))
+    else:
+        refined = model.refiner(scaled, rate)
     scaled_frames = spectral.time_scale(frames, positions)
     if not residual:
         out = ae.decode(refined)

@@ -363,6 +363,10 @@ class Stretcher:
         if self.decays and attacks is not None:
             change = decays.corrections(mel_db, positions, attacks, self.attack_span[0])
         rate = torch.full((source.shape[0],), min(max(tmap.mean_rate, MIN_RATE), MAX_RATE), device=band.device)
+        # a refiner conditioned per frame sees the whole plan's local rates and attacks, sliced per block
+        features = None
+        if self.model.refiner is not None and getattr(self.model.refiner.cfg, "frame_features", 0):
+            features = timemap.frame_features(positions, attacks)
         held = None  # [n_out] attack frames Griffin-Lim leaves as they are
         if attacks is not None and self.refine_attacks is not True:
             held = attacks
@@ -397,6 +401,7 @@ class Stretcher:
                 self.residual,
                 None if attacks is None else attacks[a:b],
                 None if change is None else change[a:b],
+                None if features is None else features[a:b],
             )
             carry = (a, phase[inverse] if len(keep) < len(inverse) else phase)
             if self.phase_lock:

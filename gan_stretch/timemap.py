@@ -160,6 +160,29 @@ def frame_positions(
     return FramePlan(tmap.positions(n_out, cfg.hop, n_in, device), resets.to(device), attacks.to(device))
 
 
+# what a refiner conditioned per frame sees of a frame plan (:func:`frame_features`)
+FRAME_FEATURES = 2
+STEP_RANGE = (1 / 16, 16.0)  # input frames per output frame beyond which the feature saturates
+
+
+def frame_features(positions: torch.Tensor, attacks: torch.Tensor | None) -> torch.Tensor:
+    """Per output frame of a plan, what the music does there: [T', FRAME_FEATURES] float32.
+
+    Column 0: log2 of the input frames the output advances there (0 at speed 1, 1 twice as fast,
+    -1 half as fast): with attacks at speed 1, the music between them runs faster or slower than
+    the mean rate (at rate 2, 3 to 6.6 times the input's speed on grooves). Column 1: 1 where the
+    frame plays an attack at speed 1, else 0. ``positions`` [T'] and ``attacks`` [T'] (bool, or
+    None: no attacks) of one whole plan (:func:`frame_positions`); a block's rows are a slice of it.
+    """
+    pos = positions.detach().double()
+    step = torch.ones_like(pos) if len(pos) < 2 else torch.diff(pos, append=(2 * pos[-1:] - pos[-2:-1]))
+    out = torch.zeros(len(pos), FRAME_FEATURES, dtype=torch.float32, device=positions.device)
+    out[:, 0] = torch.log2(step.clamp(*STEP_RANGE)).float()
+    if attacks is not None:
+        out[:, 1] = attacks.to(positions.device).float()
+    return out
+
+
 def from_rate(n: int, rate: float) -> TimeMap:
     rate = check_rate(rate)
     return TimeMap(np.array([0.0, n]), np.array([0.0, max(1, round(n / rate))]))

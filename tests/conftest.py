@@ -90,9 +90,10 @@ def tiny_model(tmp_path_factory):
     return path
 
 
-def active_model(seed: int = 0):
+def active_model(seed: int = 0, frame_features: int = 0):
     """A tiny 'gan' Model whose generator changes the latents (random output weights instead of the
-    identity it starts as), so a test sees a model at work, not the time-scaled input alone."""
+    identity it starts as), so a test sees a model at work, not the time-scaled input alone;
+    ``frame_features``: conditioned per frame as well (gan_stretch.timemap.frame_features)."""
     from gan_stretch.models import AutoencoderConfig, FrameAutoencoder, GeneratorConfig, LatentGenerator
     from gan_stretch.pipeline import Model, model_meta
     from gan_stretch.spectral import SpectralConfig
@@ -100,7 +101,7 @@ def active_model(seed: int = 0):
     torch.manual_seed(seed)
     cfg = SpectralConfig()
     ae = FrameAutoencoder(AutoencoderConfig(n_freq=cfg.n_freq, hidden=[64, 32], latent=16))
-    gen = LatentGenerator(GeneratorConfig(latent_dim=17, channels=16, dilations=[1, 2]))
+    gen = LatentGenerator(GeneratorConfig(latent_dim=17, channels=16, dilations=[1, 2], frame_features=frame_features))
     with torch.no_grad():
         torch.nn.init.normal_(gen.outp.weight, std=0.05)
     return Model(

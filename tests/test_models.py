@@ -129,6 +129,29 @@ def output_layer(module):
 REFINERS = [pytest.param(make_mapper, id="mapper"), pytest.param(make_generator, id="generator")]
 
 
+def test_generator_with_frame_features_needs_them_and_uses_them():
+    """A generator conditioned per frame (local rate, attack mask) refuses to run without its
+    features, starts as the identity like the others, and once trained its output depends on them."""
+    torch.manual_seed(0)
+    gen = LatentGenerator(GeneratorConfig(latent_dim=L, channels=16, dilations=[1, 2], frame_features=2))
+    x, rate = torch.rand(2, 20, L) * 2 - 1, torch.tensor([0.5, 2.0])
+    feats = torch.zeros(2, 20, 2)
+    assert torch.equal(gen(x, rate, feats), x)
+    with pytest.raises(ValueError, match="per-frame features"):
+        gen(x, rate)
+    with pytest.raises(ValueError, match="per-frame features"):
+        gen(x, rate, torch.zeros(2, 19, 2))
+    torch.nn.init.normal_(gen.outp.weight, std=0.05)
+    moved = feats.clone()
+    moved[:, 5:8, 1] = 1.0  # three attack frames
+    diff = (gen(x, rate, moved) - gen(x, rate, feats)).abs().amax(dim=(0, 2))
+    assert diff[5:8].min() > 1e-4  # the frames themselves change ...
+    assert diff[8 + gen.context_frames :].max() == 0  # ... and nothing beyond the receptive field
+    # a generator without them ignores features (the models trained before them)
+    plain = make_generator()
+    assert torch.equal(plain(x, rate, moved), plain(x, rate))
+
+
 @pytest.mark.parametrize("make", REFINERS)
 def test_refiner_shape_and_identity_at_init(make):
     torch.manual_seed(0)

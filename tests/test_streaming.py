@@ -46,6 +46,26 @@ def test_streaming_in_small_blocks_matches_one_block(tiny_active, sr, griffin_li
     assert np.sqrt(((many - one) ** 2).mean() / (one**2).mean()) < 5e-5
 
 
+@pytest.mark.parametrize("rate", [0.5, 1.7])
+def test_a_model_conditioned_per_frame_streams_as_one_block(rate):
+    """A generator that sees each frame's local rate and attack mask gets them from the whole
+    plan in every block: blocks of 16 frames give what one block gives (tolerance as above), and
+    the features reach the output (zeroing them changes it)."""
+    from conftest import active_model
+
+    model = active_model(frame_features=2)
+    torch.nn.init.normal_(model.refiner.frame_inp.weight, std=1.0)
+    sr = 22050
+    x = music_like(3 * sr, sr=sr, channels=2)
+    one = Stretcher(model, device="cpu", chunk_frames=4096, transients=True).stretch(x, sr, rate)
+    many = Stretcher(model, device="cpu", chunk_frames=16, transients=True).stretch(x, sr, rate)
+    assert np.sqrt(((many - one) ** 2).mean() / (one**2).mean()) < 5e-5
+    torch.nn.init.zeros_(model.refiner.frame_inp.weight)
+    torch.nn.init.zeros_(model.refiner.frame_inp.bias)
+    blind = Stretcher(model, device="cpu", chunk_frames=4096, transients=True).stretch(x, sr, rate)
+    assert np.sqrt(((blind - one) ** 2).mean() / (one**2).mean()) > 1e-3
+
+
 @pytest.fixture(scope="module")
 def small_blocks(tiny_model):
     return Stretcher(tiny_model, device="cpu", griffin_lim=1, chunk_frames=64)

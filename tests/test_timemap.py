@@ -110,3 +110,30 @@ def test_local_rates_follow_the_segments_of_a_map():
     tmap = timemap.from_anchors(4 * HOP * 10, [(HOP * 10, HOP * 20)], timemap.from_rate(4 * HOP * 10, 1.0))
     rates = tmap.local_rates(tmap.n_out // HOP, HOP)
     assert np.allclose(rates[:20], 0.5) and np.allclose(rates[20:], 30 / 20)
+
+
+def test_frame_features_give_the_local_rate_and_the_attack_frames():
+    """A refiner conditioned per frame sees how fast each output frame reads the input (log2 of
+    input frames per output frame) and whether it plays an attack at speed 1: at rate 2 with
+    attacks, the attack frames read at speed 1 (0) and the music between them faster than 2."""
+    cfg = SpectralConfig()
+    n = 8 * cfg.sample_rate
+    n_in = cfg.n_frames(n)
+    uniform = timemap.frame_positions(timemap.from_rate(n, 2.0), cfg, n_in)
+    f = timemap.frame_features(uniform.positions, uniform.attacks)
+    assert f.shape == (len(uniform.positions), timemap.FRAME_FEATURES) and f.dtype == torch.float32
+    np.testing.assert_allclose(f[:-1, 0].numpy(), 1.0, atol=1e-3)  # every frame at rate 2 (the last clamped at the end)
+    assert not f[:, 1].any()
+
+    onsets = np.arange(cfg.sample_rate // 2, n - cfg.sample_rate // 2, cfg.sample_rate // 2)  # 2 attacks a second
+    plan = timemap.frame_positions(timemap.from_rate(n, 2.0), cfg, n_in, onsets, span=(2, 2))
+    f = timemap.frame_features(plan.positions, plan.attacks)
+    attack = f[:, 1].bool()
+    assert torch.equal(attack, plan.attacks) and attack.any() and (~attack).any()
+    inner = attack & torch.roll(attack, 1) & torch.roll(attack, -1)  # frames inside a region, not at its edges
+    np.testing.assert_allclose(f[inner, 0].numpy(), 0.0, atol=1e-6)  # speed 1
+    away = ~(attack | torch.roll(attack, 1) | torch.roll(attack, -1))  # the music between, off the regions' edges
+    gaps = f[away, 0][:-1]
+    assert (gaps > 1.0).all() and gaps.max() < np.log2(timemap.STEP_RANGE[1])  # faster than 2 between attacks
+    # a block's rows are the whole plan's: features come from the whole plan, not from a slice
+    assert timemap.frame_features(plan.positions[:1], None).shape == (1, timemap.FRAME_FEATURES)

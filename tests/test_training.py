@@ -415,3 +415,48 @@ def test_logged_scalars_are_averages_since_the_last_log_point():
     means, bad = s.read(averages=False)  # a save between log points: only the losses are checked
     assert means == {} and bad == (4, "generator", float("inf"))
     assert s.read(averages=True)[0] == {"loss/total": 4.0}  # the sums wait for the log point
+
+
+def test_generator_conditioned_per_frame_trains_on_the_stretchers_plan(tiny_corpus, ae_model, tmp_path):
+    """frame_features=true: the cached pairs carry each frame's local rate and attack mask as the
+    Stretcher computes them (the same plan, here with attack_span [2, 2]), the generator trains on
+    them, and its model file records both; the Stretcher gives it the features."""
+    from gan_stretch import spectral, timemap
+    from gan_stretch.data.cache import file_digest, latent_cache
+
+    extra = ("adv_weight=0", "fm_weight=0", "transients=true", "frame_features=true", "attack_span=[2, 2]")
+    run_dir = tmp_path / "frames"
+    run_stage("gan", tiny_corpus, run_dir, 10, *extra, ae=ae_model)
+    model = load_model(run_dir / "model.safetensors")
+    assert model.refiner.cfg.frame_features == timemap.FRAME_FEATURES
+    assert model.meta["attack_span_in_training"] == [2, 2]
+    assert model.refiner.frame_inp.weight.abs().sum() > 0
+
+    # the cache's features are the plan's: one pair recomputed
+    ae = load_model(ae_model)
+
+    pairs = latent_cache(tiny_corpus, ae, file_digest(ae_model), transients=True, span=(2, 2), features=True)
+    three = latent_cache(tiny_corpus, ae, file_digest(ae_model), transients=True, features=True)
+    assert pairs.features.shape == (pairs.source.shape[0], timemap.FRAME_FEATURES)
+    assert pairs.features[:, 1].sum() < three.features[:, 1].sum()  # fewer attack frames with 2 each side
+    cfg = ae.spectral
+    item = tiny_corpus.split("train")[0]
+    wave, truth = tiny_corpus.load(item, 1.0), tiny_corpus.load(item, float(pairs.rates[0]))
+    onsets = spectral.onsets_of(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)), cfg)
+    tmap = timemap.TimeMap(np.array([0.0, len(wave)]), np.array([0.0, len(truth)]))
+    plan = timemap.frame_positions(tmap, cfg, cfg.n_frames(len(wave)), onsets, span=(2, 2))
+    want = timemap.frame_features(plan.positions, plan.attacks)
+    assert torch.equal(pairs.features[: pairs.lengths[0]], want[: pairs.lengths[0]])
+
+    y = Stretcher(model, device="cpu").stretch(np.sin(np.arange(22050) * 0.1), 22050, 0.5)
+    assert y.shape == (44100,) and np.isfinite(y).all()
+
+
+def test_frame_features_and_attack_span_are_checked(tiny_corpus, ae_model, tmp_path):
+    with pytest.raises(ConfigError, match="frame_features=true needs transients=true"):
+        run_stage("gan", tiny_corpus, tmp_path / "a", 1, "frame_features=true", ae=ae_model)
+    with pytest.raises(ConfigError, match="attack_span must be two frame counts"):
+        run_stage("gan", tiny_corpus, tmp_path / "b", 1, "transients=true", "attack_span=[2, 2, 2]", ae=ae_model)
+    with pytest.raises(ConfigError, match="attack_span must be in"):
+        run_stage("gan", tiny_corpus, tmp_path / "c", 1, "transients=true", "attack_span=[2, 9]", ae=ae_model)
+    assert not any((tmp_path / n).exists() for n in "abc")

@@ -78,6 +78,7 @@ class LatentPairs:
     kinds: list[str]
     source_db: torch.Tensor | None = None  # [M, F] float16: the input's dB frames time-scaled the same way
     target_db: torch.Tensor | None = None  # [M, F] float16: the truly stretched audio's dB frames
+    features: torch.Tensor | None = None  # [M, K] float32: each source frame's plan (timemap.frame_features)
 
     def sample_rows(self, rng: np.random.Generator, batch: int, window: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Random aligned windows: (rows [B, W] into the concatenated frames, rate [B])."""
@@ -107,6 +108,8 @@ def _tensors(pairs: LatentPairs) -> dict[str, torch.Tensor]:
     }
     if pairs.source_db is not None:
         out.update(source_db=pairs.source_db.contiguous(), target_db=pairs.target_db.contiguous())
+    if pairs.features is not None:
+        out["features"] = pairs.features.contiguous()
     return out
 
 
@@ -119,6 +122,8 @@ def latent_cache(
     transients: bool = False,
     frames: bool = False,
     decays: bool = False,
+    span: tuple[int, int] = spectral.TRANSIENT_FRAMES,
+    features: bool = False,
 ) -> LatentPairs:
     """Encodes each (input, target) pair of the split once with the frozen autoencoder of ``model``.
 
@@ -127,7 +132,9 @@ def latent_cache(
     ``frames`` also keeps both sides' dB frames (float16; about 2 kB per frame). With ``decays``
     (and ``transients``) the Stretcher's real-time decays are in the loop: the time-scaled input's
     frames get their level change (:func:`decay_shift`), and the target's latents encode the truth
-    without it, so what a refiner learns is what remains after the decays.
+    without it, so what a refiner learns is what remains after the decays. ``span``: the frames
+    before and after each onset of those attack regions. ``features`` also keeps each source
+    frame's plan (:func:`gan_stretch.timemap.frame_features`: local rate, attack mask).
     """
     if decays and not transients:
         raise ValueError("decays in training need transients (the attack regions they start from)")
@@ -141,7 +148,11 @@ def latent_cache(
         if not decays
         else _digest(4, model_digest, key, "transients", "refined onsets", spectral.ONSET_DELTA, "decays")
     )
-    path = corpus.root / "cache" / f"latents-{name}{'-frames' if frames else ''}.safetensors"
+    span = tuple(int(v) for v in span)
+    if transients and span != tuple(spectral.TRANSIENT_FRAMES):  # the packaged models' regions keep their name
+        name = _digest(name, "span", span)
+    suffix = f"{'-frames' if frames else ''}{'-plan' if features else ''}"
+    path = corpus.root / "cache" / f"latents-{name}{suffix}.safetensors"
     if path.is_file():
         t = load_file(str(path))
         with safe_open(str(path), framework="pt") as f:
@@ -155,8 +166,9 @@ def latent_cache(
             kinds,
             t.get("source_db"),
             t.get("target_db"),
+            t.get("features"),
         )
-    src, tgt, src_db, tgt_db, lengths, rates = [], [], [], [], [], []
+    src, tgt, src_db, tgt_db, feats, lengths, rates = [], [], [], [], [], [], []
     for item in tqdm(items, desc=f"encoding latents of {corpus.root.name}", unit="item"):
         wave = corpus.load(item, 1.0)
         db, _ = db_frames(wave, cfg)
@@ -172,12 +184,13 @@ def latent_cache(
             shift = None
             if transients:
                 tmap = timemap.TimeMap(np.array([0.0, len(wave)]), np.array([0.0, len(truth)]))
-                plan = timemap.frame_positions(tmap, cfg, lat.shape[0], onsets)
-                positions = plan.positions
-                if decays and plan.attacks is not None:
-                    shift = decay_shift(db, positions, plan.attacks, cfg)
+                plan = timemap.frame_positions(tmap, cfg, lat.shape[0], onsets, span=span)
+                positions, attacks = plan.positions, plan.attacks
+                if decays and attacks is not None:
+                    shift = decay_shift(db, positions, attacks, cfg, span[0])
             else:
                 positions = spectral.stretch_positions(lat.shape[0], truth_db.shape[0], rate)
+                attacks = None
             scaled_db = spectral.time_scale(db, positions)
             if shift is not None:
                 scaled_db = (scaled_db + shift).clamp(-cfg.db_range, 0)
@@ -190,6 +203,8 @@ def latent_cache(
             if frames:
                 src_db.append(scaled_db.half())
                 tgt_db.append(truth_db.half())
+            if features:
+                feats.append(timemap.frame_features(positions, attacks)[: target.shape[0]])
             lengths.append(target.shape[0])
             rates.append(rate)
     lengths = np.asarray(lengths, np.int64)
@@ -203,13 +218,20 @@ def latent_cache(
         [corpus.kind] * len(lengths),
         torch.cat(src_db) if frames else None,
         torch.cat(tgt_db) if frames else None,
+        torch.cat(feats) if features else None,
     )
     with atomic_write(path) as tmp:
         save_file(_tensors(pairs), str(tmp), metadata={"kinds": json.dumps(pairs.kinds)})
     return pairs
 
 
-def decay_shift(db: torch.Tensor, positions: torch.Tensor, attacks: torch.Tensor, cfg: SpectralConfig) -> torch.Tensor:
+def decay_shift(
+    db: torch.Tensor,
+    positions: torch.Tensor,
+    attacks: torch.Tensor,
+    cfg: SpectralConfig,
+    before: int = spectral.TRANSIENT_FRAMES[0],
+) -> torch.Tensor:
     """The Stretcher's real-time decay change (gan_stretch.decays) for an input's dB frames
     [T, F] read at ``positions`` [T'] with attack regions ``attacks`` [T']: dB per output frame
     and bin [T', F]. The bands' levels come from the dB frames as the Stretcher's analysis pass
@@ -217,13 +239,14 @@ def decay_shift(db: torch.Tensor, positions: torch.Tensor, attacks: torch.Tensor
     from .. import decays
 
     power = torch.pow(10.0, db.double() / 10) @ spectral.mel_filters(cfg, db.device).double()  # [T, MEL_BANDS]
-    change = decays.corrections(decays.levels_db(power.numpy()), positions, attacks)
+    change = decays.corrections(decays.levels_db(power.numpy()), positions, attacks, before)
     return torch.from_numpy(decays.to_bins(change, cfg, decays.band_centres(cfg, cfg.sample_rate))).float()
 
 
 def concat_pairs(parts: list[LatentPairs]) -> LatentPairs:
     shift = np.cumsum([0] + [p.source.shape[0] for p in parts[:-1]])
     frames = all(p.source_db is not None for p in parts)
+    features = all(p.features is not None for p in parts)
     return LatentPairs(
         torch.cat([p.source for p in parts]),
         torch.cat([p.target for p in parts]),
@@ -233,4 +256,5 @@ def concat_pairs(parts: list[LatentPairs]) -> LatentPairs:
         sum((p.kinds for p in parts), []),
         torch.cat([p.source_db for p in parts]) if frames else None,
         torch.cat([p.target_db for p in parts]) if frames else None,
+        torch.cat([p.features for p in parts]) if features else None,
     )

@@ -18,6 +18,9 @@ class GeneratorConfig:
     channels: int = setting(128, 1, 4096)
     kernel: int = setting(5, 1, 63)  # odd: the convolutions keep the sequence length
     dilations: list[int] = setting([1, 2, 4, 1, 2, 4], 1, 1024, min_items=1)  # one residual block each
+    # per-frame inputs beside the latents (gan_stretch.timemap.frame_features: the local rate and
+    # the attack mask); 0: conditioned on the mean rate only, as the models before them
+    frame_features: int = setting(0, 0, 16)
 
     def __post_init__(self):
         check_fields(self, "generator config")
@@ -50,6 +53,7 @@ class LatentGenerator(nn.Module):
         cond_dim = 64
         self.rate_embed = nn.Sequential(nn.Linear(1, cond_dim), nn.SiLU(), nn.Linear(cond_dim, cond_dim))
         self.inp = nn.Conv1d(cfg.latent_dim, cfg.channels, 1)
+        self.frame_inp = nn.Conv1d(cfg.frame_features, cfg.channels, 1) if cfg.frame_features else None
         self.blocks = nn.ModuleList(FiLMBlock(cfg.channels, cfg.kernel, d, cond_dim) for d in cfg.dilations)
         self.outp = nn.Conv1d(cfg.channels, cfg.latent_dim, 1)
         nn.init.zeros_(self.outp.weight)  # starts as plain interpolation
@@ -61,10 +65,23 @@ class LatentGenerator(nn.Module):
         receptive field): a streamed block needs this many more frames of input each side."""
         return sum(d * (self.cfg.kernel - 1) // 2 for d in self.cfg.dilations)
 
-    def forward(self, latents: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
-        """latents: [B, T, L] time-scaled, rate: [B] -> refined latents [B, T, L]."""
+    def forward(self, latents: torch.Tensor, rate: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
+        """latents: [B, T, L] time-scaled, rate: [B], features: [B, T, frame_features] (with
+        ``cfg.frame_features``; ignored without) -> refined latents [B, T, L]."""
         cond = self.rate_embed(torch.log2(rate).to(latents.dtype)[:, None])
         h = self.inp(rearrange(latents, "b t l -> b l t"))
+        if self.frame_inp is not None:
+            if (
+                features is None
+                or features.shape[:2] != latents.shape[:2]
+                or features.shape[-1] != self.cfg.frame_features
+            ):
+                got = None if features is None else tuple(features.shape)
+                raise ValueError(
+                    f"this generator needs per-frame features [B, T, {self.cfg.frame_features}] beside latents "
+                    f"{tuple(latents.shape)}, got {got}"
+                )
+            h = h + self.frame_inp(rearrange(features.to(latents.dtype), "b t k -> b k t"))
         for block in self.blocks:
             h = block(h, cond)
         return latents + rearrange(self.outp(h), "b l t -> b t l")

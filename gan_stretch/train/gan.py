@@ -14,7 +14,7 @@ import copy
 
 import torch
 
-from .. import losses
+from .. import losses, timemap
 from ..config import GanRecipe, recipe_source
 from ..model import Model, model_meta
 from ..models import (
@@ -39,7 +39,13 @@ def train(recipe: GanRecipe) -> Run:
 
     L = ae.cfg.latent_dim
     generator = LatentGenerator(
-        GeneratorConfig(latent_dim=L, channels=recipe.channels, kernel=recipe.kernel, dilations=list(recipe.dilations))
+        GeneratorConfig(
+            latent_dim=L,
+            channels=recipe.channels,
+            kernel=recipe.kernel,
+            dilations=list(recipe.dilations),
+            frame_features=timemap.FRAME_FEATURES if recipe.frame_features else 0,
+        )
     )
     conditional = recipe.d_conditional and recipe.real == "target"
     latent_d = recipe.adv_weight + recipe.fm_weight > 0
@@ -84,7 +90,8 @@ def train(recipe: GanRecipe) -> Run:
         else:
             real = tgt
         cond = src if conditional else None
-        fake = generator(src, rate)
+        feats = pairs.features[rows].to(run.device) if recipe.frame_features else None
+        fake = generator(src, rate, feats)
         adversarial = step >= recipe.warmup_steps
         scalars = {}
         if adversarial and spec_d:  # what users hear, for a few windows of the batch
@@ -145,6 +152,7 @@ def train(recipe: GanRecipe) -> Run:
             "stage": "gan",
             "transients": recipe.transients,
             "decays_in_training": recipe.decays,
+            "attack_span_in_training": list(recipe.attack_span),
             "recipe": recipe_source(recipe),
         }
         return Model("gan", spec, ae, ema, model_meta("gan", spec, ae, ema, meta))

@@ -41,6 +41,7 @@ def train(recipe: MapperRecipe) -> Run:
             "stage": "mapper",
             "transients": recipe.transients,
             "decays_in_training": recipe.decays,
+            "attack_span_in_training": list(recipe.attack_span),
             "recipe": recipe_source(recipe),
         }
         return Model("mapper", spec, ae, m, model_meta("mapper", spec, ae, m, meta))

@@ -86,7 +86,14 @@ def sequence_stage(recipe) -> SequenceStage:
         pairs = concat_pairs(
             [
                 latent_cache(
-                    c, base, digest, transients=recipe.transients, frames=needs_frames(recipe), decays=recipe.decays
+                    c,
+                    base,
+                    digest,
+                    transients=recipe.transients,
+                    frames=needs_frames(recipe),
+                    decays=recipe.decays,
+                    span=tuple(recipe.attack_span),
+                    features=bool(getattr(recipe, "frame_features", False)),
                 )
                 for c in sets
             ]
