@@ -38,7 +38,7 @@ from tqdm import tqdm
 from gan_stretch import metrics, parallel, spectral, synthesis, teachers
 from gan_stretch.cli_stretch import attack_span
 from gan_stretch.data.corpus import Corpus
-from gan_stretch.pipeline import Stretcher, load_model
+from gan_stretch.pipeline import Stretcher, load_model, resolve_checkpoint
 
 import listen  # eval/listen.py, beside this script
 
@@ -287,7 +287,8 @@ def recordings(args, models: dict) -> int:
 
 
 def load_models(args) -> dict[str, Stretcher]:
-    """Every ``--model NAME=PATH[@OPTIONS]`` as a Stretcher."""
+    """Every ``--model NAME=PATH[@OPTIONS]`` as a Stretcher (PATH: a model file, or a packaged
+    model's name: ``default``, ``mapper``)."""
     models = {}
     for spec in args.model:
         name, _, path = spec.partition("=")
@@ -318,7 +319,7 @@ def load_models(args) -> dict[str, Stretcher]:
                 options[key] = value.lower() in ("1", "true", "yes")
         for key in ("transients", "decays"):  # None: as the model was trained
             options[key] = None if options[key] is None else bool(options[key])
-        models[name] = Stretcher(load_model(path), device=args.device, **options)
+        models[name] = Stretcher(load_model(resolve_checkpoint(path)), device=args.device, **options)
     return models
 
 
