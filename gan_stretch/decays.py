@@ -8,6 +8,10 @@ before it). Between the attack regions of :func:`gan_stretch.timemap.with_transi
 band's level is moved by its decay rate in the input (the least-squares slope of its dB over the
 input's sustain, decays only) times the difference between real time and input time elapsed
 since the attack. Speeding up raises the level at most back to where the attack left it.
+
+Above the model's band (a 44.1 kHz file's cymbals and hi-hats, which no refiner shapes), a
+sped-up gap reads its levels from the input itself: real time since the attack is behind the
+input time read, so the level the band had then is in the input, and no line is fitted.
 """
 
 from __future__ import annotations
@@ -34,16 +38,26 @@ def levels_at(mel_db: np.ndarray, positions: np.ndarray) -> np.ndarray:
 
 
 def corrections(
-    mel_db: np.ndarray, positions: torch.Tensor, attacks: torch.Tensor, before: int = TRANSIENT_FRAMES[0]
+    mel_db: np.ndarray,
+    positions: torch.Tensor,
+    attacks: torch.Tensor,
+    before: int = TRANSIENT_FRAMES[0],
+    read_from: int | None = None,
 ) -> np.ndarray:
     """Level change in dB [n_out, M] of every output frame and mel band.
 
     mel_db: the input's mel-band levels [T_in, M] (all channels); positions: [n_out] source frame
     of each output frame; attacks: [n_out] bool, the frames of attack regions (no change from an
-    onset on, nor before the first region); before: the frames of a region before its onset."""
+    onset on, nor before the first region); before: the frames of a region before its onset;
+    read_from: the bands from this one on, where the music is sped up, take the level the input
+    had at the real time elapsed since the attack (:func:`read_levels`) instead of the fitted
+    decay (None: every band follows its fit; the Stretcher passes the first band above the
+    model's)."""
     pos = positions.detach().cpu().numpy().astype(np.float64)
     inside = attacks.detach().cpu().numpy()
     out = np.zeros((len(pos), mel_db.shape[1]))
+    read = read_from is not None and read_from < mel_db.shape[1]
+    smooth = smoothed(mel_db[:, read_from:]) if read else None
     # runs of stretched frames, each right after an attack region
     starts = np.flatnonzero(~inside[1:] & inside[:-1]) + 1
     for start in starts:
@@ -57,6 +71,10 @@ def corrections(
         elapsed_out = np.arange(1, stop - start + 1, dtype=np.float64)[:, None]  # real time, in frames
         elapsed_in = (pos[start:stop] - anchor)[:, None]  # input time read
         change = slope[None] * (elapsed_out - elapsed_in)
+        if read:
+            change[:, read_from:] = np.where(
+                elapsed_out < elapsed_in, read_levels(smooth, anchor, pos[start:stop]), change[:, read_from:]
+            )
         # faster (a rise): never above the level where the attack region left off
         room = np.maximum(levels_at(mel_db, [anchor]) - levels_at(mel_db, pos[start:stop]), 0)
         out[start:stop] = np.clip(np.minimum(change, room), -MAX_CUT_DB, None)
@@ -64,6 +82,23 @@ def corrections(
         # sustain: they keep the level a decay reached
         out[stop : stop + before - 1] = np.minimum(out[stop - 1], 0)
     return out
+
+
+def smoothed(mel_db: np.ndarray) -> np.ndarray:
+    """Levels [T, M] averaged over 3 frames (the ends kept): what :func:`read_levels` compares,
+    so a frame's own fluctuation is not read as a decay."""
+    out = np.array(mel_db, dtype=np.float64, copy=True)
+    out[1:-1] = (mel_db[:-2] + mel_db[1:-1] + mel_db[2:]) / 3
+    return out
+
+
+def read_levels(levels: np.ndarray, anchor: float, read: np.ndarray) -> np.ndarray:
+    """Where a gap is sped up: the change [K, M] that gives each output frame the level its bands
+    had in the input at the real time elapsed since the attack (``anchor`` + 1, 2, ... frames)
+    instead of at the input time it reads (``read`` [K]), raises only (a decay undone; an
+    undetected note later in the input is not lowered). levels: the input's levels [T, M]."""
+    real = anchor + np.arange(1, len(read) + 1, dtype=np.float64)
+    return np.maximum(levels_at(levels, np.minimum(real, read)) - levels_at(levels, read), 0)
 
 
 def levels_db(mel_power: np.ndarray) -> np.ndarray:

@@ -25,7 +25,7 @@ from .band import Band, input_config
 from .errors import AudioError, ConfigError
 from .magnitudes import stretch_magnitudes
 from .model import Model, check_device, load_model, resolve_checkpoint
-from .spectral import MAX_RATE, MIN_RATE, SpectralConfig
+from .spectral import MAX_RATE, MEL_BANDS, MIN_RATE, SpectralConfig
 from .streaming import OverlapAdd, analyze, distinct_channels, frame_store, passthrough
 
 SILENT_DB = -200.0  # a loudest bin below this (1e-10) means the input holds only zeros
@@ -361,7 +361,7 @@ class Stretcher:
         # between attacks, each band decays in real time as at the new tempo (gan_stretch.decays)
         change = None
         if self.decays and attacks is not None:
-            change = decays.corrections(mel_db, positions, attacks, self.attack_span[0])
+            change = decays.corrections(mel_db, positions, attacks, self.attack_span[0], read_from=MEL_BANDS)
         rate = torch.full((source.shape[0],), min(max(tmap.mean_rate, MIN_RATE), MAX_RATE), device=band.device)
         # a refiner conditioned per frame sees the whole plan's local rates and attacks, sliced per block
         features = None
