@@ -226,7 +226,7 @@ def test_non_finite_output_is_never_written(tmp_path, tiny_model, monkeypatch):
     monkeypatch.setattr(
         magnitudes,
         "stretch_frames",
-        lambda model, frames, positions, rate, residual, attacks=None: torch.full(
+        lambda model, frames, positions, rate, residual, *rest: torch.full(
             (frames.shape[0], len(positions), frames.shape[-1]), float("nan")
         ),
     )
