@@ -71,9 +71,10 @@ def corrections(
         elapsed_out = np.arange(1, stop - start + 1, dtype=np.float64)[:, None]  # real time, in frames
         elapsed_in = (pos[start:stop] - anchor)[:, None]  # input time read
         change = slope[None] * (elapsed_out - elapsed_in)
-        if read:
+        faster = elapsed_out < elapsed_in
+        if read and faster.any():  # a slowed-down gap keeps its fit: nothing to read
             change[:, read_from:] = np.where(
-                elapsed_out < elapsed_in, read_levels(smooth, anchor, pos[start:stop]), change[:, read_from:]
+                faster, read_levels(smooth, anchor, pos[start:stop]), change[:, read_from:]
             )
         # faster (a rise): never above the level where the attack region left off
         room = np.maximum(levels_at(mel_db, [anchor]) - levels_at(mel_db, pos[start:stop]), 0)

@@ -77,7 +77,7 @@ def stretch_frames(
     scaled = spectral.time_scale(ae.encode(frames), positions)
     if model.refiner is None:
         refined = scaled
-    elif getattr(model.refiner.cfg, "frame_features", 0):
+    elif model.frame_features:
         if features is None:
             features = timemap.frame_features(positions, attacks)
         refined = model.refiner(scaled, rate, features.to(scaled.device).expand(scaled.shape[0], -1, -1))

@@ -47,6 +47,12 @@ class Model:
     refiner: torch.nn.Module | None
     meta: dict
 
+    @property
+    def frame_features(self) -> int:
+        """Per-frame inputs its refiner takes beside the latents (gan_stretch.timemap.frame_features;
+        0: none, as every refiner but a generator trained with ``frame_features: true``)."""
+        return 0 if self.refiner is None else getattr(self.refiner.cfg, "frame_features", 0)
+
     def to(self, device: torch.device | str) -> Model:
         """Moves the autoencoder and the refiner to ``device`` (in place); returns the model."""
         for m in (self.autoencoder, self.refiner):

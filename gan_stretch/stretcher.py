@@ -364,9 +364,7 @@ class Stretcher:
             change = decays.corrections(mel_db, positions, attacks, self.attack_span[0], read_from=MEL_BANDS)
         rate = torch.full((source.shape[0],), min(max(tmap.mean_rate, MIN_RATE), MAX_RATE), device=band.device)
         # a refiner conditioned per frame sees the whole plan's local rates and attacks, sliced per block
-        features = None
-        if self.model.refiner is not None and getattr(self.model.refiner.cfg, "frame_features", 0):
-            features = timemap.frame_features(positions, attacks)
+        features = timemap.frame_features(positions, attacks) if self.model.frame_features else None
         held = None  # [n_out] attack frames Griffin-Lim leaves as they are
         if attacks is not None and self.refine_attacks is not True:
             held = attacks
