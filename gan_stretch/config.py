@@ -79,6 +79,10 @@ class SequenceRecipe(Recipe):
     spec_frames: int = setting(512, 1, 10**7)  # frames per batch decoded for that loss
     latent_weight: float = setting(10.0, 0, 1e6)  # L1 on latents
     init: str = ""  # a model file of this stage and size whose refiner starts the run (fine-tuning)
+    # with init: the model file's refiner is this much the init's and the rest the tuned one's, weight
+    # by weight (weight-space ensembling, WiSE-FT: fine-tuning on new data loses some of the init's
+    # robustness to what that data lacks, the average keeps it); 0: the tuned refiner alone
+    init_blend: float = setting(0.0, 0, 1, below=True)
     transients: bool = False  # train on attacks played at speed 1 (the Stretcher's transients=True)
     # train with the Stretcher's real-time decays in the loop (needs transients): the refiner learns
     # what remains after them instead of learning the decays a second time
@@ -198,6 +202,8 @@ def _validate(recipe: Recipe) -> None:
         raise ConfigError(f"hidden must list two layer widths (6 layers in all), got {recipe.hidden}")
     if isinstance(recipe, SequenceRecipe) and recipe.decays and not recipe.transients:
         raise ConfigError("decays=true needs transients=true (the decays start from the attack regions)")
+    if isinstance(recipe, SequenceRecipe) and recipe.init_blend and not recipe.init:
+        raise ConfigError(f"init_blend={recipe.init_blend} needs init=... (the model file it blends with)")
     if isinstance(recipe, SequenceRecipe) and len(recipe.attack_span) != 2:
         raise ConfigError(f"attack_span must be two frame counts [before, after], got {recipe.attack_span}")
     if isinstance(recipe, GanRecipe):
@@ -286,7 +292,7 @@ def recipe_dict(recipe: Recipe) -> dict:
 
 # settings added after models were shipped, at the value that reproduces what those runs did:
 # left out of the hash at that value, so the hashes recorded in earlier model files still match
-LATER_SETTINGS = {"decays": False, "attack_span": [3, 3], "frame_features": False}
+LATER_SETTINGS = {"decays": False, "attack_span": [3, 3], "frame_features": False, "init_blend": 0.0}
 
 
 def recipe_source(recipe: Recipe) -> dict:

@@ -452,6 +452,51 @@ def test_generator_conditioned_per_frame_trains_on_the_stretchers_plan(tiny_corp
     assert y.shape == (44100,) and np.isfinite(y).all()
 
 
+def test_fine_tuning_adds_per_frame_features_at_zero(tiny_corpus, ae_model, tmp_path, capsys):
+    """init= a generator without per-frame features, frame_features=true: every shared weight comes
+    from the init and the new input starts at zero, so the tuned generator's first outputs are the
+    init's whatever the features say."""
+    extra = ("adv_weight=0", "fm_weight=0", "transients=true")
+    first = tmp_path / "first"
+    run_stage("gan", tiny_corpus, first, 10, *extra, ae=ae_model)
+    init = first / "model.safetensors"
+    tuned = tmp_path / "tuned"
+    run_stage("gan", tiny_corpus, tuned, 1, *extra, "frame_features=true", f"init={init}", "lr=1e-12", ae=ae_model)
+    assert "its per-frame feature input added at zero" in capsys.readouterr().out
+    a, b = load_model(init).refiner, load_model(tuned / "model.safetensors").refiner
+    assert b.cfg.frame_features and not a.cfg.frame_features
+    assert b.frame_inp.weight.abs().max() < 1e-6
+    torch.manual_seed(0)
+    latents, rate = torch.rand(2, 40, a.cfg.latent_dim) * 2 - 1, torch.tensor([0.5, 2.0])
+    features = torch.randn(2, 40, b.cfg.frame_features)
+    with torch.no_grad():
+        torch.testing.assert_close(b(latents, rate, features), a(latents, rate), atol=1e-5, rtol=0)
+
+
+def test_init_blend_exports_the_weight_average_of_the_tuned_and_init_refiners(tiny_corpus, ae_model, tmp_path):
+    """init_blend=0.3: the model file's refiner is 0.3 of the init's and 0.7 of what the same run
+    trains without the blend, weight by weight; the per-frame input the init lacks counts as zero."""
+    extra = ("adv_weight=0", "fm_weight=0", "transients=true")
+    first = tmp_path / "first"
+    run_stage("gan", tiny_corpus, first, 10, *extra, ae=ae_model)
+    init = first / "model.safetensors"
+    tuned = ("frame_features=true", f"init={init}")
+    run_stage("gan", tiny_corpus, tmp_path / "plain", 5, *extra, *tuned, ae=ae_model)
+    run_stage("gan", tiny_corpus, tmp_path / "blend", 5, *extra, *tuned, "init_blend=0.3", ae=ae_model)
+    a = load_model(init).refiner.state_dict()
+    plain = load_model(tmp_path / "plain" / "model.safetensors")
+    blend = load_model(tmp_path / "blend" / "model.safetensors")
+    assert blend.meta["init_blend"] == 0.3 and blend.meta["init"] == str(init)
+    assert "init_blend" not in plain.meta
+    p, b = plain.refiner.state_dict(), blend.refiner.state_dict()
+    assert not torch.allclose(p["outp.weight"], a["outp.weight"])  # the run moved away from the init
+    for k in p:
+        want = 0.7 * p[k] + 0.3 * (a[k] if k in a else 0)
+        torch.testing.assert_close(b[k], want, atol=1e-6, rtol=1e-5)
+    with pytest.raises(ConfigError, match="init_blend=0.5 needs init"):
+        run_stage("gan", tiny_corpus, tmp_path / "no-init", 1, "init_blend=0.5", ae=ae_model)
+
+
 def test_frame_features_and_attack_span_are_checked(tiny_corpus, ae_model, tmp_path):
     with pytest.raises(ConfigError, match="frame_features=true needs transients=true"):
         run_stage("gan", tiny_corpus, tmp_path / "a", 1, "frame_features=true", ae=ae_model)

@@ -155,7 +155,8 @@ def train(recipe: GanRecipe) -> Run:
             "attack_span_in_training": list(recipe.attack_span),
             "recipe": recipe_source(recipe),
         }
-        return Model("gan", spec, ae, ema, model_meta("gan", spec, ae, ema, meta))
+        refiner, blend = stage.exported(ema)
+        return Model("gan", spec, ae, refiner, model_meta("gan", spec, ae, refiner, {**meta, **blend}))
 
     run.loop(start, train_step, export)
     return run

@@ -44,7 +44,8 @@ def train(recipe: MapperRecipe) -> Run:
             "attack_span_in_training": list(recipe.attack_span),
             "recipe": recipe_source(recipe),
         }
-        return Model("mapper", spec, ae, m, model_meta("mapper", spec, ae, m, meta))
+        refiner, blend = stage.exported(m)
+        return Model("mapper", spec, ae, refiner, model_meta("mapper", spec, ae, refiner, {**meta, **blend}))
 
     run.loop(start, train_step, export)
     return run

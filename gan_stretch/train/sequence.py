@@ -3,6 +3,7 @@ latent pairs, fine-tuning from a model file) and their supervised loss terms."""
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,11 +35,36 @@ class SequenceStage:
         own checkpoint."""
         if self.init is None or self.run.last.exists():
             return
+        state = self.init.refiner.state_dict()
+        # A generator that takes per-frame features may start from one that does not: the new input
+        # layer starts at zero, so the run starts from exactly the init's outputs.
+        added = [k for k in refiner.state_dict() if k.startswith("frame_inp.") and k not in state]
+        for k in added:
+            torch.nn.init.zeros_(refiner.state_dict()[k])
+            state[k] = refiner.state_dict()[k]
         try:
-            refiner.load_state_dict(self.init.refiner.state_dict())
+            refiner.load_state_dict(state)
         except RuntimeError as e:
             raise ConfigError(f"init={self.recipe.init} has other sizes than this recipe ({e})") from None
-        self.run.print(f"starting from the {self.init.kind} of {self.recipe.init}")
+        extra = " (its per-frame feature input added at zero)" if added else ""
+        self.run.print(f"starting from the {self.init.kind} of {self.recipe.init}{extra}")
+
+    def exported(self, refiner: torch.nn.Module) -> tuple[torch.nn.Module, dict]:
+        """The refiner a model file gets, and what its metadata records of the blend: ``refiner``
+        itself, or with ``recipe.init_blend`` a copy whose every weight is that much the init's
+        (a weight the init lacks, the per-frame feature input, counts as zero there)."""
+        blend = self.recipe.init_blend
+        if not blend:
+            return refiner, {}
+        if self.init is None:  # sequence_stage loads it whenever recipe.init is set
+            raise ConfigError(f"init_blend={blend} needs init=...")
+        blended = copy.deepcopy(refiner)
+        init = self.init.refiner.state_dict()
+        with torch.no_grad():
+            for k, v in blended.state_dict().items():
+                if v.is_floating_point():
+                    v.lerp_(init[k].to(v) if k in init else torch.zeros_like(v), blend)
+        return blended, {"init": self.recipe.init, "init_blend": blend}
 
 
 def sequence_stage(recipe) -> SequenceStage:
