@@ -8,6 +8,8 @@ measure averaged over the seeds of each variant, the paired difference (positive
 and its 95 % bootstrap interval over clips (eval/study.py's pairing and bootstrap), and each seed's
 mean, so the spread between seeds is seen beside the difference. Variants named without a seed
 (one model under two pipeline settings, ``--model hold=PATH@refine_attacks=0``) are paired the same way.
+One model against several seeds (``--b dd-s0``, the model every seed of ``--a`` was fine-tuned from):
+a ``--b`` that names one model scored in the folders is paired with each seed of ``--a``.
 """
 
 from __future__ import annotations
@@ -50,6 +52,17 @@ def compare(sets: dict[str, list[dict]], a: str, b: str, measure: str) -> list[s
     return lines + [""]
 
 
+def one_model_for_every_seed(rows: list[dict], a: str, b: str) -> list[dict]:
+    """``rows`` with the rows of model ``b`` (a method name such as ``dd-s0``) repeated as
+    ``<b>-s<seed>`` for every seed of variant ``a``, so each seed is paired with that one model;
+    unchanged where ``b`` is a variant (no row's method is ``b`` itself)."""
+    seeds = sorted({s for r in rows for v, s in [variant_seed(r["method"])] if v == a and s is not None})
+    fixed = [r for r in rows if r["method"] == b]
+    if not fixed or not seeds:
+        return rows
+    return rows + [{**r, "method": f"{b}-s{seed}"} for seed in seeds for r in fixed]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--results", nargs="+", required=True, help="benchmark folders, one per evaluation set")
@@ -58,7 +71,9 @@ def main(argv=None) -> int:
     p.add_argument("--measures", nargs="+", default=["logmel_db"], choices=sorted(BETTER))
     p.add_argument("--out", default=None, help="markdown file (default: print)")
     args = p.parse_args(argv)
-    sets = {Path(d).name: read_rows(Path(d) / "results.csv") for d in args.results}
+    sets = {
+        Path(d).name: one_model_for_every_seed(read_rows(Path(d) / "results.csv"), args.a, args.b) for d in args.results
+    }
     lines = [f"# {args.a} against {args.b}, {len(sets)} evaluation sets", ""]
     lines += ["Per clip, each variant's measure averaged over its seeds; 95 % bootstrap intervals over clips.", ""]
     for m in args.measures:

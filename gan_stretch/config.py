@@ -268,7 +268,8 @@ def load_recipe(path: str | Path | None, overrides: list[str] | dict | None = No
     from .stages import STAGES  # the registry imports the recipe classes above
 
     raw: dict = read_recipe_file(path) if path is not None else {}
-    raw.update(overrides if isinstance(overrides, dict) else parse_overrides(overrides or []))
+    given = overrides if isinstance(overrides, dict) else parse_overrides(overrides or [])
+    raw.update(given)
     stage = raw.get("stage")
     if stage not in STAGES:
         raise ConfigError(f"stage must be one of {', '.join(STAGES)}, got {stage!r}")
@@ -283,6 +284,7 @@ def load_recipe(path: str | Path | None, overrides: list[str] | dict | None = No
     recipe = cls(**{k: _coerce(k, v, hints[k]) for k, v in raw.items()})
     _validate(recipe)
     recipe._file = None if path is None else str(path)  # recorded in the model file (recipe_source)
+    recipe._overrides = [f"{k}={v}" for k, v in given.items()]  # likewise
     return recipe
 
 
@@ -297,7 +299,11 @@ LATER_SETTINGS = {"decays": False, "attack_span": [3, 3], "frame_features": Fals
 
 def recipe_source(recipe: Recipe) -> dict:
     """What a model file records of the recipe that made it: the file named (base files resolved
-    into it) and a hash of every setting the run used, overrides included."""
+    into it), a hash of every setting the run used, overrides included, and the overrides given
+    beside the file (``key=value``; left out where none were)."""
     settings = {k: v for k, v in recipe_dict(recipe).items() if LATER_SETTINGS.get(k, ...) != v}
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
-    return {"file": getattr(recipe, "_file", None), "sha256": digest}
+    source = {"file": getattr(recipe, "_file", None), "sha256": digest}
+    if getattr(recipe, "_overrides", None):
+        source["overrides"] = list(recipe._overrides)
+    return source

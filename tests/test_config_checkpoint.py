@@ -65,7 +65,7 @@ def test_every_recipe_file_loads_and_a_variant_lists_only_its_differences(name, 
         assert read_recipe_file(RECIPES / name)["stage"] == recipe.stage  # the stage comes from the base
 
 
-@pytest.mark.parametrize("kind,file", [("default", "default/generator.yaml"), ("mapper", "default/mapper.yaml")])
+@pytest.mark.parametrize("kind,file", [("default", "default/finetune.yaml"), ("mapper", "default/mapper.yaml")])
 def test_default_recipes_rebuild_the_packaged_models(kind, file):
     """recipes/default/ holds the settings of the packaged models: the recipe file a model names,
     with the path overrides it lists, gives exactly the settings it was trained with (the hash of
@@ -76,7 +76,8 @@ def test_default_recipes_rebuild_the_packaged_models(kind, file):
     model = load_model(resolve_checkpoint(kind))
     source = model.meta["recipe"]
     assert source["file"] == f"recipes/{file}"
-    assert all(o.split("=")[0] in {"autoencoder", "run_dir", "eval_pieces", "seed"} for o in source["overrides"])
+    paths = {"autoencoder", "init", "run_dir", "eval_pieces", "seed"}
+    assert all(o.split("=")[0] in paths for o in source["overrides"])
     refiner = load_recipe(RECIPES.parent / source["file"], source["overrides"])
     assert recipe_source(refiner)["sha256"] == source["sha256"]
     ae = load_recipe(RECIPES / "default/autoencoder.yaml")

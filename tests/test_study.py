@@ -110,3 +110,24 @@ def test_seed_comparison_averages_seeds_per_clip_before_the_difference(tmp_path)
     cells = [c.strip() for c in row.split("|")[2:-1]]
     assert all(c.startswith("+0.500 [+0.500, +0.500]") for c in cells[:3])
     assert cells[3] == "a 3.850 / 3.650; b 4.250 / 4.250"
+
+
+def test_seed_comparison_against_one_model_pairs_it_with_every_seed(tmp_path):
+    """eval/seeds.py --b b-s0: the one model b-s0 (b-s1 exists but is not named) against both seeds
+    of a (each fine-tuned from b-s0, say): a's seeds at -0.4 and -0.6 of b-s0 give +0.500."""
+    import seeds
+
+    folder = tmp_path / "set1"
+    folder.mkdir()
+    with open(folder / "results.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["piece", "method", "rate", "logmel_db"])
+        w.writeheader()
+        for piece in range(6):
+            base = 4.0 + piece * 0.1
+            for method, value in (("b-s0", base), ("b-s1", base + 1), ("a-s0", base - 0.4), ("a-s1", base - 0.6)):
+                w.writerow({"piece": f"p{piece}", "method": method, "rate": 2.0, "logmel_db": value})
+    out = tmp_path / "seeds.md"
+    assert seeds.main(["--results", str(folder), "--a", "a", "--b", "b-s0", "--out", str(out)]) == 0
+    row = next(line for line in out.read_text().splitlines() if line.startswith("| set1 |"))
+    cells = [c.strip() for c in row.split("|")[2:-1]]
+    assert cells[0].startswith("+0.500 [+0.500, +0.500]") and cells[1].startswith("+0.500")
