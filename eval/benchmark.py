@@ -302,6 +302,7 @@ def load_models(args) -> dict[str, Stretcher]:
             "gap_ratio": None,
             "refine_attacks": None,
             "attack_span": None,
+            "phase_floor_db": None,
         }
         for opt in filter(None, opts.split(",")):
             key, _, value = opt.partition("=")
@@ -309,7 +310,7 @@ def load_models(args) -> dict[str, Stretcher]:
                 raise SystemExit(f"error: unknown model option {key!r} in {spec!r} (use {', '.join(options)})")
             if key == "griffin_lim":
                 options[key] = int(value)
-            elif key == "gap_ratio":
+            elif key in ("gap_ratio", "phase_floor_db"):
                 options[key] = float(value)
             elif key == "attack_span":  # before:after, frames played at speed 1 around each onset
                 options[key] = attack_span(value)  # as gan-stretch stretch --attack-span reads it

@@ -184,6 +184,7 @@ def propagate_phase(
     cfg: SpectralConfig,
     start: torch.Tensor | None = None,
     reset: torch.Tensor | None = None,
+    quiet: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Phase-vocoder phase of the input read at arbitrary source positions: [..., F, T'] radians.
 
@@ -196,6 +197,11 @@ def propagate_phase(
     ``reset`` [T'] bool marks output frames whose phase restarts as the input's at their
     position (a phase reset at transients: the bins of an attack stay aligned as in the input,
     instead of the propagated phases that spread it over the whole window).
+    ``quiet`` [..., F, T'] bool marks single bins that restart the same way: bins where the input
+    is too quiet for its phase to mean anything (digital silence, the FFT's rounding). Their phase
+    would otherwise carry that noise, which differs between CPU and GPU FFTs, into every later
+    frame of the bin, so a partial that starts after a quiet stretch would start with random
+    offsets between its bins; restarted, it continues from the input's phase where it sounds.
     """
     n_freq, n = spec.shape[-2], spec.shape[-1]
     positions = positions.to(spec.device).clamp(0, n - 1)
@@ -214,6 +220,8 @@ def propagate_phase(
         step[..., past, :] = omega
     total = torch.cumsum(wrap(step), dim=-2)  # [..., T', F], row 0 is zero
     first = phase_in.index_select(-2, i0[:1]) if start is None else start.unsqueeze(-2)
+    if quiet is not None and bool(quiet.any()):
+        return _restart_bins(phase_in, i0, total, first, quiet.transpose(-1, -2), reset)
     if reset is None or not bool(reset.any()):
         return wrap(first + total).transpose(-1, -2)
     # frame j continues from the last reset frame r <= j: phase_in[i0[r]] + (total[j] - total[r])
@@ -221,6 +229,21 @@ def propagate_phase(
     last = torch.where(reset, torch.arange(len(reset), device=spec.device), 0).cummax(0).values
     origin = phase_in.index_select(-2, i0[last])  # the input's phase at that reset frame's position
     base = torch.where(reset[last][:, None], origin - total.index_select(-2, last), first)
+    return wrap(base + total).transpose(-1, -2)
+
+
+def _restart_bins(
+    phase_in: torch.Tensor, i0: torch.Tensor, total: torch.Tensor, first: torch.Tensor, quiet: torch.Tensor, reset
+) -> torch.Tensor:
+    """:func:`propagate_phase` with restarts per bin: ``quiet`` [..., T', F] (and every bin of the
+    ``reset`` frames). Bin f of frame j continues from its last restart r <= j:
+    phase_in[i0[r], f] + (total[j, f] - total[r, f]); before any restart, from ``first``."""
+    restart = quiet if reset is None else quiet | reset.to(quiet.device)[:, None]
+    restart = restart.expand(total.shape)
+    frames = torch.arange(total.shape[-2], device=total.device)[:, None]
+    last = torch.where(restart, frames, 0).cummax(-2).values  # [..., T', F] the last restart so far
+    origin = phase_in.gather(-2, i0[last])  # the input's phase there, per bin
+    base = torch.where(restart.gather(-2, last), origin - total.gather(-2, last), first)
     return wrap(base + total).transpose(-1, -2)
 
 

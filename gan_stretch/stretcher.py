@@ -91,6 +91,12 @@ class Stretcher:
         8. None: :data:`~gan_stretch.spectral.ATTACK_FRAMES` (2, 2), every frame whose window
         reaches the onset (the packaged models were trained with 3 each side; measured in
         docs/results/attack-span/).
+    phase_floor_db : float or None
+        Bins of the input more than this many dB below their channel's loudest restart their
+        propagated phase as the input's where they are read (:func:`~gan_stretch.spectral.propagate_phase`'s
+        ``quiet``): the phase of a near-silent bin is the FFT's rounding, which the running sum
+        would carry into the bin's later, audible frames (differently on a CPU and a GPU). None:
+        never (every bin propagates from the first frame or the last attack).
 
     Raises
     ------
@@ -134,8 +140,16 @@ class Stretcher:
         gap_ratio: float | None = None,
         refine_attacks: bool | None = None,
         attack_span: tuple[int, int] | None = None,
+        phase_floor_db: float | None = None,
     ):
         _check_count("griffin_lim", griffin_lim, "an iteration count", 0, 1000)
+        if phase_floor_db is not None and (
+            isinstance(phase_floor_db, bool)
+            or not isinstance(phase_floor_db, (int, float))
+            or not 0 < phase_floor_db < math.inf
+        ):
+            raise ConfigError(f"phase_floor_db must be a positive number of dB, or None; got {phase_floor_db!r}")
+        self.phase_floor_db = None if phase_floor_db is None else float(phase_floor_db)
         _check_count("chunk_frames", chunk_frames, "a frame count", 1, 10**6)
         self.device = check_device(device)
         self.model = (
@@ -388,7 +402,10 @@ class Stretcher:
             if len(keep) < spec.shape[0]:
                 spec, start = spec[keep], None if start is None else start[keep]
             source_phase = spectral.angle(spec)
-            phase = spectral.propagate_phase(source_phase, local, cfg, start, None if resets is None else resets[a:b])
+            quiet = None if self.phase_floor_db is None else quiet_bins(spec, local, ref[keep] - self.phase_floor_db)
+            phase = spectral.propagate_phase(
+                source_phase, local, cfg, start, None if resets is None else resets[a:b], quiet
+            )
             mag = stretch_magnitudes(
                 self.model,
                 spectral.magnitude(spec),
@@ -414,3 +431,13 @@ class Stretcher:
             first_sample, out = output.add(full[..., j0 - a : j1 - a], j0, last=j1 == n_out)
             if out.shape[-1]:
                 yield first_sample, out
+
+
+def quiet_bins(spec: torch.Tensor, positions: torch.Tensor, floor_db: torch.Tensor) -> torch.Tensor:
+    """[C, F, T'] bool: the bins whose phase step at each position (input frames i0 and i0 + 1,
+    i0 = floor(position)) reads a frame below ``floor_db`` ([C], dB) in ``spec`` [C, F, T]."""
+    n = spec.shape[-1]
+    i0 = positions.to(spec.device).floor().long().clamp(0, n - 1)
+    floor = spectral.db_to_magnitude(floor_db.to(spec.device, torch.float32), 0.0)[:, None, None]
+    low = spectral.magnitude(spec) < floor  # [C, F, T]
+    return low.index_select(-1, i0) | low.index_select(-1, (i0 + 1).clamp_max(n - 1))

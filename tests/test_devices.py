@@ -30,8 +30,14 @@ if not torch.cuda.is_available():
     print("no CUDA device visible"); sys.exit(3)
 torch.backends.cudnn.allow_tf32 = False  # compare float32 with float32, not TF32 convolutions
 torch.backends.cuda.matmul.allow_tf32 = False
+import os
+visible = os.environ.get("CUDA_VISIBLE_DEVICES")
 sys.path.insert(0, "tests")
-from conftest import music_like
+from conftest import music_like  # importing conftest hides CUDA (below, given back before CUDA starts)
+if visible is None:
+    os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+else:
+    os.environ["CUDA_VISIBLE_DEVICES"] = visible
 from gan_stretch import Stretcher
 x = music_like(3 * 44100, sr=44100, channels=2)
 for rate in (0.5, 1.7):

@@ -156,6 +156,42 @@ def test_propagate_phase_continues_from_a_start_phase():
     assert (unit(torch.cat([first, rest[..., 1:]], -1)) - unit(whole)).abs().max() < 1e-4
 
 
+def test_quiet_bins_restart_so_rounding_noise_in_silence_does_not_reach_the_music():
+    """A tone after digital silence: the silent frames' phases are the FFT's rounding (here
+    replaced by two different random draws, as a CPU and a GPU FFT differ). Propagated through the
+    silence, the tone's bins start from that noise; with the silent bins marked quiet they restart
+    from the input's phase, and both draws give the same phase wherever the tone sounds."""
+    sr = CFG.sample_rate
+    x = torch.zeros(sr)
+    t = torch.arange(sr // 2, dtype=torch.float64) / sr
+    x[sr // 2 :] = (0.5 * torch.sin(2 * math.pi * 440 * t) + 0.3 * torch.sin(2 * math.pi * 1320 * t)).float()
+    spec = spectral.analyze(x, CFG)
+    n = spec.shape[-1]
+    pos = spectral.stretch_positions(n, int(n / 1.5), 1.5)
+    mag = spec.abs()
+    silent = mag < 1e-6
+    draws = []
+    for seed in (0, 1):
+        noise = torch.rand(spec.shape, generator=torch.Generator().manual_seed(seed)) * 2 * math.pi - math.pi
+        draws.append(torch.where(silent, noise, torch.angle(spec)))
+    i0 = pos.floor().long()
+    quiet = silent[:, i0] | silent[:, (i0 + 1).clamp_max(n - 1)]
+    loud = mag[:, i0] > 1e-3 * mag.max()
+    unit = lambda p: torch.polar(torch.ones_like(p), p)
+    plain = [spectral.propagate_phase(d, pos, CFG) for d in draws]
+    kept = [spectral.propagate_phase(d, pos, CFG, quiet=quiet) for d in draws]
+    assert (unit(plain[0]) - unit(plain[1])).abs()[loud].mean() > 0.5  # the noise reached the tone
+    assert (unit(kept[0]) - unit(kept[1])).abs()[loud].max() < 1e-4
+    # no quiet bin, or quiet bins only where the frame resets anyway: the same as without
+    none = torch.zeros_like(quiet)
+    assert torch.equal(spectral.propagate_phase(draws[0], pos, CFG, quiet=none), plain[0])
+    reset = torch.zeros(len(pos), dtype=torch.bool)
+    reset[[5, 20]] = True
+    by_frame = spectral.propagate_phase(draws[0], pos, CFG, reset=reset)
+    by_bin = spectral.propagate_phase(draws[0], pos, CFG, quiet=reset[None, :].expand_as(quiet))
+    assert (unit(by_frame) - unit(by_bin)).abs().max() < 1e-5
+
+
 @pytest.mark.parametrize("first,stop", [(0, 5), (3, 9), (40, 44), (41, 50)])
 def test_frames_equal_a_slice_of_the_whole_stft(first, stop):
     x = random_signal(22050, seed=5, lead=(2,))

@@ -110,6 +110,27 @@ def test_same_input_same_output(stretcher):
     np.testing.assert_array_equal(stretcher.stretch(x, SR, 1.5), stretcher.stretch(x, SR, 1.5))
 
 
+@pytest.mark.parametrize("floor", [0, -3.0, True, float("nan"), float("inf"), "60"])
+def test_phase_floor_is_checked(tiny_model, floor):
+    with pytest.raises(ConfigError, match="phase_floor_db"):
+        Stretcher(tiny_model, device="cpu", phase_floor_db=floor)
+
+
+def test_phase_floor_restarts_only_quiet_bins(tiny_model):
+    """phase_floor_db: a floor no bin of the input reaches changes nothing; on music that starts
+    after near silence (noise 180 dB down: rounding), the bins read there restart and the output
+    differs."""
+    x = music_like(SR, seed=2)
+    plain = Stretcher(tiny_model, device="cpu", griffin_lim=2)
+    low = Stretcher(tiny_model, device="cpu", griffin_lim=2, phase_floor_db=400)
+    np.testing.assert_array_equal(low.stretch(x, SR, 1.5), plain.stretch(x, SR, 1.5))
+    hush = 1e-9 * np.random.default_rng(0).standard_normal(SR // 2)
+    gap = np.concatenate([hush, x[: SR // 2]])
+    floor = Stretcher(tiny_model, device="cpu", griffin_lim=2, phase_floor_db=100)
+    a, b = floor.stretch(gap, SR, 1.5), plain.stretch(gap, SR, 1.5)
+    assert a.shape == b.shape and np.isfinite(a).all() and not np.allclose(a, b)
+
+
 @pytest.mark.parametrize("rate", [0, -1, float("nan"), 10, "abc"])
 def test_stretch_rejects_bad_rates(stretcher, rate):
     with pytest.raises(RateError):
