@@ -87,7 +87,7 @@ def test_time_map_file(default, tmp_path):
 
 @pytest.mark.parametrize(
     "name,kind,recipe",
-    [("default", "gan", "recipes/default/generator.yaml"), ("mapper", "mapper", "recipes/default/mapper.yaml")],
+    [("default", "gan", "recipes/default/finetune.yaml"), ("mapper", "mapper", "recipes/default/mapper.yaml")],
 )
 def test_packaged_models_are_trained_refiners(name, kind, recipe):
     """Both shipped models load by name, name the recipe file that trained them, play attacks at
@@ -101,5 +101,9 @@ def test_packaged_models_are_trained_refiners(name, kind, recipe):
     assert stretcher.transients and stretcher.decays
     refiner = stretcher.model.refiner
     z = torch.linspace(-0.5, 0.5, 32 * refiner.cfg.latent_dim).reshape(1, 32, -1)
+    extra = ()
+    if name == "default":  # tuned with per-frame features, averaged with the generator it started from
+        assert stretcher.model.frame_features == 2 and stretcher.model.meta["init_blend"] == 0.5
+        extra = (torch.zeros(1, 32, stretcher.model.frame_features),)
     with torch.no_grad():
-        assert (refiner(z, torch.tensor([2.0])) - z).abs().max() > 1e-3
+        assert (refiner(z, torch.tensor([2.0]), *extra) - z).abs().max() > 1e-3
