@@ -89,9 +89,9 @@ def test_report_from_scores_already_on_disk(tmp_path):
     assert {r["measure"] for r in rows} == set(study.MEASURES)
 
 
-def test_seed_comparison_averages_seeds_per_clip_before_the_difference(tmp_path):
-    """eval/seeds.py: variant a is 0.5 dB closer on every clip (its two seeds at -0.4 and -0.6);
-    the table says +0.500 for every rate and overall, and lists each seed's mean."""
+def seeds_table(tmp_path, values, b: str, rates=(0.5, 2.0)) -> list[str]:
+    """eval/seeds.py --a a --b B on one set of six clips per rate, each method's logmel_db being
+    ``values[method](base)``: the cells of the set's row."""
     import seeds
 
     folder = tmp_path / "set1"
@@ -100,14 +100,22 @@ def test_seed_comparison_averages_seeds_per_clip_before_the_difference(tmp_path)
         w = csv.DictWriter(f, fieldnames=["piece", "method", "rate", "logmel_db"])
         w.writeheader()
         for piece in range(6):
-            for rate in (0.5, 2.0):
+            for rate in rates:
                 base = 4.0 + piece * 0.1
-                for method, value in (("b-s0", base), ("b-s1", base), ("a-s0", base - 0.4), ("a-s1", base - 0.6)):
-                    w.writerow({"piece": f"p{piece}", "method": method, "rate": rate, "logmel_db": value})
+                for method, value in values.items():
+                    w.writerow({"piece": f"p{piece}", "method": method, "rate": rate, "logmel_db": value(base)})
     out = tmp_path / "seeds.md"
-    assert seeds.main(["--results", str(folder), "--a", "a", "--b", "b", "--out", str(out)]) == 0
+    assert seeds.main(["--results", str(folder), "--a", "a", "--b", b, "--out", str(out)]) == 0
     row = next(line for line in out.read_text().splitlines() if line.startswith("| set1 |"))
-    cells = [c.strip() for c in row.split("|")[2:-1]]
+    return [c.strip() for c in row.split("|")[2:-1]]
+
+
+def test_seed_comparison_averages_seeds_per_clip_before_the_difference(tmp_path):
+    """eval/seeds.py: variant a is 0.5 dB closer on every clip (its two seeds at -0.4 and -0.6);
+    the table says +0.500 for every rate and overall, and lists each seed's mean."""
+    same = lambda base: base
+    values = {"b-s0": same, "b-s1": same, "a-s0": lambda base: base - 0.4, "a-s1": lambda base: base - 0.6}
+    cells = seeds_table(tmp_path, values, "b")
     assert all(c.startswith("+0.500 [+0.500, +0.500]") for c in cells[:3])
     assert cells[3] == "a 3.850 / 3.650; b 4.250 / 4.250"
 
@@ -115,19 +123,11 @@ def test_seed_comparison_averages_seeds_per_clip_before_the_difference(tmp_path)
 def test_seed_comparison_against_one_model_pairs_it_with_every_seed(tmp_path):
     """eval/seeds.py --b b-s0: the one model b-s0 (b-s1 exists but is not named) against both seeds
     of a (each fine-tuned from b-s0, say): a's seeds at -0.4 and -0.6 of b-s0 give +0.500."""
-    import seeds
-
-    folder = tmp_path / "set1"
-    folder.mkdir()
-    with open(folder / "results.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["piece", "method", "rate", "logmel_db"])
-        w.writeheader()
-        for piece in range(6):
-            base = 4.0 + piece * 0.1
-            for method, value in (("b-s0", base), ("b-s1", base + 1), ("a-s0", base - 0.4), ("a-s1", base - 0.6)):
-                w.writerow({"piece": f"p{piece}", "method": method, "rate": 2.0, "logmel_db": value})
-    out = tmp_path / "seeds.md"
-    assert seeds.main(["--results", str(folder), "--a", "a", "--b", "b-s0", "--out", str(out)]) == 0
-    row = next(line for line in out.read_text().splitlines() if line.startswith("| set1 |"))
-    cells = [c.strip() for c in row.split("|")[2:-1]]
+    values = {
+        "b-s0": lambda base: base,
+        "b-s1": lambda base: base + 1,
+        "a-s0": lambda base: base - 0.4,
+        "a-s1": lambda base: base - 0.6,
+    }
+    cells = seeds_table(tmp_path, values, "b-s0", rates=(2.0,))
     assert cells[0].startswith("+0.500 [+0.500, +0.500]") and cells[1].startswith("+0.500")
