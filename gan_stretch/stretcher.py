@@ -401,14 +401,16 @@ class Stretcher:
             keep, inverse = distinct_channels(spec, start)
             if len(keep) < spec.shape[0]:
                 spec, start = spec[keep], None if start is None else start[keep]
-            source_phase = spectral.angle(spec)
-            quiet = None if self.phase_floor_db is None else quiet_bins(spec, local, ref[keep] - self.phase_floor_db)
+            source_phase, source_mag = spectral.angle(spec), spectral.magnitude(spec)
+            quiet = None
+            if self.phase_floor_db is not None:
+                quiet = quiet_bins(source_mag, local, ref[keep] - self.phase_floor_db)
             phase = spectral.propagate_phase(
                 source_phase, local, cfg, start, None if resets is None else resets[a:b], quiet
             )
             mag = stretch_magnitudes(
                 self.model,
-                spectral.magnitude(spec),
+                source_mag,
                 local,
                 ref[keep],
                 rate[: len(keep)],
@@ -433,11 +435,12 @@ class Stretcher:
                 yield first_sample, out
 
 
-def quiet_bins(spec: torch.Tensor, positions: torch.Tensor, floor_db: torch.Tensor) -> torch.Tensor:
+def quiet_bins(mag: torch.Tensor, positions: torch.Tensor, floor_db: torch.Tensor) -> torch.Tensor:
     """[C, F, T'] bool: the bins whose phase step at each position (input frames i0 and i0 + 1,
-    i0 = floor(position)) reads a frame below ``floor_db`` ([C], dB) in ``spec`` [C, F, T]."""
-    n = spec.shape[-1]
-    i0 = positions.to(spec.device).floor().long().clamp(0, n - 1)
-    floor = spectral.db_to_magnitude(floor_db.to(spec.device, torch.float32), 0.0)[:, None, None]
-    low = spectral.magnitude(spec) < floor  # [C, F, T]
+    i0 = floor(position)) reads a frame below ``floor_db`` ([C], dB) in the input's magnitudes
+    ``mag`` [C, F, T]."""
+    n = mag.shape[-1]
+    i0 = positions.to(mag.device).floor().long().clamp(0, n - 1)
+    floor = spectral.db_to_magnitude(floor_db.to(mag.device, torch.float32), 0.0)[:, None, None]
+    low = mag < floor  # [C, F, T]
     return low.index_select(-1, i0) | low.index_select(-1, (i0 + 1).clamp_max(n - 1))

@@ -38,10 +38,9 @@ class SequenceStage:
         state = self.init.refiner.state_dict()
         # A generator that takes per-frame features may start from one that does not: the new input
         # layer starts at zero, so the run starts from exactly the init's outputs.
-        added = [k for k in refiner.state_dict() if k.startswith("frame_inp.") and k not in state]
-        for k in added:
-            torch.nn.init.zeros_(refiner.state_dict()[k])
-            state[k] = refiner.state_dict()[k]
+        new = refiner.state_dict().items()
+        added = {k: torch.zeros_like(v) for k, v in new if k.startswith("frame_inp.") and k not in state}
+        state.update(added)
         try:
             refiner.load_state_dict(state)
         except RuntimeError as e:
@@ -54,10 +53,8 @@ class SequenceStage:
         itself, or with ``recipe.init_blend`` a copy whose every weight is that much the init's
         (a weight the init lacks, the per-frame feature input, counts as zero there)."""
         blend = self.recipe.init_blend
-        if not blend:
+        if not blend:  # a blend needs init (checked with the recipe), which sequence_stage loads
             return refiner, {}
-        if self.init is None:  # sequence_stage loads it whenever recipe.init is set
-            raise ConfigError(f"init_blend={blend} needs init=...")
         blended = copy.deepcopy(refiner)
         init = self.init.refiner.state_dict()
         with torch.no_grad():
