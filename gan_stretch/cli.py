@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .cli_data import data_midi, data_teacher
+from .cli_data import data_midi, data_recordings, data_teacher
 from .cli_stretch import folder_jobs, stretch_command
 from .errors import GanStretchError
 
@@ -156,6 +156,17 @@ def parser() -> argparse.ArgumentParser:
         q.add_argument("--sample-rate", type=int, default=22050)
     m.set_defaults(fn=data_midi)
     t.set_defaults(fn=data_teacher)
+    rec = dsub.add_parser(
+        "recordings",
+        help="excerpts of recorded music from Debian packages (orchestral, band, electronic), split by recording",
+    )
+    rec.add_argument("--out", required=True, help="corpus folder (manifest.json and audio/)")
+    rec.add_argument("--seconds", type=float, default=10.0, help="excerpt length in seconds")
+    rec.add_argument("--excerpts", type=int, default=3, help="most excerpts per recording (one per 45 s of it)")
+    rec.add_argument(
+        "--heldout", type=float, default=0.4, help="fraction of each package's recordings held out for evaluation"
+    )
+    rec.set_defaults(fn=data_recordings)
 
     r = sub.add_parser(
         "train",

@@ -1,4 +1,4 @@
-"""``gan-stretch data midi`` and ``gan-stretch data teacher``: corpora built from the command line
+"""``gan-stretch data midi``, ``data teacher`` and ``data recordings``: corpora built from the command line
 (``gan_stretch.data.corpus``)."""
 
 from __future__ import annotations
@@ -45,6 +45,12 @@ def data_teacher(args) -> None:
         jobs=args.jobs,
     )
     _report(c)
+
+
+def data_recordings(args) -> None:
+    from .data.recordings import build_recordings
+
+    _report(build_recordings(args.out, seconds=args.seconds, excerpts=args.excerpts, heldout=args.heldout))
 
 
 def _report(c) -> None:
