@@ -26,7 +26,7 @@ from .errors import AudioError, ConfigError
 from .magnitudes import stretch_magnitudes
 from .model import Model, check_device, load_model, resolve_checkpoint
 from .spectral import MAX_RATE, MEL_BANDS, MIN_RATE, SpectralConfig
-from .streaming import OverlapAdd, analyze, distinct_channels, frame_store, passthrough
+from .streaming import Centred, OverlapAdd, analyze, direct_current, distinct_channels, frame_store, passthrough
 
 SILENT_DB = -200.0  # a loudest bin below this (1e-10) means the input holds only zeros
 
@@ -364,6 +364,20 @@ class Stretcher:
         if tmap.is_identity:
             yield from passthrough(source, tmap.n_out, self.chunk_frames * cfg.hop)
             return
+        # each channel's DC offset is taken out before the STFT and added back to the output: the
+        # stretched frames of a constant are not a constant (their overlap-add swings at the ends
+        # and between blocks; a 0.5 offset at rate 0.5 reached -0.95 at the end)
+        dc = direct_current(source, self.chunk_frames * cfg.hop)
+        if not bool(dc.any()):
+            yield from self._stretched(source, sr, tmap, cfg)
+            return
+        centred = source - dc.to(source.dtype)[:, None] if isinstance(source, torch.Tensor) else Centred(source, dc)
+        for start, chunk in self._stretched(centred, sr, tmap, cfg, offset_only=True):
+            yield start, chunk + dc.to(chunk.device, chunk.dtype)[:, None]
+
+    def _stretched(self, source, sr: int, tmap: timemap.TimeMap, cfg: SpectralConfig, offset_only: bool = False):
+        """:meth:`_blocks` on a source without DC offset; ``offset_only``: the DC offset taken out
+        was all there was (a silent remainder gives silence instead of an error)."""
         band = Band(self.spectral, cfg, source.device if isinstance(source, torch.Tensor) else self.device)
         n_in, n_out = cfg.n_frames(source.shape[-1]), cfg.n_frames(tmap.n_out)
         block, margin = self.chunk_frames, self.margin
@@ -371,6 +385,11 @@ class Stretcher:
         # block by block, so its memory stays that of one block at any length
         store = frame_store(source.shape[0], cfg, n_in, band.device) if isinstance(source, torch.Tensor) else None
         ref, onsets, mel_db = analyze(source, cfg, self.spectral, band, n_in, block, self.transients, store)
+        if ref.max() <= SILENT_DB and offset_only:  # a constant signal: the offset alone
+            step = self.chunk_frames * cfg.hop
+            for lo in range(0, tmap.n_out, step):
+                yield lo, torch.zeros(source.shape[0], min(step, tmap.n_out - lo), device=band.device)
+            return
         if ref.max() <= SILENT_DB:
             raise AudioError(f"{getattr(source, 'name', 'input audio')} is silent (every sample is zero)")
         # with transients, each detected attack is played at speed 1 and starts with the input's
