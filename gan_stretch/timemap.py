@@ -22,7 +22,7 @@ from .spectral import MAX_RATE, MIN_RATE, check_rate
 
 @dataclass(frozen=True)
 class TimeMap:
-    source: np.ndarray  # [K] sample indices in the input, strictly increasing, from 0 to n_in
+    source: np.ndarray  # [K] sample indices in the input, strictly increasing, from 0 (or a map's start) to n_in
     target: np.ndarray  # [K] sample indices in the output, strictly increasing, from 0 to n_out
 
     @property
@@ -41,7 +41,7 @@ class TimeMap:
 
     @property
     def mean_rate(self) -> float:
-        return self.n_in / self.n_out
+        return (self.n_in - self.source[0]) / self.n_out
 
     def local_rates(self, n_frames_out: int, hop: int) -> np.ndarray:
         """The map's rate (input samples per output sample) at each output frame: [n_frames_out]."""
@@ -288,8 +288,12 @@ def from_anchors(n: int, pairs: list[tuple[int, int]], end: TimeMap | None = Non
     As Rubber Band reads a time map: a pair that does not move forward on both axes but goes back
     on neither (an exact duplicate line, a pair with the same source or target frame as the one
     before, ``1000 0`` after the implied start (0, 0)) is skipped, with the pairs before it kept;
-    a pair that goes back on either axis is refused."""
+    a pair that goes back on either axis is refused. A first pair ``s 0`` starts the output at
+    input sample s (the map counts from there, and the input before it is left out, as Rubber Band
+    plays such a map)."""
     src, tgt = [0], [0]
+    if pairs and pairs[0][1] == 0 and pairs[0][0] > 0:
+        src[0] = pairs[0][0]
     for s, t in pairs:
         if s < src[-1] or t < tgt[-1]:
             raise RateError(
