@@ -101,7 +101,7 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--out", required=True)
     m.add_argument(
         "--family",
-        choices=("classical", "ensemble", "groove"),
+        choices=("classical", "ensemble", "groove", "dense-groove"),
         default="classical",
         help="classical: music21 pieces, one GM program per item; ensemble: multi-part scores, each "
         "part on its own program; groove: generated drums, bass, comping and lead",
