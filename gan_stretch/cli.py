@@ -104,7 +104,8 @@ def parser() -> argparse.ArgumentParser:
         choices=("classical", "ensemble", "groove", "dense-groove"),
         default="classical",
         help="classical: music21 pieces, one GM program per item; ensemble: multi-part scores, each "
-        "part on its own program; groove: generated drums, bass, comping and lead",
+        "part on its own program; groove: generated drums, bass, comping and lead; dense-groove: grooves "
+        "with 16th hats, ghost notes and rolls at 100 to 180 bpm",
     )
     m.add_argument("--pieces", type=int, default=32, help="pieces (grooves: grooves) to take")
     m.add_argument(
