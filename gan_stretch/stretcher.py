@@ -31,12 +31,12 @@ from .streaming import Centred, OverlapAdd, analyze, direct_current, distinct_ch
 SILENT_DB = -200.0  # a loudest bin below this (1e-10) means the input holds only zeros
 # rates (local rates of the map) within this factor of 1 read whole input frames (no interpolation
 # between two), and within MODEL_FADE_RATE the model's change fades in with log(rate) ** 2 (a tenth of
-# it at rates 0.93 and 1.07); at rates
+# it at rates 0.94 and 1.06); at rates
 # 0.97 to 1.03 steady noise and decaying notes keep their level within 0.1 dB, and the output
 # tends to the input as the rate tends to 1 (tests/test_music_edges.py). The rates scored in the
 # documentation (0.5, 0.75, 1.25 and beyond) are outside both.
 WHOLE_FRAMES_RATE = 1.05
-MODEL_FADE_RATE = 1.25
+MODEL_FADE_RATE = 1.2
 
 
 def _check_count(name: str, value, what: str, low: int, high: int) -> None:
@@ -99,17 +99,17 @@ class Stretcher:
         8. None: :data:`~gan_stretch.spectral.ATTACK_FRAMES` (2, 2), every frame whose window
         reaches the onset (the packaged models were trained with 3 each side; measured in
         docs/results/attack-span/).
-    dense_attacks : bool
-        With ``transients``, attacks closer together than ``attack_span`` (16th notes sped up,
-        rolls) get shorter regions (fewer frames at speed 1, down to one) instead of being
-        stretched with the music between them, which lost 6 to 15 dB of such hits; False: only
-        regions of the full span (as the packaged models were trained).
     phase_floor_db : float or None
         Bins of the input more than this many dB below their channel's loudest restart their
         propagated phase as the input's where they are read (:func:`~gan_stretch.spectral.propagate_phase`'s
         ``quiet``): the phase of a near-silent bin is the FFT's rounding, which the running sum
         would carry into the bin's later, audible frames (differently on a CPU and a GPU). None:
         never (every bin propagates from the first frame or the last attack).
+    dense_attacks : bool
+        With ``transients``, attacks closer together than ``attack_span`` (16th notes sped up,
+        rolls) get shorter regions (fewer frames at speed 1, down to one) instead of being
+        stretched with the music between them, which lost 6 to 15 dB of such hits; False: only
+        regions of the full span (as the packaged models were trained).
 
     Raises
     ------
