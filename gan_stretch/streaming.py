@@ -158,13 +158,17 @@ def analyze(
 
 def direct_current(source, step: int) -> torch.Tensor:
     """Each channel's mean (its DC offset) over the whole input, a tensor or a file reader read
-    ``step`` samples at a time: [C] float64, on the source's device."""
+    ``step`` samples at a time: [C] float64 (on the CPU for an MPS source)."""
     n = source.shape[-1]
+
+    def total_of(x: torch.Tensor) -> torch.Tensor:  # in float64 (MPS has none: there on the CPU)
+        return (x.cpu() if x.device.type == "mps" else x).sum(-1, dtype=torch.float64)
+
     if isinstance(source, torch.Tensor):
-        return source.sum(-1, dtype=torch.float64) / n
+        return total_of(source) / n
     total = None
     for lo in range(0, n, step):
-        part = source.read(lo, min(lo + step, n)).sum(-1, dtype=torch.float64)
+        part = total_of(source.read(lo, min(lo + step, n)))
         total = part if total is None else total + part
     return total / n
 

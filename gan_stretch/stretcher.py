@@ -36,6 +36,7 @@ SILENT_DB = -200.0  # a loudest bin below this (1e-10) means the input holds onl
 # tends to the input as the rate tends to 1 (tests/test_music_edges.py). The rates scored in the
 # documentation (0.5, 0.75, 1.25 and beyond) are outside both.
 WHOLE_FRAMES_RATE = 1.05
+DC_MIN = 1e-3  # a channel's mean (-60 dBFS) from which it is taken out before the stretch
 MODEL_FADE_RATE = 1.2
 
 
@@ -374,18 +375,24 @@ class Stretcher:
             return
         # each channel's DC offset is taken out before the STFT and added back to the output: the
         # stretched frames of a constant are not a constant (their overlap-add swings at the ends
-        # and between blocks; a 0.5 offset at rate 0.5 reached -0.95 at the end)
+        # and between blocks; a 0.5 offset at rate 0.5 reached -0.95 at the end). Offsets below
+        # DC_MIN are left in (the swing is about twice the offset): music's own mean over an
+        # excerpt is mostly below it, and channels identical for a while stay identical
         dc = direct_current(source, self.chunk_frames * cfg.hop)
+        dc = torch.where(dc.abs() >= DC_MIN, dc, 0.0)
         if not bool(dc.any()):
             yield from self._stretched(source, sr, tmap, cfg)
             return
-        centred = source - dc.to(source.dtype)[:, None] if isinstance(source, torch.Tensor) else Centred(source, dc)
-        for start, chunk in self._stretched(centred, sr, tmap, cfg, offset_only=True):
+        if isinstance(source, torch.Tensor):
+            centred = source - dc.to(source.device, source.dtype)[:, None]
+        else:
+            centred = Centred(source, dc)
+        for start, chunk in self._stretched(centred, sr, tmap, cfg, dc):
             yield start, chunk + dc.to(chunk.device, chunk.dtype)[:, None]
 
-    def _stretched(self, source, sr: int, tmap: timemap.TimeMap, cfg: SpectralConfig, offset_only: bool = False):
-        """:meth:`_blocks` on a source without DC offset; ``offset_only``: the DC offset taken out
-        was all there was (a silent remainder gives silence instead of an error)."""
+    def _stretched(self, source, sr: int, tmap: timemap.TimeMap, cfg: SpectralConfig, dc=None):
+        """:meth:`_blocks` on a source without DC offset; ``dc`` [C]: the offset taken out, if any
+        (where it was all there was, the output is silence, to which the caller adds it)."""
         band = Band(self.spectral, cfg, source.device if isinstance(source, torch.Tensor) else self.device)
         n_in, n_out = cfg.n_frames(source.shape[-1]), cfg.n_frames(tmap.n_out)
         block, margin = self.chunk_frames, self.margin
@@ -393,7 +400,8 @@ class Stretcher:
         # block by block, so its memory stays that of one block at any length
         store = frame_store(source.shape[0], cfg, n_in, band.device) if isinstance(source, torch.Tensor) else None
         ref, onsets, mel_db = analyze(source, cfg, self.spectral, band, n_in, block, self.transients, store)
-        if ref.max() <= SILENT_DB and offset_only:  # a constant signal: the offset alone
+        if ref.max() <= SILENT_DB and dc is not None and bool((dc.abs() > 10 ** (SILENT_DB / 20)).any()):
+            # a constant signal: the offset alone
             step = self.chunk_frames * cfg.hop
             for lo in range(0, tmap.n_out, step):
                 yield lo, torch.zeros(source.shape[0], min(step, tmap.n_out - lo), device=band.device)
@@ -427,10 +435,11 @@ class Stretcher:
         # between attacks, each band decays in real time as at the new tempo (gan_stretch.decays)
         change = None
         if self.decays and attacks is not None:
-            change = decays.corrections(mel_db, positions, attacks, self.attack_span[0], read_from=MEL_BANDS)
+            change = decays.corrections(mel_db, plan.positions, attacks, self.attack_span[0], read_from=MEL_BANDS)
         rate = torch.full((source.shape[0],), min(max(tmap.mean_rate, MIN_RATE), MAX_RATE), device=band.device)
         # a refiner conditioned per frame sees the whole plan's local rates and attacks, sliced per block
-        features = timemap.frame_features(positions, attacks) if self.model.frame_features else None
+        # (from the plan's own positions: near rate 1 the whole frames read repeat or skip one now and then)
+        features = timemap.frame_features(plan.positions, attacks) if self.model.frame_features else None
         held = None  # [n_out] attack frames Griffin-Lim leaves as they are
         if attacks is not None and self.refine_attacks is not True:
             held = attacks

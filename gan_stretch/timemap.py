@@ -136,7 +136,7 @@ def with_transients(
         return passed, inside, lo_s, hi_s, lo_t, hi_t
 
     spans = [(before, after)]
-    if dense:  # the longest regions first, as even as possible, then the frames before the onset
+    if dense and before + after > 1:  # the longest regions first, as even as possible, then the frames before the onset
         spans = sorted(
             ((i, j) for i in range(before + 1) for j in range(after + 1) if i + j > 0),
             key=lambda p: (-min(p), -sum(p), -p[0]),
