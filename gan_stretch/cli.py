@@ -79,6 +79,12 @@ def parser() -> argparse.ArgumentParser:
         "frame whose window reaches the onset; docs/results/attack-span/)",
     )
     s.add_argument(
+        "--no-dense-attacks",
+        action="store_true",
+        help="attacks closer together than the span are stretched with the music around them instead "
+        "of getting shorter regions (docs/results/dense/)",
+    )
+    s.add_argument(
         "-n",
         "--no-clobber",
         action="store_true",

@@ -56,6 +56,32 @@ def test_dense_attacks_can_be_turned_off(default):
     assert (levels < -3).sum() >= len(levels) // 3
 
 
+def test_the_cli_turns_dense_attacks_off(tmp_path):
+    """``gan-stretch stretch --no-dense-attacks`` is dense_attacks=False: the hits it loses at rate 2
+    are kept without it."""
+    from gan_stretch.cli import main
+
+    x, onsets = pattern("hats16-120", SR)
+    sf.write(tmp_path / "in.wav", x, SR, subtype="FLOAT")
+    worst = {}
+    for name, extra in (("dense", []), ("off", ["--no-dense-attacks"])):
+        main(
+            [
+                "stretch",
+                str(tmp_path / "in.wav"),
+                str(tmp_path / f"{name}.wav"),
+                "--rate",
+                "2",
+                "--device",
+                "cpu",
+                *extra,
+            ]
+        )
+        y = sf.read(tmp_path / f"{name}.wav", dtype="float32")[0]
+        worst[name] = hit_levels(y, x, onsets, 2.0, SR, HOP).min()
+    assert worst["dense"] > -3 > worst["off"]
+
+
 # --- time maps -------------------------------------------------------------------------------------
 
 
