@@ -303,6 +303,7 @@ def load_models(args) -> dict[str, Stretcher]:
             "refine_attacks": None,
             "attack_span": None,
             "phase_floor_db": None,
+            "dense_attacks": True,
         }
         for opt in filter(None, opts.split(",")):
             key, _, value = opt.partition("=")

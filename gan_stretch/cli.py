@@ -79,6 +79,12 @@ def parser() -> argparse.ArgumentParser:
         "frame whose window reaches the onset; docs/results/attack-span/)",
     )
     s.add_argument(
+        "--no-dense-attacks",
+        action="store_true",
+        help="attacks closer together than the span are stretched with the music around them instead "
+        "of getting shorter regions (docs/results/dense/)",
+    )
+    s.add_argument(
         "-n",
         "--no-clobber",
         action="store_true",
@@ -101,10 +107,11 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--out", required=True)
     m.add_argument(
         "--family",
-        choices=("classical", "ensemble", "groove"),
+        choices=("classical", "ensemble", "groove", "dense-groove"),
         default="classical",
         help="classical: music21 pieces, one GM program per item; ensemble: multi-part scores, each "
-        "part on its own program; groove: generated drums, bass, comping and lead",
+        "part on its own program; groove: generated drums, bass, comping and lead; dense-groove: grooves "
+        "with 16th hats, ghost notes and rolls at 100 to 180 bpm",
     )
     m.add_argument("--pieces", type=int, default=32, help="pieces (grooves: grooves) to take")
     m.add_argument(

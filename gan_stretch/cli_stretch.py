@@ -49,6 +49,7 @@ def stretch_command(args) -> int:
         decays=False if args.no_decays else None,
         refine_attacks={"auto": None, "refine": True, "hold": False}[args.attack_frames],
         attack_span=attack_span(args.attack_span),
+        dense_attacks=not args.no_dense_attacks,
     )
     stretcher = Stretcher(args.checkpoint, **settings)
     rate = None if args.rate is None else float(args.rate)

@@ -31,6 +31,7 @@ def stretch_magnitudes(
     attacks: torch.Tensor | None = None,
     change: np.ndarray | None = None,
     features: torch.Tensor | None = None,
+    fade: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Input magnitudes [C, F, T] -> stretched magnitudes [C, F, T'] (the model below its Nyquist
     frequency, the time-scaled input above it). positions: [T'] source frame of each output
@@ -38,9 +39,10 @@ def stretch_magnitudes(
     play an attack at speed 1 (they keep the input's own frames under residual decoding);
     change: [T', M] level change in dB per band of gan_stretch.decays.band_centres, or None;
     features: [T', K] the plan's per-frame features for a refiner that takes them (see
-    :func:`stretch_frames`)."""
+    :func:`stretch_frames`); fade: [T'] weight of the model's change under residual decoding (1:
+    all of it, 0: none, the time-scaled input), or None (all)."""
     frames = rearrange(spectral.magnitude_to_db(band.low(mag), ref, model.spectral), "c f t -> c t f")
-    out = stretch_frames(model, frames, positions, rate, residual, attacks, features)  # [C, T', F] dB
+    out = stretch_frames(model, frames, positions, rate, residual, attacks, features, fade)  # [C, T', F] dB
     if change is not None:
         centres = decays.band_centres(model.spectral, band.cfg.sample_rate)
         shift = decays.to_bins_tensor(change, model.spectral, centres, device=out.device)
@@ -63,8 +65,10 @@ def stretch_frames(
     residual: bool,
     attacks: torch.Tensor | None = None,
     features: torch.Tensor | None = None,
+    fade: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """dB frames [B, T, F] -> stretched dB frames [B, T', F] (encode, time-scale, refine, decode).
+    ``fade`` [T']: the share of the refiner's change kept under residual decoding (None: all).
     A refiner conditioned per frame gets ``features`` [T', K]
     (:func:`gan_stretch.timemap.frame_features` of the whole plan, sliced to these frames; None:
     computed from ``positions`` and ``attacks``, exact when they are the whole plan).
@@ -95,6 +99,8 @@ def stretch_frames(
             stretched = (~attacks.to(frames.device)).nonzero()[:, 0]
             delta = torch.zeros_like(scaled_frames)
             delta[:, stretched] = ae.decode(refined[:, stretched]) - ae.decode(scaled[:, stretched])
+        if fade is not None:
+            delta = delta * fade.to(delta.device, delta.dtype)[None, :, None]
         out = (scaled_frames + delta).clamp(-ae.cfg.db_range, 0)
     return steady_level(out, frames, positions, ae.cfg.db_range, scaled_frames)
 

@@ -185,6 +185,7 @@ def propagate_phase(
     start: torch.Tensor | None = None,
     reset: torch.Tensor | None = None,
     quiet: torch.Tensor | None = None,
+    whole: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Phase-vocoder phase of the input read at arbitrary source positions: [..., F, T'] radians.
 
@@ -202,6 +203,8 @@ def propagate_phase(
     would otherwise carry that noise, which differs between CPU and GPU FFTs, into every later
     frame of the bin, so a partial that starts after a quiet stretch would start with random
     offsets between its bins; restarted, it continues from the input's phase where it sounds.
+    ``whole`` [T'] bool marks output frames that read whole input frames at a rate near 1
+    (:func:`_whole_steps`: where the frame read repeats or skips one, only steady partials advance).
     """
     n_freq, n = spec.shape[-2], spec.shape[-1]
     positions = positions.to(spec.device).clamp(0, n - 1)
@@ -218,6 +221,8 @@ def propagate_phase(
     past = (prev[1:] == n - 1).nonzero()[:, 0] + 1  # rows after the first that read past the last frame
     if len(past):
         step[..., past, :] = omega
+    if whole is not None and bool(whole.any()):
+        step = _whole_steps(phase_in, i0, prev, step, whole.to(spec.device))
     total = torch.cumsum(wrap(step), dim=-2)  # [..., T', F], row 0 is zero
     first = phase_in.index_select(-2, i0[:1]) if start is None else start.unsqueeze(-2)
     if quiet is not None and bool(quiet.any()):
@@ -230,6 +235,38 @@ def propagate_phase(
     origin = phase_in.index_select(-2, i0[last])  # the input's phase at that reset frame's position
     base = torch.where(reset[last][:, None], origin - total.index_select(-2, last), first)
     return wrap(base + total).transpose(-1, -2)
+
+
+# a bin whose phase advance over the two hops before a repeated or skipped frame agrees within this
+# many radians is a steady partial (a stable frequency); measured on white noise and decaying
+# harmonic notes at rates 0.97 to 1.03 (tests/test_music_edges.py): 0.3 rad took 10 % of noise
+# bins for partials and lost 0.36 dB of noise at rate 0.97, 0.1 rad 0.18 dB, 0.05 rad under 0.1 dB
+STABLE_ADVANCE = 0.05
+
+
+def _whole_steps(phase_in, i0, prev, step, whole):
+    """Phase steps of the rows of ``whole`` (frames read whole at a rate near 1) where the frame
+    read does not advance by one (a repeat, or a skip): a steady partial advances by its own
+    one-hop advance per hop of output (the phase vocoder), any other bin (noise, the stochastic
+    part) keeps the frame's phase as in the input, as a splice of the input shifted by a hop would:
+    the frames on both sides of the splice stay consistent, where one-hop advances of noise bins
+    (random across bins) would scramble every frame after it (-0.5 dB on noise at rate 0.97)."""
+    n = phase_in.shape[-2]
+    di = i0 - prev  # [T'] input frames advanced at each output frame
+    odd = (whole & (di != 1)).nonzero()[:, 0]
+    odd = odd[odd > 0]
+    if not len(odd):
+        return step
+    a, b = prev[odd], i0[odd]
+    adv = wrap(phase_in.index_select(-2, (a + 1).clamp_max(n - 1)) - phase_in.index_select(-2, a))
+    back = wrap(phase_in.index_select(-2, a) - phase_in.index_select(-2, (a - 1).clamp_min(0)))
+    steady = wrap(adv - back).abs() < STABLE_ADVANCE
+    per_hop = torch.where(steady, adv, torch.zeros_like(adv))
+    step = step.clone()
+    step[..., odd, :] = (
+        phase_in.index_select(-2, b) - phase_in.index_select(-2, a) - per_hop * (di[odd] - 1).to(step.dtype)[:, None]
+    )
+    return step
 
 
 def _restart_bins(

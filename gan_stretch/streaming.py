@@ -154,3 +154,36 @@ def analyze(
         onsets = spectral.refine_onsets(found, torch.cat(envelope).cpu().numpy(), cfg)
         mel_db = decays.levels_db(mel_power)
     return channel_reference_db(peak.sqrt(), cfg), onsets, mel_db
+
+
+def direct_current(source, step: int) -> torch.Tensor:
+    """Each channel's mean (its DC offset) over the whole input, a tensor or a file reader read
+    ``step`` samples at a time: [C] float64 (on the CPU for an MPS source)."""
+    n = source.shape[-1]
+
+    def total_of(x: torch.Tensor) -> torch.Tensor:  # in float64 (MPS has none: there on the CPU)
+        return (x.cpu() if x.device.type == "mps" else x).sum(-1, dtype=torch.float64)
+
+    if isinstance(source, torch.Tensor):
+        return total_of(source) / n
+    total = None
+    for lo in range(0, n, step):
+        part = total_of(source.read(lo, min(lo + step, n)))
+        total = part if total is None else total + part
+    return total / n
+
+
+class Centred:
+    """A file reader less each channel's DC offset ``dc`` [C] (zeros beyond the ends stay zeros),
+    read as the block loop reads files."""
+
+    def __init__(self, reader, dc: torch.Tensor):
+        self.reader, self.dc = reader, dc.float()
+        self.name, self.shape = getattr(reader, "name", "input audio"), reader.shape
+
+    def read(self, lo: int, hi: int) -> torch.Tensor:
+        out = self.reader.read(lo, hi)
+        a, b = max(lo, 0), min(hi, self.shape[-1])
+        if b > a:
+            out[:, a - lo : b - lo] -= self.dc.to(out.device)[:, None]
+        return out

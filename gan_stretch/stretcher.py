@@ -26,9 +26,18 @@ from .errors import AudioError, ConfigError
 from .magnitudes import stretch_magnitudes
 from .model import Model, check_device, load_model, resolve_checkpoint
 from .spectral import MAX_RATE, MEL_BANDS, MIN_RATE, SpectralConfig
-from .streaming import OverlapAdd, analyze, distinct_channels, frame_store, passthrough
+from .streaming import Centred, OverlapAdd, analyze, direct_current, distinct_channels, frame_store, passthrough
 
 SILENT_DB = -200.0  # a loudest bin below this (1e-10) means the input holds only zeros
+# rates (local rates of the map) within this factor of 1 read whole input frames (no interpolation
+# between two), and within MODEL_FADE_RATE the model's change fades in with log(rate) ** 2 (a tenth of
+# it at rates 0.94 and 1.06); at rates
+# 0.97 to 1.03 steady noise and decaying notes keep their level within 0.1 dB, and the output
+# tends to the input as the rate tends to 1 (tests/test_music_edges.py). The rates scored in the
+# documentation (0.5, 0.75, 1.25 and beyond) are outside both.
+WHOLE_FRAMES_RATE = 1.05
+DC_MIN = 1e-3  # a channel's mean (-60 dBFS) from which it is taken out before the stretch
+MODEL_FADE_RATE = 1.2
 
 
 def _check_count(name: str, value, what: str, low: int, high: int) -> None:
@@ -97,6 +106,11 @@ class Stretcher:
         ``quiet``): the phase of a near-silent bin is the FFT's rounding, which the running sum
         would carry into the bin's later, audible frames (differently on a CPU and a GPU). None:
         never (every bin propagates from the first frame or the last attack).
+    dense_attacks : bool
+        With ``transients``, attacks closer together than ``attack_span`` (16th notes sped up,
+        rolls) get shorter regions (fewer frames at speed 1, down to one) instead of being
+        stretched with the music between them, which lost 6 to 15 dB of such hits; False: only
+        regions of the full span (as the packaged models were trained).
 
     Raises
     ------
@@ -141,6 +155,7 @@ class Stretcher:
         refine_attacks: bool | None = None,
         attack_span: tuple[int, int] | None = None,
         phase_floor_db: float | None = None,
+        dense_attacks: bool = True,
     ):
         _check_count("griffin_lim", griffin_lim, "an iteration count", 0, 1000)
         if phase_floor_db is not None and (
@@ -174,6 +189,7 @@ class Stretcher:
         for v in span:
             _check_count("attack_span", v, "two frame counts (before, after)", 0, 8)
         self.attack_span = (int(span[0]), int(span[1]))
+        self.dense_attacks = bool(dense_attacks)
         self.chunk_frames = int(chunk_frames)  # output frames per streamed block (about 24 s)
         context = 0 if self.model.refiner is None else self.model.refiner.context_frames
         # frames of context each side of a block: the generator's, and n_fft / hop - 1 frames per
@@ -357,6 +373,26 @@ class Stretcher:
         if tmap.is_identity:
             yield from passthrough(source, tmap.n_out, self.chunk_frames * cfg.hop)
             return
+        # each channel's DC offset is taken out before the STFT and added back to the output: the
+        # stretched frames of a constant are not a constant (their overlap-add swings at the ends
+        # and between blocks; a 0.5 offset at rate 0.5 reached -0.95 at the end). Offsets below
+        # DC_MIN are left in (the swing is about twice the offset): music's own mean over an
+        # excerpt is mostly below it, and channels identical for a while stay identical
+        dc = direct_current(source, self.chunk_frames * cfg.hop)
+        dc = torch.where(dc.abs() >= DC_MIN, dc, 0.0)
+        if not bool(dc.any()):
+            yield from self._stretched(source, sr, tmap, cfg)
+            return
+        if isinstance(source, torch.Tensor):
+            centred = source - dc.to(source.device, source.dtype)[:, None]
+        else:
+            centred = Centred(source, dc)
+        for start, chunk in self._stretched(centred, sr, tmap, cfg, dc):
+            yield start, chunk + dc.to(chunk.device, chunk.dtype)[:, None]
+
+    def _stretched(self, source, sr: int, tmap: timemap.TimeMap, cfg: SpectralConfig, dc=None):
+        """:meth:`_blocks` on a source without DC offset; ``dc`` [C]: the offset taken out, if any
+        (where it was all there was, the output is silence, to which the caller adds it)."""
         band = Band(self.spectral, cfg, source.device if isinstance(source, torch.Tensor) else self.device)
         n_in, n_out = cfg.n_frames(source.shape[-1]), cfg.n_frames(tmap.n_out)
         block, margin = self.chunk_frames, self.margin
@@ -364,21 +400,46 @@ class Stretcher:
         # block by block, so its memory stays that of one block at any length
         store = frame_store(source.shape[0], cfg, n_in, band.device) if isinstance(source, torch.Tensor) else None
         ref, onsets, mel_db = analyze(source, cfg, self.spectral, band, n_in, block, self.transients, store)
+        if ref.max() <= SILENT_DB and dc is not None and bool((dc.abs() > 10 ** (SILENT_DB / 20)).any()):
+            # a constant signal: the offset alone
+            step = self.chunk_frames * cfg.hop
+            for lo in range(0, tmap.n_out, step):
+                yield lo, torch.zeros(source.shape[0], min(step, tmap.n_out - lo), device=band.device)
+            return
         if ref.max() <= SILENT_DB:
             raise AudioError(f"{getattr(source, 'name', 'input audio')} is silent (every sample is zero)")
         # with transients, each detected attack is played at speed 1 and starts with the input's
         # phase; the stretch happens between attacks, as in a performance at another tempo
         plan = timemap.frame_positions(
-            tmap, cfg, n_in, onsets if self.transients else None, band.device, self.gap_ratio, self.attack_span
+            tmap,
+            cfg,
+            n_in,
+            onsets if self.transients else None,
+            band.device,
+            self.gap_ratio,
+            self.attack_span,
+            self.dense_attacks,
         )
         positions, resets, attacks = plan.positions, plan.resets, plan.attacks
+        # near rate 1 the output tends to the input: frames are read whole (a repeat or a skip every
+        # 1 / |1 - rate| frames, where interpolated ones lost 0.5 dB of noise at rate 0.99) and the
+        # model's change fades out (its level change at rate 1.001 was +0.4 dB)
+        local_rates = tmap.local_rates(n_out, cfg.hop)
+        whole = torch.from_numpy(np.abs(np.log(local_rates)) <= math.log(WHOLE_FRAMES_RATE)).to(band.device)
+        if bool(whole.any()):
+            positions = torch.where(whole, positions.round(), positions)
+        else:
+            whole = None
+        fade = np.minimum(np.abs(np.log(local_rates)) / math.log(MODEL_FADE_RATE), 1.0) ** 2
+        fade = None if fade.min() >= 1 else torch.from_numpy(fade).float().to(band.device)
         # between attacks, each band decays in real time as at the new tempo (gan_stretch.decays)
         change = None
         if self.decays and attacks is not None:
-            change = decays.corrections(mel_db, positions, attacks, self.attack_span[0], read_from=MEL_BANDS)
+            change = decays.corrections(mel_db, plan.positions, attacks, self.attack_span[0], read_from=MEL_BANDS)
         rate = torch.full((source.shape[0],), min(max(tmap.mean_rate, MIN_RATE), MAX_RATE), device=band.device)
         # a refiner conditioned per frame sees the whole plan's local rates and attacks, sliced per block
-        features = timemap.frame_features(positions, attacks) if self.model.frame_features else None
+        # (from the plan's own positions: near rate 1 the whole frames read repeat or skip one now and then)
+        features = timemap.frame_features(plan.positions, attacks) if self.model.frame_features else None
         held = None  # [n_out] attack frames Griffin-Lim leaves as they are
         if attacks is not None and self.refine_attacks is not True:
             held = attacks
@@ -406,7 +467,13 @@ class Stretcher:
             if self.phase_floor_db is not None:
                 quiet = quiet_bins(source_mag, local, ref[keep] - self.phase_floor_db)
             phase = spectral.propagate_phase(
-                source_phase, local, cfg, start, None if resets is None else resets[a:b], quiet
+                source_phase,
+                local,
+                cfg,
+                start,
+                None if resets is None else resets[a:b],
+                quiet,
+                None if whole is None else whole[a:b],
             )
             mag = stretch_magnitudes(
                 self.model,
@@ -419,6 +486,7 @@ class Stretcher:
                 None if attacks is None else attacks[a:b],
                 None if change is None else change[a:b],
                 None if features is None else features[a:b],
+                None if fade is None else fade[a:b],
             )
             carry = (a, phase[inverse] if len(keep) < len(inverse) else phase)
             if self.phase_lock:

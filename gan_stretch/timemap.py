@@ -22,7 +22,7 @@ from .spectral import MAX_RATE, MIN_RATE, check_rate
 
 @dataclass(frozen=True)
 class TimeMap:
-    source: np.ndarray  # [K] sample indices in the input, strictly increasing, from 0 to n_in
+    source: np.ndarray  # [K] sample indices in the input, strictly increasing, from 0 (or a map's start) to n_in
     target: np.ndarray  # [K] sample indices in the output, strictly increasing, from 0 to n_out
 
     @property
@@ -41,7 +41,7 @@ class TimeMap:
 
     @property
     def mean_rate(self) -> float:
-        return self.n_in / self.n_out
+        return (self.n_in - self.source[0]) / self.n_out
 
     def local_rates(self, n_frames_out: int, hop: int) -> np.ndarray:
         """The map's rate (input samples per output sample) at each output frame: [n_frames_out]."""
@@ -57,30 +57,51 @@ class TimeMap:
 
 
 GAP_RATES = (MIN_RATE / 2, MAX_RATE * 2)  # local rates allowed between attacks played at speed 1
+# with dense attacks, the gaps between attack regions may play this many times faster than the
+# input: 16th notes at 120 bpm sped up twice leave 2.7 hops between onsets, room for one frame
+# each side of every onset only if the 0.7 hop left between regions plays the rest (5.4 hops of
+# input less the regions) that fast; at 8 every other hit was 3 to 5 dB down (eval/dense.py)
+DENSE_GAP_RATE = GAP_RATES[1] * 2
 
 
 def with_transients(
-    tmap: TimeMap, onsets, hop: int, before: int, after: int, gap_ratio: float | None = None
+    tmap: TimeMap,
+    onsets,
+    hop: int,
+    before: int,
+    after: int,
+    gap_ratio: float | None = None,
+    dense: bool = False,
 ) -> tuple[TimeMap, np.ndarray]:
     """``tmap`` with each onset's neighbourhood played at speed 1, as a slower or faster
     performance plays its attacks: input samples [s - before * hop, s + after * hop] of an onset
     at input sample s map to output samples [o - before * hop, o + after * hop], o being where
     ``tmap`` puts s (moved by less than hop / 2 so the region's output frames read whole input
     frames); the stretch happens between these regions. Every onset still lands within half a hop
-    of where ``tmap`` puts it, and the ends and anchors of ``tmap`` are kept.
+    of where ``tmap`` puts it, and the ends of ``tmap`` are kept.
+
+    An anchor of ``tmap`` inside a region (an attack on or next to a beat the map pins) is kept
+    by the region: o is then where the anchor's own offset puts s, so the anchor's source sample
+    lands within half a hop of its target and the attack still plays at speed 1. Anchors outside
+    the regions are kept exactly.
 
     Onsets whose region would not fit (too close to a neighbour, an anchor or an end, or leaving
     a gap outside the rates GAP_RATES, or with ``gap_ratio``, a gap played more than that many
-    times faster or slower than ``tmap`` plays it) are left to ``tmap``. Returns the new map and the regions'
-    output spans [K, 2] in samples (a region's first frame restarts its phase as the input's).
+    times faster or slower than ``tmap`` plays it) are left to ``tmap``; with ``dense``, such an
+    onset first tries shorter regions (fewer frames before and after it, down to one), and each
+    region leaves the next onset about half the room between them (rhythms denser than the
+    span: 16th notes sped up, rolls). Returns the new map and the regions' output spans [K, 2] in
+    samples (a region's first frame restarts its phase as the input's).
     """
     src_anchor, tgt_anchor = tmap.source, tmap.target
+    last_anchor = len(src_anchor) - 1  # the end of the map; anchors 1..last_anchor - 1 are the user's
     knots_src, knots_tgt, starts = [float(src_anchor[0])], [float(tgt_anchor[0])], []
     nxt = 1  # the next anchor of tmap not yet passed
-    b, a = before * hop, after * hop
+
+    top = DENSE_GAP_RATE if dense else GAP_RATES[1]
 
     def gap_ok(s0, t0, s1, t1) -> bool:
-        if not (t1 > t0 and s1 > s0 and GAP_RATES[0] <= (s1 - s0) / (t1 - t0) <= GAP_RATES[1]):
+        if not (t1 > t0 and s1 > s0 and GAP_RATES[0] <= (s1 - s0) / (t1 - t0) <= top):
             return False
         if gap_ratio is None:
             return True
@@ -88,36 +109,63 @@ def with_transients(
         ratio = (t1 - t0) / planned if planned > 0 else np.inf  # > 1: slower than tmap there
         return 1 / gap_ratio <= ratio <= gap_ratio
 
-    for s in np.sort(np.asarray(onsets, dtype=np.float64)):
-        o = float(np.interp(s, src_anchor, tgt_anchor))
+    def place(s: float, b: float, a: float):
+        """(anchors passed before the region, the anchors it replaces, lo_s, hi_s, lo_t, hi_t) of a
+        region of ``b`` samples before the onset at ``s`` and ``a`` after it, or None if it does not fit."""
+        pending = range(nxt, last_anchor)
+        inside = [k for k in pending if s - b <= src_anchor[k] <= s + a]
+        if inside:  # the region passes through the anchor nearest the onset
+            k = min(inside, key=lambda k: abs(src_anchor[k] - s))
+            o = s + float(tgt_anchor[k] - src_anchor[k])
+        else:
+            o = float(np.interp(s, src_anchor, tgt_anchor))
         o = s + round((o - s) / hop) * hop  # output frames land on whole input frames
         lo_s, hi_s, lo_t, hi_t = s - b, s + a, o - b, o + a
-        while nxt < len(src_anchor) - 1 and src_anchor[nxt] <= knots_src[-1]:
-            nxt += 1
-        # anchors of tmap inside the region (or before it) must be passed first
-        inner = [k for k in range(nxt, len(src_anchor) - 1) if src_anchor[k] <= hi_s or tgt_anchor[k] <= hi_t]
-        if inner:
-            last = inner[-1]
-            if src_anchor[last] >= lo_s or tgt_anchor[last] >= lo_t:
-                continue  # an anchor of the user's map falls inside this region: the anchor wins
-            anchors = list(zip(src_anchor[nxt : last + 1], tgt_anchor[nxt : last + 1]))
-        else:
-            anchors = []
-        path = [(knots_src[-1], knots_tgt[-1]), *anchors, (lo_s, lo_t), (hi_s, hi_t)]
-        end = (src_anchor[nxt + len(anchors)], tgt_anchor[nxt + len(anchors)])
-        if (
-            lo_s < 0
-            or lo_t < 0
-            or not all(gap_ok(*p, *q) for p, q in zip(path[:-2], path[1:-1]))
-            or not gap_ok(hi_s, hi_t, *end)
+        if lo_s < 0 or lo_t < 0:
+            return None
+        # every anchor the region replaces lands within half a hop of its target
+        if any(abs(o + src_anchor[k] - s - tgt_anchor[k]) > hop / 2 + 1e-6 for k in inside):
+            return None
+        passed = [k for k in pending if src_anchor[k] < lo_s]
+        path = [(knots_src[-1], knots_tgt[-1]), *((src_anchor[k], tgt_anchor[k]) for k in passed), (lo_s, lo_t)]
+        end = nxt + len(passed) + len(inside)  # the first anchor after the region (or the map's end)
+        if not all(gap_ok(*p, *q) for p, q in zip(path[:-1], path[1:])) or not gap_ok(
+            hi_s, hi_t, src_anchor[end], tgt_anchor[end]
         ):
+            return None
+        return passed, inside, lo_s, hi_s, lo_t, hi_t
+
+    spans = [(before, after)]
+    if dense and before + after > 1:  # the longest regions first, as even as possible, then the frames before the onset
+        spans = sorted(
+            ((i, j) for i in range(before + 1) for j in range(after + 1) if i + j > 0),
+            key=lambda p: (-min(p), -sum(p), -p[0]),
+        )
+    order = np.sort(np.asarray(onsets, dtype=np.float64))
+    for n, s in enumerate(order):
+        while nxt < last_anchor and src_anchor[nxt] <= knots_src[-1]:
+            nxt += 1
+        cap = after
+        if dense and n + 1 < len(order):
+            # leave the next onset room for its frames before: of the frames that fit between the
+            # two (their gap at most GAP_RATES[1] times faster than the input), about half
+            g_in = order[n + 1] - s
+            g_out = float(np.interp(order[n + 1], src_anchor, tgt_anchor) - np.interp(s, src_anchor, tgt_anchor))
+            room = int(np.floor((top * g_out - g_in) / ((top - 1) * hop)))
+            if 0 < room < before + after:
+                cap = max(0, room - min(before, (room + 1) // 2))
+        for bb, aa in spans:
+            if aa > cap and (bb, aa) != spans[-1]:
+                continue
+            placed = place(float(s), bb * hop, aa * hop)
+            if placed is not None:
+                break
+        else:
             continue
-        for ps, pt in anchors:
-            knots_src.append(float(ps))
-            knots_tgt.append(float(pt))
-        nxt += len(anchors)
-        knots_src += [lo_s, hi_s]
-        knots_tgt += [lo_t, hi_t]
+        passed, inside, lo_s, hi_s, lo_t, hi_t = placed
+        knots_src += [float(src_anchor[k]) for k in passed] + [lo_s, hi_s]
+        knots_tgt += [float(tgt_anchor[k]) for k in passed] + [lo_t, hi_t]
+        nxt += len(passed) + len(inside)
         starts.append((lo_t, hi_t))
     rest = [k for k in range(len(src_anchor)) if src_anchor[k] > knots_src[-1]]
     knots_src += [float(src_anchor[k]) for k in rest]
@@ -135,20 +183,28 @@ class FramePlan:
 
 
 def frame_positions(
-    tmap: TimeMap, cfg, n_in: int, onsets=None, device=None, gap_ratio=None, span: tuple[int, int] | None = None
+    tmap: TimeMap,
+    cfg,
+    n_in: int,
+    onsets=None,
+    device=None,
+    gap_ratio=None,
+    span: tuple[int, int] | None = None,
+    dense: bool = False,
 ) -> FramePlan:
     """Source frame position of every output frame of ``tmap`` at the STFT settings ``cfg``
     (n_in input frames). With ``onsets`` (input samples of attacks), each attack is played at
     speed 1 (:func:`with_transients`): its first frame restarts its phase and its frames are
     marked as attacks (``gap_ratio``: see :func:`with_transients`; ``span``: the frames before and
     after each onset played at speed 1, by default :data:`~gan_stretch.spectral.TRANSIENT_FRAMES`,
-    the training cache's; the Stretcher passes its own)."""
+    the training cache's; the Stretcher passes its own; ``dense``: shorter regions where attacks
+    are closer than the span, see :func:`with_transients`)."""
     from .spectral import TRANSIENT_FRAMES
 
     n_out = cfg.n_frames(tmap.n_out)
     if onsets is None or len(onsets) == 0:
         return FramePlan(tmap.positions(n_out, cfg.hop, n_in, device))
-    tmap, spans = with_transients(tmap, np.asarray(onsets), cfg.hop, *(span or TRANSIENT_FRAMES), gap_ratio)
+    tmap, spans = with_transients(tmap, np.asarray(onsets), cfg.hop, *(span or TRANSIENT_FRAMES), gap_ratio, dense)
     first = np.ceil(spans[:, 0] / cfg.hop - 1e-9).astype(np.int64)  # each region's first output frame
     last = np.floor(spans[:, 1] / cfg.hop + 1e-9).astype(np.int64)
     resets = torch.zeros(n_out, dtype=torch.bool)
@@ -226,15 +282,40 @@ def read(path: str | os.PathLike) -> list[tuple[int, int]]:
 
 
 def from_anchors(n: int, pairs: list[tuple[int, int]], end: TimeMap | None = None) -> TimeMap:
-    """A map through ``pairs``; it ends where ``end`` (a rate or duration map) ends, else at local rate 1."""
-    pairs = [(s, t) for s, t in pairs if (s, t) != (0, 0)]
-    src = np.array([0] + [s for s, _ in pairs], dtype=np.float64)
-    tgt = np.array([0] + [t for _, t in pairs], dtype=np.float64)
-    if np.any(np.diff(src) <= 0) or np.any(np.diff(tgt) <= 0):
-        raise RateError("time map is not monotonic: source and target frames must both increase line by line")
-    if src[-1] >= n:
+    """A map through ``pairs``; it ends where ``end`` (a rate or duration map) ends, else at local
+    rate 1, or at a last pair whose source frame is ``n`` (the input's end).
+
+    As Rubber Band reads a time map: a pair that does not move forward on both axes but goes back
+    on neither (an exact duplicate line, a pair with the same source or target frame as the one
+    before, ``1000 0`` after the implied start (0, 0)) is skipped, with the pairs before it kept;
+    a pair that goes back on either axis is refused. A first pair ``s 0`` starts the output at
+    input sample s (the map counts from there, and the input before it is left out, as Rubber Band
+    plays such a map)."""
+    src, tgt = [0], [0]
+    if pairs and pairs[0][1] == 0 and pairs[0][0] > 0:
+        src[0] = pairs[0][0]
+    for s, t in pairs:
+        if s < src[-1] or t < tgt[-1]:
+            raise RateError(
+                f"time map is not monotonic: {s} {t} comes after {src[-1]} {tgt[-1]}; "
+                "source and target frames must both increase line by line"
+            )
+        if s > src[-1] and t > tgt[-1]:
+            src.append(s)
+            tgt.append(t)
+    src, tgt = np.array(src, dtype=np.float64), np.array(tgt, dtype=np.float64)
+    if src[-1] > n:
         raise RateError(f"time map source frame {int(src[-1])} is beyond the input's {n} frames")
-    n_out = end.n_out if end is not None else tgt[-1] + (n - src[-1])
+    if src[-1] == n and len(src) > 1:  # the map names the input's end: the output ends at its target
+        if end is not None and end.n_out != tgt[-1]:
+            raise RateError(
+                f"time map ends the input at output frame {int(tgt[-1])}, but the rate or duration asks "
+                f"for {end.n_out} frames; give one of them"
+            )
+        n_out = tgt[-1]
+        src, tgt = src[:-1], tgt[:-1]
+    else:
+        n_out = end.n_out if end is not None else tgt[-1] + (n - src[-1])
     if n_out <= tgt[-1]:
         raise RateError(f"time map target frame {int(tgt[-1])} is beyond the output's {int(n_out)} frames")
     src, tgt = np.append(src, n), np.append(tgt, n_out)

@@ -19,7 +19,7 @@ import soundfile as sf
 from gan_stretch.cli import main
 from gan_stretch.data.corpus import Corpus, build_true_tempo, choose_render, item_seed
 from gan_stretch.data.ensembles import FAMILIES, orchestrate, split_parts
-from gan_stretch.data.grooves import BPM_RANGE, STYLES, groove
+from gan_stretch.data.grooves import BPM_RANGE, DENSE_BPM_RANGE, HAT, SNARE, STYLES, groove
 from gan_stretch.data.render import (
     CEILING_DB,
     DRUM_CHANNEL,
@@ -101,6 +101,28 @@ def test_groove_drums_play_on_channel_10_and_the_band_on_its_own_programs():
         changes = {m.channel: m.program for m in perf.tracks[0] if m.type == "program_change"}
         assert changes == g.programs  # none on the drum channel: a program change there would swap the kit
         assert note_onsets(perf)[1]  # drum hits are listed
+
+
+def test_dense_grooves_play_16th_hats_and_rolls_up_to_180_bpm():
+    """The dense style (never drawn) plays a hi-hat on every 16th step, snare rolls in the fills, at
+    100 to 180 bpm; the seed's other choices (key, instruments) are those of the same seed's groove,
+    and the corpus family dense-groove renders it."""
+    grooves = [groove(seed, 6.0, style="dense") for seed in range(30)]
+    bpms = [g.bpm for g in grooves]
+    assert all(DENSE_BPM_RANGE[0] <= b <= DENSE_BPM_RANGE[1] for b in bpms) and max(bpms) > 165
+    for seed, g in enumerate(grooves[:5]):
+        hats = sorted({n.step for n in g.notes if n.channel == DRUM_CHANNEL and n.pitch == HAT})
+        assert set(range(16)) <= set(hats)  # a whole bar of 16ths
+        snare_steps = sorted({n.step for n in g.notes if n.channel == DRUM_CHANNEL and n.pitch == SNARE})
+        assert any(b - a == 1 for a, b in zip(snare_steps, snare_steps[1:]))  # 16th snare strokes
+        plain = groove(seed, 6.0)
+        assert (g.key, g.minor, g.programs[2]) == (plain.key, plain.minor, plain.programs[2])
+    assert "dense" not in STYLES  # the drawn styles (and every existing groove) stay as they were
+    from gan_stretch.data.items import FAMILIES as CORPUS_FAMILIES
+    from gan_stretch.data.items import plan_jobs
+
+    assert "dense-groove" in CORPUS_FAMILIES
+    assert plan_jobs("dense-groove", 2, None, 1, None, 6.0, 0)[1].key == "dense-groove-1"
 
 
 def test_groove_tempo_range_and_styles():

@@ -96,6 +96,24 @@ STYLE = {
         comp_programs=(0, 1, 4, 11, 24),
     ),
 }
+# dense rhythms (never drawn: ``groove(..., style="dense")``, the corpus family "dense-groove"):
+# 16th-note hi-hats, 16th ghost notes on the snare and 16th snare rolls at 100 to 180 bpm, the
+# attacks closer than a stretcher's frames once sped up
+STYLE["dense"] = dict(
+    drums={
+        KICK: "X.....x...X..x..",
+        SNARE: "..g.X..g.gg.X.gx",
+        HAT: "XxxxXxxxXxxxXxxx",
+    },
+    bass="X.x...x.X.x..x..",
+    comp="x..x..x...x..x..",
+    swing_steps=2,
+    legato=0.8,
+    lead_density=0.5,
+    bass_programs=(33, 34, 36, 38),
+    comp_programs=(4, 5, 16, 24, 27, 30),
+)
+DENSE_BPM_RANGE = (100, 180)
 LEAD_PROGRAMS = (11, 22, 26, 56, 64, 65, 66, 71, 73, 80, 81)
 # Fills over the last two beats of a phrase (8 steps), played louder towards the end.
 FILLS = (
@@ -104,6 +122,7 @@ FILLS = (
     {SNARE: "x.x.x.x.", KICK: "x...x..."},
     {SNARE: "xx..xx..", HIGH_TOM: "..x.....", MID_TOM: "......x.", FLOOR_TOM: ".......x"},
 )
+DENSE_FILLS = ({SNARE: "xxxxxxxx"}, {SNARE: "xxxx", HIGH_TOM: "....xx..", FLOOR_TOM: "......xx"})
 MAJOR, MINOR = (0, 2, 4, 5, 7, 9, 11), (0, 2, 3, 5, 7, 8, 10)
 PROGRESSIONS = {  # scale degrees (0 = tonic), one chord per bar
     MAJOR: ((0, 4, 5, 3), (0, 3, 4, 3), (5, 3, 0, 4), (0, 5, 3, 4)),
@@ -172,6 +191,9 @@ def groove(
     drawn_bpm = int(rng.integers(BPM_RANGE[0], BPM_RANGE[1] + 1))
     drawn_swing = 0.0 if rng.random() < 0.4 else float(round(rng.uniform(0.15, 0.7), 2))
     style = style or drawn_style
+    if style == "dense" and not bpm:  # the same draw, spread over the dense range
+        lo, hi = BPM_RANGE
+        bpm = round(DENSE_BPM_RANGE[0] + (drawn_bpm - lo) * (DENSE_BPM_RANGE[1] - DENSE_BPM_RANGE[0]) / (hi - lo))
     bpm = int(bpm or drawn_bpm)
     swing = drawn_swing if swing is None else float(swing)
     s = STYLE[style]
@@ -208,7 +230,8 @@ def groove(
 
     for bar in range(bars):
         b0 = bar * STEPS
-        fill = FILLS[rng.integers(len(FILLS))] if bar % phrase == phrase - 1 else None
+        fills = DENSE_FILLS if style == "dense" else FILLS
+        fill = fills[rng.integers(len(fills))] if bar % phrase == phrase - 1 else None
         # drums
         for drum, pattern in s["drums"].items():
             for k in range(STEPS):

@@ -42,7 +42,7 @@ def corpus_sources(n: int, composers=COMPOSERS) -> list[str]:
     return [os.path.relpath(os.path.realpath(p), root).replace(os.sep, "/") for p in out]
 
 
-FAMILIES = ("classical", "ensemble", "groove")
+FAMILIES = ("classical", "ensemble", "groove", "dense-groove")
 EFFECTS = ("off", "on", "random")
 
 
@@ -102,10 +102,10 @@ def _make(job: Job):
     """(MIDI at tempo 1, program or channel -> program, extra manifest fields) of ``job``."""
     from .render import music21_midi
 
-    if job.family == "groove":
+    if job.family in ("groove", "dense-groove"):
         from .grooves import groove
 
-        g = groove(job.seed, job.seconds)
+        g = groove(job.seed, job.seconds, style="dense" if job.family == "dense-groove" else None)
         return (
             g.midi(),
             g.programs,
@@ -123,9 +123,17 @@ def _make(job: Job):
 def plan_jobs(
     family: str, pieces: int, programs, programs_per_piece: int, composers, seconds: float, seed: int
 ) -> list[Job]:
-    if family == "groove":
+    if family in ("groove", "dense-groove"):
         return [
-            Job(f"groove-{k}", f"groove-{k:04d}", f"groove:{k}", item_seed(seed, f"groove-{k}"), family, "", seconds)
+            Job(
+                f"{family}-{k}",
+                f"{family}-{k:04d}",
+                f"{family}:{k}",
+                item_seed(seed, f"{family}-{k}"),
+                family,
+                "",
+                seconds,
+            )
             for k in range(pieces)
         ]
     if family == "ensemble":
