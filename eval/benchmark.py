@@ -36,11 +36,13 @@ from einops import rearrange
 from tqdm import tqdm
 
 from gan_stretch import metrics, parallel, spectral, synthesis, teachers
+from gan_stretch import naturalness as nat
 from gan_stretch.cli_stretch import attack_span
 from gan_stretch.data.corpus import Corpus
 from gan_stretch.pipeline import Stretcher, load_model, resolve_checkpoint
 
 import listen  # eval/listen.py, beside this script
+import validate_naturalness  # eval/validate_naturalness.py
 
 METRICS = (
     "logmel_db",
@@ -286,6 +288,208 @@ def recordings(args, models: dict) -> int:
     return 0
 
 
+BANDS = [f"band_{lo:g}_{hi:g}_db" for lo, hi in zip(nat.BAND_EDGES_HZ[:-1], nat.BAND_EDGES_HZ[1:])]
+RECORDED_HOW = {
+    "naturalness": "two-sample accuracy against unstretched excerpts; 0.5: indistinguishable",
+    "round_trip_db": "log-mel dB from the excerpt after r then 1/r; 0 for a perfect stretcher",
+    "level_change_db": "output level against the input, dB; 0: kept",
+    **{b: f"level change {b[5:-3].replace('_', '-')} Hz, dB; 0: kept" for b in BANDS},
+}
+
+
+def init_recorded(args) -> None:
+    """Loads the models and the recordings corpus once per process."""
+    _WORKER.update(args=args, models=load_models(args), corpus=Corpus(args.recordings))
+
+
+def stretch_with(name: str, wave: np.ndarray, sr: int, rate: float) -> np.ndarray:
+    """``wave`` [C, N] stretched by a model of --model or a classical stretcher."""
+    models = _WORKER["models"]
+    if name in models:
+        return models[name].stretch(wave, sr, rate)
+    return teachers.get(name, exact_length=False)(wave, sr, rate)
+
+
+def score_recording(item) -> tuple[list[dict], dict]:
+    """Every method at every rate on one held-out excerpt (its channels kept): rows of results.csv
+    and, per (method, rate), the naturalness patches of its output (and of the excerpt itself)."""
+    args, corpus = _WORKER["args"], _WORKER["corpus"]
+    x = corpus.load(item, 1.0, mono=False)
+    sr = int(item.extra.get("sample_rate", corpus.sample_rate))
+    group = item.extra.get("recording", item.id)
+    clips = {("input", 1.0): nat.Clip(group, *nat.patches(x, sr))}
+    rows = []
+    for rate in args.rates:
+        for name in [*_WORKER["models"], *args.methods]:
+            t0 = time.perf_counter()
+            y = stretch_with(name, x, sr, rate)
+            elapsed = time.perf_counter() - t0
+            back = stretch_with(name, y, sr, 1.0 / rate)
+            bands = nat.band_level_change_db(y, x, sr)
+            rows.append(
+                {
+                    "piece": item.id,
+                    "recording": group,
+                    "style": item.extra.get("style", ""),
+                    "sample_rate": sr,
+                    "method": name,
+                    "rate": rate,
+                    "duration_error_ms": 1000 * metrics.duration_error(y, int(round(x.shape[-1] / rate)), sr),
+                    "pitch_cents": metrics.pitch_shift_cents(y, x, sr),
+                    "round_trip_db": nat.round_trip_db(x, back, sr),
+                    "level_change_db": float(10 * np.log10(np.mean(y**2) / max(np.mean(x**2), 1e-20))),
+                    **dict(zip(BANDS, bands)),
+                    "realtime_factor": elapsed / (x.shape[-1] / sr),
+                }
+            )
+            clips[(name, rate)] = nat.Clip(group, *nat.patches(y, sr))
+    return rows, clips
+
+
+def naturalness_test(job) -> dict:
+    real, fake, seed = job
+    return nat.two_sample_test(real, fake, seed=seed)
+
+
+def recorded_corpus(args) -> int:
+    """The recorded-music family (``gan-stretch data recordings``): its held-out excerpts, every
+    method and rate, scored without truth (naturalness, round trip, level per band, pitch,
+    duration). Writes results.csv, naturalness.csv (per recording), table.md and plots."""
+    corpus = Corpus(args.recordings)
+    items = corpus.split("heldout")
+    if args.pieces:  # at most --pieces excerpts, spread over the recordings (each one's first excerpts)
+        by_rec: dict[str, list] = {}
+        for it in items:
+            by_rec.setdefault(it.extra.get("recording", it.id), []).append(it)
+        items, k = [], 0
+        while len(items) < min(args.pieces, sum(map(len, by_rec.values()))):
+            items += [v[k] for v in by_rec.values() if k < len(v)][: args.pieces - len(items)]
+            k += 1
+    if not items:
+        raise SystemExit(f"error: {args.recordings} has no held-out excerpts")
+    for m in args.methods:
+        if m not in teachers.TEACHERS:
+            raise SystemExit(f"error: unknown method {m!r}")
+    args.rates = args.rates or [0.5, 0.75, 1.25, 1.5, 2.0]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows, clips, failed = [], {}, []
+    results = {}
+    for i, result, error in parallel.imap(
+        score_recording, items, args.jobs, desc="recordings", unit="excerpt", init=init_recorded, initargs=(args,)
+    ):
+        if error is not None:
+            failed.append(f"{items[i].id}: {parallel.describe(error)}")
+            tqdm.write(f"error: {failed[-1]}", file=sys.stderr)
+        else:
+            results[i] = result
+    if not results:
+        raise SystemExit(f"error: every excerpt failed (first: {failed[0]})")
+    for i in sorted(results):
+        rows += results[i][0]
+        for key, clip in results[i][1].items():
+            clips.setdefault(key, []).append(clip)
+    real = clips.pop(("input", 1.0))
+    keys = sorted(clips, key=lambda k: (list(dict.fromkeys(r["method"] for r in rows)).index(k[0]), k[1]))
+    jobs = [(real, clips[k], seed) for k in keys for seed in range(args.seeds)]
+    per: dict[tuple, list[dict]] = {}
+    for i, res, error in parallel.imap(naturalness_test, jobs, args.jobs, desc="naturalness", unit="test"):
+        if error is not None:
+            raise error
+        per.setdefault(keys[i // args.seeds], []).append(res["per_group"])
+    nat_rows = []
+    for (m, r), runs in per.items():
+        mean = {g: float(np.mean([run[g] for run in runs])) for g in runs[0]}
+        nat_rows += [{"method": m, "rate": r, "recording": g, "naturalness": a} for g, a in mean.items()]
+        for row in rows:
+            if row["method"] == m and row["rate"] == r:
+                row["naturalness"] = mean.get(row["recording"], float("nan"))
+    for name, table in (("results.csv", rows), ("naturalness.csv", nat_rows)):
+        with open(out / name, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(table[0]))
+            w.writeheader()
+            w.writerows(table)
+    HOW.update(RECORDED_HOW)
+    shown = ("naturalness", "round_trip_db", "level_change_db", *BANDS, "pitch_cents", "duration_error_ms")
+    # naturalness: per recording first (each recording weighs the same, as in its intervals)
+    reference = "rubberband-r3" if "rubberband-r3" in args.methods else None
+    nat_table = (
+        "\n".join(
+            [
+                f"naturalness ({RECORDED_HOW['naturalness']}; mean over recordings and {args.seeds} classifier seeds, "
+                "95 % bootstrap intervals over recordings"
+                + (f", differences paired by recording)" if reference else ")"),
+                "",
+                *validate_naturalness.scores_table(per, list(dict.fromkeys(k[0] for k in keys)), args.rates, reference),
+                "",
+                f"Smallest difference resolved against {reference}: "
+                f"{validate_naturalness.resolution(per, list(dict.fromkeys(k[0] for k in keys)), args.rates, reference):.3f}"
+                if reference
+                else "",
+            ]
+        )
+        + "\n"
+    )
+    tables = [nat_table] + [write_table(rows, m) for m in shown[1:] if measured(rows, m)]
+    recordings_n = len({r["recording"] for r in rows})
+    styles = sorted({r["style"] for r in rows})
+    (out / "table.md").write_text(
+        f"# {out.name}: {len(results)} held-out excerpts of {recordings_n} recordings ({', '.join(styles)}) "
+        f"from {args.recordings}\n\n" + "\n".join(tables)
+    )
+    plots = plot_recorded(rows, nat_rows, out)
+    (out / "config.json").write_text(
+        json.dumps(
+            {
+                "command": " ".join(["eval/benchmark.py", *(sys.argv[1:])]),
+                "recordings": args.recordings,
+                "pieces": [items[i].id for i in sorted(results)],
+                "models": args.model,
+                "methods": args.methods,
+                "rates": args.rates,
+                "seeds": args.seeds,
+                "plots": plots,
+            },
+            indent=1,
+        )
+    )
+    print("\n".join(tables))
+    if failed:
+        print(f"{len(failed)} excerpt(s) failed: " + "; ".join(failed), file=sys.stderr)
+        return 1
+    return 0
+
+
+def plot_recorded(rows: list[dict], nat_rows: list[dict], out: Path) -> list[str]:
+    """naturalness against round trip per method (means over rates), and naturalness per rate."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    rates = sorted({r["rate"] for r in rows})
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for m in methods:
+        acc = [mean_of(n["naturalness"] for n in nat_rows if n["method"] == m and n["rate"] == r) for r in rates]
+        axes[0].plot(rates, acc, marker="o", label=m)
+        rt = mean_of(r["round_trip_db"] for r in rows if r["method"] == m)
+        axes[1].scatter(rt, mean_of(acc), s=40)
+        axes[1].annotate(m, (rt, mean_of(acc)), fontsize=8, xytext=(3, 3), textcoords="offset points")
+    axes[0].axhline(0.5, color="gray", lw=0.8, ls="--")
+    axes[0].set(xscale="log", xlabel="rate", ylabel="naturalness (two-sample accuracy; 0.5 best)")
+    axes[0].set_xticks(rates, [f"{r:g}" for r in rates])
+    axes[0].legend(fontsize=7)
+    axes[1].set(xlabel="round trip, log-mel dB (lower is better)", ylabel="naturalness, mean over rates")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    fig.suptitle("recorded music, held-out excerpts: no truth exists")
+    fig.tight_layout()
+    fig.savefig(out / "recorded.png", dpi=100)
+    plt.close(fig)
+    return ["recorded.png"]
+
+
 def load_models(args) -> dict[str, Stretcher]:
     """Every ``--model NAME=PATH[@OPTIONS]`` as a Stretcher (PATH: a model file, or a packaged
     model's name: ``default``, ``mapper``)."""
@@ -390,7 +594,12 @@ def two_sample(job) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", help="true-tempo corpus folder")
-    p.add_argument("--recordings", help="instead of --data: a folder of recorded music (no ground truth)")
+    p.add_argument(
+        "--recordings",
+        help="instead of --data: a recordings corpus (gan-stretch data recordings; its held-out excerpts) "
+        "or a folder of recorded music; scored without truth",
+    )
+    p.add_argument("--seeds", type=int, default=2, help="naturalness classifiers per method and rate (recordings)")
     p.add_argument("--seconds", type=float, default=15.0, help="excerpt length for --recordings")
     p.add_argument("--out", required=True, help="results folder")
     p.add_argument(
@@ -459,6 +668,8 @@ def main(argv=None) -> int:
     if args.recordings:
         if args.listen:
             raise SystemExit("error: --listen needs --data: recordings have no reference to listen against")
+        if (Path(args.recordings) / "manifest.json").is_file():
+            return recorded_corpus(args)
         return recordings(args, models)
 
     corpus = Corpus(args.data)

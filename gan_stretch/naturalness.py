@@ -212,8 +212,8 @@ def round_trip_db(original, back, sr: int) -> float:
 
 def band_level_change_db(output, original, sr: int, edges=BAND_EDGES_HZ) -> list[float]:
     """Per band of ``edges`` (Hz; the last band ends at sr / 2): the output's mean power over the
-    whole excerpt against the original's, in dB (NaN for bands above sr / 2 or silent in the
-    original)."""
+    whole excerpt against the original's, in dB (NaN for bands mostly above sr / 2 or silent
+    in the original)."""
     import librosa
 
     n_fft = stft_size(sr)
@@ -222,7 +222,9 @@ def band_level_change_db(output, original, sr: int, edges=BAND_EDGES_HZ) -> list
     def band_power(x):
         p = np.abs(librosa.stft(np.ascontiguousarray(_mono(x)), n_fft=n_fft, hop_length=n_fft // 4)) ** 2
         return [
-            float(p[(freqs >= lo) & (freqs < min(hi, sr / 2))].sum(axis=0).mean()) if lo < sr / 2 else np.nan
+            float(p[(freqs >= lo) & (freqs < min(hi, sr / 2))].sum(axis=0).mean())
+            if min(hi, sr / 2) - lo >= (hi - lo) / 2
+            else np.nan  # half the band below sr / 2
             for lo, hi in zip(edges[:-1], edges[1:])
         ]
 

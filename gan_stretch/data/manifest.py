@@ -90,10 +90,11 @@ class Corpus:
     def split(self, name: str) -> list[Item]:
         return [it for it in self.items if it.split == name]
 
-    def load(self, item: Item, rate: float) -> np.ndarray:
-        """float32 mono [N] of ``item`` at ``rate`` (1 is the input)."""
-        data, sr = sf.read(str(self.root / item.audio[rate_key(rate)]), dtype="float32")
-        return data if data.ndim == 1 else data.mean(axis=1)
+    def load(self, item: Item, rate: float, mono: bool = True) -> np.ndarray:
+        """float32 mono [N] of ``item`` at ``rate`` (1 is the input); with ``mono=False`` every
+        channel, [C, N] (recordings keep their stereo)."""
+        data, sr = sf.read(str(self.root / item.audio[rate_key(rate)]), dtype="float32", always_2d=True)
+        return data.mean(axis=1) if mono else np.ascontiguousarray(data.T)
 
     def rates(self, item: Item) -> list[float]:
         return sorted(float(k) for k in item.audio if float(k) != 1.0)

@@ -1,7 +1,7 @@
 """Validate the naturalness test (gan_stretch.naturalness) where truth exists, before trusting it
 where none does.
 
-    python eval/naturalness.py --data data/eval/classical-opl3-22050 data/eval/groove-freepats-44100 ... \
+    python eval/validate_naturalness.py --data data/eval/classical-opl3-22050 data/eval/groove-freepats-44100 ... \
         --rates 0.5 2 --methods truth resample pv --seeds 3 --out docs/results/naturalness
 
 On true-tempo sets, tempo-1 renders are "real" and each method's stretch of them at rate r is
@@ -116,7 +116,9 @@ def main(argv=None) -> int:
         for seed in range(args.seeds):
             res = nat.two_sample_test(real, clips, folds=args.folds, seed=seed, steps=args.steps)
             per.setdefault((m, r), []).append(res["per_group"])
-            rows += [{"method": m, "rate": r, "seed": seed, "group": g, "accuracy": a} for g, a in res["per_group"].items()]
+            rows += [
+                {"method": m, "rate": r, "seed": seed, "group": g, "accuracy": a} for g, a in res["per_group"].items()
+            ]
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -141,7 +143,10 @@ def main(argv=None) -> int:
             f"Smallest difference resolved (median half-width of the paired 95 % intervals against {reference}): "
             f"{resolution(per, args.methods, args.rates, reference):.3f}",
         ]
-    lines += ["", "Command: python eval/naturalness.py " + " ".join(argv if argv is not None else sys.argv[1:])]
+    lines += [
+        "",
+        "Command: python eval/validate_naturalness.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    ]
     (out / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
