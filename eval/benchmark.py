@@ -418,7 +418,7 @@ def recorded_corpus(args) -> int:
             [
                 f"naturalness ({RECORDED_HOW['naturalness']}; mean over recordings and {args.seeds} classifier seeds, "
                 "95 % bootstrap intervals over recordings"
-                + (f", differences paired by recording)" if reference else ")"),
+                + (", differences paired by recording)" if reference else ")"),
                 "",
                 *validate_naturalness.scores_table(per, list(dict.fromkeys(k[0] for k in keys)), args.rates, reference),
                 "",
