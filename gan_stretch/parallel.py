@@ -176,7 +176,8 @@ def imap(
 
     items = list(items)
     jobs = max(1, min(jobs, len(items)))
-    with tqdm(total=len(items), desc=desc, unit=unit, disable=not items) as bar:
+    # no bar where stderr is a log file or a pipe (its redraws would fill it); messages still go there
+    with tqdm(total=len(items), desc=desc, unit=unit, disable=not items or not sys.stderr.isatty()) as bar:
         if jobs == 1:
             with limited_threads(threads):
                 if init is not None:

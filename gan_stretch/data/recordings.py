@@ -233,7 +233,9 @@ def build_recordings(
                     }
                 )
     if not items:
-        raise GanStretchError(f"no recording is at least {seconds:g} s long and sampled at {MIN_SAMPLE_RATE} Hz or more")
+        raise GanStretchError(
+            f"no recording is at least {seconds:g} s long and sampled at {MIN_SAMPLE_RATE} Hz or more"
+        )
     manifest = {
         "kind": "recordings",
         "sample_rate": max(rates) if len(rates) > 1 else rates.pop(),
