@@ -237,7 +237,7 @@ def parser() -> argparse.ArgumentParser:
         "train",
         help="run a recipe in this process (accelerate launch -m gan_stretch.train does the same on any devices)",
     )
-    r.add_argument("recipe")
+    r.add_argument("recipe", help="recipe file (recipes/*.yaml): the stage, data, network and training settings")
     r.add_argument("overrides", nargs="*", help="key=value")
     r.set_defaults(fn=_train)
     return p

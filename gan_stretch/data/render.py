@@ -160,6 +160,8 @@ def transpose(midi: mido.MidiFile, semitones: int) -> tuple[mido.MidiFile, int]:
                 msg = msg.copy(note=note)
             new.append(msg.copy(time=msg.time + carried))
             carried = 0
+        if carried:  # left-out notes at the end: the track still lasts as long
+            new.append(mido.MetaMessage("end_of_track", time=carried))
         out.tracks.append(new)
     return out, dropped
 
