@@ -296,16 +296,23 @@ while time.time() - t0 < 180 and not (dst.is_dir() and len([p for p in dst.iterd
 proc.kill()
 proc.wait()
 
-def alive():
-    mine = []
+def alive():  # every descendant still running (the fork server's workers are grandchildren)
+    parents = {}
     for d in filter(str.isdigit, os.listdir("/proc")):
         try:
             fields = open(f"/proc/{d}/stat").read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[1]) == os.getpid() and fields[0] != "Z":
-            mine.append(int(d))
-    return mine
+        if fields[0] != "Z":
+            parents[int(d)] = int(fields[1])
+    mine, grew = {os.getpid()}, True
+    while grew:
+        grew = False
+        for pid, ppid in parents.items():
+            if ppid in mine and pid not in mine:
+                mine.add(pid)
+                grew = True
+    return sorted(mine - {os.getpid()})
 
 t1 = time.time()
 while True:
