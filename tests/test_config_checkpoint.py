@@ -305,10 +305,10 @@ def test_load_model_rejects_a_truncated_model_file(tiny_model, tmp_path, keep):
 
 
 def test_load_missing_path_and_folder(tmp_path):
-    for path in (tmp_path / "missing.safetensors", tmp_path):
-        with pytest.raises(CheckpointError, match="not found"):
+    for path, words in ((tmp_path / "missing.safetensors", "not found"), (tmp_path, "is a folder; give a model file")):
+        with pytest.raises(CheckpointError, match=words):
             checkpoint.load(path)
-        with pytest.raises(CheckpointError, match="not found"):
+        with pytest.raises(CheckpointError, match=words):
             load_model(path)
 
 
