@@ -374,5 +374,6 @@ def test_ctrl_c_stops_a_parallel_folder_even_where_sigint_was_ignored(tiny_model
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
-    assert err.strip() == "gan-stretch: interrupted", err
+    assert "gan-stretch: interrupted" in err, err
+    assert "worker process died" not in err and "leaked" not in err and "Traceback" not in err, err
     assert list(dst.iterdir()) == []
