@@ -137,3 +137,38 @@ def test_transpose_moves_pitched_notes_and_keeps_drums():
     assert sum(m.time for m in out.tracks[0]) == sum(m.time for m in midi.tracks[0])  # the timing kept
     with pytest.raises(Exception, match="whole semitones"):
         transpose(midi, 0.5)
+
+
+@pytest.mark.slow
+def test_the_pitch_study_rebuilds_its_set_and_transposes_the_truth(tiny_corpus, tmp_path):
+    """eval/pitch.py: an item's rate-1 render rebuilt from its manifest entry is the set's file
+    (so the transposed renders are the same performance), a transposed render is pitched n
+    semitones away, and a run writes its table."""
+    import csv
+    import sys
+    from pathlib import Path
+
+    from gan_stretch import metrics
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))
+    import pitch as study
+
+    entry, item = tiny_corpus.manifest["items"][0], tiny_corpus.items[0]
+    disk = tiny_corpus.load(item, 1.0)
+    plain, _ = study.rebuild(tiny_corpus, entry, 0)
+    gain = float(np.dot(disk, plain) / np.dot(plain, plain))
+    assert np.linalg.norm(disk - gain * plain) / np.linalg.norm(disk) < 0.01
+    up, _ = study.rebuild(tiny_corpus, entry, 5)
+    assert abs(metrics.pitch_shift_cents(up, plain, tiny_corpus.sample_rate) - 500) < 25
+    out = tmp_path / "pitch"
+    code = study.main(
+        ["--data", str(tiny_corpus.root), "--out", str(out), "--semitones", "5", "--pieces", "1"]
+        + ["--methods", "librosa", "unshifted", "--no-visqol", "--jobs", "1"]
+    )
+    assert code == 0
+    with open(out / "results.csv") as fh:
+        rows = {r["method"]: r for r in csv.DictReader(fh)}
+    assert abs(float(rows["librosa"]["pitch_cents"])) < 25 and abs(float(rows["unshifted"]["pitch_cents"]) + 500) < 25
+    assert float(rows["librosa"]["logmel_db"]) < float(rows["unshifted"]["logmel_db"])
+    table = (out / "table.md").read_text()
+    assert "### logmel_db" in table and "### pitch_cents" in table and "| librosa |" in table
