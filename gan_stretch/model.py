@@ -167,7 +167,7 @@ def load_model(path: str | os.PathLike) -> Model:
     except ConfigError as e:  # the configs check themselves: the same errors as a recipe gets
         raise ConfigError(f"checkpoint {path}: {e}") from None
     except (KeyError, TypeError, RuntimeError) as e:
-        raise CheckpointError(f"checkpoint {path} does not match its config ({e})") from None
+        raise CheckpointError(f"checkpoint {path} does not match its config ({checkpoint.mismatch(e)})") from None
     broken = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if broken:
         raise CheckpointError(
