@@ -55,6 +55,11 @@ def _stretch_command(args, piped: bool = False) -> int:
     time_map = read(args.time_map) if args.time_map else None
     src, dst = Path(args.input), Path(args.output)
     to_stdout = is_stdout(args.output)
+    if to_stdout and sys.stdout.isatty():
+        raise AudioError(
+            f"output {args.output!r} writes WAV to standard output, which is a terminal: pipe it into a "
+            "program (| sox -t wav - out.wav) or give a file name"
+        )
     if src.is_dir():  # a whole folder: every audio file in it, same names, same formats
         if to_stdout:
             raise AudioError(f"the input {src} is a folder; its output must be a folder too, not standard output")
