@@ -6,15 +6,18 @@
 For each item of each evaluation set (held-out pieces, sound banks never used in training), the
 item's MIDI performance is rebuilt from its manifest entry (family, seed, piece, program, effects)
 and rendered again with every pitched note moved by n semitones, through the same synthesizer,
-sound bank, effects and gain: what the instruments really sound like n semitones away. The drum
-channel keeps its kit, as a transposed performance keeps its drums. The rate-1 render is rebuilt
-too and compared with the set's file on disk (``rebuild_error``): the transposed renders are only
-a truth if the untransposed one reproduces the set.
+sound bank, effects and gain: what the instruments really sound like n semitones away. The rate-1
+render is rebuilt too and compared with the set's file on disk (``rebuild_error``): the transposed
+renders are only a truth if the untransposed one reproduces the set. Drums have no such truth (a
+shifter moves them, a transposed performance keeps its kit), so items with drums (grooves) are
+scored without them by default: the input is the rebuilt render less its drum channel, the truth
+too (``--keep-drums`` keeps them in both).
 
-Each method shifts the set's rate-1 file by n semitones; every output is scored against the
-transposed render on both axes, as eval/benchmark.py scores a stretch: log-mel distance (dB,
-lower is better) and ViSQOL (MOS-LQO, higher is better), and the pitch error (cents between the
-output's and the truth's long-term spectra, 0 is right).
+Each method shifts the input by n semitones (the set's rate-1 file, or for grooves the rebuilt
+render without drums); every output is scored against the transposed render on both axes, as
+eval/benchmark.py scores a stretch: log-mel distance (dB, lower is better) and ViSQOL (MOS-LQO,
+higher is better), and the pitch error (cents between the output's and the truth's long-term
+spectra, 0 is right).
 
 Methods
   gan         gan_stretch's Stretcher.shift with the packaged default model (a stretch, then soxr)
@@ -53,9 +56,10 @@ HOW = {
 }
 
 
-def rebuild(corpus: Corpus, entry: dict, semitones: int) -> tuple[np.ndarray, int]:
-    """An item's rate-1 performance, transposed by ``semitones``, rendered as the set rendered it
-    (before the set's gain) -> (mono float32 [n], notes left out of MIDI's range)."""
+def rebuild(corpus: Corpus, entry: dict, semitones: int, drums: bool = True) -> tuple[np.ndarray, int]:
+    """An item's rate-1 performance, transposed by ``semitones`` (``drums=False``: without its drum
+    channel), rendered as the set rendered it (before the set's gain) -> (mono float32 [n], notes
+    left out of MIDI's range)."""
     from gan_stretch.data.items import Job, _make
     from gan_stretch.data.render import CHORUS_SEND, REVERB_SEND, find_soundfont, perform, render, transpose
 
@@ -69,7 +73,7 @@ def rebuild(corpus: Corpus, entry: dict, semitones: int) -> tuple[np.ndarray, in
         controls[REVERB_SEND] = entry["effects"]["reverb_send"]
     if entry["chorus"]:
         controls[CHORUS_SEND] = entry["effects"]["chorus_send"]
-    perf, dropped = transpose(perform(midi, program, seconds, 1.0, controls), semitones)
+    perf, dropped = transpose(perform(midi, program, seconds, 1.0, controls), semitones, drums)
     bank = find_soundfont(entry["soundfont"], entry["synth"])
     wave = render(
         perf,
@@ -124,7 +128,7 @@ def shifted(method: str, src: np.ndarray, sr: int, n: int) -> np.ndarray:
 
 def score_item(job) -> list[dict]:
     """Every shift and method on one item: its rows of results.csv."""
-    root, index, semitones, methods, visqol = job
+    root, index, semitones, methods, visqol, keep_drums = job
     corpus = Corpus(root)
     entry = corpus.manifest["items"][index]
     item = corpus.items[index]
@@ -134,9 +138,12 @@ def score_item(job) -> list[dict]:
     # the set's gain (levels are drawn per item): least squares of the rebuilt render onto the file
     gain = float(np.dot(src, plain) / max(np.dot(plain, plain), 1e-20))
     error = float(np.linalg.norm(src - gain * plain) / max(np.linalg.norm(src), 1e-20))
+    drums = bool(entry.get("drum_onsets"))
+    if drums and not keep_drums:  # the input without its drums too: the same render less the drum channel
+        src = (gain * rebuild(corpus, entry, 0, drums=False)[0]).astype(np.float32)
     rows = []
     for n in semitones:
-        truth, dropped = rebuild(corpus, entry, n)
+        truth, dropped = rebuild(corpus, entry, n, drums=keep_drums)
         truth = (gain * truth).astype(np.float32)
         for method in methods:
             y = np.asarray(shifted(method, src, sr, n), dtype=np.float32).reshape(-1)
@@ -154,6 +161,7 @@ def score_item(job) -> list[dict]:
                     "length_error": length - truth.shape[-1],
                     "rebuild_error": error,
                     "notes_left_out": dropped,
+                    "drums": "kept" if drums and keep_drums else "left out" if drums else "none",
                 }
             )
     return rows
@@ -188,6 +196,12 @@ def main(argv=None) -> int:
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--pieces", type=int, default=None, help="first items of each set (default: all)")
     p.add_argument("--no-visqol", dest="visqol", action="store_false", help="skip ViSQOL (faster)")
+    p.add_argument(
+        "--keep-drums",
+        action="store_true",
+        help="keep the drum channel in the input and the truth (a shifter moves the drums, a transposed "
+        "performance does not, so neither is the truth for them; by default both leave them out)",
+    )
     p.add_argument("-j", "--jobs", type=int, default=None, help="items scored at once (default: one per core)")
     args = p.parse_args(argv)
     if any("rubberband" in m for m in args.methods) and shutil.which("rubberband") is None:
@@ -198,7 +212,7 @@ def main(argv=None) -> int:
         if corpus.manifest.get("kind") != "true-tempo":
             raise SystemExit(f"error: {root} is not a true-tempo corpus (rendered from MIDI)")
         n = len(corpus.items) if args.pieces is None else min(args.pieces, len(corpus.items))
-        jobs += [(str(root), i, args.semitones, args.methods, args.visqol) for i in range(n)]
+        jobs += [(str(root), i, args.semitones, args.methods, args.visqol, args.keep_drums) for i in range(n)]
     rows, failed = [], []
     for i, result, error in parallel.imap(
         score_item,
@@ -229,9 +243,18 @@ def main(argv=None) -> int:
     head = (
         f"# Pitch shift against transposed renders: {len(items)} items of "
         f"{', '.join(dict.fromkeys(r['set'] for r in rows))}\n\n"
-        f"The truth is each item's MIDI rendered with its pitched notes moved by n semitones (drums kept), "
-        f"same bank, effects and gain; the rebuilt untransposed render matches the set's file within "
-        f"{100 * worst:.2f}% (relative RMS). Each method shifts the set's rate-1 file.\n\n"
+        f"The truth is each item's MIDI rendered with its pitched notes moved by n semitones, same bank, "
+        f"effects and gain; the rebuilt untransposed render matches the set's file within "
+        f"{100 * worst:.2f}% (relative RMS). Each method shifts the set's rate-1 file"
+        + (
+            "; items with drums are scored with the drums in the input and the truth (a shifter moves them, the "
+            "truth keeps them)"
+            if args.keep_drums
+            else "; items with drums are scored without them, in the input and in the truth (the rebuilt render "
+            "less its drum channel): a shifter moves drums, a transposed performance keeps them, so neither "
+            "is a truth for the drums"
+        )
+        + ".\n\n"
     )
     tables = write_tables(rows, args.semitones, args.methods)
     (out / "table.md").write_text(head + tables + ("\n" + "\n".join(failed) + "\n" if failed else ""))

@@ -135,6 +135,9 @@ def test_transpose_moves_pitched_notes_and_keeps_drums():
     notes = [(m.channel, m.note) for m in out.tracks[0] if m.type == "note_on"]
     assert notes == [(0, 72), (DRUM_CHANNEL, 36)] and dropped == 1  # 132 is beyond MIDI's notes
     assert sum(m.time for m in out.tracks[0]) == sum(m.time for m in midi.tracks[0])  # the timing kept
+    bare, _ = transpose(midi, -2, drums=False)
+    assert [(m.channel, m.note) for m in bare.tracks[0] if m.type == "note_on"] == [(0, 58), (1, 118)]
+    assert sum(m.time for m in bare.tracks[0]) == sum(m.time for m in midi.tracks[0])
     with pytest.raises(Exception, match="whole semitones"):
         transpose(midi, 0.5)
 

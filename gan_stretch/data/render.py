@@ -140,10 +140,11 @@ def perform(
     return out
 
 
-def transpose(midi: mido.MidiFile, semitones: int) -> tuple[mido.MidiFile, int]:
+def transpose(midi: mido.MidiFile, semitones: int, drums: bool = True) -> tuple[mido.MidiFile, int]:
     """``midi`` with every pitched note moved by ``semitones`` (the drum channel keeps its kit, as
-    a transposed performance keeps its drums): the true pitch shift of a performance. Notes moved
-    outside MIDI's 0-127 are left out. -> (the transposed copy, notes left out)."""
+    a transposed performance keeps its drums; ``drums=False`` leaves the drums out): the true pitch
+    shift of a performance. Notes moved outside MIDI's 0-127 are left out. -> (the transposed copy,
+    pitched notes left out)."""
     if int(semitones) != semitones:
         raise GanStretchError(f"a MIDI transposition moves whole semitones, got {semitones}")
     out = mido.MidiFile(type=midi.type, ticks_per_beat=midi.ticks_per_beat)
@@ -151,6 +152,9 @@ def transpose(midi: mido.MidiFile, semitones: int) -> tuple[mido.MidiFile, int]:
     for track in midi.tracks:
         new, carried = mido.MidiTrack(), 0  # the delta time of a left-out note goes to the next event
         for msg in track:
+            if not drums and msg.type in ("note_on", "note_off") and msg.channel == DRUM_CHANNEL:
+                carried += msg.time
+                continue
             if msg.type in ("note_on", "note_off") and msg.channel != DRUM_CHANNEL:
                 note = msg.note + int(semitones)
                 if not 0 <= note <= 127:
