@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +28,10 @@ UNWRITABLE = {
     "SD2": "Sound Designer II keeps its header in a separate resource-fork file (._NAME)",
 }
 LOSSY = ("VORBIS", "OPUS", "MPEG_LAYER_III")  # their decoders may pad the frame count
+STDIN_NAMES, STDOUT_NAMES = ("-", "/dev/stdin"), ("-", "/dev/stdout")
+STDIN_FORMATS = ("WAV", "WAVEX", "FLAC")  # recognised from their first bytes; others need --input-format
+SILENT_PEAK = 1e-7  # -140 dBFS: below 24-bit resolution, nothing audible to stretch
+HIGH_RES = ("PCM_24", "PCM_32", "FLOAT", "DOUBLE")  # sample formats finer than 16-bit
 # integer PCM -> float as soundfile reads it: divided by the magnitude of the most negative value
 PCM_SCALE = {np.dtype(np.int8): 2.0**7, np.dtype(np.int16): 2.0**15, np.dtype(np.int32): 2.0**31}
 
@@ -65,8 +72,14 @@ def validate(wave: np.ndarray, what: str = "audio") -> np.ndarray:
     lo, hi = float(wave.min()), float(wave.max())
     if not (np.isfinite(lo) and np.isfinite(hi)):
         raise AudioError(f"{what} contains NaN or Inf samples")
-    if max(-lo, hi) <= 1e-7:
+    peak = max(-lo, hi)
+    if peak == 0:
         raise AudioError(f"{what} is silent (every sample is zero)")
+    if peak <= SILENT_PEAK:
+        raise AudioError(
+            f"{what} is silent: its loudest sample is {peak:.2g} ({20 * np.log10(peak):.0f} dBFS), "
+            f"below {20 * np.log10(SILENT_PEAK):.0f} dBFS"
+        )
     return wave
 
 
@@ -163,27 +176,24 @@ class AudioWriter:
         self, path: str | os.PathLike, sr: int, channels: int, like: AudioReader | None = None, clobber: bool = True
     ):
         self.path = check_output_path(path)
+        self.stdout = is_stdout(self.path)
         self.sr, self.channels, self.clobber = sr, channels, clobber
-        suffix = self.path.suffix.lower()
-        self.format = FORMATS[suffix]
-        self.subtype = SUBTYPES.get(suffix)
-        if (
-            self.subtype is None
-            and like is not None
-            and like.format == self.format
-            and sf.check_format(self.format, like.subtype)
-        ):
-            self.subtype = like.subtype
+        self.format, self.subtype = output_format(self.path, like)
         check_format(self.path, sr, channels, self.subtype)
         self.clip = (self.subtype or sf.default_subtype(self.format) or "") not in ("FLOAT", "DOUBLE")
         self.frames, self.clipped, self.peak = 0, 0, 0.0
 
     def __enter__(self) -> AudioWriter:
-        if not self.clobber and self.path.exists():
+        if not self.stdout and not self.clobber and self.path.exists():
             raise AudioError(f"{self.path} exists (not overwritten: --no-clobber)")
         tmp = None
         try:
-            tmp = partial_path(self.path)
+            if self.stdout:  # the whole file first: a WAV header needs the length, and the pipe gets only whole files
+                fd, name = tempfile.mkstemp(prefix="gan-stretch-stdout-", suffix=".wav")
+                os.close(fd)
+                tmp = Path(name)
+            else:
+                tmp = partial_path(self.path)
             self.file = sf.SoundFile(str(tmp), "w", self.sr, self.channels, subtype=self.subtype, format=self.format)
         except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as e:
             if tmp is not None:
@@ -214,7 +224,12 @@ class AudioWriter:
     def __exit__(self, kind, error, tb) -> None:
         try:
             self.file.close()
-            if kind is None:
+            if kind is None and self.stdout:
+                self._verify()
+                with open(self.tmp, "rb") as f:
+                    shutil.copyfileobj(f, sys.stdout.buffer)
+                sys.stdout.buffer.flush()
+            elif kind is None:
                 self._verify()
                 os.chmod(self.tmp, target_mode(self.path))
                 if self.clobber:
@@ -258,12 +273,42 @@ def _link_new(tmp: Path, path: Path) -> None:
         os.replace(tmp, path)
 
 
+def is_stdout(path) -> bool:
+    """``-`` or ``/dev/stdout`` as an output: WAV written to standard output."""
+    return str(path) in STDOUT_NAMES
+
+
+def is_stdin(path) -> bool:
+    """``-`` or ``/dev/stdin`` as an input: audio read from standard input."""
+    return str(path) in STDIN_NAMES
+
+
+def output_format(path: Path, like: AudioReader | None = None) -> tuple[str, str | None]:
+    """(soundfile format, sample format or None for the format's default) of an output: from the
+    extension (standard output: WAV); with ``like`` (the input), its sample format where the
+    output's container holds it, and finer than 16-bit input (24-bit, float) at least 24-bit in a
+    container that holds no float (FLAC) rather than the container's 16-bit default."""
+    suffix = "" if is_stdout(path) else path.suffix.lower()
+    fmt = "WAV" if is_stdout(path) else FORMATS[suffix]
+    if suffix in SUBTYPES:
+        return fmt, SUBTYPES[suffix]
+    if like is None:
+        return fmt, None
+    if like.format == fmt and sf.check_format(fmt, like.subtype):
+        return fmt, like.subtype
+    if like.subtype in HIGH_RES and sf.default_subtype(fmt) == "PCM_16":  # a lossless PCM container
+        for subtype in (like.subtype, "PCM_24"):
+            if sf.check_format(fmt, subtype):
+                return fmt, subtype
+    return fmt, None
+
+
 def check_format(path: Path, sr: int, channels: int, subtype: str | None = None) -> None:
     """Writes a short file of this format, rate and channel count in memory and reads it back:
     raises AudioError naming the cause (a channel limit, a fixed sample rate, a format that keeps
     its header elsewhere) before any work, instead of libsndfile's "Format not recognised"."""
-    fmt = FORMATS[path.suffix.lower()]
-    name = f"{path.suffix.lower()} ({fmt})"
+    fmt = "WAV" if is_stdout(path) else FORMATS[path.suffix.lower()]
+    name = "standard output (WAV)" if is_stdout(path) else f"{path.suffix.lower()} ({fmt})"
     if fmt in UNWRITABLE:
         raise AudioError(f"cannot write {path}: {UNWRITABLE[fmt]}; use .wav, .flac or another format")
 
@@ -295,9 +340,19 @@ def check_format(path: Path, sr: int, channels: int, subtype: str | None = None)
 
 
 def check_output_path(path: str | os.PathLike, inputs: tuple = (), create_folder: bool = False) -> Path:
-    """Checks before any work that ``path`` can be written: known format, not an input, folder writable."""
+    """Checks before any work that ``path`` can be written: known format, not an input, folder
+    writable (``-`` and ``/dev/stdout``: WAV on standard output)."""
     path = Path(path)
+    if is_stdout(path):
+        return path
+    if path.is_dir():
+        raise AudioError(f"cannot write {path}: it is a folder; give a file name such as {path / 'out.wav'}")
     if path.suffix.lower() not in FORMATS:
+        if not path.suffix:
+            raise AudioError(
+                f"cannot write {path}: the name has no extension to choose the audio format by "
+                "(add .wav, .flac, ...; '-' writes WAV to standard output)"
+            )
         raise AudioError(
             f"cannot write {path}: unknown audio format {path.suffix!r} (use one of {', '.join(sorted(FORMATS))})"
         )
@@ -327,11 +382,46 @@ MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8000, 192000
 def check_sample_rate(sr, what: str = "input audio") -> int:
     """The sample rates stretched: 8 to 192 kHz (the model's band is 11 kHz wide; below 8 kHz
     its frames would be long smears, above 192 kHz a frame would be over 17,000 samples long)."""
+    if isinstance(sr, (float, np.floating)) and float(sr).is_integer():
+        sr = int(sr)  # 22050.0, as a float field or a division gives it
     if isinstance(sr, bool) or not isinstance(sr, (int, np.integer)):
-        raise AudioError(f"sample rate must be an integer number of Hz, got {sr!r}")
+        raise AudioError(f"sample rate must be a whole number of Hz, got {sr!r}")
     if not MIN_SAMPLE_RATE <= sr <= MAX_SAMPLE_RATE:
         raise AudioError(
             f"{what} has sample rate {sr} Hz; sample rates from {MIN_SAMPLE_RATE} to "
             f"{MAX_SAMPLE_RATE} Hz are supported (resample it first)"
         )
     return int(sr)
+
+
+def stdin_to_file(folder: str | os.PathLike, input_format: str | None = None) -> Path:
+    """Standard input copied whole into ``folder`` (a file is read in blocks and seeked; a pipe is
+    not): WAV or FLAC, recognised from its first bytes, or the format named by ``input_format``
+    (an extension: ``ogg``, ``aiff``, ...). AudioError when nothing usable arrives."""
+    if input_format is not None:
+        ext = "." + input_format.lower().lstrip(".")
+        if ext not in FORMATS:
+            raise AudioError(
+                f"--input-format {input_format!r} is no audio format gan-stretch reads "
+                f"(use one of {', '.join(e[1:] for e in sorted(FORMATS))})"
+            )
+    if sys.stdin is None or sys.stdin.isatty():
+        raise AudioError("input '-' reads standard input, which is a terminal: pipe audio into it (WAV or FLAC)")
+    path = Path(folder) / f"stdin{ext if input_format else '.wav'}"
+    with open(path, "wb") as f:
+        shutil.copyfileobj(sys.stdin.buffer, f)
+    if path.stat().st_size == 0:
+        raise AudioError("standard input is empty: no audio arrived on the pipe")
+    try:
+        found = sf.info(str(path)).format
+    except (sf.LibsndfileError, RuntimeError, OSError, ValueError):
+        found = None
+    want = FORMATS[ext] if input_format else None
+    if found is None or (want is None and found not in STDIN_FORMATS):
+        raise AudioError(
+            "cannot read standard input: it is not WAV or FLAC audio"
+            + (f" (it reads as {found}; pass --input-format to read it)" if found else "")
+        )
+    if want is not None and found != want and not (want == "WAV" and found == "WAVEX"):
+        raise AudioError(f"standard input is {found} audio, not {input_format} (--input-format)")
+    return path

@@ -128,8 +128,33 @@ def save(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict) 
         save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(meta)})
 
 
+def mismatch(error: BaseException) -> str:
+    """torch's several-line ``load_state_dict`` error as one phrase: the first tensor whose shape
+    differs (the network's size changed), else the first missing or unexpected key."""
+    text = str(error)
+    m = re.search(
+        r"size mismatch for ([\w.]+): copying a param with shape torch\.Size\((\[[^\]]*\])\) from "
+        r"checkpoint, the shape in current model is torch\.Size\((\[[^\]]*\])\)",
+        text,
+    )
+    if m:
+        more = text.count("size mismatch for") - 1
+        return (
+            f"the network's size changed: {m.group(1)} is {m.group(2)} in the saved state and {m.group(3)} "
+            f"in this recipe" + (f", and {more} more tensor(s) differ" if more > 0 else "")
+        )
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return "; ".join(lines[1:2] or lines[:1])[:300]
+
+
 def load(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
     path = Path(path)
+    if path.is_dir():
+        found = sorted(p.name for p in path.glob("*.safetensors"))
+        raise CheckpointError(
+            f"checkpoint {path} is a folder; give a model file"
+            + (f" (it holds {', '.join(found[:5])})" if found else " (.safetensors)")
+        )
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:

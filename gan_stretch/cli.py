@@ -20,20 +20,8 @@ def _train(args) -> None:
     run(args.recipe, args.overrides)
 
 
-def parser() -> argparse.ArgumentParser:
-    from .data.corpus import DEFAULT_RATES
-
-    p = argparse.ArgumentParser(prog="gan-stretch", description="Neural time stretching of music.")
-    sub = p.add_subparsers(dest="command", required=True)
-
-    s = sub.add_parser("stretch", help="stretch an audio file or a folder of them (rate 2 halves the duration)")
-    s.add_argument("input", help="audio file (wav, flac, ogg, ...) or folder")
-    s.add_argument("output", help="output file, or folder when the input is a folder")
-    s.add_argument("--rate", default=None, help="speed factor in [0.25, 4]")
-    s.add_argument("--duration", type=float, default=None, help="target duration in seconds (instead of --rate)")
-    s.add_argument(
-        "--time-map", default=None, help="Rubber Band time map: lines 'source_frame target_frame' (sample indices)"
-    )
+def _stretch_options(s: argparse.ArgumentParser) -> None:
+    """The options ``stretch`` and ``shift`` share: the model, its settings, folders, pipes."""
     s.add_argument(
         "--checkpoint",
         default=None,
@@ -99,12 +87,71 @@ def parser() -> argparse.ArgumentParser:
         help="folder: files stretched at once, one process each (default: one per core on the CPU, "
         "1 on a GPU); each process uses one thread, so the outputs do not depend on it",
     )
+    s.add_argument(
+        "--input-format",
+        default=None,
+        metavar="EXT",
+        help="input '-': the format of standard input when it is not WAV or FLAC (ogg, aiff, mp3, ...)",
+    )
+
+
+def parser() -> argparse.ArgumentParser:
+    from . import __version__
+    from .data.corpus import DEFAULT_RATES
+
+    p = argparse.ArgumentParser(prog="gan-stretch", description="Neural time stretching of music.")
+    p.add_argument("--version", action="version", version=f"gan-stretch {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser(
+        "stretch",
+        help="stretch an audio file or a folder of them (rate 2 halves the duration)",
+        description="Change the duration of music and keep its pitch (or move it with --pitch). "
+        "INPUT and OUTPUT '-' read and write standard input and output, for pipes: "
+        "sox in.wav -t wav - | gan-stretch stretch - - --rate 0.8 | sox -t wav - out.wav",
+    )
+    s.add_argument("input", help="audio file (wav, flac, ogg, ...), folder, or '-' for standard input")
+    s.add_argument(
+        "output", help="output file (its extension picks the format), folder, or '-' for WAV on standard output"
+    )
+    s.add_argument("--rate", default=None, help="speed factor in [0.25, 4] (2 halves the duration)")
+    s.add_argument("--duration", type=float, default=None, help="target duration in seconds (instead of --rate)")
+    s.add_argument(
+        "--tempo",
+        default=None,
+        metavar="FROM:TO",
+        help="from one tempo to another in beats per minute, e.g. 120:96 (rate TO / FROM; instead of --rate)",
+    )
+    s.add_argument(
+        "--time-map", default=None, help="Rubber Band time map: lines 'source_frame target_frame' (sample indices)"
+    )
+    s.add_argument(
+        "--pitch",
+        default=None,
+        metavar="SEMITONES",
+        help="also shift the pitch by this many semitones, -24 to 24 (e.g. -2, 0.5); the duration "
+        "is set by the rate, tempo, duration or time map as without it",
+    )
+    _stretch_options(s)
     s.set_defaults(fn=stretch_command)
+
+    sh = sub.add_parser(
+        "shift",
+        help="shift the pitch of an audio file or a folder of them, keeping the duration",
+        description="Shift the pitch by SEMITONES and keep the duration: the music is stretched to "
+        "2^(SEMITONES/12) times its length, then resampled back to it (soxr), as librosa and "
+        "Rubber Band do. INPUT and OUTPUT '-' are standard input and output.",
+    )
+    sh.add_argument("input", help="audio file, folder, or '-' for standard input")
+    sh.add_argument("output", help="output file, folder, or '-' for WAV on standard output")
+    sh.add_argument("pitch", metavar="SEMITONES", help="semitones, -24 to 24: 12 is an octave up, -2 a tone down")
+    _stretch_options(sh)
+    sh.set_defaults(fn=stretch_command, rate="1", duration=None, tempo=None, time_map=None)
 
     d = sub.add_parser("data", help="build training and evaluation corpora")
     dsub = d.add_subparsers(dest="source", required=True)
     m = dsub.add_parser("midi", help="true-tempo pairs rendered from MIDI: music21 pieces, ensembles, grooves")
-    m.add_argument("--out", required=True)
+    m.add_argument("--out", required=True, help="corpus folder: manifest.json and audio/ (a rerun reuses its renders)")
     m.add_argument(
         "--family",
         choices=("classical", "ensemble", "groove", "dense-groove"),
@@ -129,7 +176,12 @@ def parser() -> argparse.ArgumentParser:
         help="sound bank, or several separated by commas of which each item draws one: .sf2/.sf3 path "
         "or name (default TimGM6mb) for fluidsynth, .cfg (default freepats) for timidity",
     )
-    m.add_argument("--synth", choices=("fluidsynth", "timidity"), default="fluidsynth")
+    m.add_argument(
+        "--synth",
+        choices=("fluidsynth", "timidity"),
+        default="fluidsynth",
+        help="the MIDI synthesizer: fluidsynth (with .sf2/.sf3 soundfonts) or timidity (with .cfg patch sets)",
+    )
     m.add_argument("--reverb", choices=("off", "on", "random"), default="off", help="reverb per item")
     m.add_argument("--chorus", choices=("off", "on", "random"), default="off", help="chorus per item")
     m.add_argument(
@@ -145,7 +197,7 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--heldout-only", action="store_true", help="render only the held-out pieces (an evaluation set)")
     t = dsub.add_parser("teacher", help="recorded audio stretched by a classical stretcher")
     t.add_argument("--audio", required=True, help="folder of wav/flac/ogg files")
-    t.add_argument("--out", required=True)
+    t.add_argument("--out", required=True, help="corpus folder: manifest.json and audio/")
     t.add_argument("--teacher", default="pv", help="pv | rubberband | wsola | hptsm")
     t.add_argument("--excerpts", type=int, default=3, help="excerpts per file")
     for q in (m, t):
@@ -157,10 +209,23 @@ def parser() -> argparse.ArgumentParser:
             help="items rendered at once, one process each (default: one per core); the corpus is the "
             "same for any number",
         )
-        q.add_argument("--rates", type=float, nargs="+", default=list(DEFAULT_RATES))
-        q.add_argument("--seconds", type=float, default=10.0)
-        q.add_argument("--heldout", type=float, default=0.25, help="fraction of pieces held out for evaluation")
-        q.add_argument("--sample-rate", type=int, default=22050)
+        q.add_argument(
+            "--rates",
+            type=float,
+            nargs="+",
+            default=list(DEFAULT_RATES),
+            help=f"speeds of the stretched versions beside rate 1, each above 0 (default {' '.join(map(str, DEFAULT_RATES))})",
+        )
+        q.add_argument(
+            "--seconds", type=float, default=10.0, help="length of each item at rate 1, in seconds (default 10)"
+        )
+        q.add_argument(
+            "--heldout",
+            type=float,
+            default=0.25,
+            help="fraction of pieces held out for evaluation, 0 to 1 (default 0.25)",
+        )
+        q.add_argument("--sample-rate", type=int, default=22050, help="sample rate of the audio in Hz (default 22050)")
     m.set_defaults(fn=data_midi)
     t.set_defaults(fn=data_teacher)
     rec = dsub.add_parser(
@@ -179,7 +244,7 @@ def parser() -> argparse.ArgumentParser:
         "train",
         help="run a recipe in this process (accelerate launch -m gan_stretch.train does the same on any devices)",
     )
-    r.add_argument("recipe")
+    r.add_argument("recipe", help="recipe file (recipes/*.yaml): the stage, data, network and training settings")
     r.add_argument("overrides", nargs="*", help="key=value")
     r.set_defaults(fn=_train)
     return p
@@ -198,13 +263,44 @@ def _terminate(signum, frame):
     raise Terminated(signum)
 
 
+NUMBER_OPTIONS = ("--rate", "--duration", "--pitch", "--seconds", "--heldout")
+
+
+def _joined_numbers(argv: list[str]) -> list[str]:
+    """``--rate -inf`` as ``--rate=-inf``: argparse takes only plain negative numbers (-2, -0.5)
+    as an option's value, and would say "expected one argument" for -inf or -1e3; joined, the
+    value reaches the option's own check and its message."""
+    out, i = [], 0
+    while i < len(argv):
+        a = argv[i]
+        if a in NUMBER_OPTIONS and i + 1 < len(argv) and argv[i + 1].startswith("-"):
+            try:
+                float(argv[i + 1])
+            except ValueError:
+                pass
+            else:
+                out.append(f"{a}={argv[i + 1]}")
+                i += 2
+                continue
+        out.append(a)
+        i += 1
+    return out
+
+
 def main(argv=None) -> int:
     import signal
     import threading
 
+    argv = _joined_numbers(sys.argv[1:] if argv is None else [str(a) for a in argv])
     args = parser().parse_args(argv)
-    handled = (signal.SIGTERM, signal.SIGHUP) if threading.current_thread() is threading.main_thread() else ()
+    main_thread = threading.current_thread() is threading.main_thread()
+    handled = (signal.SIGTERM, signal.SIGHUP) if main_thread else ()
     previous = {sig: signal.signal(sig, _terminate) for sig in handled}
+    if main_thread and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # a parent that ignores Ctrl-C (nohup, a background job of a script) hands that on; the
+        # folder workers answer it all the same, so this process must stop with them (one
+        # "interrupted" line, not "a worker process died" for every file)
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         code = args.fn(args)
     except GanStretchError as e:

@@ -6,38 +6,75 @@ import sys
 
 
 def stretch_command(args) -> int:
+    """``gan-stretch stretch`` and ``gan-stretch shift`` (a stretch at rate 1 with a pitch)."""
+    import tempfile
+
+    from .audio import is_stdin, stdin_to_file
+
+    if is_stdin(args.input):  # a pipe: copied whole to a temporary file (the stretch seeks in its input)
+        with tempfile.TemporaryDirectory(prefix="gan-stretch-stdin-") as folder:
+            args.input = str(stdin_to_file(folder, args.input_format))
+            return _stretch_command(args, piped=True)
+    if args.input_format is not None:
+        from .errors import AudioError
+
+        raise AudioError("--input-format is for input '-' (standard input); a file's format is read from it")
+    return _stretch_command(args)
+
+
+def _stretch_command(args, piped: bool = False) -> int:
     from pathlib import Path
 
     from tqdm import tqdm
 
     from . import parallel
-    from .audio import AudioReader, check_format, check_output_path
-    from .errors import AudioError
+    from .audio import AudioReader, check_format, check_output_path, is_stdout
+    from .errors import AudioError, ConfigError
     from .pipeline import Stretcher, check_sample_rate
+    from .pitch import check_semitones
     from .spectral import check_rate
     from .timemap import read
 
-    if args.rate is None and args.duration is None and args.time_map is None:
-        raise AudioError("give --rate, --duration or --time-map")
-    if args.rate is not None:
-        check_rate(args.rate)
+    rate = tempo_rate(args.tempo) if args.tempo is not None else args.rate
+    given = [
+        name
+        for name, v in (("--rate", args.rate), ("--tempo", args.tempo), ("--duration", args.duration))
+        if v is not None
+    ]
+    if len(given) > 1:
+        raise AudioError(f"give one of --rate, --tempo and --duration, not {' and '.join(given)}")
+    if rate is None and args.duration is None and args.time_map is None:
+        raise AudioError("give --rate, --tempo, --duration or --time-map")
+    if rate is not None:
+        rate = check_rate(rate)
+    semitones = 0.0 if args.pitch is None else check_semitones(args.pitch)
     if args.jobs is not None:
         parallel.check_jobs(args.jobs)
+    if not 0 <= args.griffin_lim <= 1000:  # the Stretcher's own check would name its argument, griffin_lim
+        raise ConfigError(f"--griffin-lim must be an iteration count in [0, 1000], got {args.griffin_lim}")
     time_map = read(args.time_map) if args.time_map else None
     src, dst = Path(args.input), Path(args.output)
+    to_stdout = is_stdout(args.output)
+    if to_stdout and sys.stdout.isatty():
+        raise AudioError(
+            f"output {args.output!r} writes WAV to standard output, which is a terminal: pipe it into a "
+            "program (| sox -t wav - out.wav) or give a file name"
+        )
     if src.is_dir():  # a whole folder: every audio file in it, same names, same formats
-        jobs, skipped = folder_jobs(src, dst)
+        if to_stdout:
+            raise AudioError(f"the input {src} is a folder; its output must be a folder too, not standard output")
+        jobs, skipped, nested = folder_jobs(src, dst)
         for f, out in jobs:
             check_output_path(out, inputs=(f,), create_folder=True)
     elif not src.exists():
         raise AudioError(f"input file not found: {src}")
     else:
-        jobs, skipped = [(src, dst)], []
+        jobs, skipped, nested = [(src, dst)], [], []
         check_output_path(dst, inputs=(src,))
-        if args.no_clobber and dst.exists():
+        if args.no_clobber and not to_stdout and dst.exists():
             raise AudioError(f"{dst} exists (not overwritten: --no-clobber)")
         with AudioReader(src) as reader:  # the input's header and the output's format, before any work
-            check_sample_rate(reader.sample_rate, reader.name)
+            check_sample_rate(reader.sample_rate, "standard input" if piped else reader.name)
             check_format(dst, reader.sample_rate, reader.channels)
     # every setting, for this process's Stretcher and each folder worker's
     settings = dict(
@@ -52,7 +89,6 @@ def stretch_command(args) -> int:
         dense_attacks=not args.no_dense_attacks,
     )
     stretcher = Stretcher(args.checkpoint, **settings)
-    rate = None if args.rate is None else float(args.rate)
     if not src.is_dir():
         with tqdm(desc="audio", unit="s", leave=False, disable=not sys.stderr.isatty()) as seconds:
 
@@ -68,11 +104,13 @@ def stretch_command(args) -> int:
                 time_map=time_map,
                 progress=progress,
                 clobber=not args.no_clobber,
+                semitones=semitones,
             )
-        _warn_clipped(dst, info)
+        _warn_clipped("standard output" if to_stdout else dst, info)
         print(
-            f"wrote {dst} ({info['frames'] / info['sample_rate']:.2f} s, {info['sample_rate']} Hz, "
-            f"{info['channels']} channel(s))"
+            f"wrote {'standard output (WAV)' if to_stdout else dst} ({info['frames'] / info['sample_rate']:.2f} s, "
+            f"{info['sample_rate']} Hz, {info['channels']} channel(s))",
+            file=sys.stderr if to_stdout else sys.stdout,  # standard output carries the audio
         )
         return 0
     # one process per core on the CPU; on a GPU the files take turns on it unless --jobs says otherwise
@@ -86,7 +124,7 @@ def stretch_command(args) -> int:
     done = 0
     for i, info, error in parallel.imap(
         _stretch_file,
-        [(f, out, rate, args.duration, time_map, not args.no_clobber) for f, out in todo],
+        [(f, out, rate, args.duration, time_map, not args.no_clobber, semitones) for f, out in todo],
         workers,
         desc="stretching",
         unit="file",
@@ -112,6 +150,11 @@ def stretch_command(args) -> int:
     print(summary)
     if skipped:
         print(f"skipped {len(skipped)} file(s) that are not audio gan-stretch reads: {_names(skipped)}")
+    if nested:
+        print(
+            f"skipped {len(nested)} audio file(s) in the output folder {dst}, which is inside the input "
+            f"folder (never read as input): {_names(nested)}"
+        )
     return 1 if failed else 0
 
 
@@ -129,8 +172,30 @@ def _load_stretcher(checkpoint, settings: dict | None, unload: bool = False) -> 
 
 def _stretch_file(job) -> dict:
     """One file of a folder (in a worker process when --jobs > 1)."""
-    f, out, rate, duration, time_map, clobber = job
-    return _STRETCHER.stretch_file(f, out, rate, duration=duration, time_map=time_map, clobber=clobber)
+    f, out, rate, duration, time_map, clobber, semitones = job
+    return _STRETCHER.stretch_file(
+        f, out, rate, duration=duration, time_map=time_map, clobber=clobber, semitones=semitones
+    )
+
+
+def tempo_rate(text: str) -> float:
+    """``--tempo FROM:TO`` (beats per minute) as a rate: TO / FROM (120:96 plays at 0.8)."""
+    import math
+
+    from .errors import RateError
+
+    try:
+        old, new = (float(v) for v in text.split(":"))
+    except ValueError:
+        raise RateError(f"--tempo must be FROM:TO in beats per minute such as 120:96, got {text!r}") from None
+    if not all(math.isfinite(v) and v > 0 for v in (old, new)):
+        raise RateError(f"--tempo must be two positive numbers of beats per minute such as 120:96, got {text!r}")
+    rate = new / old
+    from .spectral import MAX_RATE, MIN_RATE
+
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise RateError(f"--tempo {text} is rate {rate:.4g} ({new:g} / {old:g} bpm), outside [{MIN_RATE}, {MAX_RATE}]")
+    return rate
 
 
 def attack_span(text: str | None) -> tuple[int, int] | None:
@@ -146,8 +211,9 @@ def attack_span(text: str | None) -> tuple[int, int] | None:
     return before, after
 
 
-def folder_jobs(src, dst) -> tuple[list, list]:
-    """(input file, output file) pairs for a folder of audio, and the files left out as not audio.
+def folder_jobs(src, dst) -> tuple[list, list, list]:
+    """(input file, output file) pairs for a folder of audio, the files left out as not audio,
+    and the audio files left out because they are in the output folder.
 
     Hidden files and folders (macOS ``._x.wav`` resource forks, ``.x.partial-*`` files of an
     interrupted write) are never audio to stretch; an output folder inside the input folder is
@@ -158,20 +224,23 @@ def folder_jobs(src, dst) -> tuple[list, list]:
     src_r, dst_r = src.resolve(), dst.resolve()
     if dst_r == src_r:
         raise AudioError("output folder is the input folder; choose another")
-    jobs, skipped = [], []
+    jobs, skipped, nested = [], [], []
     for p in sorted(src.rglob("*")):
         rel = p.relative_to(src)
         if any(part.startswith(".") for part in rel.parts) or not p.is_file():
             continue
         if p.resolve() == dst_r or dst_r in p.resolve().parents:
+            if p.suffix.lower() in FORMATS:
+                nested.append(rel)
             continue
         if p.suffix.lower() in FORMATS:
             jobs.append((p, dst / rel))
         else:
             skipped.append(rel)
     if not jobs:
-        raise AudioError(f"no audio files in {src}" + (f" (skipped: {_names(skipped)})" if skipped else ""))
-    return jobs, skipped
+        left = skipped + [f"{p} (in the output folder)" for p in nested]
+        raise AudioError(f"no audio files in {src}" + (f" (skipped: {_names(left)})" if left else ""))
+    return jobs, skipped, nested
 
 
 def _names(paths, most: int = 5) -> str:

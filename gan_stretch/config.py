@@ -271,6 +271,9 @@ def load_recipe(path: str | Path | None, overrides: list[str] | dict | None = No
     given = overrides if isinstance(overrides, dict) else parse_overrides(overrides or [])
     raw.update(given)
     stage = raw.get("stage")
+    if stage is None:
+        where = f"recipe {path}" if path is not None else "the recipe"
+        raise ConfigError(f"{where} names no stage; add 'stage: NAME' (one of {', '.join(STAGES)})")
     if stage not in STAGES:
         raise ConfigError(f"stage must be one of {', '.join(STAGES)}, got {stage!r}")
     cls = STAGES[stage].recipe

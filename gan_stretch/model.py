@@ -78,12 +78,12 @@ def check_device(device) -> torch.device:
     if dev.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
-            raise ConfigError(f"device {device!r}: no CUDA GPU is available here; use --device cpu")
+            raise ConfigError(f"device {device!r}: no CUDA GPU is available here; use the CPU (device cpu)")
         if dev.index is not None and dev.index >= count:
             raise ConfigError(f"device {device!r}: there are {count} CUDA GPU(s) (cuda:0 to cuda:{count - 1})")
     elif dev.type == "mps":
         if not torch.backends.mps.is_available():
-            raise ConfigError(f"device {device!r}: Apple's MPS backend is not available here; use --device cpu")
+            raise ConfigError(f"device {device!r}: Apple's MPS backend is not available here; use the CPU (device cpu)")
     elif dev.type != "cpu":
         raise ConfigError(f"device {device!r} is not supported; use cpu, cuda, cuda:N or mps")
     return dev
@@ -167,7 +167,7 @@ def load_model(path: str | os.PathLike) -> Model:
     except ConfigError as e:  # the configs check themselves: the same errors as a recipe gets
         raise ConfigError(f"checkpoint {path}: {e}") from None
     except (KeyError, TypeError, RuntimeError) as e:
-        raise CheckpointError(f"checkpoint {path} does not match its config ({e})") from None
+        raise CheckpointError(f"checkpoint {path} does not match its config ({checkpoint.mismatch(e)})") from None
     broken = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if broken:
         raise CheckpointError(

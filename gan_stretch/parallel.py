@@ -20,6 +20,8 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
@@ -63,19 +65,55 @@ def _ignore(signum, frame):
     pass
 
 
+_BUSY = [False]  # whether this worker is running a job (its partial files need unwinding)
+
+
 def _worker_init(threads: int, init: Callable | None, initargs: tuple) -> None:
     _limit_threads(threads)  # for the life of the worker
     for sig in _SIGNALS:
         signal.signal(sig, _stop)
+    threading.Thread(target=_watch_parent, name="gan-stretch-parent-watch", daemon=True).start()
     if init is not None:
         init(*initargs)
 
 
+def _watch_parent() -> None:
+    """Ends this worker when the process that started the pool ends, however it ended (``kill -9``
+    leaves no time to stop its workers): multiprocessing hands each worker a pipe whose other end
+    only that process holds, so the pipe closes with it. A running job unwinds as on SIGTERM
+    (removing its partial file); an idle worker exits at once. Without this the workers would
+    finish the batch, then wait for jobs for ever."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+    parent.join()
+    if _BUSY[0]:
+        os.kill(os.getpid(), signal.SIGTERM)  # the job's Stopped unwinds it, then _call exits
+        time.sleep(30)  # a job stuck in native code that never returns to Python
+    _exit(1)
+
+
+def _exit(code: int) -> None:
+    """``os._exit`` (a worker must not run the pool's exit handlers), after multiprocessing's
+    finalizers: they unlink the named semaphores this process made (numba makes one when its
+    threads start), which the resource tracker would otherwise report as leaked."""
+    from multiprocessing import util
+
+    try:
+        util._run_finalizers(0)
+    except Exception:
+        pass
+    os._exit(code)
+
+
 def _call(fn: Callable, item):
+    _BUSY[0] = True
     try:
         return fn(item)
     except KeyboardInterrupt:  # stopped: the job's cleanup has run; take no further job
-        os._exit(130)
+        _exit(130)
+    finally:
+        _BUSY[0] = False
 
 
 def _thread_env(threads: int) -> dict:
@@ -176,7 +214,8 @@ def imap(
 
     items = list(items)
     jobs = max(1, min(jobs, len(items)))
-    with tqdm(total=len(items), desc=desc, unit=unit, disable=not items) as bar:
+    # no bar where stderr is a log file or a pipe (its redraws would fill it); messages still go there
+    with tqdm(total=len(items), desc=desc, unit=unit, disable=not items or not sys.stderr.isatty()) as bar:
         if jobs == 1:
             with limited_threads(threads):
                 if init is not None:

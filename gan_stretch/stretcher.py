@@ -19,7 +19,7 @@ import os
 import numpy as np
 import torch
 
-from . import decays, spectral, synthesis, timemap
+from . import decays, pitch, spectral, synthesis, timemap
 from .audio import AudioReader, AudioWriter, check_output_path, check_sample_rate, validate
 from .band import Band, input_config
 from .errors import AudioError, ConfigError
@@ -202,7 +202,16 @@ class Stretcher:
         return self.model.spectral
 
     @torch.no_grad()
-    def stretch(self, audio, sr: int, rate: float | None = None, *, duration: float | None = None, time_map=None):
+    def stretch(
+        self,
+        audio,
+        sr: int,
+        rate: float | None = None,
+        *,
+        duration: float | None = None,
+        time_map=None,
+        semitones: float = 0.0,
+    ):
         """Stretch a signal by a rate, to a duration, or along a time map.
 
         Parameters
@@ -222,13 +231,16 @@ class Stretcher:
             both increasing: the input sample that plays at each output sample. With a rate or a
             duration as well, that sets the output's end; without, the input plays on at speed 1
             after the last pair.
+        semitones : float, keyword-only
+            Shift the pitch as well, by -24 to 24 semitones (:mod:`gan_stretch.pitch`: a stretch
+            to 2 ** (semitones / 12) times the length, then resampled back); 0 keeps it.
 
         Returns
         -------
         np.ndarray or torch.Tensor, shape [N'] or [C, N']
             float32 samples, the same type, layout and (for a tensor) device as ``audio``; a
-            rate gives ``N' = round(N / rate)``. At rate 1 (an identity time map) the input is
-            returned unchanged.
+            rate gives ``N' = round(N / rate)``. At rate 1 (an identity time map) and no pitch
+            shift the input is returned unchanged.
 
         Raises
         ------
@@ -264,12 +276,35 @@ class Stretcher:
         one_d = arr.ndim == 1
         wave = validate(arr, "input audio")
         check_sample_rate(sr)
+        semitones = pitch.check_semitones(semitones)
         tmap = timemap.resolve(wave.shape[-1], int(sr), rate, duration, time_map)
-        out = self._stretch_tensor(torch.from_numpy(wave).to(self.device), int(sr), tmap)
+        inner = pitch.stretch_map(tmap, semitones) if semitones else tmap
+        out = self._stretch_tensor(torch.from_numpy(wave).to(self.device), int(sr), inner)
         if not torch.isfinite(out).all():
             raise AudioError("the stretched audio contains NaN or Inf samples (a broken model?)")
+        if semitones:
+            out = torch.from_numpy(pitch.resample(out.cpu().numpy(), semitones, tmap.n_out))
         out = out[0] if one_d else out
         return out.to(audio.device) if is_torch else out.cpu().numpy()
+
+    def shift(self, audio, sr: int, semitones: float):
+        """Shift the pitch of a signal by ``semitones`` (-24 to 24), keeping its duration.
+
+        The signal is stretched to ``2 ** (semitones / 12)`` times its duration, then resampled
+        back to its length (soxr), as librosa's ``pitch_shift`` and ``rubberband -p`` do;
+        :meth:`stretch` with ``semitones=`` does both at once. Returns the same type, layout and
+        length as ``audio``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from gan_stretch import Stretcher
+        >>> sr = 22050
+        >>> x = 0.5 * np.sin(2 * np.pi * 440 * np.arange(sr) / sr).astype(np.float32)  # A4
+        >>> Stretcher(device="cpu").shift(x, sr, 3).shape   # C5, the same length
+        (22050,)
+        """
+        return self.stretch(audio, sr, 1.0, semitones=semitones)
 
     @torch.no_grad()
     def _stretch_tensor(self, wave: torch.Tensor, sr: int, tmap: timemap.TimeMap) -> torch.Tensor:
@@ -291,6 +326,7 @@ class Stretcher:
         time_map=None,
         progress=None,
         clobber: bool = True,
+        semitones: float = 0.0,
     ) -> dict:
         """Stretch an audio file into another, reading and writing in blocks.
 
@@ -311,6 +347,8 @@ class Stretcher:
             Called as ``progress(done, total)`` after each block, in seconds of output.
         clobber : bool, keyword-only
             Replace an existing ``dst``; False refuses to (AudioError).
+        semitones : float, keyword-only
+            Shift the pitch as well (as in :meth:`stretch`); the resampler streams too.
 
         Returns
         -------
@@ -344,13 +382,19 @@ class Stretcher:
         """
         with AudioReader(src, self.device) as reader:
             sr = check_sample_rate(reader.sample_rate, reader.name)
+            semitones = pitch.check_semitones(semitones)
             tmap = timemap.resolve(reader.frames, sr, rate, duration, time_map)
+            inner = pitch.stretch_map(tmap, semitones) if semitones else tmap
+            resampler = pitch.Resampler(semitones, reader.channels, tmap.n_out) if semitones else None
             dst = check_output_path(dst, inputs=(src,))
             with AudioWriter(dst, sr, reader.channels, like=reader, clobber=clobber) as writer:
-                for start, chunk in self._blocks(reader, sr, tmap):
-                    writer.write(chunk.cpu().numpy())
+                for start, chunk in self._blocks(reader, sr, inner):
+                    block = chunk.cpu().numpy()
+                    writer.write(block if resampler is None else resampler.push(block))
                     if progress is not None:
-                        progress((start + chunk.shape[-1]) / sr, tmap.n_out / sr)
+                        progress((start + chunk.shape[-1]) / sr, inner.n_out / sr)
+                if resampler is not None:
+                    writer.write(resampler.finish())
         return {
             "frames": tmap.n_out,
             "sample_rate": sr,

@@ -53,6 +53,20 @@ TIMEMAP_TESTS = (
 
 MUTATIONS = [
     bug(
+        "pitch shift resampled the wrong way (the stretch's length kept, the pitch moved the other way)",
+        "gan_stretch/pitch.py",
+        "soxr.ResampleStream(factor(semitones), 1.0,",
+        "soxr.ResampleStream(1.0, factor(semitones),",
+        ("tests/test_pitch.py::test_shift_keeps_the_duration_and_moves_a_sine_by_the_semitones",),
+    ),
+    bug(
+        "a shift stretched by 2^(-n/12) instead of 2^(n/12)",
+        "gan_stretch/pitch.py",
+        "f = factor(semitones)\n    target",
+        "f = 1 / factor(semitones)\n    target",
+        ("tests/test_pitch.py::test_shift_keeps_the_duration_and_moves_a_sine_by_the_semitones",),
+    ),
+    bug(
         "log-mel floor 80 dB -> 60 dB",
         "gan_stretch/metrics.py",
         "float(p_ref.max()) * 1e-8",

@@ -280,8 +280,8 @@ def test_a_later_run_removes_stale_partials_of_its_output(tmp_path, tiny_model):
 @pytest.mark.parametrize(
     "args,words",
     [
-        (["--griffin-lim", "-1"], ["griffin_lim", "-1"]),
-        (["--griffin-lim", "5000"], ["griffin_lim", "5000"]),
+        (["--griffin-lim", "-1"], ["--griffin-lim", "-1"]),
+        (["--griffin-lim", "5000"], ["--griffin-lim", "5000"]),
         (["--device", "tpu"], ["device", "tpu"]),
         (["--device", "cuda:99"], ["cuda"]),
     ],

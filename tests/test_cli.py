@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import subprocess
@@ -14,7 +15,7 @@ import soundfile as sf
 
 from gan_stretch.cli import main
 
-from conftest import music_like
+from conftest import SR, music_like
 
 HOP_SECONDS = 512 / 22050  # one STFT hop of the model
 
@@ -341,3 +342,125 @@ def test_unwritable_output_folder(tmp_path, tiny_model, capsys):
     assert "not writable" in err or "cannot write" in err, err
     assert not (target / "out.wav").exists()
     folder.chmod(0o700)
+
+
+# --- standard input and output ------------------------------------------------------------------
+
+
+def cli_process(*argv, stdin=None, **kw) -> subprocess.CompletedProcess:
+    """``python -m gan_stretch.cli ARGV`` with bytes on stdin; stdout and stderr as bytes."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "gan_stretch.cli", *map(str, argv)],
+        input=stdin,
+        capture_output=True,
+        env=env,
+        timeout=300,
+        **kw,
+    )
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow  # subprocesses
+def test_standard_input_and_output_carry_wav(tmp_path, tiny_model):
+    """``-`` in and out: WAV on stdout (the 'wrote' line goes to stderr), WAV or FLAC on stdin;
+    other formats need --input-format; /dev/stdout is standard output too."""
+    x = music_like(SR, channels=2)
+    for fmt in ("WAV", "FLAC"):
+        src = tmp_path / f"in.{fmt.lower()}"
+        sf.write(str(src), x.T, SR, format=fmt, subtype="PCM_24")
+        proc = cli_process("stretch", "-", "-", "--rate", "0.8", "--checkpoint", tiny_model, stdin=src.read_bytes())
+        assert proc.returncode == 0, proc.stderr.decode()
+        y, sr = sf.read(io.BytesIO(proc.stdout), dtype="float32", always_2d=True)
+        assert (sr, y.shape) == (SR, (round(SR / 0.8), 2))
+        assert b"wrote standard output (WAV)" in proc.stderr
+    # the same bytes as a file written by name
+    named = tmp_path / "named.wav"
+    assert cli_process("stretch", src, named, "--rate", "0.8", "--checkpoint", tiny_model).returncode == 0
+    y_named, _ = sf.read(str(named), dtype="float32", always_2d=True)
+    assert np.array_equal(y, y_named)
+    proc = cli_process("stretch", src, "/dev/stdout", "--rate", "2", "--checkpoint", tiny_model)
+    assert proc.returncode == 0 and sf.info(io.BytesIO(proc.stdout)).frames == SR // 2
+    ogg = tmp_path / "in.ogg"
+    sf.write(str(ogg), x.T, SR)
+    proc = cli_process(
+        "stretch", "-", tmp_path / "o.wav", "--rate", "2", "--checkpoint", tiny_model, stdin=ogg.read_bytes()
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.decode().strip() == (
+        "gan-stretch: error: cannot read standard input: it is not WAV or FLAC audio (it reads as OGG; "
+        "pass --input-format to read it)"
+    )
+    proc = cli_process(
+        "stretch",
+        "-",
+        tmp_path / "o.wav",
+        "--rate",
+        "2",
+        "--input-format",
+        "ogg",
+        "--checkpoint",
+        tiny_model,
+        stdin=ogg.read_bytes(),
+    )
+    assert proc.returncode == 0 and sf.info(str(tmp_path / "o.wav")).frames == SR // 2
+    proc = cli_process("stretch", "-", "-", "--rate", "2", "--checkpoint", tiny_model, stdin=b"")
+    assert proc.returncode == 1 and proc.stdout == b""
+    assert b"standard input is empty" in proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("sox") is None, reason="sox is not installed")
+def test_a_sox_pipeline(tmp_path, tiny_model):
+    """sox in.wav -t wav - | gan-stretch stretch - - --rate 0.8 | sox -t wav - out.wav"""
+    import shlex
+
+    src, dst = tmp_path / "in.wav", tmp_path / "out.wav"
+    sf.write(str(src), music_like(SR), SR)
+    me = f"{shlex.quote(sys.executable)} -m gan_stretch.cli stretch - - --rate 0.8 --checkpoint {shlex.quote(str(tiny_model))}"
+    proc = subprocess.run(
+        f"sox {shlex.quote(str(src))} -t wav - | {me} | sox -t wav - {shlex.quote(str(dst))}",
+        shell=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(ROOT)},
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    info = sf.info(str(dst))
+    assert (info.samplerate, info.channels, info.frames) == (SR, 1, round(SR / 0.8))
+
+
+# --- folders and sample formats -----------------------------------------------------------------
+
+
+def test_files_in_a_nested_output_folder_are_listed_as_skipped(tmp_path, tiny_model, capsys):
+    album = tmp_path / "album"
+    (album / "inner").mkdir(parents=True)
+    write(album / "a.wav", music_like(SR), SR)
+    write(album / "inner" / "b.wav", music_like(SR, seed=1), SR)
+    assert stretch(album, album / "inner", "--rate", "2", checkpoint=tiny_model) == 0
+    out = capsys.readouterr().out
+    assert "1 stretched into" in out
+    assert f"skipped 1 audio file(s) in the output folder {album / 'inner'}" in out and "inner/b.wav" in out
+
+
+@pytest.mark.parametrize(
+    "subtype,ext,expected",
+    [
+        ("PCM_24", ".flac", "PCM_24"),
+        ("PCM_24", ".aiff", "PCM_24"),
+        ("FLOAT", ".flac", "PCM_24"),
+        ("PCM_16", ".flac", "PCM_16"),
+        ("PCM_24", ".ogg", "VORBIS"),
+    ],
+)
+def test_high_resolution_sources_keep_24_bits_in_other_lossless_containers(
+    tmp_path, tiny_model, subtype, ext, expected
+):
+    src = write(tmp_path / "in.wav", music_like(SR), SR, subtype=subtype)
+    dst = tmp_path / f"out{ext}"
+    assert stretch(src, dst, "--rate", "2", checkpoint=tiny_model) == 0
+    assert sf.info(str(dst)).subtype == expected

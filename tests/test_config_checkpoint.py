@@ -305,10 +305,10 @@ def test_load_model_rejects_a_truncated_model_file(tiny_model, tmp_path, keep):
 
 
 def test_load_missing_path_and_folder(tmp_path):
-    for path in (tmp_path / "missing.safetensors", tmp_path):
-        with pytest.raises(CheckpointError, match="not found"):
+    for path, words in ((tmp_path / "missing.safetensors", "not found"), (tmp_path, "is a folder; give a model file")):
+        with pytest.raises(CheckpointError, match=words):
             checkpoint.load(path)
-        with pytest.raises(CheckpointError, match="not found"):
+        with pytest.raises(CheckpointError, match=words):
             load_model(path)
 
 
@@ -383,12 +383,14 @@ def test_load_model_rejects_mismatched_config(tiny_model, tmp_path):
     tensors, meta = checkpoint.load(tiny_model)
     wrong = tmp_path / "wrong.safetensors"
     checkpoint.save(wrong, tensors, {**meta, "autoencoder": {**meta["autoencoder"], "latent": 32}})
-    with pytest.raises(CheckpointError, match="does not match"):
+    with pytest.raises(CheckpointError, match="does not match its config .the network's size changed: ") as e:
         load_model(wrong)
+    assert "\n" not in str(e.value)
     missing = tmp_path / "missing.safetensors"
     checkpoint.save(missing, {k: v for k, v in tensors.items() if not k.startswith("refiner.")}, meta)
-    with pytest.raises(CheckpointError, match="does not match"):
+    with pytest.raises(CheckpointError, match="does not match") as e:
         load_model(missing)
+    assert "\n" not in str(e.value) and "Missing key" in str(e.value)
     no_spectral = tmp_path / "nospec.safetensors"
     checkpoint.save(no_spectral, tensors, {k: v for k, v in meta.items() if k != "spectral"})
     with pytest.raises(CheckpointError):

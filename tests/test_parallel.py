@@ -252,7 +252,7 @@ def test_stopping_a_parallel_folder_leaves_no_partial_file(sig, tiny_model, tmp_
         proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + sig, err
-    assert "Traceback" not in err and "Error" not in err, err
+    assert "Traceback" not in err and "Error" not in err and "leaked" not in err, err
     assert list(dst.iterdir()) == []
     for _ in range(100):  # the fork server and the workers end with the command
         left = subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True, text=True).stdout.split()
@@ -278,3 +278,102 @@ def test_teacher_corpora_are_the_same_at_one_and_two_jobs(tiny_corpus, tmp_path)
     for kind in ("rec", "from"):
         one, two = files(tmp_path / f"{kind}1"), files(tmp_path / f"{kind}2")
         assert one == two and "manifest.json" in one and len(one) > 6
+
+
+# A stand-in for the shell or service manager that runs gan-stretch: it adopts the orphans of what
+# it starts (a child subreaper, as systemd --user is; without one they would go to this machine's
+# init, which may end them itself), kill -9s the command once both workers are writing, and prints
+# how many of its descendants are alive SECONDS later, and the files left in the output folder.
+REAPER = r"""
+import ctypes, os, subprocess, sys, time
+from pathlib import Path
+dst, seconds, cmd = Path(sys.argv[1]), float(sys.argv[2]), sys.argv[3:]
+ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+t0 = time.time()
+while time.time() - t0 < 180 and not (dst.is_dir() and len([p for p in dst.iterdir() if ".partial-" in p.name]) == 2):
+    time.sleep(0.05)
+proc.kill()
+proc.wait()
+
+def alive():  # every descendant still running (the fork server's workers are grandchildren)
+    parents = {}
+    for d in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fields = open(f"/proc/{d}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            parents[int(d)] = int(fields[1])
+    mine, grew = {os.getpid()}, True
+    while grew:
+        grew = False
+        for pid, ppid in parents.items():
+            if ppid in mine and pid not in mine:
+                mine.add(pid)
+                grew = True
+    return sorted(mine - {os.getpid()})
+
+t1 = time.time()
+while True:
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
+    except ChildProcessError:
+        pass
+    left = alive()
+    if not left or time.time() - t1 > seconds:
+        break
+    time.sleep(0.1)
+print(len(left), sorted(p.name for p in dst.iterdir()))
+for pid in left:
+    os.kill(pid, 9)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs Linux's child subreaper")
+def test_workers_end_when_the_command_is_killed(tiny_model, tmp_path):
+    """kill -9 of gan-stretch during a folder run with --jobs 2: its workers stop within seconds
+    (their partial files removed), instead of finishing the batch and then waiting for ever."""
+    src = tmp_path / "album"
+    src.mkdir()
+    for k in range(3):
+        sf.write(str(src / f"{k}.wav"), music_like(40 * SR, seed=k, channels=2).T, SR)
+    dst = tmp_path / "out"
+    command = [sys.executable, "-m", "gan_stretch.cli", "stretch", str(src), str(dst), "--rate", "0.5"]
+    command += ["--checkpoint", str(tiny_model), "--griffin-lim", "8", "--jobs", "2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-c", REAPER, str(dst), "10", *command], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "0 []", proc.stdout  # nobody left, no partial file
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_parallel_folder_even_where_sigint_was_ignored(tiny_model, tmp_path):
+    """A parent that ignores SIGINT hands that on (a script's background job); Ctrl-C still
+    stops the workers, so the command must stop with them: "interrupted", exit 130, not "a worker
+    process died" for every file, and no leaked-semaphore warning from the workers' exit."""
+    src = tmp_path / "album"
+    src.mkdir()
+    for k in range(3):
+        sf.write(str(src / f"{k}.wav"), music_like(40 * SR, seed=k, channels=2).T, SR)
+    dst = tmp_path / "out"
+    proc = start_stretch(
+        src,
+        dst,
+        tiny_model,
+        "--jobs",
+        "2",
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    wait_until(proc, lambda: dst.is_dir() and len([p for p in dst.iterdir() if ".partial-" in p.name]) == 2, 180)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "gan-stretch: interrupted" in err, err
+    assert "worker process died" not in err and "leaked" not in err and "Traceback" not in err, err
+    assert list(dst.iterdir()) == []

@@ -297,8 +297,9 @@ def test_resume_refuses_another_stages_state(tiny_corpus, ae_model, tmp_path):
 
 def test_resume_refuses_a_different_architecture(tiny_corpus, ae_model, tmp_path):
     run_dir = with_autoencoder_state(tmp_path / "arch", ae_model)
-    with pytest.raises(CheckpointError, match="does not match"):
+    with pytest.raises(CheckpointError, match="does not match") as e:
         run_stage("autoencoder", tiny_corpus, run_dir, 40, "latent=8")
+    assert "\n" not in str(e.value) and "the network's size changed: " in str(e.value)  # one line, not torch's dump
 
 
 def test_non_finite_loss_stops_training(tiny_corpus, tmp_path, monkeypatch):

@@ -34,7 +34,7 @@ from .items import (
     render_item,
     render_suffix,
 )
-from .manifest import DEFAULT_RATES, Corpus, Item, is_heldout, rate_key, read_manifest, write_manifest
+from .manifest import DEFAULT_RATES, Corpus, Item, check_build, is_heldout, rate_key, read_manifest, write_manifest
 from .teacher_corpora import AUDIO_EXTENSIONS, build_teacher, teacher_from_corpus
 
 # the names scripts and tests import from here, wherever they live now
@@ -105,6 +105,16 @@ def build_true_tempo(
             )
     if items is not None and items < 1:
         raise GanStretchError(f"items must be at least 1, got {items}")
+    check_build(seconds, rates, heldout, sample_rate, splits)
+    if isinstance(pieces, bool) or not isinstance(pieces, int) or pieces < 1:
+        raise GanStretchError(f"pieces must be at least 1, got {pieces!r}")
+    if isinstance(programs_per_piece, bool) or not isinstance(programs_per_piece, int) or programs_per_piece < 1:
+        raise GanStretchError(f"programs per piece must be at least 1, got {programs_per_piece!r}")
+    bad = [p for p in programs if isinstance(p, bool) or not isinstance(p, int) or not 0 <= p <= 127]
+    if bad or not list(programs):
+        raise GanStretchError(
+            f"programs must be General MIDI program numbers from 0 to 127, got {bad[0] if bad else 'none'}"
+        )
     names = [s.strip() for s in soundfont.split(",")] if isinstance(soundfont, str) else list(soundfont or [None])
     banks = [find_soundfont(n, synth) for n in names]  # every bank checked before anything is written
 

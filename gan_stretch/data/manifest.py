@@ -146,3 +146,47 @@ def write_audio(path: Path, wave: np.ndarray, sr: int) -> None:
 def is_heldout(key: str, fraction: float) -> bool:
     """A stable split: the same piece is held out on every machine and every rerun."""
     return (zlib.crc32(key.encode()) % 1000) / 1000 < fraction
+
+
+def check_build(
+    seconds: float, rates, heldout: float, sample_rate: int, splits=("train", "heldout"), excerpts: int | None = None
+) -> None:
+    """The settings a corpus build shares, checked before anything is rendered: one GanStretchError
+    naming the setting (a zero length, a rate of 0, a held-out fraction beyond 1 ...)."""
+    import math
+
+    from ..audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+
+    def number(v) -> float | None:
+        try:
+            v = float(v)
+        except (TypeError, ValueError):
+            return None
+        return v if math.isfinite(v) else None
+
+    if number(seconds) is None or seconds <= 0:
+        raise GanStretchError(f"seconds (the length of each item) must be a positive number, got {seconds!r}")
+    if not list(rates):
+        raise GanStretchError("rates must list at least one rate")
+    for r in rates:
+        if number(r) is None or r <= 0:
+            raise GanStretchError(f"every rate must be a positive number (2 halves the duration), got {r!r}")
+    if number(heldout) is None or not 0 <= heldout <= 1:
+        raise GanStretchError(f"heldout (the fraction of pieces held out) must be in [0, 1], got {heldout!r}")
+    if "train" in splits and heldout >= 1:
+        raise GanStretchError(
+            f"heldout {heldout:g} holds every piece out, which leaves no training items "
+            "(for an evaluation set, render only the held-out pieces: --heldout-only)"
+        )
+    if "train" not in splits and heldout <= 0:
+        raise GanStretchError("heldout 0 holds no piece out, so an evaluation set (--heldout-only) would be empty")
+    if (
+        isinstance(sample_rate, bool)
+        or not isinstance(sample_rate, int)
+        or not (MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE)
+    ):
+        raise GanStretchError(
+            f"sample rate must be a whole number of Hz from {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE}, got {sample_rate!r}"
+        )
+    if excerpts is not None and (isinstance(excerpts, bool) or not isinstance(excerpts, int) or excerpts < 1):
+        raise GanStretchError(f"excerpts (per file) must be at least 1, got {excerpts!r}")

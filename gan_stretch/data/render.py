@@ -140,6 +140,36 @@ def perform(
     return out
 
 
+def transpose(midi: mido.MidiFile, semitones: int, drums: bool = True) -> tuple[mido.MidiFile, int]:
+    """``midi`` with every pitched note moved by ``semitones`` (the drum channel keeps its kit, as
+    a transposed performance keeps its drums; ``drums=False`` leaves the drums out): the true pitch
+    shift of a performance. Notes moved outside MIDI's 0-127 are left out. -> (the transposed copy,
+    pitched notes left out)."""
+    if int(semitones) != semitones:
+        raise GanStretchError(f"a MIDI transposition moves whole semitones, got {semitones}")
+    out = mido.MidiFile(type=midi.type, ticks_per_beat=midi.ticks_per_beat)
+    dropped = 0
+    for track in midi.tracks:
+        new, carried = mido.MidiTrack(), 0  # the delta time of a left-out note goes to the next event
+        for msg in track:
+            if not drums and msg.type in ("note_on", "note_off") and msg.channel == DRUM_CHANNEL:
+                carried += msg.time
+                continue
+            if msg.type in ("note_on", "note_off") and msg.channel != DRUM_CHANNEL:
+                note = msg.note + int(semitones)
+                if not 0 <= note <= 127:
+                    dropped += msg.type == "note_on" and msg.velocity > 0
+                    carried += msg.time
+                    continue
+                msg = msg.copy(note=note)
+            new.append(msg.copy(time=msg.time + carried))
+            carried = 0
+        if carried:  # left-out notes at the end: the track still lasts as long
+            new.append(mido.MetaMessage("end_of_track", time=carried))
+        out.tracks.append(new)
+    return out, dropped
+
+
 def note_onsets(midi: mido.MidiFile) -> tuple[list[float], list[float]]:
     """Note-on times in seconds (tempo changes followed) of a performance: (pitched notes, drum hits
     on the GM drum channel), each sorted. A render of ``midi`` starts its notes at these times."""

@@ -12,7 +12,7 @@ from tqdm import tqdm
 from .. import parallel
 from ..errors import GanStretchError
 from ..parallel import check_jobs
-from .manifest import DEFAULT_RATES, Corpus, is_heldout, rate_key, write_audio, write_manifest
+from .manifest import DEFAULT_RATES, Corpus, check_build, is_heldout, rate_key, write_audio, write_manifest
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 
@@ -45,6 +45,11 @@ def build_teacher(
     from .. import teachers
 
     teachers.get(teacher)  # an unknown teacher fails before any work
+    check_build(seconds, rates, heldout, sample_rate, excerpts=excerpts)
+    if not Path(audio_dir).exists():
+        raise GanStretchError(f"audio folder not found: {audio_dir}")
+    if not Path(audio_dir).is_dir():
+        raise GanStretchError(f"{audio_dir} is not a folder; give the folder that holds the audio files")
     root = Path(out)
     files = sorted(p for p in Path(audio_dir).rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)
     if not files:

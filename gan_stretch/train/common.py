@@ -193,7 +193,7 @@ class Run:
                 opt.load_state_dict(checkpoint.unflatten(meta["optimizers"][name], tensors))
         except (KeyError, RuntimeError, ValueError) as e:
             raise CheckpointError(
-                f"{self.last} does not match this recipe ({e}); use another run_dir or remove it"
+                f"{self.last} does not match this recipe ({checkpoint.mismatch(e)}); use another run_dir or remove it"
             ) from None
         self.print(f"resuming from {self.last} at step {meta['step']}")
         return int(meta["step"])

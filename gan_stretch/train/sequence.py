@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .. import checkpoint
 from ..config import Recipe
 from ..data.manifest import Corpus
 from ..errors import ConfigError, GanStretchError
@@ -44,7 +45,9 @@ class SequenceStage:
         try:
             refiner.load_state_dict(state)
         except RuntimeError as e:
-            raise ConfigError(f"init={self.recipe.init} has other sizes than this recipe ({e})") from None
+            raise ConfigError(
+                f"init={self.recipe.init} has other sizes than this recipe ({checkpoint.mismatch(e)})"
+            ) from None
         extra = " (its per-frame feature input added at zero)" if added else ""
         self.run.print(f"starting from the {self.init.kind} of {self.recipe.init}{extra}")
 
