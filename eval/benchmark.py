@@ -320,6 +320,7 @@ def score_recording(item) -> tuple[list[dict], dict]:
     clips = {("input", 1.0): nat.Clip(group, *nat.patches(x, sr))}
     rows = []
     for rate in args.rates:
+        heard = {}  # with --listen, for the first --listen-pieces excerpts: every output at this rate
         for name in [*_WORKER["models"], *args.methods]:
             t0 = time.perf_counter()
             y = stretch_with(name, x, sr, rate)
@@ -343,6 +344,10 @@ def score_recording(item) -> tuple[list[dict], dict]:
                 }
             )
             clips[(name, rate)] = nat.Clip(group, *nat.patches(y, sr))
+            if item.id in args.listen_ids:
+                heard[name] = y
+        if heard:  # no truth: the input at its own tempo is the page's reference
+            listen.save_trial(args.out, item.id, rate, sr, x, None, heard)
     return rows, clips
 
 
@@ -373,6 +378,9 @@ def recorded_corpus(args) -> int:
     args.rates = args.rates or [0.5, 0.75, 1.25, 1.5, 2.0]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    args.listen_ids = {it.id for it in items[: args.listen_pieces]} if args.listen else set()
+    if args.listen:
+        listen.clear_clips(out)
     rows, clips, failed = [], {}, []
     results = {}
     for i, result, error in parallel.imap(
@@ -454,6 +462,8 @@ def recorded_corpus(args) -> int:
         )
     )
     print("\n".join(tables))
+    if args.listen:
+        print(f"listening page: {listen.build(out)}")
     if failed:
         print(f"{len(failed)} excerpt(s) failed: " + "; ".join(failed), file=sys.stderr)
         return 1
@@ -653,7 +663,14 @@ def main(argv=None) -> int:
     p.add_argument(
         "--listen",
         action="store_true",
-        help="store the input, the truth and every output under OUT/audio/ and write OUT/listen/",
+        help="store the input, the truth and every output under OUT/audio/ and write OUT/listen/ "
+        "(with --recordings CORPUS: no truth exists, the input is the reference)",
+    )
+    p.add_argument(
+        "--listen-pieces",
+        type=int,
+        default=4,
+        help="with --recordings CORPUS --listen: store the clips of this many excerpts (the first scored)",
     )
     args = p.parse_args(argv)
     threads = max(1, args.threads)
@@ -666,10 +683,15 @@ def main(argv=None) -> int:
         args.jobs = parallel.default_jobs() if args.device == "cpu" else 1
     models = load_models(args)
     if args.recordings:
-        if args.listen:
-            raise SystemExit("error: --listen needs --data: recordings have no reference to listen against")
         if (Path(args.recordings) / "manifest.json").is_file():
+            if args.listen and args.listen_pieces < 1:
+                raise SystemExit(f"error: --listen-pieces must be at least 1, got {args.listen_pieces}")
             return recorded_corpus(args)
+        if args.listen:
+            raise SystemExit(
+                "error: --listen with --recordings needs a recordings corpus (gan-stretch data recordings), "
+                f"not a folder of music: {args.recordings} has no manifest.json"
+            )
         return recordings(args, models)
 
     corpus = Corpus(args.data)

@@ -13,6 +13,11 @@
               hidden copy of the reference and a low anchor (resampling: the pitch moves) in an order
               shuffled per trial and listener under neutral letters, a 0-100 slider each; ratings stay in
               the browser (localStorage) and download as JSON
+
+Recorded music has no truth (``eval/benchmark.py --recordings CORPUS --listen``; trial.json ``"truth": null``):
+the input at its own tempo is the reference, the page says that no truth exists, and the blind test is
+MUSHRA-like without a hidden reference: each method and the anchor is rated for how natural it sounds as a
+performance at the new tempo, against the original's sound and pitch.
   audio/      16-bit FLAC, every clip of a trial normalised to the same integrated loudness (BS.1770)
   spec/       400x150 PNG spectrograms
 
@@ -78,11 +83,12 @@ def save_trial(
     rate: float,
     sr: int,
     src: np.ndarray,
-    truth: np.ndarray,
+    truth: np.ndarray | None,
     outputs: dict[str, np.ndarray],
 ) -> Path:
-    """Stores one (piece, rate): the input ``src``, the true-tempo render ``truth`` and each method's output
-    (float [N] or [C, N]) as 24-bit FLAC in ``results/audio/<piece>/<rate>/`` with a trial.json naming them.
+    """Stores one (piece, rate): the input ``src``, the true-tempo render ``truth`` (None for recorded music,
+    which has none) and each method's output (float [N] or [C, N]) as 24-bit FLAC in
+    ``results/audio/<piece>/<rate>/`` with a trial.json naming them.
 
     FLAC holds integers, so a clip that peaks above full scale is scaled down to fit; the gain is recorded
     (the page normalises loudness anyway). trial.json is written last: a folder without it is ignored.
@@ -96,7 +102,8 @@ def save_trial(
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     clips, gains = {}, {}
-    for i, (name, wave) in enumerate({"input": src, "truth": truth, **outputs}.items()):
+    waves = {"input": src, **({} if truth is None else {"truth": truth}), **outputs}
+    for i, (name, wave) in enumerate(waves.items()):
         wave = np.atleast_2d(np.asarray(wave, dtype=np.float32))  # [C, N]
         if wave.shape[-1] == 0 or not np.isfinite(wave).all():
             raise ListenError(f"{name} of {piece} at rate {rate:g} is empty or holds NaN/Inf samples")
@@ -110,7 +117,7 @@ def save_trial(
         "rate": float(rate),
         "sample_rate": sr,
         "input": clips.pop("input"),
-        "truth": clips.pop("truth"),
+        "truth": clips.pop("truth", None),
         "methods": clips,
         "gain_db": gains,
     }
@@ -131,6 +138,11 @@ def load_trials(results: Path) -> list[dict]:
             f"no clips under {results / 'audio'}: run eval/benchmark.py with --listen "
             "(it stores the input, the truth and every output there)"
         )
+    if len({t.get("truth") is None for t in trials}) > 1:
+        raise ListenError(
+            f"{results / 'audio'} mixes trials with a truth and recordings without one; "
+            "rerun the benchmark with --listen into an empty results folder"
+        )
     return trials
 
 
@@ -141,7 +153,8 @@ def read_measures(results: Path) -> tuple[list[str], dict]:
         return [], {}
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
-    columns = [c for c in (rows[0] if rows else {}) if c not in ("piece", "program", "method", "rate")]
+    labels = ("piece", "program", "method", "rate", "recording", "style", "sample_rate")  # not measures
+    columns = [c for c in (rows[0] if rows else {}) if c not in labels]
     table = {}
     for r in rows:
         try:
@@ -232,6 +245,7 @@ def build(results: str | os.PathLike) -> Path:
     place at the end, so an interrupted build leaves the previous page (or none), never half of one."""
     results = Path(results)
     trials = load_trials(results)
+    truth = trials[0].get("truth") is not None  # recorded music: none; the input is the reference
     columns, measures = read_measures(results)
     final = results / "listen"
     work = Path(tempfile.mkdtemp(prefix=".listen-partial-", dir=results))
@@ -240,7 +254,7 @@ def build(results: str | os.PathLike) -> Path:
         for k, t in enumerate(trials):
             folder, sr, rate = t["folder"], int(t["sample_rate"]), float(t["rate"])
             tid = f"{t['piece']}@{rate:g}"
-            raw = {"input": t["input"], "reference": t["truth"], **t["methods"]}
+            raw = {"input": t["input"], **({"reference": t["truth"]} if truth else {}), **t["methods"]}
             clips = {n: sf.read(str(folder / f), dtype="float32", always_2d=True)[0].T for n, f in raw.items()}
             # the low anchor: plain resampling, right duration, pitch moved by 12*log2(rate) semitones
             clips["anchor"] = teachers.resample(clips["input"], sr, rate)
@@ -253,8 +267,9 @@ def build(results: str | os.PathLike) -> Path:
                 sf.write(str(work / files[n]), w.T, sr, subtype="PCM_16")
             save_spectrograms({n: mel_db(w, sr) for n, w in clips.items()}, {n: work / p for n, p in pngs.items()})
             # The blind test plays every item at the reference's length (cut or padded with silence): a
-            # clip that ends early would give its method away by the player's duration.
-            n_ref = clips["reference"].shape[-1]
+            # clip that ends early would give its method away by the player's duration. Without a truth:
+            # at the length the rate asks for, the input's divided by the rate.
+            n_ref = clips["reference"].shape[-1] if truth else int(round(clips["input"].shape[-1] / rate))
             blind = {
                 n: files[n] if w.shape[-1] == n_ref else f"audio/{sub}/{clip_id(tid, n + '/blind')}.flac"
                 for n, w in clips.items()
@@ -282,8 +297,8 @@ def build(results: str | os.PathLike) -> Path:
         page_id = hashlib.sha1(
             json.dumps([(t["id"], [(i["src"], i["blind_src"]) for i in t["items"]]) for t in page_trials]).encode()
         ).hexdigest()[:12]
-        (work / "index.html").write_text(compare_html(results.name, page_trials, columns))
-        (work / "blind.html").write_text(blind_html(results.name, page_trials, page_id))
+        (work / "index.html").write_text(compare_html(results.name, page_trials, columns, truth))
+        (work / "blind.html").write_text(blind_html(results.name, page_trials, page_id, truth))
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(work, 0o777 & ~umask)  # mkdtemp's folder is private; the page is not
@@ -314,9 +329,38 @@ LOUDNESS_NOTE = (
 
 
 KINDS = {"input": "original tempo", "reference": "true-tempo render", "anchor": "resampled: pitch moves"}
+INTRO = {
+    True: "rows, one per held-out piece and rate: the input, the true-tempo render of the same performance at "
+    "the new tempo (the reference: what a perfect stretch sounds like), every scored method and a low anchor "
+    "(plain resampling, which moves the pitch). Each clip's measures against the reference come from the "
+    "benchmark's <code>results.csv</code>.",
+    False: "rows, one per held-out excerpt of recorded music and rate: the input at its own tempo, every scored "
+    "method and a low anchor (plain resampling, which moves the pitch). <b>No truth exists</b>: nobody "
+    "recorded these performances at the new tempo, so the input is the only reference, and what a perfect "
+    "stretch sounds like is for the ear to judge. Each clip's measures come from the benchmark's "
+    "<code>results.csv</code> and need no truth: naturalness (a two-sample classifier's accuracy against "
+    "unstretched excerpts; 0.5: indistinguishable), the round trip (r then 1/r against the input), level "
+    "change per band, pitch and duration.",
+}
+HOW_BLIND = {
+    True: "Each trial has a <b>reference</b> on top: the piece truly played at the new tempo. Under it, lettered "
+    "items in a shuffled order: the stretching methods, a hidden copy of the reference and a low anchor. Listen "
+    "to each as often as you like and rate how close it sounds to the reference, from 0 (bad) to 100 "
+    "(excellent, indistinguishable from the reference); one item should be the reference itself.",
+    False: "Recorded music: <b>no truth exists</b>, nobody played these excerpts at the new tempo. Each trial "
+    "has the <b>original</b> on top, at its own tempo. Under it, lettered items in a shuffled order: the "
+    "stretching methods and a low anchor, all at the new tempo (there is no hidden reference). Listen to each "
+    "as often as you like and rate how natural it sounds as a performance at that tempo, with the original's "
+    "sound and pitch, from 0 (bad: broken, smeared, wrong pitch) to 100 (excellent: as if played at that "
+    "tempo).",
+}
+REFERENCE_TEXT = {
+    True: "Reference: the true-tempo render. Rate every item below against it.",
+    False: "Original at its own tempo (no truth exists). Rate how natural each item below sounds at the new tempo.",
+}
 
 
-def compare_html(title: str, trials: list[dict], columns: list[str]) -> str:
+def compare_html(title: str, trials: list[dict], columns: list[str], truth: bool = True) -> str:
     e = html.escape
     rows = []
     for t in trials:
@@ -327,10 +371,13 @@ def compare_html(title: str, trials: list[dict], columns: list[str]) -> str:
                 f"<tr><th>{e(c).replace('_', '_<wbr>')}</th><td>{fmt(it['measures'][c])}</td></tr>" for c in shown
             )  # long column names break after an underscore
             kind = it["method"] if it["method"] in ("input", "reference", "anchor") else "method"
+            what = KINDS.get(it["method"], "method")
+            if it["method"] == "input" and not truth:
+                what = "original tempo: the reference (no truth exists)"
             cards.append(
                 f'<figure class="card {kind}"><figcaption><span class="name">{e(it["method"])}</span>'
                 f'<span class="dur">{it["seconds"]:.2f} s</span></figcaption>'
-                f'<div class="kind">{e(KINDS.get(it["method"], "method"))}</div>'
+                f'<div class="kind">{e(what)}</div>'
                 f'<img src="{e(it["png"])}" width="{SPEC_PX[0]}" height="{SPEC_PX[1]}" alt="spectrogram of '
                 f'{e(it["method"])}" loading="lazy">'
                 f'<audio controls preload="none" src="{e(it["src"])}"></audio>'
@@ -348,24 +395,27 @@ def compare_html(title: str, trials: list[dict], columns: list[str]) -> str:
         .replace("{{TITLE}}", e(title))
         .replace("{{STYLE}}", _template("style.css"))
         .replace("{{NOTE}}", e(LOUDNESS_NOTE))
-        .replace("{{COUNT}}", str(len(trials)))
+        .replace("{{INTRO}}", f"{len(trials)} {INTRO[truth]}")
         .replace("{{ROWS}}", "\n".join(rows))
         .replace("{{SCRIPT}}", _template("common.js"))
     )
 
 
-def blind_html(title: str, trials: list[dict], page_id: str) -> str:
+def blind_html(title: str, trials: list[dict], page_id: str, truth: bool = True) -> str:
+    reference = "reference" if truth else "input"  # without a truth the original, at its own tempo
     data = {
         "format": FORMAT,
         "page": page_id,
         "title": title,
+        "truth": truth,
+        "reference_text": REFERENCE_TEXT[truth],
         "trials": [
             {
                 "id": t["id"],
                 "piece": t["piece"],
                 "rate": t["rate"],
-                "reference": next(i["src"] for i in t["items"] if i["method"] == "reference"),
-                # the methods under test: every output, the hidden reference and the anchor
+                "reference": next(i["src"] for i in t["items"] if i["method"] == reference),
+                # the methods under test: every output, the hidden reference (where a truth exists) and the anchor
                 "items": [{"method": i["method"], "src": i["blind_src"]} for i in t["items"] if i["method"] != "input"],
             }
             for t in trials
@@ -377,6 +427,7 @@ def blind_html(title: str, trials: list[dict], page_id: str) -> str:
         .replace("{{TITLE}}", e(title))
         .replace("{{STYLE}}", _template("style.css"))
         .replace("{{NOTE}}", e(LOUDNESS_NOTE))
+        .replace("{{HOW}}", HOW_BLIND[truth])
         .replace("{{DATA}}", _json_for_script(data))
         .replace("{{SCRIPT}}", _template("common.js") + _template("blind.js"))
     )
@@ -413,10 +464,14 @@ def read_ratings(path: str | os.PathLike) -> dict:
 
 
 def screen(files: list[dict]) -> tuple[list[str], dict[str, str]]:
-    """BS.1534 post-screening -> (listeners kept, {listener excluded: why})."""
+    """BS.1534 post-screening -> (listeners kept, {listener excluded: why}). A rating file of a page without
+    truth (recorded music) has no hidden reference to screen with: its listener is kept."""
     kept, excluded = [], {}
     for data in files:
         name = data["listener"]
+        if data.get("truth") is False:  # recorded music: no hidden reference to screen with
+            kept.append(name)
+            continue
         refs = [v for t in data["trials"] for letter, v in t["ratings"].items() if t["mapping"][letter] == "reference"]
         low = sum(v < SCREEN_THRESHOLD for v in refs)
         if refs and low > SCREEN_FRACTION * len(refs):
@@ -461,6 +516,12 @@ def score(paths: list[str | os.PathLike], out: str | os.PathLike) -> str:
         "",
     ]
     lines += [f"- {n}: excluded, {why}" for n, why in excluded.items()] or ["- nobody excluded"]
+    lines += [
+        f"- {f['listener']}: not screened, recorded music has no truth and so no hidden reference "
+        "(rated: how natural each item sounds at the new tempo)"
+        for f in files
+        if f.get("truth") is False
+    ]
     rows = [
         {
             "listener": f["listener"],

@@ -85,7 +85,8 @@
     box.append(head);
     const ref = document.createElement("div");
     ref.className = "item ref";
-    ref.innerHTML = `<span class="letter">Ref</span><audio controls preload="auto"></audio><span class="what">Reference: the true-tempo render. Rate every item below against it.</span><span></span>`;
+    ref.innerHTML = `<span class="letter">Ref</span><audio controls preload="auto"></audio><span class="what"></span><span></span>`;
+    ref.querySelector(".what").textContent = DATA.reference_text;
     ref.querySelector("audio").src = t.reference;
     box.append(ref);
     for (const it of plan(id)) {
@@ -114,7 +115,7 @@
 
   function payload() {
     return {
-      format: DATA.format, page: DATA.page, title: DATA.title, listener,
+      format: DATA.format, page: DATA.page, title: DATA.title, truth: DATA.truth, listener,
       saved: new Date().toISOString(), user_agent: navigator.userAgent,
       trials: order.map((id) => {
         const items = plan(id);
