@@ -18,7 +18,9 @@ a listening page, listen/index.html (eval/listen.py).
         --model gan=... --methods pv rubberband-r3 wsola
 
 scores recorded music, which has no ground truth: duration error, pitch shift against the input
-and log-mel distance to each classical stretcher's output.
+and log-mel distance to each classical stretcher's output. With a recordings corpus (``gan-stretch data
+recordings``), ``--listen`` stores the input and every output of the first ``--listen-pieces`` excerpts
+and writes a listening page whose reference is the input at its own tempo.
 """
 
 from __future__ import annotations
