@@ -1,0 +1,69 @@
+"""Recorded music in a GAN run: the unpaired discriminator's data (training-split recordings,
+:func:`gan_stretch.data.cache.recording_cache`) and held-out naturalness as training goes.
+
+The naturalness monitor reads held-out recordings only to score the model (never for a gradient):
+a fixed subset, one excerpt per recording, cut to ``naturalness_seconds``, stretched by the model
+so far through the Stretcher users get, and told from the same excerpts at their own tempo by a
+small fresh two-sample classifier (:func:`gan_stretch.naturalness.two_sample_test`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..data.manifest import Corpus
+
+
+class NaturalnessMonitor:
+    """``monitor(run, model, step)`` logs ``naturalness/rate_<r>`` and ``naturalness/mean``
+    (held-out two-sample accuracy; 0.5: the stretched excerpts cannot be told from the originals).
+    The held-out excerpts are read on the first call."""
+
+    def __init__(self, recipe):
+        self.recipe = recipe
+        self.excerpts: list[tuple[str, np.ndarray, int]] | None = None
+        self.real = None
+
+    def _load(self) -> None:
+        from .. import naturalness as nat
+
+        r = self.recipe
+        corpus = Corpus(r.recordings)
+        seen, chosen = set(), []
+        for item in sorted(corpus.split("heldout"), key=lambda it: it.id):
+            group = item.extra.get("recording", item.id)
+            if group not in seen:
+                seen.add(group)
+                chosen.append((group, item))
+        chosen = chosen[: r.naturalness_excerpts]
+        if len(chosen) < 2:
+            raise ValueError(f"{corpus.root} has {len(chosen)} held-out recording(s); naturalness needs at least 2")
+        self.excerpts = []
+        for group, item in chosen:
+            sr = int(item.extra.get("sample_rate", corpus.sample_rate))
+            x = corpus.load(item, 1.0, mono=False)[:, : int(r.naturalness_seconds * sr)]
+            self.excerpts.append((group, x, sr))
+        self.real = [nat.Clip(g, *nat.patches(x, sr)) for g, x, sr in self.excerpts]
+
+    def __call__(self, run, model, step: int) -> dict:
+        if not run.is_main:
+            return {}
+        from .. import naturalness as nat
+        from ..pipeline import Stretcher
+
+        if self.excerpts is None:
+            self._load()
+        stretcher = Stretcher(model, device=str(run.device))
+        folds = min(4, len(self.excerpts))
+        values = {}
+        for rate in self.recipe.naturalness_rates:
+            with torch.no_grad():
+                out = [stretcher.stretch(x, sr, rate) for _, x, sr in self.excerpts]
+            fake = [nat.Clip(g, *nat.patches(y, sr)) for (g, _, sr), y in zip(self.excerpts, out)]
+            test = nat.two_sample_test(self.real, fake, folds=folds, seed=0, steps=self.recipe.naturalness_steps)
+            values[f"naturalness/rate_{rate:g}"] = test["accuracy"]
+        values["naturalness/mean"] = float(np.mean(list(values.values())))
+        run.log(values, step)
+        run.print(f"step {step}: held-out naturalness {values['naturalness/mean']:.3f} (0.5: indistinguishable)")
+        return values
