@@ -288,19 +288,24 @@ class RecordingLatents:
         """One step's draw: (real rows [B, W] into ``real``, fake rows [B, W] into ``source``, rate
         [B]). The recordings are dealt at random into two halves; the real windows come from one
         half and the fakes from the other, so the generator never stretches a recording the
-        discriminator sees as real in the same step."""
+        discriminator sees as real in the same step. Each fake's rate is drawn uniformly from the
+        cached rates (not by length, which would favour the slow rates' longer sequences)."""
         n = len(self.recordings)
-        order = rng.permutation(n)
         real_side = np.zeros(n, bool)
-        real_side[order[: n // 2]] = True
-        real = _windows(rng, self.real_offsets, self.real_lengths, real_side[self.real_groups], batch, window)
-        fake_ok = ~real_side[self.groups]
-        fake = _windows(rng, self.offsets, self.lengths, fake_ok, batch, window, segments=True)
-        rows, seg = fake
-        return real[0], rows, torch.from_numpy(self.rates[seg].astype(np.float32))
+        real_side[rng.permutation(n)[: n // 2]] = True
+        real, _ = _windows(rng, self.real_offsets, self.real_lengths, real_side[self.real_groups], batch, window)
+        choices = np.unique(self.rates)
+        rate = choices[rng.integers(0, len(choices), batch)]
+        fake = torch.zeros(batch, window, dtype=torch.int64)
+        for r in choices:
+            at = np.flatnonzero(rate == r)
+            if len(at):
+                ok = ~real_side[self.groups] & (self.rates == r)
+                fake[at] = _windows(rng, self.offsets, self.lengths, ok, len(at), window)[0]
+        return real, fake, torch.from_numpy(rate.astype(np.float32))
 
 
-def _windows(rng, offsets, lengths, allowed, batch: int, window: int, segments: bool = False):
+def _windows(rng, offsets, lengths, allowed, batch: int, window: int):
     """Random windows of ``window`` frames in the allowed segments (weighted by how many they hold):
     (rows [B, W], the segment of each)."""
     ok = np.flatnonzero(allowed & (lengths >= window))

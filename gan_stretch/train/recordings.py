@@ -49,6 +49,10 @@ class NaturalnessMonitor:
     def __call__(self, run, model, step: int) -> dict:
         if not run.is_main:
             return {}
+        with torch.random.fork_rng():  # the classifier's seeding leaves the run's random streams as they were
+            return self._score(run, model, step)
+
+    def _score(self, run, model, step: int) -> dict:
         from .. import naturalness as nat
         from ..pipeline import Stretcher
 
