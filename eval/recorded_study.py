@@ -4,8 +4,8 @@
         [--seeds 0 1 2] [--autoencoder runs/default/autoencoder/model.safetensors] [--extra 'data=...']
 
 Two variants, each trained once per seed on the same data, steps, autoencoder and batches of pairs:
-  recorded   recipes/ablations/gan-recorded.yaml   the shipped GAN recipe with the unpaired
-                                                   discriminator on training-split recordings
+  recorded   --recipe (recipes/ablations/gan-recorded.yaml: the packaged default's generator
+             recipe with the unpaired discriminator on training-split recordings)
   control    the same recipe with rec_adv_weight=0 rec_fm_weight=0 (everything else equal)
 Scored by eval/benchmark.py (one call per model, so scores accumulate as runs finish):
   (a) held-out recordings (--recordings): naturalness (two-sample accuracy per recording, 0.5 =
@@ -151,6 +151,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="docs/results/recorded-adversarial")
     p.add_argument("--runs", default="runs/recorded-study")
+    p.add_argument("--recipe", default=RECIPE, help="a recipe with the recordings terms (its control: without them)")
     p.add_argument("--recordings", required=True, help="the recordings corpus (gan-stretch data recordings)")
     p.add_argument("--eval", nargs="+", required=True, help="true-tempo evaluation corpora")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -181,7 +182,7 @@ def main(argv=None) -> int:
                 sh(
                     train_command(
                         args.accelerate_config,
-                        RECIPE,
+                        args.recipe,
                         f"run_dir={run}",
                         f"autoencoder={args.autoencoder}",
                         f"recordings={args.recordings}",

@@ -641,7 +641,16 @@ def test_generator_learns_from_the_recordings_discriminator_alone(tiny_corpus, r
     the stretch of recordings, in the direction that makes the discriminator call them real."""
     run_dir = tmp_path / "g-only"
     off = ("latent_weight=0", "spec_weight=0", "adv_weight=0", "fm_weight=0", "rec_fm_weight=0")
-    extra = (f"recordings={recordings.root}", "naturalness_every=0", "d_lr=1e-12", "lr=2e-3", "warmup_steps=0", *off)
+    plan = ("transients=true", "frame_features=true")  # the packaged default's generator sees the plan per frame
+    extra = (
+        f"recordings={recordings.root}",
+        "naturalness_every=0",
+        "d_lr=1e-12",
+        "lr=2e-3",
+        "warmup_steps=0",
+        *off,
+        *plan,
+    )
     train(RECIPES / "debug" / "gan-recorded.yaml", overrides("gan", tiny_corpus, run_dir, 40, *extra, ae=ae_model))
     adv = scalar_values(run_dir, "loss/rec_adversarial")
     assert len(adv) == 8 and adv[-1] < 0.5 * adv[0], adv
