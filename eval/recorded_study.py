@@ -163,6 +163,7 @@ def main(argv=None) -> int:
     p.add_argument("--no-train", action="store_true", help="score the runs that have finished, train none")
     p.add_argument("--score-only", action="store_true", help="only re-read existing scores and write the report")
     p.add_argument("-j", "--jobs", type=int, default=None)
+    p.add_argument("--benchmark-extra", default="", help="options for every benchmark, e.g. '--rates 0.5 2 --seeds 1'")
     args = p.parse_args(argv)
     out, runs = Path(args.out), Path(args.runs)
     out.mkdir(parents=True, exist_ok=True)
@@ -173,7 +174,7 @@ def main(argv=None) -> int:
         print("$", commands[-1], flush=True)
         subprocess.run(cmd, check=True, cwd=ROOT)
 
-    jobs = ["--jobs", str(args.jobs)] if args.jobs else []
+    jobs = (["--jobs", str(args.jobs)] if args.jobs else []) + shlex.split(args.benchmark_extra)
     models = {}
     for seed in args.seeds:
         for variant, overrides in VARIANTS.items():
