@@ -659,6 +659,23 @@ def test_generator_learns_from_the_recordings_discriminator_alone(tiny_corpus, r
     assert "loss/adversarial" not in scalar_tags(run_dir)  # the render discriminator is off
 
 
+def test_recordings_must_be_a_recordings_corpus_with_enough_recordings(tiny_corpus, recordings, ae_model, tmp_path):
+    from gan_stretch.errors import GanStretchError
+
+    recipe = RECIPES / "debug" / "gan-recorded.yaml"
+    with pytest.raises(GanStretchError, match="is a true-tempo corpus"):
+        train(recipe, overrides("gan", tiny_corpus, tmp_path / "a", 1, f"recordings={tiny_corpus.root}", ae=ae_model))
+    one = tmp_path / "one-heldout"  # a copy with a single held-out recording
+    manifest = json.loads((recordings.root / "manifest.json").read_text())
+    manifest["items"] = [it for it in manifest["items"] if it["split"] == "train" or it["recording"] == "pkg/e"]
+    one.mkdir()
+    (one / "manifest.json").write_text(json.dumps(manifest))
+    (one / "audio").symlink_to(recordings.root / "audio")
+    with pytest.raises(GanStretchError, match="1 heldout recording.*naturalness monitor"):
+        train(recipe, overrides("gan", tiny_corpus, tmp_path / "b", 1, f"recordings={one}", ae=ae_model))
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # refused before the run folder is made
+
+
 def test_recordings_settings_need_a_corpus(tiny_corpus, ae_model, tmp_path):
     with pytest.raises(ConfigError, match="rec_adv_weight=1.0 needs recordings="):
         run_stage("gan", tiny_corpus, tmp_path / "run", 1, "rec_adv_weight=1", ae=ae_model)

@@ -341,15 +341,10 @@ def recording_cache(
     ``rates``, its latents time-scaled as the Stretcher does (uniformly, or with ``transients``
     each attack at speed 1, as in :func:`latent_cache`). Only the training split is ever read:
     the held-out excerpts are the recordings the model is scored on."""
-    if corpus.kind != "recordings":
-        raise ValueError(f"{corpus.root} is a {corpus.kind} corpus, not recordings (gan-stretch data recordings)")
     items = corpus.split("train")
     names = sorted({it.extra.get("recording", it.id) for it in items})
-    if len(names) < 2:
-        raise ValueError(
-            f"{corpus.root} has {len(names)} training recording(s); the unpaired discriminator needs at "
-            "least 2 (real and fake windows come from different recordings)"
-        )
+    if corpus.kind != "recordings" or len(names) < 2:  # the trainer checks this first (train.recordings)
+        raise ValueError(f"{corpus.root}: a recordings corpus with at least 2 training recordings is needed")
     cfg, ae = model.spectral, model.autoencoder
     rates = sorted({float(r) for r in rates})
     span = tuple(int(v) for v in span)

@@ -28,7 +28,7 @@ from ..models import (
     SpectrogramDiscriminatorConfig,
 )
 from .common import Run, State
-from .recordings import NaturalnessMonitor
+from .recordings import NaturalnessMonitor, check_recordings
 from .sequence import residual_output, sequence_stage, supervised_terms
 
 
@@ -37,6 +37,7 @@ def lsgan_d(real: list[torch.Tensor], fake: list[torch.Tensor]) -> torch.Tensor:
 
 
 def train(recipe: GanRecipe) -> Run:
+    check_recordings(recipe)  # before the run folder is made
     stage = sequence_stage(recipe)
     run, spec, ae, pairs = stage.run, stage.spectral, stage.autoencoder, stage.pairs
 

@@ -13,6 +13,31 @@ import numpy as np
 import torch
 
 from ..data.manifest import Corpus
+from ..errors import GanStretchError
+
+
+def check_recordings(recipe) -> Corpus | None:
+    """The recipe's recordings corpus, checked before a run starts (None without one): a recordings
+    corpus (``gan-stretch data recordings``) with at least 2 training recordings for the
+    discriminator (real and fake come from different ones) and, with the naturalness monitor, at
+    least 2 held-out recordings (its folds are by recording)."""
+    if not recipe.recordings:
+        return None
+    corpus = Corpus(recipe.recordings)
+    if corpus.kind != "recordings":
+        raise GanStretchError(
+            f"recordings={recipe.recordings} is a {corpus.kind} corpus; give one built by `gan-stretch data recordings`"
+        )
+    for split, needed, why in (
+        ("train", recipe.rec_adv_weight + recipe.rec_fm_weight > 0, "the unpaired discriminator"),
+        ("heldout", recipe.naturalness_every > 0, "the naturalness monitor (naturalness_every)"),
+    ):
+        n = len({it.extra.get("recording", it.id) for it in corpus.split(split)})
+        if needed and n < 2:
+            raise GanStretchError(
+                f"recordings={recipe.recordings} has {n} {split} recording(s); {why} needs at least 2"
+            )
+    return corpus
 
 
 class NaturalnessMonitor:
@@ -37,8 +62,6 @@ class NaturalnessMonitor:
                 seen.add(group)
                 chosen.append((group, item))
         chosen = chosen[: r.naturalness_excerpts]
-        if len(chosen) < 2:
-            raise ValueError(f"{corpus.root} has {len(chosen)} held-out recording(s); naturalness needs at least 2")
         self.excerpts = []
         for group, item in chosen:
             sr = int(item.extra.get("sample_rate", corpus.sample_rate))
