@@ -123,6 +123,22 @@ class GanRecipe(SequenceRecipe):
     # the generator also sees, per frame, how fast the input is read there and whether the frame
     # plays an attack at speed 1 (timemap.frame_features; needs transients), not only the mean rate
     frame_features: bool = False
+    # Unpaired adversarial training on recorded music (gan_stretch.data.recordings): a latent
+    # discriminator of its own sees training-split recordings at their own tempo as real and the
+    # generator's stretch of other training-split recordings (at the training pairs' rates) as
+    # fake; the generator gets only its adversarial and feature-statistics terms there (no truth).
+    recordings: str = ""  # a recordings corpus folder; empty: off
+    rec_adv_weight: float = setting(0.0, 0, 1e6)
+    rec_fm_weight: float = setting(0.0, 0, 1e6)  # feature statistics (mean activations) matching
+    rec_batch: int = setting(8, 1, 65536)  # recording windows per step on each side (real, fake)
+    # held-out naturalness as training goes: every this many steps (0: never) a small two-sample
+    # test (gan_stretch.naturalness) on a fixed subset of held-out recordings stretched by the EMA
+    # generator through the Stretcher, logged as naturalness/rate_<r> (0.5: indistinguishable)
+    naturalness_every: int = setting(0, 0, BIG)
+    naturalness_excerpts: int = setting(8, 2, 10000)  # held-out excerpts (one per recording)
+    naturalness_seconds: float = setting(4.0, 0.5, 600)  # of each excerpt, from its start
+    naturalness_steps: int = setting(150, 1, 100000)  # classifier training steps per fold
+    naturalness_rates: list[float] = setting([0.5, 2.0], 0.25, 4.0, min_items=1)
 
 
 def _coerce(name: str, value, kind):
@@ -213,6 +229,9 @@ def _validate(recipe: Recipe) -> None:
             raise ConfigError(f"window={recipe.window} is too short for d_layers={recipe.d_layers}")
         if recipe.frame_features and not recipe.transients:
             raise ConfigError("frame_features=true needs transients=true (the attack regions are one of the features)")
+        uses = [n for n in ("rec_adv_weight", "rec_fm_weight", "naturalness_every") if getattr(recipe, n)]
+        if uses and not recipe.recordings:
+            raise ConfigError(f"{uses[0]}={getattr(recipe, uses[0])} needs recordings=... (a recordings corpus folder)")
     _check_run_dir(recipe.run_dir)
 
 
@@ -297,7 +316,21 @@ def recipe_dict(recipe: Recipe) -> dict:
 
 # settings added after models were shipped, at the value that reproduces what those runs did:
 # left out of the hash at that value, so the hashes recorded in earlier model files still match
-LATER_SETTINGS = {"decays": False, "attack_span": [3, 3], "frame_features": False, "init_blend": 0.0}
+LATER_SETTINGS = {
+    "decays": False,
+    "attack_span": [3, 3],
+    "frame_features": False,
+    "init_blend": 0.0,
+    "recordings": "",
+    "rec_adv_weight": 0.0,
+    "rec_fm_weight": 0.0,
+    "rec_batch": 8,
+    "naturalness_every": 0,
+    "naturalness_excerpts": 8,
+    "naturalness_seconds": 4.0,
+    "naturalness_steps": 150,
+    "naturalness_rates": [0.5, 2.0],
+}
 
 
 def recipe_source(recipe: Recipe) -> dict:

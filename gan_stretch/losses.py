@@ -54,3 +54,13 @@ def generator_loss(fake: torch.Tensor) -> torch.Tensor:
 def feature_loss(real_features: list[torch.Tensor], fake_features: list[torch.Tensor]) -> torch.Tensor:
     """Feature matching: L1 between discriminator activations on real and generated sequences."""
     return sum((r.detach() - f).abs().mean() for r, f in zip(real_features, fake_features)) / len(real_features)
+
+
+def feature_statistics_loss(real_features: list[torch.Tensor], fake_features: list[torch.Tensor]) -> torch.Tensor:
+    """Feature matching without pairs (Salimans et al. 2016): L1 between the mean discriminator
+    activations ([B, C, T] averaged over batch and time) on real and generated sequences. Unpaired
+    real and fake windows share no frame-by-frame content, only their statistics."""
+    terms = [
+        (r.detach().mean(dim=(0, 2)) - f.mean(dim=(0, 2))).abs().mean() for r, f in zip(real_features, fake_features)
+    ]
+    return sum(terms) / len(terms)

@@ -149,6 +149,27 @@ MUTATIONS = [
         count=2,
     ),
     bug(
+        "the recordings cache reads every excerpt, held-out ones included",
+        "gan_stretch/data/cache.py",
+        'items = corpus.split("train")',
+        "items = corpus.items",
+        ("tests/test_training.py::test_recordings_cache_reads_the_training_split_only_and_draws_real_and_fake_apart",),
+    ),
+    bug(
+        "the generator stretches the recordings the discriminator sees as real in the same step",
+        "gan_stretch/data/cache.py",
+        "ok = ~real_side[self.groups]",
+        "ok = real_side[self.groups]",
+        ("tests/test_training.py::test_recordings_cache_reads_the_training_split_only_and_draws_real_and_fake_apart",),
+    ),
+    bug(
+        "the generator's recordings term pushes the wrong way (toward 'fake')",
+        "gan_stretch/train/gan.py",
+        'terms["loss/rec_adversarial"] = losses.generator_loss(r_fake)',
+        'terms["loss/rec_adversarial"] = (r_fake**2).mean()',
+        ("tests/test_training.py::test_generator_learns_from_the_recordings_discriminator_alone",),
+    ),
+    bug(
         "one loudness reference for all channels instead of one per channel",
         "gan_stretch/magnitudes.py",
         "return torch.maximum(db, db.max() - cfg.db_range)",

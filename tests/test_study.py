@@ -131,3 +131,33 @@ def test_seed_comparison_against_one_model_pairs_it_with_every_seed(tmp_path):
     }
     cells = seeds_table(tmp_path, values, "b-s0", rates=(2.0,))
     assert cells[0].startswith("+0.500 [+0.500, +0.500]") and cells[1].startswith("+0.500")
+
+
+def test_recorded_study_pairs_by_recording_and_averages_seeds():
+    """eval/recorded_study.py: naturalness is compared as distance from chance per recording
+    (excerpts and seeds averaged first), round trip as dB; a variant better on every recording gets
+    an interval that excludes 0, and the true-tempo tables pair clips as eval/study.py does."""
+    import recorded_study
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for g in range(12):
+        for variant, nat, rt in (("recorded", 0.55, 2.0), ("control", 0.70, 2.0)):
+            for seed in (0, 1):
+                for _ in range(2):  # two excerpts of each recording
+                    rows.append(
+                        {"variant": variant, "method": f"{variant}-s{seed}", "rate": "2.0", "recording": f"r{g}",
+                         "naturalness": str(nat + 0.02 * seed), "round_trip_db": str(rt + rng.normal(0, 0.1))}
+                    )  # fmt: skip
+    nat = recorded_study.recorded_difference(rows, "naturalness", 2.0)
+    assert nat["groups"] == 12 and abs(nat["difference"] - (0.06 - 0.21)) < 1e-9 and nat["ci"][1] < 0
+    rt = recorded_study.recorded_difference(rows, "round_trip_db", 2.0)
+    assert rt["ci"][0] < 0 < rt["ci"][1]  # the same round trip: no difference shown
+    truth = [
+        {"set": "s", "piece": f"p{k}", "rate": 2.0, "method": f"{v}-s0", "logmel_db": base + 0.01 * k}
+        for k in range(10)
+        for v, base in (("recorded", 3.0), ("control", 3.5))
+    ]
+    page, csv_rows = recorded_study.report(truth, rows, [0, 1], "python eval/recorded_study.py ...")
+    assert "| naturalness | **-0.150 [" in page and "| logmel_db (lower is better) | **+0.500 [" in page
+    assert {r["set"] for r in csv_rows} == {"recordings", "s", "all"}

@@ -506,3 +506,178 @@ def test_frame_features_and_attack_span_are_checked(tiny_corpus, ae_model, tmp_p
     with pytest.raises(ConfigError, match="attack_span must be in"):
         run_stage("gan", tiny_corpus, tmp_path / "c", 1, "transients=true", "attack_span=[2, 9]", ae=ae_model)
     assert not any((tmp_path / n).exists() for n in "abc")
+
+
+# --- unpaired adversarial training on recordings ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def recordings(tmp_path_factory) -> Corpus:
+    """A recordings corpus in the layout of ``gan-stretch data recordings``: stereo FLAC at mixed
+    sample rates, 4 training recordings (one of two excerpts) and 3 held-out ones, 3 s each."""
+    from gan_stretch.data.manifest import write_audio, write_manifest
+
+    from conftest import music_like
+
+    root = tmp_path_factory.mktemp("recordings")
+    plan = [("a", 0, "train", 44100), ("a", 1, "train", 44100), ("b", 0, "train", 22050), ("c", 0, "train", 48000)]
+    plan += [
+        ("d", 0, "train", 44100),
+        ("e", 0, "heldout", 44100),
+        ("f", 0, "heldout", 22050),
+        ("g", 0, "heldout", 48000),
+    ]
+    items = []
+    for k, (name, x, split, sr) in enumerate(plan):
+        item_id = f"pkg-{name}-x{x}"
+        path = f"audio/{item_id}/r1.000.flac"
+        (root / path).parent.mkdir(parents=True)
+        write_audio(root / path, music_like(3 * sr, sr, seed=k, channels=2).T, sr)
+        items.append(
+            {"id": item_id, "split": split, "source": f"test:{name}", "audio": {"1.000": path}, "family": "recording",
+             "recording": f"pkg/{name}", "sample_rate": sr, "channels": 2, "style": "test"}
+        )  # fmt: skip
+    write_manifest(root, {"kind": "recordings", "sample_rate": 44100, "seconds": 3.0, "rates": [1.0], "items": items})
+    return Corpus(root)
+
+
+def loads_of(monkeypatch) -> list[tuple[str, str]]:
+    """Records (corpus folder, split) of every excerpt a Corpus reads from now on."""
+    seen, original = [], Corpus.load
+
+    def load(self, item, rate, mono=True):
+        seen.append((str(self.root), item.split))
+        return original(self, item, rate, mono)
+
+    monkeypatch.setattr(Corpus, "load", load)
+    return seen
+
+
+def scalar_values(run_dir: Path, tag: str) -> list[float]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = []
+    for f in event_files(run_dir):
+        acc = EventAccumulator(str(f))
+        acc.Reload()
+        if tag in acc.Tags()["scalars"]:
+            out += [(e.step, e.value) for e in acc.Scalars(tag)]
+    return [v for _, v in sorted(out)]
+
+
+def test_recordings_cache_reads_the_training_split_only_and_draws_real_and_fake_apart(
+    recordings, ae_model, monkeypatch
+):
+    from gan_stretch.data.cache import file_digest, recording_cache
+
+    seen = loads_of(monkeypatch)
+    model = load_model(ae_model)
+    recs = recording_cache(recordings, model, file_digest(ae_model), [0.5, 2.0], transients=True, features=True)
+    train_ids = [it.id for it in recordings.split("train")]
+    assert seen and {split for _, split in seen} == {"train"}
+    assert recs.items == train_ids and recs.recordings == ["pkg/a", "pkg/b", "pkg/c", "pkg/d"]
+    assert sorted(set(recs.rates.tolist())) == [0.5, 2.0]
+    # at rate r the generator's input is the excerpt's latents read r frames per output frame
+    assert np.allclose(recs.lengths[recs.rates == 0.5] / recs.real_lengths, 2.0, atol=0.02)
+    assert np.allclose(recs.lengths[recs.rates == 2.0] / recs.real_lengths, 0.5, atol=0.02)
+    assert recs.features.shape == (recs.source.shape[0], 2)
+    groups_of = lambda rows, offsets, lengths, groups: {
+        int(groups[np.searchsorted(offsets, r, side="right") - 1]) for r in rows[:, 0].tolist()
+    }
+    for step in range(20):
+        real, fake, rate = recs.sample(np.random.default_rng(step), 6, 16)
+        a = groups_of(real, recs.real_offsets, recs.real_lengths, recs.real_groups)
+        b = groups_of(fake, recs.offsets, recs.lengths, recs.groups)
+        assert a and b and not a & b  # never the same recording on both sides of a step
+        assert set(rate.tolist()) <= {0.5, 2.0}
+    seen.clear()  # a second call reads the cache, not the audio
+    again = recording_cache(recordings, model, file_digest(ae_model), [0.5, 2.0], transients=True, features=True)
+    assert not seen and torch.equal(again.source, recs.source) and torch.equal(again.real, recs.real)
+
+
+def test_gan_on_recordings_trains_logs_and_resumes(tiny_corpus, recordings, ae_model, tmp_path, monkeypatch):
+    """The debug recipe with the unpaired discriminator: it logs D(real)/D(fake) on recordings and
+    held-out naturalness; held-out recordings are read by that monitor only (never with it off); the
+    checkpoint holds the recordings discriminator and a rerun to more steps continues from it."""
+    seen = loads_of(monkeypatch)
+    recipe = RECIPES / "debug" / "gan-recorded.yaml"
+    extra = [f"recordings={recordings.root}", "lr_min_ratio=1.0"]
+    run_dir = tmp_path / "rec"
+    train(recipe, overrides("gan", tiny_corpus, run_dir, 12, *extra, "naturalness_every=0", ae=ae_model))
+    assert not [s for root, s in seen if root == str(recordings.root) and s != "train"]
+    tags = scalar_tags(run_dir)
+    assert {
+        "loss/rec_adversarial",
+        "loss/rec_feature_matching",
+        "loss/recordings_discriminator",
+        "grad_norm/recordings_discriminator",
+        "d/rec_real",
+        "d/rec_fake",
+        "loss/adversarial",  # the latent discriminator on renders stays
+    } <= tags
+    assert not any(t.startswith("naturalness/") for t in tags)
+    state = weights(run_dir / "checkpoints" / "last.safetensors")
+    assert any(k.startswith("module.recordings_discriminator.") for k in state)
+    model = load_model(run_dir / "model.safetensors")
+    x = np.sin(np.arange(22050) * 0.1)
+    assert np.isfinite(Stretcher(model, device="cpu", griffin_lim=2).stretch(x, 22050, 0.5)).all()
+    whole = tmp_path / "whole"
+    train(recipe, overrides("gan", tiny_corpus, whole, 20, *extra, ae=ae_model))
+    seen.clear()
+    train(recipe, overrides("gan", tiny_corpus, run_dir, 20, *extra, ae=ae_model))  # resumes at 12
+    a, b = load_model(whole / "model.safetensors"), load_model(run_dir / "model.safetensors")
+    assert_same_tensors(a.refiner.state_dict(), b.refiner.state_dict(), exact=False)
+    # naturalness_every=10: logged at 20 (the resumed run's only multiple of 10), on held-out excerpts
+    assert {root for root, s in seen if s == "heldout"} == {str(recordings.root)}
+    assert len(scalar_values(run_dir, "naturalness/mean")) == 1
+    assert {"naturalness/rate_0.5", "naturalness/rate_2"} <= scalar_tags(run_dir)
+    nat = scalar_values(whole, "naturalness/mean")
+    assert len(nat) == 2 and all(0 <= v <= 1 for v in nat)
+
+
+def test_generator_learns_from_the_recordings_discriminator_alone(tiny_corpus, recordings, ae_model, tmp_path):
+    """With every other term off and the recordings discriminator held still (d_lr ~ 0), the
+    generator's adversarial loss on recordings goes down: its gradient reaches the generator through
+    the stretch of recordings, in the direction that makes the discriminator call them real."""
+    run_dir = tmp_path / "g-only"
+    off = ("latent_weight=0", "spec_weight=0", "adv_weight=0", "fm_weight=0", "rec_fm_weight=0")
+    plan = ("transients=true", "frame_features=true")  # the packaged default's generator sees the plan per frame
+    extra = (
+        f"recordings={recordings.root}",
+        "naturalness_every=0",
+        "d_lr=1e-12",
+        "lr=2e-3",
+        "warmup_steps=0",
+        *off,
+        *plan,
+    )
+    train(RECIPES / "debug" / "gan-recorded.yaml", overrides("gan", tiny_corpus, run_dir, 40, *extra, ae=ae_model))
+    adv = scalar_values(run_dir, "loss/rec_adversarial")
+    assert len(adv) == 8 and adv[-1] < 0.5 * adv[0], adv
+    fake = scalar_values(run_dir, "d/rec_fake")  # the (still) discriminator calls the stretches real (1)
+    assert fake[-1] > fake[0] + 0.3, fake
+    assert "loss/adversarial" not in scalar_tags(run_dir)  # the render discriminator is off
+
+
+def test_recordings_must_be_a_recordings_corpus_with_enough_recordings(tiny_corpus, recordings, ae_model, tmp_path):
+    from gan_stretch.errors import GanStretchError
+
+    recipe = RECIPES / "debug" / "gan-recorded.yaml"
+    with pytest.raises(GanStretchError, match="is a true-tempo corpus"):
+        train(recipe, overrides("gan", tiny_corpus, tmp_path / "a", 1, f"recordings={tiny_corpus.root}", ae=ae_model))
+    one = tmp_path / "one-heldout"  # a copy with a single held-out recording
+    manifest = json.loads((recordings.root / "manifest.json").read_text())
+    manifest["items"] = [it for it in manifest["items"] if it["split"] == "train" or it["recording"] == "pkg/e"]
+    one.mkdir()
+    (one / "manifest.json").write_text(json.dumps(manifest))
+    (one / "audio").symlink_to(recordings.root / "audio")
+    with pytest.raises(GanStretchError, match="1 heldout recording.*naturalness monitor"):
+        train(recipe, overrides("gan", tiny_corpus, tmp_path / "b", 1, f"recordings={one}", ae=ae_model))
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # refused before the run folder is made
+
+
+def test_recordings_settings_need_a_corpus(tiny_corpus, ae_model, tmp_path):
+    with pytest.raises(ConfigError, match="rec_adv_weight=1.0 needs recordings="):
+        run_stage("gan", tiny_corpus, tmp_path / "run", 1, "rec_adv_weight=1", ae=ae_model)
+    with pytest.raises(ConfigError, match="naturalness_every=5 needs recordings="):
+        run_stage("gan", tiny_corpus, tmp_path / "run", 1, "naturalness_every=5", ae=ae_model)

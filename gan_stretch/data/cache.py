@@ -258,3 +258,174 @@ def concat_pairs(parts: list[LatentPairs]) -> LatentPairs:
         torch.cat([p.target_db for p in parts]) if frames else None,
         torch.cat([p.features for p in parts]) if features else None,
     )
+
+
+@dataclass
+class RecordingLatents:
+    """Training-split recordings through a frozen autoencoder, for the unpaired discriminator.
+
+    real: each excerpt's latents at its own tempo (music as played: what the discriminator learns
+    is real). source: per excerpt and rate, its latents time-scaled as the Stretcher reads them
+    (the generator's input for a fake). Segment i of each is rows offsets[i]:offsets[i] + lengths[i];
+    ``groups`` name each segment's recording (the split and the real/fake draw are by recording)."""
+
+    real: torch.Tensor  # [M, L]
+    real_offsets: np.ndarray
+    real_lengths: np.ndarray
+    real_groups: np.ndarray  # [segments] index into ``recordings``
+    source: torch.Tensor  # [M', L]
+    offsets: np.ndarray
+    lengths: np.ndarray
+    rates: np.ndarray
+    groups: np.ndarray
+    recordings: list[str]
+    items: list[str]  # the excerpts read (all of the training split)
+    features: torch.Tensor | None = None  # [M', K] each source frame's plan (timemap.frame_features)
+
+    def sample(
+        self, rng: np.random.Generator, batch: int, window: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One step's draw: (real rows [B, W] into ``real``, fake rows [B, W] into ``source``, rate
+        [B]). The recordings are dealt at random into two halves; the real windows come from one
+        half and the fakes from the other, so the generator never stretches a recording the
+        discriminator sees as real in the same step. Each fake's rate is drawn uniformly from the
+        cached rates (not by length, which would favour the slow rates' longer sequences)."""
+        n = len(self.recordings)
+        real_side = np.zeros(n, bool)
+        real_side[rng.permutation(n)[: n // 2]] = True
+        real, _ = _windows(rng, self.real_offsets, self.real_lengths, real_side[self.real_groups], batch, window)
+        choices = np.unique(self.rates)
+        rate = choices[rng.integers(0, len(choices), batch)]
+        fake = torch.zeros(batch, window, dtype=torch.int64)
+        for r in choices:
+            at = np.flatnonzero(rate == r)
+            if len(at):
+                ok = ~real_side[self.groups] & (self.rates == r)
+                fake[at] = _windows(rng, self.offsets, self.lengths, ok, len(at), window)[0]
+        return real, fake, torch.from_numpy(rate.astype(np.float32))
+
+
+def _windows(rng, offsets, lengths, allowed, batch: int, window: int):
+    """Random windows of ``window`` frames in the allowed segments (weighted by how many they hold):
+    (rows [B, W], the segment of each)."""
+    ok = np.flatnonzero(allowed & (lengths >= window))
+    if len(ok) == 0:
+        raise ValueError(f"no training recording is {window} frames long; lower window=")
+    weights = (lengths[ok] - window + 1).astype(np.float64)
+    seg = ok[rng.choice(len(ok), size=batch, p=weights / weights.sum())]
+    starts = offsets[seg] + (rng.random(batch) * (lengths[seg] - window + 1)).astype(np.int64)
+    return torch.from_numpy(starts[:, None] + np.arange(window)[None]), seg
+
+
+def to_sample_rate(wave: np.ndarray, sr: int, target: int) -> np.ndarray:
+    """mono [N] at ``sr`` -> at ``target`` (soxr; the autoencoder's frames are of its own rate)."""
+    if sr == target:
+        return wave
+    import soxr
+
+    return soxr.resample(wave, sr, target).astype(np.float32)
+
+
+@torch.no_grad()
+def recording_cache(
+    corpus: Corpus,
+    model,
+    model_digest: str,
+    rates,
+    transients: bool = False,
+    span: tuple[int, int] = spectral.TRANSIENT_FRAMES,
+    features: bool = False,
+) -> RecordingLatents:
+    """Encodes each training-split excerpt of a recordings corpus once with the frozen autoencoder
+    of ``model`` (mono, resampled to the model's rate): its own-tempo latents and, at each of
+    ``rates``, its latents time-scaled as the Stretcher does (uniformly, or with ``transients``
+    each attack at speed 1, as in :func:`latent_cache`). Only the training split is ever read:
+    the held-out excerpts are the recordings the model is scored on."""
+    items = corpus.split("train")
+    names = sorted({it.extra.get("recording", it.id) for it in items})
+    if corpus.kind != "recordings" or len(names) < 2:  # the trainer checks this first (train.recordings)
+        raise ValueError(f"{corpus.root}: a recordings corpus with at least 2 training recordings is needed")
+    cfg, ae = model.spectral, model.autoencoder
+    rates = sorted({float(r) for r in rates})
+    span = tuple(int(v) for v in span)
+    key = [(i.id, i.audio) for i in items]
+    name = _digest("recordings", 1, model_digest, key, rates, transients, spectral.ONSET_DELTA, span)
+    path = corpus.root / "cache" / f"recordings-{name}{'-plan' if features else ''}.safetensors"
+    if path.is_file():
+        t = load_file(str(path))
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads(f.metadata()["meta"])
+        return RecordingLatents(
+            t["real"],
+            t["real_offsets"].numpy(),
+            t["real_lengths"].numpy(),
+            t["real_groups"].numpy(),
+            t["source"],
+            t["offsets"].numpy(),
+            t["lengths"].numpy(),
+            t["rates"].numpy(),
+            t["groups"].numpy(),
+            meta["recordings"],
+            meta["items"],
+            t.get("features"),
+        )
+    real, real_groups, src, feats, lengths, seg_rates, groups = [], [], [], [], [], [], []
+    device = next(ae.parameters()).device
+    for item in tqdm(items, desc=f"encoding recordings of {corpus.root.name}", unit="item"):
+        sr = int(item.extra.get("sample_rate", corpus.sample_rate))
+        wave = to_sample_rate(corpus.load(item, 1.0), sr, cfg.sample_rate)
+        lat = ae.encode(db_frames(wave, cfg)[0].to(device)).cpu()
+        group = names.index(item.extra.get("recording", item.id))
+        real.append(lat)
+        real_groups.append(group)
+        onsets = (
+            spectral.onsets_of(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)), cfg)
+            if transients
+            else None
+        )
+        for rate in rates:
+            n_out = max(1, round(len(wave) / rate))
+            tmap = timemap.TimeMap(np.array([0.0, len(wave)]), np.array([0.0, n_out]))
+            if transients:
+                plan = timemap.frame_positions(tmap, cfg, lat.shape[0], onsets, span=span)
+                positions, attacks = plan.positions, plan.attacks
+            else:
+                positions, attacks = spectral.stretch_positions(lat.shape[0], cfg.n_frames(n_out), rate), None
+            src.append(spectral.time_scale(lat, positions))
+            if features:
+                feats.append(timemap.frame_features(positions, attacks))
+            lengths.append(len(positions))
+            seg_rates.append(rate)
+            groups.append(group)
+    real_lengths = np.asarray([x.shape[0] for x in real], np.int64)
+    lengths = np.asarray(lengths, np.int64)
+    out = RecordingLatents(
+        torch.cat(real),
+        np.concatenate([[0], np.cumsum(real_lengths)[:-1]]).astype(np.int64),
+        real_lengths,
+        np.asarray(real_groups, np.int64),
+        torch.cat(src),
+        np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64),
+        lengths,
+        np.asarray(seg_rates, np.float64),
+        np.asarray(groups, np.int64),
+        names,
+        [it.id for it in items],
+        torch.cat(feats) if features else None,
+    )
+    tensors = {
+        "real": out.real.contiguous(),
+        "real_offsets": torch.from_numpy(out.real_offsets),
+        "real_lengths": torch.from_numpy(out.real_lengths),
+        "real_groups": torch.from_numpy(out.real_groups),
+        "source": out.source.contiguous(),
+        "offsets": torch.from_numpy(out.offsets),
+        "lengths": torch.from_numpy(out.lengths),
+        "rates": torch.from_numpy(out.rates),
+        "groups": torch.from_numpy(out.groups),
+    }
+    if features:
+        tensors["features"] = out.features.contiguous()
+    with atomic_write(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"meta": json.dumps({"recordings": names, "items": out.items})})
+    return out

@@ -11,7 +11,9 @@ the generator.
 from __future__ import annotations
 
 import copy
+from types import SimpleNamespace
 
+import numpy as np
 import torch
 
 from .. import losses, timemap
@@ -26,6 +28,7 @@ from ..models import (
     SpectrogramDiscriminatorConfig,
 )
 from .common import Run, State
+from .recordings import NaturalnessMonitor, check_recordings
 from .sequence import residual_output, sequence_stage, supervised_terms
 
 
@@ -34,6 +37,7 @@ def lsgan_d(real: list[torch.Tensor], fake: list[torch.Tensor]) -> torch.Tensor:
 
 
 def train(recipe: GanRecipe) -> Run:
+    check_recordings(recipe)  # before the run folder is made
     stage = sequence_stage(recipe)
     run, spec, ae, pairs = stage.run, stage.spectral, stage.autoencoder, stage.pairs
 
@@ -68,9 +72,20 @@ def train(recipe: GanRecipe) -> Run:
     if spec_d:  # only then in the checkpoint: runs without it resume as before
         state.modules["spectrogram_discriminator"] = spectrogram_d
         state.optimizers["spectrogram_discriminator"] = adam(spectrogram_d, recipe.d_lr)
+    rec_d = recipe.rec_adv_weight + recipe.rec_fm_weight > 0
+    recs = None
+    if rec_d:  # unpaired, on recordings: a latent discriminator of its own, unconditional (no paired input)
+        recs = recorded_latents(recipe, run, spec, ae, pairs)
+        rec_discriminator = LatentDiscriminator(
+            DiscriminatorConfig(latent_dim=L, channels=recipe.d_channels, layers=recipe.d_layers, conditional=False)
+        )
+        state.modules["recordings_discriminator"] = rec_discriminator
+        state.optimizers["recordings_discriminator"] = adam(rec_discriminator, recipe.d_lr)
     start = run.register(state)
     generator, discriminator = state.modules["generator"], state.modules["discriminator"]
     spectrogram_d, ema = state.modules.get("spectrogram_discriminator"), state.modules["ema"]
+    rec_discriminator = state.modules.get("recordings_discriminator")
+    monitor = NaturalnessMonitor(recipe) if recipe.naturalness_every else None
     mel = losses.MelScale(spec.sample_rate, spec.n_fft).to(run.device)
     weights = {
         "loss/latent_l1": recipe.latent_weight,
@@ -79,6 +94,8 @@ def train(recipe: GanRecipe) -> Run:
         "loss/feature_matching": recipe.fm_weight,
         "loss/spec_adversarial": recipe.spec_adv_weight,
         "loss/spec_feature_matching": recipe.spec_fm_weight,
+        "loss/rec_adversarial": recipe.rec_adv_weight,
+        "loss/rec_feature_matching": recipe.rec_fm_weight,
     }
 
     def train_step(step: int) -> dict:
@@ -91,8 +108,24 @@ def train(recipe: GanRecipe) -> Run:
             real = tgt
         cond = src if conditional else None
         feats = pairs.features[rows].to(run.device) if recipe.frame_features else None
-        fake = generator(src, rate, feats)
         adversarial = step >= recipe.warmup_steps
+        if adversarial and rec_d:
+            # a stream of its own: the pairs' batches are those of the same recipe without recordings
+            rec_rng = np.random.default_rng([recipe.seed, step, 1])
+            real_rows, fake_rows, rec_rate = recs.sample(rec_rng, recipe.rec_batch * run.processes, recipe.window)
+            real_rows, fake_rows, rec_rate = run.local(real_rows), run.local(fake_rows), run.local(rec_rate)
+            rec_real = recs.real[real_rows].to(run.device)
+            rec_src, rec_rate = recs.source[fake_rows].to(run.device), rec_rate.to(run.device)
+            rec_feats = recs.features[fake_rows].to(run.device) if recipe.frame_features else None
+            # one generator call for both batches (one forward per backward under DDP)
+            both = generator(
+                torch.cat([src, rec_src]),
+                torch.cat([rate, rec_rate]),
+                torch.cat([feats, rec_feats]) if feats is not None else None,
+            )
+            fake, rec_fake = both[: src.shape[0]], both[src.shape[0] :]
+        else:
+            fake = generator(src, rate, feats)
         scalars = {}
         if adversarial and spec_d:  # what users hear, for a few windows of the batch
             k = min(recipe.spec_d_batch, recipe.batch_size)
@@ -124,6 +157,19 @@ def train(recipe: GanRecipe) -> Run:
                 }
             )
 
+        if adversarial and rec_d:
+            # the real windows are given the fakes' rates: the rate channel tells D nothing of which is which
+            r_real, _ = rec_discriminator(rec_real, rec_rate)
+            r_fake, _ = rec_discriminator(rec_fake.detach(), rec_rate)
+            loss_r = losses.discriminator_loss(r_real, r_fake)
+            run.check_finite(step, recordings_discriminator=loss_r)
+            scalars["grad_norm/recordings_discriminator"] = run.optimize(
+                "recordings_discriminator", loss_r, recipe.d_lr, step
+            )[1]
+            scalars.update(
+                {"loss/recordings_discriminator": loss_r, "d/rec_real": r_real.mean(), "d/rec_fake": r_fake.mean()}
+            )
+
         # Generator step: every term keyed by its log name, weighted by the recipe's weight of that name
         terms = supervised_terms(recipe, ae, mel, pairs, rows, fake, src, tgt, rng)
         if adversarial and latent_d:
@@ -138,6 +184,12 @@ def train(recipe: GanRecipe) -> Run:
                 _, g_real = spectrogram_d(tgt_db, rate[:k], src_db)
             terms["loss/spec_adversarial"] = sum(losses.generator_loss(x) for x in s_fake)
             terms["loss/spec_feature_matching"] = losses.feature_loss(g_real, g_fake)
+        if adversarial and rec_d:  # no truth on recordings: adversarial and feature statistics only
+            r_fake, h_fake = rec_discriminator(rec_fake, rec_rate)
+            with torch.no_grad():
+                _, h_real = rec_discriminator(rec_real, rec_rate)
+            terms["loss/rec_adversarial"] = losses.generator_loss(r_fake)
+            terms["loss/rec_feature_matching"] = losses.feature_statistics_loss(h_real, h_fake)
         loss_g = sum(weights[name] * value for name, value in terms.items())
         run.check_finite(step, generator=loss_g)
         lr, scalars["grad_norm/generator"] = run.optimize("generator", loss_g, recipe.lr, step)
@@ -145,6 +197,8 @@ def train(recipe: GanRecipe) -> Run:
         with torch.no_grad():  # collapse watch: spread of generated latents against real ones (1 = same spread)
             spread = fake.std(dim=(0, 1)).mean() / real.std(dim=(0, 1)).mean().clamp_min(1e-8)
         scalars.update({"loss/total": loss_g, **terms, "lr": lr, "g/latent_spread": spread})
+        if monitor is not None and (step + 1) % recipe.naturalness_every == 0:
+            monitor(run, export(), step + 1)
         return scalars
 
     def export() -> Model:
@@ -160,3 +214,26 @@ def train(recipe: GanRecipe) -> Run:
 
     run.loop(start, train_step, export)
     return run
+
+
+def recorded_latents(recipe: GanRecipe, run: Run, spec, ae, pairs):
+    """The training-split recordings of ``recipe.recordings`` through the frozen autoencoder
+    (cached beside the corpus, built by the main process), time-scaled at the training pairs' rates."""
+    from ..data.cache import file_digest, recording_cache
+    from ..data.manifest import Corpus
+
+    corpus = Corpus(recipe.recordings)
+    with run.accelerator.main_process_first():
+        recs = recording_cache(
+            corpus,
+            SimpleNamespace(spectral=spec, autoencoder=ae),
+            file_digest(recipe.autoencoder),
+            sorted(set(pairs.rates.tolist())),
+            transients=recipe.transients,
+            span=tuple(recipe.attack_span),
+            features=recipe.frame_features,
+        )
+    run.print(
+        f"{len(recs.items)} training excerpts of {len(recs.recordings)} recordings for the unpaired discriminator"
+    )
+    return recs

@@ -1,0 +1,247 @@
+"""The recorded-music adversarial study: does the unpaired discriminator on recordings earn its place?
+
+    python eval/recorded_study.py --recordings data/recordings --eval data/eval/classical-opl3-22050 ... \\
+        [--seeds 0 1 2] [--autoencoder runs/default/autoencoder/model.safetensors] [--extra 'data=...']
+
+Two variants, each trained once per seed on the same data, steps, autoencoder and batches of pairs:
+  recorded   --recipe (recipes/ablations/gan-recorded.yaml: the packaged default's generator
+             recipe with the unpaired discriminator on training-split recordings)
+  control    the same recipe with rec_adv_weight=0 rec_fm_weight=0 (everything else equal)
+Scored by eval/benchmark.py (one call per model, so scores accumulate as runs finish):
+  (a) held-out recordings (--recordings): naturalness (two-sample accuracy per recording, 0.5 =
+      indistinguishable) and round trip (log-mel dB of r then 1/r against the excerpt); each
+      recording's value averaged over the seeds first, then recorded minus control, paired by
+      recording, with its 95 % bootstrap interval (gan_stretch.naturalness.paired_difference);
+  (b) every true-tempo set (--eval): both axes (log-mel dB and ViSQOL, and the attack measures),
+      per-clip paired improvement with bootstrap intervals, as in eval/study.py.
+Writes OUT/README.md's tables to OUT/study.md, OUT/paired.csv and OUT/commands.txt; reruns train and
+score only what is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from study import BETTER, bootstrap_ci, finished, paired, read_rows  # eval/study.py: the paired statistics
+
+from launch import train_command  # eval/launch.py, beside this script
+
+ROOT = Path(__file__).resolve().parent.parent
+RECIPE = "recipes/ablations/gan-recorded.yaml"
+VARIANTS = {"recorded": (), "control": ("rec_adv_weight=0", "rec_fm_weight=0")}
+TRUTH_MEASURES = ("logmel_db", "visqol", "attack_db", "smear_db", "oversmoothing_db")
+RECORDED_MEASURES = {"naturalness": "closer to 0.5", "round_trip_db": "lower"}
+
+
+def per_recording(rows: list[dict], measure: str, variant: str, rate: float) -> dict[str, float]:
+    """{recording: the measure averaged over its excerpts and the seeds} of one variant at one rate
+    (rows: naturalness.csv / results.csv of eval/benchmark.py --recordings, with a ``variant``)."""
+    acc: dict[str, list[float]] = {}
+    for r in rows:
+        if r["variant"] == variant and float(r["rate"]) == rate and r.get(measure, "") not in ("", None):
+            acc.setdefault(r["recording"], []).append(float(r[measure]))
+    return {g: float(np.mean(v)) for g, v in acc.items() if np.isfinite(np.mean(v))}
+
+
+def recorded_difference(rows: list[dict], measure: str, rate: float, seed: int = 0) -> dict:
+    """recorded minus control on ``measure`` at ``rate``, paired by recording, with its 95 %
+    interval. For naturalness the difference is of |accuracy - 0.5| (negative: more natural)."""
+    from gan_stretch.naturalness import paired_difference
+
+    a, b = (per_recording(rows, measure, v, rate) for v in ("recorded", "control"))
+    if RECORDED_MEASURES[measure] == "closer to 0.5":
+        a, b = ({g: abs(x - 0.5) for g, x in d.items()} for d in (a, b))
+    return paired_difference(a, b, seed)
+
+
+def cell(mean: float, lo: float, hi: float) -> str:
+    if not np.isfinite(mean):
+        return "n/a"
+    if not np.isfinite(lo):
+        return f"{mean:+.3f} (no interval)"
+    mark = "**" if lo > 0 or hi < 0 else ""
+    return f"{mark}{mean:+.3f} [{lo:+.3f}, {hi:+.3f}]{mark}"
+
+
+def report(truth_rows: list[dict], recorded_rows: list[dict], seeds: list[int], command: str) -> tuple[str, list]:
+    """The study's page (markdown) and its paired.csv rows."""
+    lines = [
+        f"# The recorded-music adversarial study (seeds {', '.join(map(str, seeds))})",
+        "",
+        f"Regenerate (trains what is missing, scores what is not yet scored, writes this page): `{command}`",
+        "",
+        "## (a) Held-out recordings: recorded minus control, paired by recording",
+        "",
+        "Each recording's value averaged over its excerpts and the seeds first; mean and 95 % bootstrap "
+        "interval over recordings. naturalness: difference of |accuracy - 0.5| (negative: the recordings "
+        "variant is harder to tell from music at its own tempo). round_trip_db: log-mel dB (negative: closer "
+        "to the original after r and 1/r). An interval that excludes 0 is in bold.",
+        "",
+    ]
+    csv_rows = []
+    rates = sorted({float(r["rate"]) for r in recorded_rows})
+    if rates:
+        lines += ["| measure | " + " | ".join(f"{r:g}" for r in rates) + " |", "|---|" + "---|" * len(rates)]
+        for m in RECORDED_MEASURES:
+            cells = []
+            for rate in rates:
+                d = recorded_difference(recorded_rows, m, rate)
+                lo, hi = d["ci"]
+                cells.append(cell(d["difference"], lo, hi))
+                csv_rows.append(
+                    {"set": "recordings", "measure": m, "rate": rate, "mean": d["difference"], "lo": lo, "hi": hi}
+                )
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        lines += [
+            "",
+            "Means (over recordings and seeds):",
+            "",
+            "| variant | measure | " + " | ".join(f"{r:g}" for r in rates) + " |",
+        ]
+        lines.append("|---|---|" + "---|" * len(rates))
+        for v in VARIANTS:
+            for m in RECORDED_MEASURES:
+                vals = [np.mean(list(per_recording(recorded_rows, m, v, r).values()) or [np.nan]) for r in rates]
+                lines.append(f"| {v} | {m} | " + " | ".join(f"{x:.3f}" for x in vals) + " |")
+    else:
+        lines.append("(no recordings scored yet)")
+    lines += [
+        "",
+        "## (b) True-tempo sets: improvement of recorded over control, per clip",
+        "",
+        "Positive = the recordings variant is better (lower log-mel, higher ViSQOL, attack/smear/over-smoothing "
+        "closer to 0); each clip's measure averaged over the seeds first; 95 % bootstrap interval over clips.",
+        "",
+    ]
+    sets = list(dict.fromkeys(r["set"] for r in truth_rows))
+    rates = sorted({r["rate"] for r in truth_rows})
+    for s in [*sets, None] if sets else []:
+        mine = [r for r in truth_rows if s is None or r["set"] == s]
+        lines += [f"### {s or 'all sets'}", "", "| measure | " + " | ".join(f"{r:g}" for r in rates) + " | all rates |"]
+        lines.append("|---|" + "---|" * (len(rates) + 1))
+        for m in TRUTH_MEASURES:
+            cells = []
+            for rate in [*rates, None]:
+                mean, lo, hi = bootstrap_ci(paired(mine, "recorded", "control", seeds, m, rate))
+                cells.append(cell(mean, lo, hi))
+                csv_rows.append(
+                    {
+                        "set": s or "all",
+                        "measure": m,
+                        "rate": "all" if rate is None else rate,
+                        "mean": mean,
+                        "lo": lo,
+                        "hi": hi,
+                    }
+                )
+            lines.append(f"| {m} ({BETTER[m]} is better) | " + " | ".join(cells) + " |")
+        lines.append("")
+    if not sets:
+        lines.append("(no true-tempo set scored yet)")
+    return "\n".join(lines) + "\n", csv_rows
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="docs/results/recorded-adversarial")
+    p.add_argument("--runs", default="runs/recorded-study")
+    p.add_argument("--recipe", default=RECIPE, help="a recipe with the recordings terms (its control: without them)")
+    p.add_argument("--recordings", required=True, help="the recordings corpus (gan-stretch data recordings)")
+    p.add_argument("--eval", nargs="+", required=True, help="true-tempo evaluation corpora")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--autoencoder", required=True, help="the frozen autoencoder (any model file holding one)")
+    p.add_argument("--pieces", type=int, default=8, help="held-out pieces per true-tempo set")
+    p.add_argument("--recorded-pieces", type=int, default=40, help="held-out excerpts of recordings")
+    p.add_argument("--accelerate-config", default=str(ROOT / "recipes/accelerate/cpu.yaml"))
+    p.add_argument("--extra", default="", help="overrides for every run, e.g. 'data=data/train/a steps=600'")
+    p.add_argument("--no-train", action="store_true", help="score the runs that have finished, train none")
+    p.add_argument("--score-only", action="store_true", help="only re-read existing scores and write the report")
+    p.add_argument("-j", "--jobs", type=int, default=None)
+    p.add_argument("--benchmark-extra", default="", help="options for every benchmark, e.g. '--rates 0.5 2 --seeds 1'")
+    args = p.parse_args(argv)
+    out, runs = Path(args.out), Path(args.runs)
+    out.mkdir(parents=True, exist_ok=True)
+    commands: list[str] = []
+
+    def sh(cmd: list[str]) -> None:
+        commands.append(shlex.join(cmd))
+        print("$", commands[-1], flush=True)
+        subprocess.run(cmd, check=True, cwd=ROOT)
+
+    jobs = (["--jobs", str(args.jobs)] if args.jobs else []) + shlex.split(args.benchmark_extra)
+    models = {}
+    for seed in args.seeds:
+        for variant, overrides in VARIANTS.items():
+            run = runs / f"{variant}-s{seed}"
+            if not (args.score_only or args.no_train):
+                sh(
+                    train_command(
+                        args.accelerate_config,
+                        args.recipe,
+                        f"run_dir={run}",
+                        f"autoencoder={args.autoencoder}",
+                        f"recordings={args.recordings}",
+                        f"seed={seed}",
+                        "eval_pieces=0",
+                        *overrides,
+                        *args.extra.split(),
+                    )
+                )
+            models[f"{variant}-s{seed}"] = run
+    truth_rows, recorded_rows = [], []
+    for name, run in models.items():
+        ready = finished(run) and not args.score_only
+        model = ["--model", f"{name}={run / 'model.safetensors'}", "--methods"]
+        for data in args.eval:
+            res = out / "scores" / Path(data).name / name
+            if ready and not (res / "results.csv").is_file():
+                sh(
+                    [
+                        sys.executable,
+                        "eval/benchmark.py",
+                        "--data",
+                        data,
+                        "--out",
+                        str(res),
+                        "--pieces",
+                        str(args.pieces),
+                        *model,
+                        *jobs,
+                    ]
+                )
+            if (res / "results.csv").is_file():
+                truth_rows += [{**r, "set": Path(data).name} for r in read_rows(res / "results.csv")]
+        res = out / "scores" / "recordings" / name
+        if ready and not (res / "naturalness.csv").is_file():
+            sh(
+                [sys.executable, "eval/benchmark.py", "--recordings", args.recordings, "--out", str(res),
+                 "--pieces", str(args.recorded_pieces), *model, *jobs]
+            )  # fmt: skip
+        variant = name.rsplit("-s", 1)[0]
+        if (res / "results.csv").is_file():  # per excerpt: round trip, and its recording's naturalness
+            with open(res / "results.csv") as fh:
+                recorded_rows += [{**r, "variant": variant} for r in csv.DictReader(fh)]
+    command = "python eval/recorded_study.py " + " ".join(
+        shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv) if a not in ("--score-only", "--no-train")
+    )
+    page, csv_rows = report(truth_rows, recorded_rows, args.seeds, command)
+    (out / "study.md").write_text(page)
+    if csv_rows:
+        with open(out / "paired.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(csv_rows[0]))
+            w.writeheader()
+            w.writerows(csv_rows)
+    if commands:
+        (out / "commands.txt").write_text("\n".join(commands) + "\n")
+    print(page)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
