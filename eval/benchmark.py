@@ -409,7 +409,7 @@ def recorded_corpus(args) -> int:
         per.setdefault(keys[i // args.seeds], []).append(res["per_group"])
     nat_rows = []
     for (m, r), runs in per.items():
-        mean = {g: float(np.mean([run[g] for run in runs])) for g in runs[0]}
+        mean = validate_naturalness.seed_mean(runs)
         nat_rows += [{"method": m, "rate": r, "recording": g, "naturalness": a} for g, a in mean.items()]
         for row in rows:
             if row["method"] == m and row["rate"] == r:
