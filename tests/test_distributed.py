@@ -152,7 +152,10 @@ def test_one_and_two_processes_agree_at_the_same_global_batch(name, launched, tm
     Adam magnifies that for weights whose gradient is near 0. Tolerances, for 8 steps (measured):
     logged losses within 1e-5 relative (means over the processes); the refiners' weights,
     optimizer moments and discriminators within 1e-5 (2.3e-6); the autoencoder's weights within
-    5e-4 (6.8e-5) and its decoded frames within 0.01 dB (0.0008 dB)."""
+    5e-4 (6.8e-5) and its decoded frames within 0.1 dB (0.0008 dB on one machine, 0.023 dB on a
+    2-core one: the order of float sums depends on the thread count). For scale, a run at half the
+    global batch (the bug this guards against) lands 0.012 from these weights and 4.9 dB (max; 0.76
+    mean) from these frames."""
     stage, _ = STAGES[name]
     ae = launched / "runs" / "autoencoder" / "model.safetensors"
     one = tmp_path / name
@@ -176,7 +179,7 @@ def test_one_and_two_processes_agree_at_the_same_global_batch(name, launched, tm
         corpus = Corpus(launched / "corpus")
         db, _ = db_frames(corpus.load(corpus.split("heldout")[0], 1.0), ma.spectral)
         with torch.no_grad():
-            assert (ma.autoencoder(db) - mb.autoencoder(db)).abs().max() < 0.01
+            assert (ma.autoencoder(db) - mb.autoencoder(db)).abs().max() < 0.1
 
 
 def test_a_launch_that_started_one_process_of_several_says_so(tiny_corpus, tmp_path, monkeypatch, capsys):
