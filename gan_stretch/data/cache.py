@@ -146,7 +146,7 @@ def latent_cache(
         if not transients
         else _digest(3, model_digest, key, "transients", "refined onsets", spectral.ONSET_DELTA)
         if not decays
-        else _digest(4, model_digest, key, "transients", "refined onsets", spectral.ONSET_DELTA, "decays")
+        else _digest(4, model_digest, key, "transients", "refined onsets", spectral.ONSET_DELTA, "decays", "r2")
     )
     span = tuple(int(v) for v in span)
     if transients and span != tuple(spectral.TRANSIENT_FRAMES):  # the packaged models' regions keep their name
