@@ -58,6 +58,9 @@ class Recipe:
     save_every: int = setting(250, 1, BIG)
     eval_pieces: int = setting(2, 0, 10000)  # held-out pieces scored and logged to TensorBoard at each evaluation
     eval_visqol: bool = True  # ViSQOL in that evaluation (about 1 s per clip on a CPU)
+    # a run_dir's checkpoint is resumed only when it was written with the same training settings
+    # (training_settings); force: resume it whatever its settings (continuing an old run under new ones)
+    resume: str = setting("auto", choices=("auto", "force"))
 
 
 @dataclass
@@ -330,7 +333,48 @@ LATER_SETTINGS = {
     "naturalness_seconds": 4.0,
     "naturalness_steps": 150,
     "naturalness_rates": [0.5, 2.0],
+    "resume": "auto",
 }
+
+# settings that do not change what a run trains: where it writes, how far it goes (a rerun with more
+# steps continues the run), what it logs and evaluates on the way, and how it resumes
+RUN_SETTINGS = frozenset(
+    {
+        "run_dir",
+        "steps",
+        "log_every",
+        "save_every",
+        "eval_every",
+        "eval_pieces",
+        "eval_visqol",
+        "naturalness_every",
+        "naturalness_excerpts",
+        "naturalness_seconds",
+        "naturalness_steps",
+        "naturalness_rates",
+        "resume",
+    }
+)
+
+
+def training_settings(recorded: Recipe | dict) -> dict:
+    """The settings of a recipe (or of the recipe dict a checkpoint recorded) that decide what its
+    run trains: all but RUN_SETTINGS, with a setting added since a recording was made at the value
+    that reproduces what that run did (LATER_SETTINGS)."""
+    settings = recipe_dict(recorded) if isinstance(recorded, Recipe) else dict(recorded)
+    settings = {**{k: v for k, v in LATER_SETTINGS.items() if k not in settings}, **settings}
+    return {k: v for k, v in settings.items() if k not in RUN_SETTINGS}
+
+
+def settings_hash(settings: dict) -> str:
+    """A short hash of a settings dict (key order aside), as recorded in checkpoints and model files."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def changed_settings(old: dict, new: dict) -> list[str]:
+    """``key old -> new`` for each setting that differs between two settings dicts (sorted by key)."""
+    shown = lambda d, k: repr(d[k]) if k in d else "unset"  # noqa: E731
+    return [f"{k} {shown(old, k)} -> {shown(new, k)}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
 
 
 def recipe_source(recipe: Recipe) -> dict:
@@ -338,8 +382,7 @@ def recipe_source(recipe: Recipe) -> dict:
     into it), a hash of every setting the run used, overrides included, and the overrides given
     beside the file (``key=value``; left out where none were)."""
     settings = {k: v for k, v in recipe_dict(recipe).items() if LATER_SETTINGS.get(k, ...) != v}
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
-    source = {"file": getattr(recipe, "_file", None), "sha256": digest}
+    source = {"file": getattr(recipe, "_file", None), "sha256": settings_hash(settings)}
     if getattr(recipe, "_overrides", None):
         source["overrides"] = list(recipe._overrides)
     return source

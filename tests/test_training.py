@@ -271,6 +271,47 @@ def test_rerun_with_more_steps_continues(tiny_corpus, tmp_path, capsys):
     assert checkpoint.load(resumed / "checkpoints" / "last.safetensors")[1]["step"] == 40
 
 
+def test_resume_refuses_a_checkpoint_of_an_edited_recipe(tiny_corpus, tmp_path, capsys):
+    """A rerun after a recipe edit (here: lr) does not continue
+    the old checkpoint: it stops before writing anything, naming the settings that changed; run-only
+    settings (steps, logging) still resume; resume=force continues on purpose."""
+    run_dir = tmp_path / "run"
+    run_stage("autoencoder", tiny_corpus, run_dir, 10, "save_every=5", "lr=1e-3")
+    files = {p: p.read_bytes() for p in [run_dir / "recipe.json", run_dir / "model.safetensors"]}
+    with pytest.raises(
+        CheckpointError, match=r"other training settings \(lr 0\.001 -> 0\.002\); use a new run_dir"
+    ) as e:
+        run_stage("autoencoder", tiny_corpus, run_dir, 20, "save_every=5", "lr=2e-3")
+    assert "\n" not in str(e.value) and "resume=force" in str(e.value)
+    assert {p: p.read_bytes() for p in files} == files  # neither the recipe record nor the model was touched
+    assert checkpoint.load(run_dir / "checkpoints" / "last.safetensors")[1]["step"] == 10
+    capsys.readouterr()
+    run_stage("autoencoder", tiny_corpus, run_dir, 15, "save_every=5", "lr=2e-3", "resume=force")
+    out = capsys.readouterr().out
+    assert "warning: resume=force" in out and "at step 10" in out
+    run_stage("autoencoder", tiny_corpus, run_dir, 20, "save_every=5", "lr=2e-3", "log_every=1", "eval_every=7")
+    assert "resuming from" in capsys.readouterr().out  # written with lr=2e-3 by the forced run: same settings
+
+
+def test_resume_checks_a_checkpoint_from_before_recipe_hashes_on_its_recorded_recipe(tiny_corpus, tmp_path, capsys):
+    run_dir = tmp_path / "old"
+    run_stage("autoencoder", tiny_corpus, run_dir, 5)
+    last = run_dir / "checkpoints" / "last.safetensors"
+    tensors, meta = checkpoint.load(last)
+    assert len(meta.pop("training_sha256")) == 16
+    checkpoint.save(last, tensors, meta)  # as checkpoints were written before they recorded the hash
+    with pytest.raises(CheckpointError, match=r"\(latent 16 -> 8; it predates recorded recipe hashes\)"):
+        run_stage("autoencoder", tiny_corpus, run_dir, 10, "latent=8")
+    capsys.readouterr()
+    run_stage("autoencoder", tiny_corpus, run_dir, 10)
+    out = capsys.readouterr().out
+    assert "predates recorded recipe hashes; the settings it records match" in out and "at step 5" in out
+    del meta["recipe"]
+    checkpoint.save(last, tensors, meta)
+    with pytest.raises(CheckpointError, match="a recipe it does not record"):
+        run_stage("autoencoder", tiny_corpus, run_dir, 15)
+
+
 def test_same_seed_same_weights(tiny_corpus, tmp_path):
     for name in ("a", "b"):
         run_stage("autoencoder", tiny_corpus, tmp_path / name, 10, "seed=5")
