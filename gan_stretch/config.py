@@ -143,6 +143,16 @@ class GanRecipe(SequenceRecipe):
     naturalness_steps: int = setting(150, 1, 100000)  # classifier training steps per fold
     naturalness_rates: list[float] = setting([0.5, 2.0], 0.25, 4.0, min_items=1)
 
+    def discriminators(self) -> list[str]:
+        """The discriminators this recipe trains: each whose adversarial or feature-matching weight
+        is non-zero (``latent``, ``spectrogram``, ``recordings``); none: the generator alone."""
+        weights = {
+            "latent": self.adv_weight + self.fm_weight,
+            "spectrogram": self.spec_adv_weight + self.spec_fm_weight,
+            "recordings": self.rec_adv_weight + self.rec_fm_weight,
+        }
+        return [name for name, w in weights.items() if w > 0]
+
 
 def _coerce(name: str, value, kind):
     origin = typing.get_origin(kind)

@@ -191,6 +191,30 @@ def test_fine_tuning_starts_from_the_init_models_refiner(stage, tiny_corpus, ae_
     assert not (tmp_path / "wrong-kind").exists()  # refused before the run folder is made
 
 
+def test_generator_recipe_trains_no_discriminator_and_exports_a_generator(tiny_corpus, ae_model, tmp_path, capsys):
+    """Every adversarial weight 0: no discriminator is built, optimized or checkpointed, and the
+    model file is of kind generator; a gan run (with discriminators) can start from it, a mapper
+    run cannot."""
+    run_dir = tmp_path / "generator"
+    no_adv = ("adv_weight=0", "fm_weight=0", "spec_adv_weight=0", "spec_fm_weight=0")
+    run_stage("gan", tiny_corpus, run_dir, 10, *no_adv, ae=ae_model)
+    state, meta = checkpoint.load(run_dir / "checkpoints" / "last.safetensors")
+    assert {k.split(".")[1] for k in state} == {"generator", "ema"}
+    assert set(meta["optimizers"]) == {"generator"}
+    assert not any("discriminator" in t or t.startswith("d/") for t in scalar_tags(run_dir))
+    model = load_model(run_dir / "model.safetensors")
+    assert model.kind == "generator" and model.meta["kind"] == "generator"
+    assert type(model.refiner).__name__ == "LatentGenerator"
+    capsys.readouterr()
+    tuned = tmp_path / "tuned"
+    run_stage("gan", tiny_corpus, tuned, 6, f"init={run_dir / 'model.safetensors'}", ae=ae_model)
+    assert "starting from the generator of" in capsys.readouterr().out
+    assert load_model(tuned / "model.safetensors").kind == "gan"  # debug gan.yaml: the latent discriminator on
+    assert any(k.startswith("module.discriminator.") for k in weights(tuned / "checkpoints" / "last.safetensors"))
+    with pytest.raises(ConfigError, match="is a generator model; a mapper run needs a mapper model"):
+        run_stage("mapper", tiny_corpus, tmp_path / "mapper", 1, f"init={run_dir / 'model.safetensors'}", ae=ae_model)
+
+
 def test_fine_tuning_refuses_a_model_of_another_autoencoder(tiny_corpus, ae_model, tiny_model, tmp_path):
     with pytest.raises(ConfigError, match="another autoencoder"):
         run_stage("gan", tiny_corpus, tmp_path / "run", 1, f"init={tiny_model}", ae=ae_model)
@@ -338,8 +362,10 @@ def test_resume_refuses_another_stages_state(tiny_corpus, ae_model, tmp_path):
 
 def test_resume_refuses_a_different_architecture(tiny_corpus, ae_model, tmp_path):
     run_dir = with_autoencoder_state(tmp_path / "arch", ae_model)
-    with pytest.raises(CheckpointError, match="does not match") as e:
+    with pytest.raises(CheckpointError, match=r"other training settings \(latent 16 -> 8\)"):
         run_stage("autoencoder", tiny_corpus, run_dir, 40, "latent=8")
+    with pytest.raises(CheckpointError, match="does not match") as e:  # forced: the weights do not fit
+        run_stage("autoencoder", tiny_corpus, run_dir, 40, "latent=8", "resume=force")
     assert "\n" not in str(e.value) and "the network's size changed: " in str(e.value)  # one line, not torch's dump
 
 
