@@ -8,38 +8,16 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import os
 import tempfile
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from .errors import ConfigError
-
-
-def setting(
-    default,
-    lo: float | None = None,
-    hi: float | None = None,
-    *,
-    above: bool = False,
-    below: bool = False,
-    choices: tuple | None = None,
-    min_items: int = 0,
-):
-    """A recipe field with the values it accepts declared next to it: a closed range [lo, hi]
-    (``above``/``below`` make an end open), a set of ``choices``, and for a list, each item in
-    the range and at least ``min_items`` items. load_recipe enforces them."""
-    meta = {"lo": lo, "hi": hi, "above": above, "below": below, "choices": choices, "min_items": min_items}
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata=meta)
-    return field(default=default, metadata=meta)
-
-
-BIG = 10**9  # a bound no sane value reaches, so typos (steps=1e12) still fail
+from .settings import BIG, check_fields, coerce, setting
 
 
 @dataclass
@@ -154,74 +132,6 @@ class GanRecipe(SequenceRecipe):
         return [name for name, w in weights.items() if w > 0]
 
 
-def _coerce(name: str, value, kind):
-    origin = typing.get_origin(kind)
-    if origin is list:
-        (item,) = typing.get_args(kind)
-        if not isinstance(value, list):
-            raise ConfigError(f"{name} must be a list, got {value!r}")
-        return [_coerce(f"{name}[{i}]", v, item) for i, v in enumerate(value)]
-    if kind is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{name} must be true or false, got {value!r}")
-        return value
-    if kind is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{name} must be an integer, got {value!r}")
-        return value
-    if kind is float:
-        if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
-            try:
-                value = float(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{name} must be a number, got {value!r}")
-        return float(value)
-    if kind is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{name} must be a string, got {value!r}")
-        return value
-    raise ConfigError(f"{name}: unsupported type {kind}")
-
-
-def _in_range(value, meta: dict) -> bool:
-    lo, hi = meta["lo"], meta["hi"]
-    return not (
-        (lo is not None and (value <= lo if meta["above"] else value < lo))
-        or (hi is not None and (value >= hi if meta["below"] else value > hi))
-    )
-
-
-def _range_text(meta: dict) -> str:
-    lo, hi = meta["lo"], meta["hi"]
-    return f"{'(' if meta['above'] else '['}{lo:g}, {hi:g}{')' if meta['below'] else ']'}"
-
-
-def check_fields(obj, what: str = "") -> None:
-    """Checks every field of the dataclass ``obj`` against its type and the values its
-    :func:`setting` declares, raising one ConfigError (``what`` names ``obj`` in it: a model
-    config). Whole numbers given for a float field become floats."""
-    hints = typing.get_type_hints(type(obj))
-    for f in dataclasses.fields(obj):
-        meta = f.metadata
-        try:
-            v = _coerce(f.name, getattr(obj, f.name), hints[f.name])
-            values = v if isinstance(v, list) else [v]
-            if any(isinstance(x, float) and not math.isfinite(x) for x in values):
-                raise ConfigError(f"{f.name} must be a finite number, got {v}")
-            if meta.get("choices") and v not in meta["choices"]:
-                raise ConfigError(f"{f.name} must be one of {', '.join(meta['choices'])}, got {v!r}")
-            if isinstance(v, list) and len(v) < meta.get("min_items", 0):
-                raise ConfigError(f"{f.name} needs at least {meta['min_items']} value(s), got {v}")
-            if meta.get("lo") is not None and not all(_in_range(x, meta) for x in values):
-                what_value = "every value of " + f.name if isinstance(v, list) else f.name
-                raise ConfigError(f"{what_value} must be in {_range_text(meta)}, got {v}")
-        except ConfigError as e:
-            raise ConfigError(f"{what}: {e}" if what else str(e)) from None
-        object.__setattr__(obj, f.name, v)  # frozen dataclasses too
-
-
 def _validate(recipe: Recipe) -> None:
     check_fields(recipe)
     for name in ("data", "run_dir") + (("autoencoder",) if isinstance(recipe, SequenceRecipe) else ()):
@@ -296,19 +206,21 @@ def read_recipe_file(path: str | Path, _seen: tuple = ()) -> dict:
     return {**read_recipe_file(path.parent / base, (*_seen, path.resolve())), **raw}
 
 
-def load_recipe(path: str | Path | None, overrides: list[str] | dict | None = None) -> Recipe:
-    from .stages import STAGES  # the registry imports the recipe classes above
+# the recipe of each training stage, by the stage's name (gan_stretch.stages declares the stages themselves)
+RECIPES: dict[str, type[Recipe]] = {cls.stage: cls for cls in (AutoencoderRecipe, MapperRecipe, GanRecipe)}
 
+
+def load_recipe(path: str | Path | None, overrides: list[str] | dict | None = None) -> Recipe:
     raw: dict = read_recipe_file(path) if path is not None else {}
     given = overrides if isinstance(overrides, dict) else parse_overrides(overrides or [])
     raw.update(given)
     stage = raw.get("stage")
     if stage is None:
         where = f"recipe {path}" if path is not None else "the recipe"
-        raise ConfigError(f"{where} names no stage; add 'stage: NAME' (one of {', '.join(STAGES)})")
-    if stage not in STAGES:
-        raise ConfigError(f"stage must be one of {', '.join(STAGES)}, got {stage!r}")
-    cls = STAGES[stage].recipe
+        raise ConfigError(f"{where} names no stage; add 'stage: NAME' (one of {', '.join(RECIPES)})")
+    if stage not in RECIPES:
+        raise ConfigError(f"stage must be one of {', '.join(RECIPES)}, got {stage!r}")
+    cls = RECIPES[stage]
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - known)
@@ -316,7 +228,7 @@ def load_recipe(path: str | Path | None, overrides: list[str] | dict | None = No
         raise ConfigError(
             f"unknown recipe key(s) for stage {stage}: {', '.join(unknown)}; known keys: {', '.join(sorted(known))}"
         )
-    recipe = cls(**{k: _coerce(k, v, hints[k]) for k, v in raw.items()})
+    recipe = cls(**{k: coerce(k, v, hints[k]) for k, v in raw.items()})
     _validate(recipe)
     recipe._file = None if path is None else str(path)  # recorded in the model file (recipe_source)
     recipe._overrides = [f"{k}={v}" for k, v in given.items()]  # likewise

@@ -4,7 +4,8 @@ Each stage names its recipe (the settings a run of it accepts), the module whose
 runs it, the refiner that the model files it exports hold and the kinds of those files: the name
 of the stage, or for the gan stage ``generator`` when it trains no discriminator (files written
 before that kind existed say ``gan`` for both). Adding a stage means one entry here, its recipe
-class in config.py and its ``train`` module.
+class in config.py (listed in ``config.RECIPES``, which load_recipe reads: config.py sits below
+this module and the networks) and its ``train`` module.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from .config import AutoencoderRecipe, GanRecipe, MapperRecipe, Recipe
+from .config import RECIPES, Recipe
 from .models import GeneratorConfig, LatentGenerator, MapperConfig, StretchMapper
 
 
@@ -33,8 +34,8 @@ class Stage:
 
 
 STAGES: dict[str, Stage] = {
-    "autoencoder": Stage(AutoencoderRecipe, "autoencoder", kinds=("autoencoder",)),
-    "mapper": Stage(MapperRecipe, "mapper", (MapperConfig, StretchMapper), ("mapper",)),
-    "gan": Stage(GanRecipe, "gan", (GeneratorConfig, LatentGenerator), ("gan", "generator")),
+    "autoencoder": Stage(RECIPES["autoencoder"], "autoencoder", kinds=("autoencoder",)),
+    "mapper": Stage(RECIPES["mapper"], "mapper", (MapperConfig, StretchMapper), ("mapper",)),
+    "gan": Stage(RECIPES["gan"], "gan", (GeneratorConfig, LatentGenerator), ("gan", "generator")),
 }
 MODEL_KINDS: dict[str, str] = {kind: name for name, stage in STAGES.items() for kind in stage.kinds}  # kind -> stage
