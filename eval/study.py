@@ -30,6 +30,7 @@ import re
 import shlex
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -98,12 +99,31 @@ def scores_key(data: str, benchmark: list[str], model: Path | None = None, setti
     return key
 
 
-def reusable(folder: Path, key: dict) -> bool:
-    """Whether ``folder`` holds scores made of exactly ``key`` (recorded beside them by :func:`main`)."""
+def reusable(folder: Path, key: dict, table: str = "results.csv") -> bool:
+    """Whether ``folder`` holds scores (``table``) made of exactly ``key`` (recorded beside them by :func:`score`)."""
     try:
-        return (folder / "results.csv").is_file() and json.loads((folder / "scored.json").read_text()) == key
+        return (folder / table).is_file() and json.loads((folder / "scored.json").read_text()) == key
     except (OSError, ValueError):
         return False
+
+
+def score(folder: Path, key: dict, run_benchmark, table: str = "results.csv") -> None:
+    """Runs ``run_benchmark()``, which writes ``folder/table``, unless ``folder`` holds scores of
+    exactly ``key``; records ``key`` beside the new scores (folder/scored.json)."""
+    if reusable(folder, key, table):
+        return
+    (folder / "scored.json").unlink(missing_ok=True)
+    run_benchmark()
+    (folder / "scored.json").write_text(json.dumps(key, indent=1) + "\n")
+
+
+def stale(model: Path, settings: str) -> bool:
+    """Whether ``model`` was trained with other settings than ``settings`` (its variant's hash now);
+    says so: its scores would stand for a variant that no longer exists."""
+    if trained_settings(model) == settings:
+        return False
+    print(f"not scoring {model}: trained with other settings than its variant now gives; retrain it")
+    return True
 
 
 MIN_UNITS = 5  # fewer paired units than this give no interval (a resample of 1-4 values says nothing)
@@ -252,25 +272,11 @@ def main(argv=None) -> int:
             model = None if name == "classical" else Path(models[name])
             if model is not None and not finished(model.parent):
                 continue
-            if model is not None and trained_settings(model) != settings[str(model)]:
-                print(f"not scoring {model}: trained with other settings than {name} now gives; retrain it")
+            if model is not None and stale(model, settings[str(model)]):
                 continue
-            key = scores_key(data, benchmark, model, settings.get(str(model)))
-            if not reusable(res, key):
-                (res / "scored.json").unlink(missing_ok=True)
-                sh(
-                    [
-                        sys.executable,
-                        "eval/benchmark.py",
-                        "--data",
-                        data,
-                        "--out",
-                        str(res),
-                        *benchmark,
-                        *(["--jobs", str(args.jobs)] if args.jobs else []),
-                    ]
-                )
-                (res / "scored.json").write_text(json.dumps(key, indent=1) + "\n")
+            command = [sys.executable, "eval/benchmark.py", "--data", data, "--out", str(res), *benchmark]
+            command += ["--jobs", str(args.jobs)] if args.jobs else []
+            score(res, scores_key(data, benchmark, model, settings.get(str(model))), partial(sh, command))
             rows += [{**r, "set": Path(data).name} for r in read_rows(res / "results.csv")]
     report(rows, args, out)
     if commands:
