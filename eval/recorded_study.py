@@ -15,7 +15,8 @@ Scored by eval/benchmark.py (one call per model, so scores accumulate as runs fi
   (b) every true-tempo set (--eval): both axes (log-mel dB and ViSQOL, and the attack measures),
       per-clip paired improvement with bootstrap intervals, as in eval/study.py.
 Writes OUT/README.md's tables to OUT/study.md, OUT/paired.csv and OUT/commands.txt; reruns train and
-score only what is missing.
+score only what is missing (scores are reused only for the same model file, variant settings and
+benchmark arguments: eval/study.py).
 """
 
 from __future__ import annotations
@@ -25,10 +26,21 @@ import csv
 import shlex
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
-from study import BETTER, bootstrap_ci, finished, paired, read_rows  # eval/study.py: the paired statistics
+from study import (  # eval/study.py: the paired statistics, and scores reused only for what they were made of
+    BETTER,
+    bootstrap_ci,
+    finished,
+    paired,
+    read_rows,
+    score,
+    scores_key,
+    stale,
+    variant_settings,
+)
 
 from launch import train_command  # eval/launch.py, beside this script
 
@@ -174,57 +186,52 @@ def main(argv=None) -> int:
         print("$", commands[-1], flush=True)
         subprocess.run(cmd, check=True, cwd=ROOT)
 
-    jobs = (["--jobs", str(args.jobs)] if args.jobs else []) + shlex.split(args.benchmark_extra)
-    models = {}
+    jobs = ["--jobs", str(args.jobs)] if args.jobs else []
+    models, settings = {}, {}
     for seed in args.seeds:
         for variant, overrides in VARIANTS.items():
             run = runs / f"{variant}-s{seed}"
+            given = (
+                f"run_dir={run}",
+                f"autoencoder={args.autoencoder}",
+                f"recordings={args.recordings}",
+                f"seed={seed}",
+                "eval_pieces=0",
+                *overrides,
+                *args.extra.split(),
+            )
+            if not args.score_only:
+                settings[run] = variant_settings(args.recipe, *given)
             if not (args.score_only or args.no_train):
-                sh(
-                    train_command(
-                        args.accelerate_config,
-                        args.recipe,
-                        f"run_dir={run}",
-                        f"autoencoder={args.autoencoder}",
-                        f"recordings={args.recordings}",
-                        f"seed={seed}",
-                        "eval_pieces=0",
-                        *overrides,
-                        *args.extra.split(),
-                    )
-                )
+                sh(train_command(args.accelerate_config, args.recipe, *given))
             models[f"{variant}-s{seed}"] = run
     truth_rows, recorded_rows = [], []
     for name, run in models.items():
-        ready = finished(run) and not args.score_only
-        model = ["--model", f"{name}={run / 'model.safetensors'}", "--methods"]
+        path = run / "model.safetensors"
+        # scores are reused only for the same model file, variant settings and benchmark arguments
+        ready = not args.score_only and finished(run) and not stale(path, settings[run])
+        model = ["--model", f"{name}={path}", "--methods"]
         for data in args.eval:
             res = out / "scores" / Path(data).name / name
-            if ready and not (res / "results.csv").is_file():
-                sh(
-                    [
-                        sys.executable,
-                        "eval/benchmark.py",
-                        "--data",
-                        data,
-                        "--out",
-                        str(res),
-                        "--pieces",
-                        str(args.pieces),
-                        *model,
-                        *jobs,
-                    ]
-                )
-            if (res / "results.csv").is_file():
+            if ready:
+                benchmark = ["--pieces", str(args.pieces), *model, *shlex.split(args.benchmark_extra)]
+                command = [sys.executable, "eval/benchmark.py", "--data", data, "--out", str(res), *benchmark, *jobs]
+                score(res, scores_key(data, benchmark, path, settings[run]), partial(sh, command))
+            if (res / "results.csv").is_file() and (ready or args.score_only):
                 truth_rows += [{**r, "set": Path(data).name} for r in read_rows(res / "results.csv")]
         res = out / "scores" / "recordings" / name
-        if ready and not (res / "naturalness.csv").is_file():
-            sh(
-                [sys.executable, "eval/benchmark.py", "--recordings", args.recordings, "--out", str(res),
-                 "--pieces", str(args.recorded_pieces), *model, *jobs]
-            )  # fmt: skip
+        if ready:
+            benchmark = ["--pieces", str(args.recorded_pieces), *model, *shlex.split(args.benchmark_extra)]
+            command = [sys.executable, "eval/benchmark.py", "--recordings", args.recordings, "--out", str(res)]
+            command += [*benchmark, *jobs]
+            score(
+                res,
+                scores_key(args.recordings, benchmark, path, settings[run]),
+                partial(sh, command),
+                "naturalness.csv",
+            )
         variant = name.rsplit("-s", 1)[0]
-        if (res / "results.csv").is_file():  # per excerpt: round trip, and its recording's naturalness
+        if (res / "results.csv").is_file() and (ready or args.score_only):  # per excerpt: round trip, naturalness
             with open(res / "results.csv") as fh:
                 recorded_rows += [{**r, "variant": variant} for r in csv.DictReader(fh)]
     command = "python eval/recorded_study.py " + " ".join(

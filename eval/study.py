@@ -14,17 +14,23 @@ supervised terms fixed): w = 0 is gan-no-adv, w = 1 is gan. Every model is score
 evaluation set (held-out pieces, soundfonts never trained on) with every measure; then per-clip
 paired differences (gan minus gan-no-adv, gan minus mapper: each clip's measure averaged over the
 seeds first) with bootstrap 95% confidence intervals (resampling clips), per rate and measure.
-Writes OUT/study.md, OUT/paired.csv and OUT/commands.txt; reuses finished runs and scores.
+Writes OUT/study.md, OUT/paired.csv and OUT/commands.txt; reuses finished runs and scores. Scores
+are reused only for what they were made of (OUT/scores/SET/NAME/scored.json: the set, pieces and
+methods, the model file's hash and the settings hash of the variant): after an edit of a variant's
+recipe, its run refuses to resume (train elsewhere, or remove the run) and its model is scored anew
+once retrained; a model trained with other settings than its variant now gives is not scored.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import re
 import shlex
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +68,62 @@ def finished(run_dir: Path) -> bool:
     except GanStretchError:
         return False
     return meta.get("step") == meta.get("recipe", {}).get("steps")
+
+
+def variant_settings(recipe: str, *overrides: str) -> str:
+    """The settings hash a model of ``recipe`` with ``overrides`` records (its recipe's ``sha256``)."""
+    from gan_stretch.config import load_recipe, recipe_source
+
+    return recipe_source(load_recipe(ROOT / recipe, list(overrides)))["sha256"]
+
+
+def trained_settings(model: Path) -> str | None:
+    """The settings hash a model file records of the recipe that trained it (None: no model there)."""
+    from gan_stretch import checkpoint
+    from gan_stretch.errors import GanStretchError
+
+    try:
+        return checkpoint.load(model)[1].get("recipe", {}).get("sha256")
+    except GanStretchError:
+        return None
+
+
+def scores_key(data: str, benchmark: list[str], model: Path | None = None, settings: str | None = None) -> dict:
+    """What one benchmark folder's scores are of: the set and the benchmark's arguments, and for a
+    trained model its file's hash and the settings hash of the variant it stands for."""
+    from gan_stretch.data.cache import file_digest
+
+    key = {"data": str(data), "benchmark": list(benchmark)}
+    if model is not None:
+        key.update({"model_sha1": file_digest(model), "settings": settings})
+    return key
+
+
+def reusable(folder: Path, key: dict, table: str = "results.csv") -> bool:
+    """Whether ``folder`` holds scores (``table``) made of exactly ``key`` (recorded beside them by :func:`score`)."""
+    try:
+        return (folder / table).is_file() and json.loads((folder / "scored.json").read_text()) == key
+    except (OSError, ValueError):
+        return False
+
+
+def score(folder: Path, key: dict, run_benchmark, table: str = "results.csv") -> None:
+    """Runs ``run_benchmark()``, which writes ``folder/table``, unless ``folder`` holds scores of
+    exactly ``key``; records ``key`` beside the new scores (folder/scored.json)."""
+    if reusable(folder, key, table):
+        return
+    (folder / "scored.json").unlink(missing_ok=True)
+    run_benchmark()
+    (folder / "scored.json").write_text(json.dumps(key, indent=1) + "\n")
+
+
+def stale(model: Path, settings: str) -> bool:
+    """Whether ``model`` was trained with other settings than ``settings`` (its variant's hash now);
+    says so: its scores would stand for a variant that no longer exists."""
+    if trained_settings(model) == settings:
+        return False
+    print(f"not scoring {model}: trained with other settings than its variant now gives; retrain it")
+    return True
 
 
 MIN_UNITS = 5  # fewer paired units than this give no interval (a resample of 1-4 values says nothing)
@@ -165,19 +227,15 @@ def main(argv=None) -> int:
         print("$", commands[-1], flush=True)
         subprocess.run(cmd, check=True, cwd=ROOT)
 
+    settings: dict[str, str] = {}  # model path -> the settings hash of its variant
+
     def train(recipe: str, run: str, *overrides: str) -> str:
         model = runs / run / "model.safetensors"
+        given = (f"run_dir={runs / run}", "eval_pieces=0", *overrides, *args.extra.split())
+        if not args.score_only:
+            settings[str(model)] = variant_settings(recipe, *given)
         if not (args.score_only or args.no_train):  # a finished run resumes at its last step and only exports
-            sh(
-                train_command(
-                    args.accelerate_config,
-                    recipe,
-                    f"run_dir={runs / run}",
-                    "eval_pieces=0",
-                    *overrides,
-                    *args.extra.split(),
-                )
-            )
+            sh(train_command(args.accelerate_config, recipe, *given))
         return str(model)
 
     ae = args.autoencoder or train("recipes/default/autoencoder.yaml", "autoencoder")
@@ -206,24 +264,20 @@ def main(argv=None) -> int:
             (name, ["--model", f"{name}={path}", "--methods"]) for name, path in models.items()
         ]:
             res = out / "scores" / Path(data).name / name
-            ready = name == "classical" or finished(Path(models[name]).parent)
-            if not (res / "results.csv").is_file() and not args.score_only and ready:
-                sh(
-                    [
-                        sys.executable,
-                        "eval/benchmark.py",
-                        "--data",
-                        data,
-                        "--out",
-                        str(res),
-                        "--pieces",
-                        str(args.pieces),
-                        *cmd,
-                        *(["--jobs", str(args.jobs)] if args.jobs else []),
-                    ]
-                )
-            if (res / "results.csv").is_file():
-                rows += [{**r, "set": Path(data).name} for r in read_rows(res / "results.csv")]
+            if args.score_only:  # the scores on disk, as they are
+                if (res / "results.csv").is_file():
+                    rows += [{**r, "set": Path(data).name} for r in read_rows(res / "results.csv")]
+                continue
+            benchmark = ["--pieces", str(args.pieces), *cmd]
+            model = None if name == "classical" else Path(models[name])
+            if model is not None and not finished(model.parent):
+                continue
+            if model is not None and stale(model, settings[str(model)]):
+                continue
+            command = [sys.executable, "eval/benchmark.py", "--data", data, "--out", str(res), *benchmark]
+            command += ["--jobs", str(args.jobs)] if args.jobs else []
+            score(res, scores_key(data, benchmark, model, settings.get(str(model))), partial(sh, command))
+            rows += [{**r, "set": Path(data).name} for r in read_rows(res / "results.csv")]
     report(rows, args, out)
     if commands:
         (out / "commands.txt").write_text("\n".join(commands) + "\n")

@@ -8,38 +8,16 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import os
 import tempfile
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from .errors import ConfigError
-
-
-def setting(
-    default,
-    lo: float | None = None,
-    hi: float | None = None,
-    *,
-    above: bool = False,
-    below: bool = False,
-    choices: tuple | None = None,
-    min_items: int = 0,
-):
-    """A recipe field with the values it accepts declared next to it: a closed range [lo, hi]
-    (``above``/``below`` make an end open), a set of ``choices``, and for a list, each item in
-    the range and at least ``min_items`` items. load_recipe enforces them."""
-    meta = {"lo": lo, "hi": hi, "above": above, "below": below, "choices": choices, "min_items": min_items}
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata=meta)
-    return field(default=default, metadata=meta)
-
-
-BIG = 10**9  # a bound no sane value reaches, so typos (steps=1e12) still fail
+from .settings import BIG, check_fields, coerce, setting
 
 
 @dataclass
@@ -58,6 +36,9 @@ class Recipe:
     save_every: int = setting(250, 1, BIG)
     eval_pieces: int = setting(2, 0, 10000)  # held-out pieces scored and logged to TensorBoard at each evaluation
     eval_visqol: bool = True  # ViSQOL in that evaluation (about 1 s per clip on a CPU)
+    # a run_dir's checkpoint is resumed only when it was written with the same training settings
+    # (training_settings); force: resume it whatever its settings (continuing an old run under new ones)
+    resume: str = setting("auto", choices=("auto", "force"))
 
 
 @dataclass
@@ -140,73 +121,15 @@ class GanRecipe(SequenceRecipe):
     naturalness_steps: int = setting(150, 1, 100000)  # classifier training steps per fold
     naturalness_rates: list[float] = setting([0.5, 2.0], 0.25, 4.0, min_items=1)
 
-
-def _coerce(name: str, value, kind):
-    origin = typing.get_origin(kind)
-    if origin is list:
-        (item,) = typing.get_args(kind)
-        if not isinstance(value, list):
-            raise ConfigError(f"{name} must be a list, got {value!r}")
-        return [_coerce(f"{name}[{i}]", v, item) for i, v in enumerate(value)]
-    if kind is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{name} must be true or false, got {value!r}")
-        return value
-    if kind is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{name} must be an integer, got {value!r}")
-        return value
-    if kind is float:
-        if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
-            try:
-                value = float(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{name} must be a number, got {value!r}")
-        return float(value)
-    if kind is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{name} must be a string, got {value!r}")
-        return value
-    raise ConfigError(f"{name}: unsupported type {kind}")
-
-
-def _in_range(value, meta: dict) -> bool:
-    lo, hi = meta["lo"], meta["hi"]
-    return not (
-        (lo is not None and (value <= lo if meta["above"] else value < lo))
-        or (hi is not None and (value >= hi if meta["below"] else value > hi))
-    )
-
-
-def _range_text(meta: dict) -> str:
-    lo, hi = meta["lo"], meta["hi"]
-    return f"{'(' if meta['above'] else '['}{lo:g}, {hi:g}{')' if meta['below'] else ']'}"
-
-
-def check_fields(obj, what: str = "") -> None:
-    """Checks every field of the dataclass ``obj`` against its type and the values its
-    :func:`setting` declares, raising one ConfigError (``what`` names ``obj`` in it: a model
-    config). Whole numbers given for a float field become floats."""
-    hints = typing.get_type_hints(type(obj))
-    for f in dataclasses.fields(obj):
-        meta = f.metadata
-        try:
-            v = _coerce(f.name, getattr(obj, f.name), hints[f.name])
-            values = v if isinstance(v, list) else [v]
-            if any(isinstance(x, float) and not math.isfinite(x) for x in values):
-                raise ConfigError(f"{f.name} must be a finite number, got {v}")
-            if meta.get("choices") and v not in meta["choices"]:
-                raise ConfigError(f"{f.name} must be one of {', '.join(meta['choices'])}, got {v!r}")
-            if isinstance(v, list) and len(v) < meta.get("min_items", 0):
-                raise ConfigError(f"{f.name} needs at least {meta['min_items']} value(s), got {v}")
-            if meta.get("lo") is not None and not all(_in_range(x, meta) for x in values):
-                what_value = "every value of " + f.name if isinstance(v, list) else f.name
-                raise ConfigError(f"{what_value} must be in {_range_text(meta)}, got {v}")
-        except ConfigError as e:
-            raise ConfigError(f"{what}: {e}" if what else str(e)) from None
-        object.__setattr__(obj, f.name, v)  # frozen dataclasses too
+    def discriminators(self) -> list[str]:
+        """The discriminators this recipe trains: each whose adversarial or feature-matching weight
+        is non-zero (``latent``, ``spectrogram``, ``recordings``); none: the generator alone."""
+        weights = {
+            "latent": self.adv_weight + self.fm_weight,
+            "spectrogram": self.spec_adv_weight + self.spec_fm_weight,
+            "recordings": self.rec_adv_weight + self.rec_fm_weight,
+        }
+        return [name for name, w in weights.items() if w > 0]
 
 
 def _validate(recipe: Recipe) -> None:
@@ -283,19 +206,21 @@ def read_recipe_file(path: str | Path, _seen: tuple = ()) -> dict:
     return {**read_recipe_file(path.parent / base, (*_seen, path.resolve())), **raw}
 
 
-def load_recipe(path: str | Path | None, overrides: list[str] | dict | None = None) -> Recipe:
-    from .stages import STAGES  # the registry imports the recipe classes above
+# the recipe of each training stage, by the stage's name (gan_stretch.stages declares the stages themselves)
+RECIPES: dict[str, type[Recipe]] = {cls.stage: cls for cls in (AutoencoderRecipe, MapperRecipe, GanRecipe)}
 
+
+def load_recipe(path: str | Path | None, overrides: list[str] | dict | None = None) -> Recipe:
     raw: dict = read_recipe_file(path) if path is not None else {}
     given = overrides if isinstance(overrides, dict) else parse_overrides(overrides or [])
     raw.update(given)
     stage = raw.get("stage")
     if stage is None:
         where = f"recipe {path}" if path is not None else "the recipe"
-        raise ConfigError(f"{where} names no stage; add 'stage: NAME' (one of {', '.join(STAGES)})")
-    if stage not in STAGES:
-        raise ConfigError(f"stage must be one of {', '.join(STAGES)}, got {stage!r}")
-    cls = STAGES[stage].recipe
+        raise ConfigError(f"{where} names no stage; add 'stage: NAME' (one of {', '.join(RECIPES)})")
+    if stage not in RECIPES:
+        raise ConfigError(f"stage must be one of {', '.join(RECIPES)}, got {stage!r}")
+    cls = RECIPES[stage]
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - known)
@@ -303,7 +228,7 @@ def load_recipe(path: str | Path | None, overrides: list[str] | dict | None = No
         raise ConfigError(
             f"unknown recipe key(s) for stage {stage}: {', '.join(unknown)}; known keys: {', '.join(sorted(known))}"
         )
-    recipe = cls(**{k: _coerce(k, v, hints[k]) for k, v in raw.items()})
+    recipe = cls(**{k: coerce(k, v, hints[k]) for k, v in raw.items()})
     _validate(recipe)
     recipe._file = None if path is None else str(path)  # recorded in the model file (recipe_source)
     recipe._overrides = [f"{k}={v}" for k, v in given.items()]  # likewise
@@ -330,7 +255,48 @@ LATER_SETTINGS = {
     "naturalness_seconds": 4.0,
     "naturalness_steps": 150,
     "naturalness_rates": [0.5, 2.0],
+    "resume": "auto",
 }
+
+# settings that do not change what a run trains: where it writes, how far it goes (a rerun with more
+# steps continues the run), what it logs and evaluates on the way, and how it resumes
+RUN_SETTINGS = frozenset(
+    {
+        "run_dir",
+        "steps",
+        "log_every",
+        "save_every",
+        "eval_every",
+        "eval_pieces",
+        "eval_visqol",
+        "naturalness_every",
+        "naturalness_excerpts",
+        "naturalness_seconds",
+        "naturalness_steps",
+        "naturalness_rates",
+        "resume",
+    }
+)
+
+
+def training_settings(recorded: Recipe | dict) -> dict:
+    """The settings of a recipe (or of the recipe dict a checkpoint recorded) that decide what its
+    run trains: all but RUN_SETTINGS, with a setting added since a recording was made at the value
+    that reproduces what that run did (LATER_SETTINGS)."""
+    settings = recipe_dict(recorded) if isinstance(recorded, Recipe) else dict(recorded)
+    settings = {**{k: v for k, v in LATER_SETTINGS.items() if k not in settings}, **settings}
+    return {k: v for k, v in settings.items() if k not in RUN_SETTINGS}
+
+
+def settings_hash(settings: dict) -> str:
+    """A short hash of a settings dict (key order aside), as recorded in checkpoints and model files."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def changed_settings(old: dict, new: dict) -> list[str]:
+    """``key old -> new`` for each setting that differs between two settings dicts (sorted by key)."""
+    shown = lambda d, k: repr(d[k]) if k in d else "unset"  # noqa: E731
+    return [f"{k} {shown(old, k)} -> {shown(new, k)}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
 
 
 def recipe_source(recipe: Recipe) -> dict:
@@ -338,8 +304,7 @@ def recipe_source(recipe: Recipe) -> dict:
     into it), a hash of every setting the run used, overrides included, and the overrides given
     beside the file (``key=value``; left out where none were)."""
     settings = {k: v for k, v in recipe_dict(recipe).items() if LATER_SETTINGS.get(k, ...) != v}
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
-    source = {"file": getattr(recipe, "_file", None), "sha256": digest}
+    source = {"file": getattr(recipe, "_file", None), "sha256": settings_hash(settings)}
     if getattr(recipe, "_overrides", None):
         source["overrides"] = list(recipe._overrides)
     return source

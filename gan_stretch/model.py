@@ -19,11 +19,11 @@ from . import checkpoint
 from .errors import CheckpointError, ConfigError
 from .models import AutoencoderConfig, FrameAutoencoder
 from .spectral import SpectralConfig
-from .stages import STAGES
+from .stages import MODEL_KINDS, STAGES
 
 PACKAGED = Path(__file__).parent / "checkpoints"
 DEFAULT_CHECKPOINT = PACKAGED / "default.safetensors"  # the best model measured (see the README)
-KINDS = tuple(STAGES)
+KINDS = tuple(MODEL_KINDS)
 
 
 def resolve_checkpoint(name: str | os.PathLike | None) -> Path:
@@ -91,7 +91,7 @@ def check_device(device) -> torch.device:
 
 def build_refiner(kind: str, cfg: dict) -> torch.nn.Module | None:
     """The refiner of a ``kind`` model file from its config dict (None for an autoencoder alone)."""
-    return STAGES[kind].build_refiner(cfg)
+    return STAGES[MODEL_KINDS[kind]].build_refiner(cfg)
 
 
 def model_meta(kind: str, spec: SpectralConfig, ae: FrameAutoencoder, refiner, extra: dict | None = None) -> dict:
@@ -125,7 +125,9 @@ def load_model(path: str | os.PathLike) -> Model:
     Returns
     -------
     Model
-        ``kind`` (``"autoencoder"``, ``"mapper"`` or ``"gan"``: the stage that made it),
+        ``kind`` (``"autoencoder"``, ``"mapper"``, ``"gan"`` or ``"generator"``: the stage that
+        made it, ``generator`` for a gan-stage run without discriminators; files written before
+        that kind existed say ``gan`` for those too, the packaged default among them),
         ``spectral`` (its STFT settings), ``autoencoder`` and ``refiner`` (None for an
         autoencoder alone; both in eval mode, on the CPU, without gradients) and ``meta`` (the
         file's metadata, with the recipe that trained it). A :class:`Stretcher` takes it as is.

@@ -163,6 +163,27 @@ MUTATIONS = [
         ("tests/test_training.py::test_recordings_cache_reads_the_training_split_only_and_draws_real_and_fake_apart",),
     ),
     bug(
+        "a rerun after a recipe edit resumes the old checkpoint",
+        "gan_stretch/train/common.py",
+        'if meta["training_sha256"] == settings_hash(now):',
+        "if True:",
+        ("tests/test_training.py::test_resume_refuses_a_checkpoint_of_an_edited_recipe",),
+    ),
+    bug(
+        "eval/study.py reuses scores whatever model and settings they were made of",
+        "eval/study.py",
+        'return (folder / "results.csv").is_file() and json.loads((folder / "scored.json").read_text()) == key',
+        'return (folder / "results.csv").is_file()',
+        ("tests/test_study.py::test_scores_are_reused_only_for_the_same_model_file_and_variant_settings",),
+    ),
+    bug(
+        "a generator-only recipe still trains the latent discriminator",
+        "gan_stretch/config.py",
+        '"latent": self.adv_weight + self.fm_weight,',
+        '"latent": self.adv_weight + self.fm_weight + 1,',
+        ("tests/test_training.py::test_generator_recipe_trains_no_discriminator_and_exports_a_generator",),
+    ),
+    bug(
         "the generator's recordings term pushes the wrong way (toward 'fake')",
         "gan_stretch/train/gan.py",
         'terms["loss/rec_adversarial"] = losses.generator_loss(r_fake)',

@@ -89,6 +89,22 @@ def test_default_recipes_rebuild_the_packaged_models(kind, file):
     assert {k: model.refiner.cfg.to_dict()[k] for k in sizes} == sizes
 
 
+def test_every_stage_has_the_recipe_load_recipe_reads_and_every_model_kind_loads(tiny_model, tmp_path):
+    """config.RECIPES (what load_recipe reads, below the stages) and stages.STAGES name the same
+    stages and recipe classes; every model kind a stage exports is one load_model reads."""
+    from gan_stretch.config import RECIPES as BY_STAGE
+    from gan_stretch.model import KINDS
+    from gan_stretch.stages import MODEL_KINDS, STAGES
+
+    assert {name: stage.recipe for name, stage in STAGES.items()} == BY_STAGE
+    assert set(KINDS) == {"autoencoder", "mapper", "gan", "generator"} and MODEL_KINDS["generator"] == "gan"
+    tensors, meta = checkpoint.load(tiny_model)
+    as_generator = tmp_path / "generator.safetensors"
+    checkpoint.save(as_generator, tensors, {**meta, "kind": "generator"})
+    a, b = load_model(tiny_model), load_model(as_generator)
+    assert (a.kind, b.kind) == ("gan", "generator") and type(a.refiner) is type(b.refiner)
+
+
 def test_eval_ablations_trains_recipe_files_with_path_overrides_only(tmp_path, monkeypatch):
     """eval/ablations.py names a recipe file for every variant and sets only the corpus, run,
     autoencoder paths and the step count; the latent64 GAN runs on the latent64 autoencoder."""

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))
 import study  # noqa: E402
@@ -161,3 +162,66 @@ def test_recorded_study_pairs_by_recording_and_averages_seeds():
     page, csv_rows = recorded_study.report(truth, rows, [0, 1], "python eval/recorded_study.py ...")
     assert "| naturalness | **-0.150 [" in page and "| logmel_db (lower is better) | **+0.500 [" in page
     assert {r["set"] for r in csv_rows} == {"recordings", "s", "all"}
+
+
+def test_scores_are_reused_only_for_the_same_model_file_and_variant_settings(tmp_path, monkeypatch, tiny_model):
+    """study.py --no-train on finished runs: each model is benchmarked once; a rerun reuses its
+    scores; after a variant's recipe is edited, its model (trained with the old settings) is not
+    scored and its old scores are not reported; retrained (a new model file), it is scored anew."""
+    from gan_stretch import checkpoint
+    from gan_stretch.config import load_recipe, recipe_source
+
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    recipes = {}
+    for name in ("mapper", "gan-no-adv", "gan"):
+        recipes[name] = tmp_path / f"{name}.yaml"
+        recipes[name].write_text(f"base: {study.ROOT / study.VARIANTS[name]}\n")
+        monkeypatch.setitem(study.VARIANTS, name, str(recipes[name]))
+    monkeypatch.setattr(study, "ABLATIONS", {})
+    tensors, meta = checkpoint.load(tiny_model)
+
+    def finish(name: str, weight: float = 0.0) -> None:
+        """A finished run of variant ``name`` in seed 0, as the study would train it."""
+        run = runs / f"{name}-s0"
+        given = [f"run_dir={run}", "eval_pieces=0", "autoencoder=ae.safetensors", "seed=0"]
+        recipe = load_recipe(recipes[name], given)
+        model = {**tensors, "refiner.outp.bias": tensors["refiner.outp.bias"] + weight}
+        checkpoint.save(run / "model.safetensors", model, {**meta, "recipe": recipe_source(recipe)})
+        state = {
+            "kind": "training-state",
+            "stage": recipe.stage,
+            "step": recipe.steps,
+            "recipe": {"steps": recipe.steps},
+        }
+        checkpoint.save(run / "checkpoints" / "last.safetensors", {"x": torch.zeros(1)}, state)
+
+    scored = []
+
+    def benchmark(cmd, check, cwd):  # writes what eval/benchmark.py would, for the methods asked
+        res = Path(cmd[cmd.index("--out") + 1])
+        methods = cmd[cmd.index("--methods") + 1 :] or [cmd[cmd.index("--model") + 1].split("=")[0]]
+        scored.append(res.name)
+        res.mkdir(parents=True, exist_ok=True)
+        with open(res / "results.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=["piece", "method", "rate", "logmel_db"])
+            w.writeheader()
+            w.writerows(
+                {"piece": f"p{i}", "method": m, "rate": 0.5, "logmel_db": 1.0} for m in methods for i in range(5)
+            )
+
+    monkeypatch.setattr(study.subprocess, "run", benchmark)
+    argv = ["--out", str(out), "--runs", str(runs), "--eval", "data/setA", "--seeds", "0", "--adv-weights"]
+    argv += ["--no-train", "--autoencoder", "ae.safetensors"]
+    for name in recipes:
+        finish(name)
+    assert study.main(argv) == 0 and sorted(scored) == ["classical", "gan-no-adv-s0", "gan-s0", "mapper-s0"]
+    scored.clear()
+    assert study.main(argv) == 0 and scored == []  # every score reused
+    recipes["gan"].write_text(recipes["gan"].read_text() + "lr: 1.0e-4\n")  # the variant is edited ...
+    assert study.main(argv) == 0 and scored == []  # ... its model is now stale: not scored, not reported
+    assert "| gan-s0 |" not in (out / "study.md").read_text() and "| mapper-s0 |" in (out / "study.md").read_text()
+    finish("gan", weight=0.1)  # ... and retrained
+    assert study.main(argv) == 0 and scored == ["gan-s0"]
+    scored.clear()
+    finish("mapper", weight=0.2)  # a new model file under the same settings is scored anew too
+    assert study.main(argv) == 0 and scored == ["mapper-s0"]

@@ -191,6 +191,30 @@ def test_fine_tuning_starts_from_the_init_models_refiner(stage, tiny_corpus, ae_
     assert not (tmp_path / "wrong-kind").exists()  # refused before the run folder is made
 
 
+def test_generator_recipe_trains_no_discriminator_and_exports_a_generator(tiny_corpus, ae_model, tmp_path, capsys):
+    """Every adversarial weight 0: no discriminator is built, optimized or checkpointed, and the
+    model file is of kind generator; a gan run (with discriminators) can start from it, a mapper
+    run cannot."""
+    run_dir = tmp_path / "generator"
+    no_adv = ("adv_weight=0", "fm_weight=0", "spec_adv_weight=0", "spec_fm_weight=0")
+    run_stage("gan", tiny_corpus, run_dir, 10, *no_adv, ae=ae_model)
+    state, meta = checkpoint.load(run_dir / "checkpoints" / "last.safetensors")
+    assert {k.split(".")[1] for k in state} == {"generator", "ema"}
+    assert set(meta["optimizers"]) == {"generator"}
+    assert not any("discriminator" in t or t.startswith("d/") for t in scalar_tags(run_dir))
+    model = load_model(run_dir / "model.safetensors")
+    assert model.kind == "generator" and model.meta["kind"] == "generator"
+    assert type(model.refiner).__name__ == "LatentGenerator"
+    capsys.readouterr()
+    tuned = tmp_path / "tuned"
+    run_stage("gan", tiny_corpus, tuned, 6, f"init={run_dir / 'model.safetensors'}", ae=ae_model)
+    assert "starting from the generator of" in capsys.readouterr().out
+    assert load_model(tuned / "model.safetensors").kind == "gan"  # debug gan.yaml: the latent discriminator on
+    assert any(k.startswith("module.discriminator.") for k in weights(tuned / "checkpoints" / "last.safetensors"))
+    with pytest.raises(ConfigError, match="is a generator model; a mapper run needs a mapper model"):
+        run_stage("mapper", tiny_corpus, tmp_path / "mapper", 1, f"init={run_dir / 'model.safetensors'}", ae=ae_model)
+
+
 def test_fine_tuning_refuses_a_model_of_another_autoencoder(tiny_corpus, ae_model, tiny_model, tmp_path):
     with pytest.raises(ConfigError, match="another autoencoder"):
         run_stage("gan", tiny_corpus, tmp_path / "run", 1, f"init={tiny_model}", ae=ae_model)
@@ -271,6 +295,47 @@ def test_rerun_with_more_steps_continues(tiny_corpus, tmp_path, capsys):
     assert checkpoint.load(resumed / "checkpoints" / "last.safetensors")[1]["step"] == 40
 
 
+def test_resume_refuses_a_checkpoint_of_an_edited_recipe(tiny_corpus, tmp_path, capsys):
+    """A rerun after a recipe edit (here: lr) does not continue
+    the old checkpoint: it stops before writing anything, naming the settings that changed; run-only
+    settings (steps, logging) still resume; resume=force continues on purpose."""
+    run_dir = tmp_path / "run"
+    run_stage("autoencoder", tiny_corpus, run_dir, 10, "save_every=5", "lr=1e-3")
+    files = {p: p.read_bytes() for p in [run_dir / "recipe.json", run_dir / "model.safetensors"]}
+    with pytest.raises(
+        CheckpointError, match=r"other training settings \(lr 0\.001 -> 0\.002\); use a new run_dir"
+    ) as e:
+        run_stage("autoencoder", tiny_corpus, run_dir, 20, "save_every=5", "lr=2e-3")
+    assert "\n" not in str(e.value) and "resume=force" in str(e.value)
+    assert {p: p.read_bytes() for p in files} == files  # neither the recipe record nor the model was touched
+    assert checkpoint.load(run_dir / "checkpoints" / "last.safetensors")[1]["step"] == 10
+    capsys.readouterr()
+    run_stage("autoencoder", tiny_corpus, run_dir, 15, "save_every=5", "lr=2e-3", "resume=force")
+    out = capsys.readouterr().out
+    assert "warning: resume=force" in out and "at step 10" in out
+    run_stage("autoencoder", tiny_corpus, run_dir, 20, "save_every=5", "lr=2e-3", "log_every=1", "eval_every=7")
+    assert "resuming from" in capsys.readouterr().out  # written with lr=2e-3 by the forced run: same settings
+
+
+def test_resume_checks_a_checkpoint_from_before_recipe_hashes_on_its_recorded_recipe(tiny_corpus, tmp_path, capsys):
+    run_dir = tmp_path / "old"
+    run_stage("autoencoder", tiny_corpus, run_dir, 5)
+    last = run_dir / "checkpoints" / "last.safetensors"
+    tensors, meta = checkpoint.load(last)
+    assert len(meta.pop("training_sha256")) == 16
+    checkpoint.save(last, tensors, meta)  # as checkpoints were written before they recorded the hash
+    with pytest.raises(CheckpointError, match=r"\(latent 16 -> 8; it predates recorded recipe hashes\)"):
+        run_stage("autoencoder", tiny_corpus, run_dir, 10, "latent=8")
+    capsys.readouterr()
+    run_stage("autoencoder", tiny_corpus, run_dir, 10)
+    out = capsys.readouterr().out
+    assert "predates recorded recipe hashes; the settings it records match" in out and "at step 5" in out
+    del meta["recipe"]
+    checkpoint.save(last, tensors, meta)
+    with pytest.raises(CheckpointError, match="a recipe it does not record"):
+        run_stage("autoencoder", tiny_corpus, run_dir, 15)
+
+
 def test_same_seed_same_weights(tiny_corpus, tmp_path):
     for name in ("a", "b"):
         run_stage("autoencoder", tiny_corpus, tmp_path / name, 10, "seed=5")
@@ -297,8 +362,10 @@ def test_resume_refuses_another_stages_state(tiny_corpus, ae_model, tmp_path):
 
 def test_resume_refuses_a_different_architecture(tiny_corpus, ae_model, tmp_path):
     run_dir = with_autoencoder_state(tmp_path / "arch", ae_model)
-    with pytest.raises(CheckpointError, match="does not match") as e:
+    with pytest.raises(CheckpointError, match=r"other training settings \(latent 16 -> 8\)"):
         run_stage("autoencoder", tiny_corpus, run_dir, 40, "latent=8")
+    with pytest.raises(CheckpointError, match="does not match") as e:  # forced: the weights do not fit
+        run_stage("autoencoder", tiny_corpus, run_dir, 40, "latent=8", "resume=force")
     assert "\n" not in str(e.value) and "the network's size changed: " in str(e.value)  # one line, not torch's dump
 
 

@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from ..config import check_fields, setting
 from ..errors import ConfigError
+from ..settings import check_fields, setting
 
 
 @dataclass

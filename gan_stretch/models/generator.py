@@ -8,8 +8,8 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from ..config import check_fields, setting
 from ..errors import ConfigError
+from ..settings import check_fields, setting
 
 
 @dataclass

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from ..config import check_fields, setting
+from ..settings import check_fields, setting
 
 
 @dataclass

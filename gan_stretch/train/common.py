@@ -18,7 +18,7 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, set_seed
 
 from .. import checkpoint
-from ..config import Recipe, recipe_dict
+from ..config import Recipe, changed_settings, recipe_dict, settings_hash, training_settings
 from ..data.manifest import Corpus, open_corpora
 from ..errors import CheckpointError, TrainingError
 from ..model import Model, save_model
@@ -51,6 +51,7 @@ class Run:
     """One training run in ``recipe.run_dir``: checkpoints/last.safetensors, tb/, model.safetensors."""
 
     def __init__(self, recipe: Recipe):
+        self._t0 = time.time()
         self.recipe = recipe
         self.dir = Path(recipe.run_dir)
         # cpu=True without a GPU: processes started by a multi-process launcher (accelerate launch
@@ -71,6 +72,8 @@ class Run:
         self.device = self.accelerator.device
         self.last = self.dir / "checkpoints" / "last.safetensors"
         self.model_path = self.dir / "model.safetensors"
+        # the checkpoint to resume from, checked before anything in run_dir is written
+        self._checkpoint = self._read_checkpoint()
         if self.is_main:
             self.dir.mkdir(parents=True, exist_ok=True)
             for stale in checkpoint.remove_partial_files(self.dir):
@@ -85,7 +88,6 @@ class Run:
         self.writer = self.accelerator.get_tracker("tensorboard", unwrap=True) if self.is_main else None
         self.state: State | None = None
         self.scalars = Scalars()
-        self._t0 = time.time()
         self._trace = os.environ.get("GAN_STRETCH_TRACE")  # a folder: per step, hashes of batch and weights
         self._drawn: list[np.ndarray] = []
         if self.processes == 1 and "MASTER_ADDR" in os.environ and "WORLD_SIZE" not in os.environ:
@@ -173,19 +175,29 @@ class Run:
                 "stage": self.recipe.stage,
                 "step": step,
                 "recipe": recipe_dict(self.recipe),
+                "training_sha256": settings_hash(training_settings(self.recipe)),
                 "optimizers": skeleton,
             },
         )
 
-    def _resume(self, state: State) -> int:
-        """Loads checkpoints/last.safetensors into ``state`` when there is one; returns the step to continue from."""
+    def _read_checkpoint(self) -> tuple[dict, dict] | None:
+        """checkpoints/last.safetensors (tensors, metadata) when there is one, checked: a training
+        state of this stage, written with this recipe's training settings (:meth:`_check_recipe`)."""
         if not self.last.exists():
-            return 0
+            return None
         tensors, meta = checkpoint.load(self.last)
         if meta.get("kind") != "training-state" or meta.get("stage") != self.recipe.stage:
             raise CheckpointError(
                 f"{self.last} is not a {self.recipe.stage} training state; use another run_dir or remove it"
             )
+        self._check_recipe(meta)
+        return tensors, meta
+
+    def _resume(self, state: State) -> int:
+        """Loads checkpoints/last.safetensors into ``state`` when there is one; returns the step to continue from."""
+        if self._checkpoint is None:
+            return 0
+        (tensors, meta), self._checkpoint = self._checkpoint, None
         try:
             for name, m in state.modules.items():
                 self.accelerator.unwrap_model(m).load_state_dict(checkpoint.unprefixed(f"module.{name}", tensors))
@@ -197,6 +209,34 @@ class Run:
             ) from None
         self.print(f"resuming from {self.last} at step {meta['step']}")
         return int(meta["step"])
+
+    def _check_recipe(self, meta: dict) -> None:
+        """Refuses a checkpoint written with other training settings than this recipe's (a rerun
+        after a recipe edit would otherwise continue the old run and export it under the new
+        recipe's hash), unless the recipe says ``resume=force``. A checkpoint from before
+        checkpoints recorded that hash is checked on the recipe it recorded."""
+        now = training_settings(self.recipe)
+        recorded = meta.get("recipe")
+        if "training_sha256" in meta:
+            if meta["training_sha256"] == settings_hash(now):
+                return
+            changed = changed_settings(training_settings(recorded), now) if isinstance(recorded, dict) else []
+            what = f"other training settings ({'; '.join(changed)})" if changed else "other training settings"
+        elif isinstance(recorded, dict):
+            changed = changed_settings(training_settings(recorded), now)
+            if not changed:
+                self.print(f"{self.last} predates recorded recipe hashes; the settings it records match this recipe")
+                return
+            what = f"other training settings ({'; '.join(changed)}; it predates recorded recipe hashes)"
+        else:
+            what = "a recipe it does not record (it predates recorded recipe hashes)"
+        if self.recipe.resume == "force":
+            self.print(f"warning: resume=force: continuing {self.last}, written with {what}")
+            return
+        raise CheckpointError(
+            f"{self.last} was written with {what}; use a new run_dir (or remove this one) to train this "
+            "recipe, or resume=force to continue that run with these settings"
+        )
 
     def export(self, model: Model) -> None:
         if self.is_main:

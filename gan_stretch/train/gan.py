@@ -3,9 +3,10 @@
 The generator refines time-scaled latents. Two discriminators can push it toward truly stretched
 music: one on latent sequences (the design's adversarial latent alignment: real = encodings of
 truly stretched audio) and one on the spectrogram users get (residual decoding of the refined
-latents against the true frames, conditioned on the time-scaled input). Each is on when its
-weights are. The supervised terms (latents and decoded mel dB, shared with the mapper) anchor
-the generator.
+latents against the true frames, conditioned on the time-scaled input). Each is built and trained
+only when its weights are non-zero; with none, the run trains the generator alone on the
+supervised terms and exports a model of kind ``generator``. The supervised terms (latents and
+decoded mel dB, shared with the mapper) anchor the generator.
 """
 
 from __future__ import annotations
@@ -52,27 +53,34 @@ def train(recipe: GanRecipe) -> Run:
         )
     )
     conditional = recipe.d_conditional and recipe.real == "target"
-    latent_d = recipe.adv_weight + recipe.fm_weight > 0
-    spec_d = recipe.spec_adv_weight + recipe.spec_fm_weight > 0
-    discriminator = LatentDiscriminator(
-        DiscriminatorConfig(latent_dim=L, channels=recipe.d_channels, layers=recipe.d_layers, conditional=conditional)
-    )
-    spectrogram_d = SpectrogramDiscriminator(
-        SpectrogramDiscriminatorConfig(
-            n_freq=spec.n_freq, sample_rate=spec.sample_rate, channels=recipe.spec_d_channels, db_range=spec.db_range
-        )
-    )
+    trained = recipe.discriminators()  # only these are built, optimized and checkpointed
+    latent_d, spec_d, rec_d = ("latent" in trained), ("spectrogram" in trained), ("recordings" in trained)
     stage.init_refiner(generator)
     adam = lambda module, lr: torch.optim.Adam(module.parameters(), lr=lr, betas=(0.8, 0.99))
     state = State(
-        {"generator": generator, "discriminator": discriminator, "ema": copy.deepcopy(generator).requires_grad_(False)},
-        {"generator": adam(generator, recipe.lr), "discriminator": adam(discriminator, recipe.d_lr)},
+        {"generator": generator, "ema": copy.deepcopy(generator).requires_grad_(False)},
+        {"generator": adam(generator, recipe.lr)},
         ema={"ema": "generator"},
     )
-    if spec_d:  # only then in the checkpoint: runs without it resume as before
+    if latent_d:
+        discriminator = LatentDiscriminator(
+            DiscriminatorConfig(
+                latent_dim=L, channels=recipe.d_channels, layers=recipe.d_layers, conditional=conditional
+            )
+        )
+        state.modules["discriminator"] = discriminator
+        state.optimizers["discriminator"] = adam(discriminator, recipe.d_lr)
+    if spec_d:
+        spectrogram_d = SpectrogramDiscriminator(
+            SpectrogramDiscriminatorConfig(
+                n_freq=spec.n_freq,
+                sample_rate=spec.sample_rate,
+                channels=recipe.spec_d_channels,
+                db_range=spec.db_range,
+            )
+        )
         state.modules["spectrogram_discriminator"] = spectrogram_d
         state.optimizers["spectrogram_discriminator"] = adam(spectrogram_d, recipe.d_lr)
-    rec_d = recipe.rec_adv_weight + recipe.rec_fm_weight > 0
     recs = None
     if rec_d:  # unpaired, on recordings: a latent discriminator of its own, unconditional (no paired input)
         recs = recorded_latents(recipe, run, spec, ae, pairs)
@@ -82,7 +90,7 @@ def train(recipe: GanRecipe) -> Run:
         state.modules["recordings_discriminator"] = rec_discriminator
         state.optimizers["recordings_discriminator"] = adam(rec_discriminator, recipe.d_lr)
     start = run.register(state)
-    generator, discriminator = state.modules["generator"], state.modules["discriminator"]
+    generator, discriminator = state.modules["generator"], state.modules.get("discriminator")
     spectrogram_d, ema = state.modules.get("spectrogram_discriminator"), state.modules["ema"]
     rec_discriminator = state.modules.get("recordings_discriminator")
     monitor = NaturalnessMonitor(recipe) if recipe.naturalness_every else None
@@ -201,6 +209,8 @@ def train(recipe: GanRecipe) -> Run:
             monitor(run, export(), step + 1)
         return scalars
 
+    kind = "gan" if trained else "generator"  # a model file named for what trained it
+
     def export() -> Model:
         meta = {
             "stage": "gan",
@@ -210,7 +220,7 @@ def train(recipe: GanRecipe) -> Run:
             "recipe": recipe_source(recipe),
         }
         refiner, blend = stage.exported(ema)
-        return Model("gan", spec, ae, refiner, model_meta("gan", spec, ae, refiner, {**meta, **blend}))
+        return Model(kind, spec, ae, refiner, model_meta(kind, spec, ae, refiner, {**meta, **blend}))
 
     run.loop(start, train_step, export)
     return run

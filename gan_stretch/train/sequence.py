@@ -16,6 +16,7 @@ from ..errors import ConfigError, GanStretchError
 from ..model import Model
 from ..models import FrameAutoencoder
 from ..spectral import SpectralConfig
+from ..stages import STAGES
 from .common import Run, corpora
 
 
@@ -77,9 +78,10 @@ def sequence_stage(recipe) -> SequenceStage:
     loaded = load_model(recipe.autoencoder)  # a missing input fails before the run folder is made
     init = load_model(recipe.init) if recipe.init else None
     if init is not None:
-        if init.kind != recipe.stage:
+        kinds = STAGES[recipe.stage].kinds
+        if init.kind not in kinds:
             raise ConfigError(
-                f"init={recipe.init} is a {init.kind} model; a {recipe.stage} run needs a {recipe.stage} model"
+                f"init={recipe.init} is a {init.kind} model; a {recipe.stage} run needs a {' or '.join(kinds)} model"
             )
         same = all(
             torch.allclose(a.float(), b.float(), atol=2e-3, rtol=2e-3)
