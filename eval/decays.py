@@ -257,11 +257,51 @@ def table(rows: list[dict], rates, args) -> str:
     return "\n".join(out) + "\n"
 
 
+def paired(before: Path, after: Path, method: str = "default", seed: int = 0) -> str:
+    """Two eval/benchmark.py runs of the same pieces and rates (one folder per set, each with
+    results.csv; ``before`` may hold before-results.csv beside them instead): per set, the mean
+    log-mel and ViSQOL of ``method`` in each and the paired difference with its 95 % bootstrap
+    interval over clips."""
+    rng = np.random.default_rng(seed)
+    out = [
+        "| set | log-mel: before -> now (gain) | 95 % interval | ViSQOL: before -> now | 95 % interval |",
+        "|---|---|---|---|---|",
+    ]
+    for folder in sorted(p for p in Path(after).iterdir() if (p / "results.csv").exists()):
+        b = Path(before) / folder.name / "results.csv"
+        b = b if b.exists() else folder / "before-results.csv"
+
+        def clips(path):
+            with open(path) as f:
+                return {(r["piece"], r["rate"]): r for r in csv.DictReader(f) if r["method"] == method}
+
+        x, y = clips(b), clips(folder / "results.csv")
+        keys = sorted(x)
+        if sorted(y) != keys:
+            raise SystemExit(f"error: {folder.name}: the two runs scored different clips")
+        cells = []
+        for metric, sign in (("logmel_db", -1), ("visqol", 1)):
+            a = np.array([float(x[k][metric]) for k in keys])
+            d = sign * (np.array([float(y[k][metric]) for k in keys]) - a)
+            boot = d[rng.integers(0, len(d), (2000, len(d)))].mean(axis=1)
+            lo, hi = np.percentile(boot, [2.5, 97.5])
+            now = a + sign * d
+            cells.append(f"{a.mean():.3f} -> {now.mean():.3f} ({d.mean():+.3f}) | [{lo:+.3f}, {hi:+.3f}]")
+        out.append(f"| {folder.name} | " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
+
+
 def main(argv=None) -> None:
     from gan_stretch import parallel
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", help="results folder")
+    p.add_argument(
+        "--compare",
+        nargs=2,
+        metavar=("BEFORE", "AFTER"),
+        help="instead: the paired table of two eval/benchmark.py runs (one folder per set)",
+    )
     p.add_argument("--eval", default="data/eval", help="folder of the evaluation sets (eval/make-evalsets.sh)")
     p.add_argument("--sets", nargs="+", default=list(SETS))
     p.add_argument("--pieces", type=int, default=4, help="held-out pieces per set")
@@ -272,6 +312,11 @@ def main(argv=None) -> None:
     )
     p.add_argument("-j", "--jobs", type=int, default=1)
     args = p.parse_args(argv)
+    if args.compare:
+        print(paired(Path(args.compare[0]), Path(args.compare[1])), end="")
+        return
+    if not args.out:
+        p.error("--out is required")
     args.command = " ".join(argv if argv is not None else __import__("sys").argv[1:])
     jobs = []
     for s in args.sets:
