@@ -37,6 +37,46 @@ class AutoencoderConfig:
         return asdict(self)
 
 
+def _fused(x: torch.Tensor) -> bool:
+    """Whether :func:`_layers` runs on oneDNN here: float32 on the CPU, outside autograd."""
+    return (
+        x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and not torch.is_grad_enabled()
+        and torch.backends.mkldnn.is_available()
+        and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+    )
+
+
+def _layers(seq: nn.Sequential, x: torch.Tensor, clamp_last: bool = False) -> torch.Tensor:
+    """``seq`` (Linear layers, a Tanh after all but maybe the last) on ``x`` [..., in], and the
+    result clamped to [-1, 1] with ``clamp_last``.
+
+    Without gradients on the CPU each Linear runs as oneDNN's matrix product with the tanh (or the
+    clamp) fused into it: torch's Linear calls MKL, whose float32 product takes its AVX2 path on
+    AMD processors (83 GFLOP/s on one core of this project's AMD EPYC against oneDNN's 175 with
+    AVX-512), and the fused activation saves a pass over the output. The sums are ordered
+    differently: the results differ from Linear's by float rounding (a few 1e-6)."""
+    mods = list(seq)
+    if not _fused(x) or not all(isinstance(m, (nn.Linear, nn.Tanh)) for m in mods):
+        out = seq(x)
+        return out.clamp(-1, 1) if clamp_last else out
+    lead = x.shape[:-1]
+    x = x.reshape(-1, x.shape[-1])
+    for i, m in enumerate(mods):
+        if isinstance(m, nn.Tanh):
+            continue
+        attr, scalars = "none", []
+        if i + 1 < len(mods) and isinstance(mods[i + 1], nn.Tanh):
+            attr = "tanh"
+        elif clamp_last and i == len(mods) - 1:
+            attr, scalars = "hardtanh", [-1.0, 1.0]
+        x = torch.ops.mkldnn._linear_pointwise(x, m.weight, m.bias, attr, scalars, "")
+    if clamp_last and not isinstance(mods[-1], nn.Linear):
+        x = x.clamp(-1, 1)
+    return x.reshape(*lead, x.shape[-1])
+
+
 class FrameAutoencoder(nn.Module):
     def __init__(self, cfg: AutoencoderConfig):
         super().__init__()
@@ -63,13 +103,13 @@ class FrameAutoencoder(nn.Module):
         r = self.cfg.db_range
         gain = db_rel.amax(dim=-1, keepdim=True)  # [..., 1]
         shape = 1 + 2 * (db_rel - gain) / r  # frame maximum at +1
-        return torch.cat([self.encoder(shape), 1 + 2 * gain / r], dim=-1)
+        return torch.cat([_layers(self.encoder, shape), 1 + 2 * gain / r], dim=-1)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """latents: [..., latent + 1] -> db_rel [..., F] in [-db_range, 0]."""
         r = self.cfg.db_range
         code, gain = latents[..., :-1], latents[..., -1:].clamp(-1, 1)
-        shape = self.decoder(code.clamp(-1, 1)).clamp(-1, 1)
+        shape = _layers(self.decoder, code.clamp(-1, 1), clamp_last=True)
         return ((shape - 1) * r / 2 + (gain - 1) * r / 2).clamp(-r, 0)
 
     def forward(self, db_rel: torch.Tensor) -> torch.Tensor:
