@@ -24,6 +24,7 @@ from .audio import AudioReader, AudioWriter, check_output_path, check_sample_rat
 from .band import Band, input_config
 from .errors import AudioError, ConfigError
 from .magnitudes import stretch_magnitudes
+from .memory import reuse_freed_memory
 from .model import Model, check_device, load_model, resolve_checkpoint
 from .spectral import MAX_RATE, MEL_BANDS, MIN_RATE, SpectralConfig
 from .streaming import Centred, OverlapAdd, analyze, direct_current, distinct_channels, frame_store, passthrough
@@ -171,6 +172,8 @@ class Stretcher:
             checkpoint_path if isinstance(checkpoint_path, Model) else load_model(resolve_checkpoint(checkpoint_path))
         )
         self.model.to(self.device)
+        if self.device.type == "cpu":
+            reuse_freed_memory()  # the block loop's large tensors reuse freed memory (gan_stretch.memory)
         self.griffin_lim = int(griffin_lim)
         self.phase_lock = phase_lock
         self.residual = residual
