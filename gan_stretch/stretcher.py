@@ -28,6 +28,7 @@ from .memory import reuse_freed_memory
 from .model import Model, check_device, load_model, resolve_checkpoint
 from .spectral import MAX_RATE, MEL_BANDS, MIN_RATE, SpectralConfig
 from .streaming import Centred, OverlapAdd, analyze, direct_current, distinct_channels, frame_store, passthrough
+from .threads import adaptive_threads
 
 SILENT_DB = -200.0  # a loudest bin below this (1e-10) means the input holds only zeros
 # rates (local rates of the map) within this factor of 1 read whole input frames (no interpolation
@@ -439,7 +440,16 @@ class Stretcher:
 
     def _stretched(self, source, sr: int, tmap: timemap.TimeMap, cfg: SpectralConfig, dc=None):
         """:meth:`_blocks` on a source without DC offset; ``dc`` [C]: the offset taken out, if any
-        (where it was all there was, the output is silence, to which the caller adds it)."""
+        (where it was all there was, the output is silence, to which the caller adds it).
+
+        On the CPU each block runs on the cores other processes leave idle, up to torch's thread
+        count (:func:`gan_stretch.threads.adaptive_threads`), which is restored at the end."""
+        with adaptive_threads(self.device.type == "cpu") as adjust:
+            yield from self._stretch_loop(source, sr, tmap, cfg, dc, adjust)
+
+    def _stretch_loop(self, source, sr: int, tmap: timemap.TimeMap, cfg: SpectralConfig, dc, adjust):
+        """:meth:`_stretched`'s work; ``adjust()`` sets the thread count before each block."""
+        adjust()
         band = Band(self.spectral, cfg, source.device if isinstance(source, torch.Tensor) else self.device)
         n_in, n_out = cfg.n_frames(source.shape[-1]), cfg.n_frames(tmap.n_out)
         block, margin = self.chunk_frames, self.margin
@@ -495,6 +505,7 @@ class Stretcher:
         output = OverlapAdd(cfg, tmap.n_out)
         carry = None  # (first output frame, propagated phase) of the previous block
         for j0 in range(0, n_out, block):
+            adjust()
             j1 = min(j0 + block, n_out)
             a, b = max(0, j0 - margin), min(n_out, j1 + margin)
             first = int(positions[a].floor())
