@@ -271,6 +271,10 @@ class Stretcher:
         ...
         gan_stretch.errors.RateError: rate must be a finite number in [0.25, 4.0], got 8.0
         """
+        with adaptive_threads(self.device.type == "cpu"):  # the checks' passes too (gan_stretch.threads)
+            return self._stretch(audio, sr, rate, duration, time_map, semitones)
+
+    def _stretch(self, audio, sr, rate, duration, time_map, semitones):
         is_torch = isinstance(audio, torch.Tensor)
         if is_torch:
             arr = audio.detach().cpu()
@@ -384,7 +388,7 @@ class Stretcher:
         >>> sf.info(dst).frames
         27562
         """
-        with AudioReader(src, self.device) as reader:
+        with adaptive_threads(self.device.type == "cpu"), AudioReader(src, self.device) as reader:
             sr = check_sample_rate(reader.sample_rate, reader.name)
             semitones = pitch.check_semitones(semitones)
             tmap = timemap.resolve(reader.frames, sr, rate, duration, time_map)

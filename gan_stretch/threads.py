@@ -11,6 +11,7 @@ machine all the threads torch was given, on a busy one fewer, down to one.
 
 from __future__ import annotations
 
+import contextvars
 import os
 import time
 from contextlib import contextmanager
@@ -89,24 +90,58 @@ class LoadWatch:
         return self.choice
 
 
+_controller = None
+_active: contextvars.ContextVar = contextvars.ContextVar("gan_stretch_adaptive_threads", default=None)
+
+
+def _blas_limit(n: int):
+    """Sets the BLAS libraries' threads (numpy's OpenBLAS: the decays' least squares) to ``n``;
+    returns what restores the counts before (threadpoolctl), or None where none is found."""
+    global _controller
+    try:
+        if _controller is None:
+            from threadpoolctl import ThreadpoolController
+
+            _controller = ThreadpoolController()
+        blas = _controller.select(user_api="blas")
+        return blas.limit(limits=n) if len(blas) else None
+    except Exception:  # threadpoolctl cannot inspect this process: leave BLAS as it is
+        return None
+
+
 @contextmanager
 def adaptive_threads(enabled: bool = True):
-    """Within the block: a function that sets torch's thread count for the next piece of work
-    (:class:`LoadWatch`, never above the count set on entry); the count set on entry is restored
-    on exit. ``enabled`` False: the function leaves the count as it is."""
+    """Within the block: a function that sets torch's thread count (and the BLAS libraries') for
+    the next piece of work (:class:`LoadWatch`, never above torch's count on entry); the counts
+    set on entry are restored on exit. ``enabled`` False: the function leaves them as they are.
+    Nested, the outer block's function serves the inner one (one watch per stretch)."""
+    outer = _active.get()
+    if outer is not None:  # within a stretch that already adapts (a block loop inside stretch()): the same
+        yield outer
+        return
     ceiling = torch.get_num_threads()
     watch = LoadWatch(ceiling) if enabled and ceiling > 1 else None
+    restore, blas_threads = None, None
 
     def adjust() -> int:
+        nonlocal restore, blas_threads
         if watch is None:
             return ceiling
         n = watch.threads()
         if n != torch.get_num_threads():
             torch.set_num_threads(n)
+        if n != blas_threads:  # BLAS threads wait on a busy core as OpenMP's do
+            limiter = _blas_limit(n)
+            restore = restore or limiter
+            blas_threads = n
         return n
 
+    token = _active.set(adjust)
     try:
         yield adjust
     finally:
+        _active.reset(token)
         if torch.get_num_threads() != ceiling:
             torch.set_num_threads(ceiling)
+        if restore is not None:
+            restore.restore_original_limits()

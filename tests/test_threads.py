@@ -75,14 +75,25 @@ def test_a_stretch_gives_torch_its_thread_count_back(monkeypatch):
         return 1
 
     monkeypatch.setattr(th.LoadWatch, "threads", one_thread)  # as on a busy machine
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas_threads():
+        return {i["filepath"]: i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+    seen = []
+    monkeypatch.setattr(th, "_blas_limit", lambda n, real=th._blas_limit: seen.append(blas_threads()) or real(n))
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        sr = 22050
-        x = 0.3 * np.sin(2 * np.pi * 330 * np.arange(sr) / sr).astype(np.float32)
-        Stretcher(device="cpu").stretch(x, sr, 1.5)
-        assert torch.get_num_threads() == 2
-        assert chosen  # the blocks asked how many threads to use
+        with threadpool_limits(2, user_api="blas"):
+            outside = blas_threads()
+            sr = 22050
+            x = 0.3 * np.sin(2 * np.pi * 330 * np.arange(sr) / sr).astype(np.float32)
+            Stretcher(device="cpu").stretch(x, sr, 1.5)
+            assert torch.get_num_threads() == 2
+            after = blas_threads()
+            assert {k: after[k] for k in outside} == outside  # BLAS (numpy's) back to its count too
+        assert chosen and seen  # the blocks asked how many threads to use, and set BLAS's
     finally:
         torch.set_num_threads(before)
 
