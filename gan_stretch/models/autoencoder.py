@@ -110,7 +110,11 @@ class FrameAutoencoder(nn.Module):
         r = self.cfg.db_range
         code, gain = latents[..., :-1], latents[..., -1:].clamp(-1, 1)
         shape = _layers(self.decoder, code.clamp(-1, 1), clamp_last=True)
-        return ((shape - 1) * r / 2 + (gain - 1) * r / 2).clamp(-r, 0)
+        if torch.is_grad_enabled():
+            return ((shape - 1) * r / 2 + (gain - 1) * r / 2).clamp(-r, 0)
+        # the same arithmetic in place, without four temporaries of the frames' size (x * r / 2 is
+        # x * (r / 2) to the bit: halving is exact)
+        return shape.sub_(1).mul_(r / 2).add_((gain - 1) * r / 2).clamp_(-r, 0)
 
     def forward(self, db_rel: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(db_rel))
