@@ -37,6 +37,9 @@ class AutoencoderConfig:
         return asdict(self)
 
 
+FUSED_ROWS, FUSED_PAD = 1024, 128  # row pieces of the oneDNN products (see _layers)
+
+
 def _fused(x: torch.Tensor) -> bool:
     """Whether :func:`_layers` runs on oneDNN here: float32 on the CPU, outside autograd."""
     return (
@@ -63,6 +66,7 @@ def _layers(seq: nn.Sequential, x: torch.Tensor, clamp_last: bool = False) -> to
         return out.clamp(-1, 1) if clamp_last else out
     lead = x.shape[:-1]
     x = x.reshape(-1, x.shape[-1])
+    steps = []
     for i, m in enumerate(mods):
         if isinstance(m, nn.Tanh):
             continue
@@ -71,10 +75,22 @@ def _layers(seq: nn.Sequential, x: torch.Tensor, clamp_last: bool = False) -> to
             attr = "tanh"
         elif clamp_last and i == len(mods) - 1:
             attr, scalars = "hardtanh", [-1.0, 1.0]
-        x = torch.ops.mkldnn._linear_pointwise(x, m.weight, m.bias, attr, scalars, "")
+        steps.append((m, attr, scalars))
+    out = x.new_empty(x.shape[0], steps[-1][0].out_features)
+    # oneDNN keeps a compiled product per row count (about 1 MB each, up to 1024 of them): rows go
+    # in pieces of FUSED_ROWS, the last one zero-padded to a multiple of FUSED_PAD, so a stretch of
+    # any length uses a few row counts and memory stays flat (every block has another row count)
+    for lo in range(0, x.shape[0], FUSED_ROWS):
+        h = x[lo : lo + FUSED_ROWS]
+        n = h.shape[0]
+        if n % FUSED_PAD:
+            h = torch.nn.functional.pad(h, (0, 0, 0, FUSED_PAD - n % FUSED_PAD))
+        for m, attr, scalars in steps:
+            h = torch.ops.mkldnn._linear_pointwise(h, m.weight, m.bias, attr, scalars, "")
+        out[lo : lo + n] = h[:n]
     if clamp_last and not isinstance(mods[-1], nn.Linear):
-        x = x.clamp(-1, 1)
-    return x.reshape(*lead, x.shape[-1])
+        out = out.clamp(-1, 1)
+    return out.reshape(*lead, out.shape[-1])
 
 
 class FrameAutoencoder(nn.Module):
