@@ -114,6 +114,14 @@ class Stretcher:
         stretched with the music between them, which lost 6 to 15 dB of such hits; False: only
         regions of the full span (as the packaged models were trained).
 
+    Notes
+    -----
+    On the CPU a stretch uses at most ``torch.get_num_threads()`` threads, and of those only as
+    many as other processes leave cores idle, measured between blocks
+    (:mod:`gan_stretch.threads`): on a shared machine a busy core does not stall every operation.
+    ``torch.set_num_threads(1)`` before stretching fixes one thread (and the float rounding with
+    it; one and two threads differ by about 4e-7 relative RMS).
+
     Raises
     ------
     CheckpointError

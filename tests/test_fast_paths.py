@@ -39,3 +39,14 @@ def test_training_keeps_gradients(ae):
     x = (-120 * torch.rand(3, 257)).requires_grad_(True)
     ae(x).sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+@pytest.mark.filterwarnings("ignore:TF32 acceleration on top of oneDNN")  # torch's flags() says it on every CPU
+def test_onednn_turned_off_runs_the_modules(ae):
+    db = -120 * torch.rand(5, 257)
+    with torch.no_grad(), torch.backends.mkldnn.flags(enabled=False):
+        got = ae.encode(db)
+        want = torch.cat(
+            [ae.encoder(1 + 2 * (db - db.amax(-1, keepdim=True)) / 120), 1 + 2 * db.amax(-1, keepdim=True) / 120], -1
+        )
+    assert torch.equal(got, want)

@@ -47,6 +47,7 @@ def _fused(x: torch.Tensor) -> bool:
         and x.dtype == torch.float32
         and not torch.is_grad_enabled()
         and torch.backends.mkldnn.is_available()
+        and torch.backends.mkldnn.enabled  # torch.backends.mkldnn.flags(enabled=False) turns it off
         and hasattr(torch.ops.mkldnn, "_linear_pointwise")
     )
 
