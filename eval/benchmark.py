@@ -76,14 +76,14 @@ def ceiling(
 ) -> np.ndarray:
     """Reference pipelines that isolate one stage's error (see the module docstring)."""
     wave = torch.from_numpy(src[None])
-    spec = spectral.analyze(wave, cfg)
+    spec = spectral.stft(wave, cfg)
     n_out = truth.shape[-1]
     positions = spectral.stretch_positions(spec.shape[-1], cfg.n_frames(n_out), rate)
     phase = spectral.propagate_phase(spec, positions, cfg)
     if kind == "interp-magnitude":
         mag = rearrange(spectral.time_scale(rearrange(spec.abs(), "c f t -> c t f"), positions), "c t f -> c f t")
     else:
-        mag = spectral.analyze(torch.from_numpy(truth[None]), cfg).abs()
+        mag = spectral.stft(torch.from_numpy(truth[None]), cfg).abs()
         if kind == "ceiling-ae":
             ref = spectral.reference_db(mag)
             ae = stretcher.model.autoencoder.cpu()

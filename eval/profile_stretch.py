@@ -21,7 +21,7 @@ import time
 import torch
 
 STAGES = {  # stage -> functions of gan_stretch whose cumulative time it is
-    "analysis pass (STFT, onsets, bands)": ["analyze"],
+    "analysis pass (STFT, onsets, bands)": ["analysis_pass"],
     "decays (corrections)": ["corrections"],
     "autoencoder encode": ["encode"],
     "autoencoder decode": ["decode"],

@@ -53,7 +53,7 @@ def hann(n_fft: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     return torch.hann_window(n_fft, device=device, dtype=dtype)
 
 
-def analyze(wave: torch.Tensor, cfg: SpectralConfig) -> torch.Tensor:
+def stft(wave: torch.Tensor, cfg: SpectralConfig) -> torch.Tensor:
     """wave: [..., N] -> complex STFT [..., F, T] (centred, Hann window)."""
     lead = wave.shape[:-1]
     flat = wave.reshape(-1, wave.shape[-1])
@@ -62,7 +62,7 @@ def analyze(wave: torch.Tensor, cfg: SpectralConfig) -> torch.Tensor:
     return spec.reshape(*lead, *spec.shape[-2:])
 
 
-def synthesize(spec: torch.Tensor, cfg: SpectralConfig, length: int) -> torch.Tensor:
+def istft(spec: torch.Tensor, cfg: SpectralConfig, length: int) -> torch.Tensor:
     """complex STFT [..., F, T] -> wave [..., length]."""
     lead = spec.shape[:-2]
     flat = spec.reshape(-1, *spec.shape[-2:])

@@ -1,6 +1,6 @@
 """Pieces of the streamed block loop (:meth:`gan_stretch.stretcher.Stretcher._blocks`).
 
-One pass over the input first (:func:`analyze`: each channel's loudness reference, attacks);
+One pass over the input first (:func:`analysis_pass`: each channel's loudness reference, attacks);
 then the output is overlap-added block by block (:class:`OverlapAdd` holds what is not final
 yet), identical channels are found once per block and stretched once, and an identity time map
 passes the input through unchanged.
@@ -102,13 +102,13 @@ KEEP_FRAMES_BYTES = 512 * 2**20
 
 def frame_store(channels: int, cfg: SpectralConfig, n_in: int, device) -> torch.Tensor | None:
     """An empty complex STFT [C, F, n_in] in the STFT's layout (bins contiguous) for
-    :func:`analyze` to fill, or None when it would exceed ``KEEP_FRAMES_BYTES``."""
+    :func:`analysis_pass` to fill, or None when it would exceed ``KEEP_FRAMES_BYTES``."""
     if channels * cfg.n_freq * n_in * 8 > KEEP_FRAMES_BYTES:
         return None
     return torch.empty(channels, n_in, cfg.n_freq, dtype=torch.complex64, device=device).transpose(-1, -2)
 
 
-def analyze(
+def analysis_pass(
     source,
     cfg: SpectralConfig,
     model: SpectralConfig,

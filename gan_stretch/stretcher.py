@@ -27,7 +27,7 @@ from .magnitudes import stretch_magnitudes
 from .memory import reuse_freed_memory
 from .model import Model, check_device, load_model, resolve_checkpoint
 from .spectral import MAX_RATE, MEL_BANDS, MIN_RATE, SpectralConfig
-from .streaming import Centred, OverlapAdd, analyze, direct_current, distinct_channels, frame_store, passthrough
+from .streaming import Centred, OverlapAdd, analysis_pass, direct_current, distinct_channels, frame_store, passthrough
 from .threads import adaptive_threads
 
 SILENT_DB = -200.0  # a loudest bin below this (1e-10) means the input holds only zeros
@@ -468,7 +468,7 @@ class Stretcher:
         # audio in memory: the analysis pass keeps its STFT for the blocks; a file is read again
         # block by block, so its memory stays that of one block at any length
         store = frame_store(source.shape[0], cfg, n_in, band.device) if isinstance(source, torch.Tensor) else None
-        ref, onsets, mel_db = analyze(source, cfg, self.spectral, band, n_in, block, self.transients, store)
+        ref, onsets, mel_db = analysis_pass(source, cfg, self.spectral, band, n_in, block, self.transients, store)
         if ref.max() <= SILENT_DB and dc is not None and bool((dc.abs() > 10 ** (SILENT_DB / 20)).any()):
             # a constant signal: the offset alone
             step = self.chunk_frames * cfg.hop
@@ -479,7 +479,7 @@ class Stretcher:
             raise AudioError(f"{getattr(source, 'name', 'input audio')} is silent (every sample is zero)")
         # with transients, each detected attack is played at speed 1 and starts with the input's
         # phase; the stretch happens between attacks, as in a performance at another tempo
-        plan = timemap.frame_positions(
+        plan = timemap.frame_plan(
             tmap,
             cfg,
             n_in,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from einops import rearrange
 
-from .spectral import SpectralConfig, hann, polar, synthesize, with_magnitude
+from .spectral import SpectralConfig, hann, istft, polar, with_magnitude
 
 
 def overlap_add(spec: torch.Tensor, cfg: SpectralConfig) -> tuple[torch.Tensor, torch.Tensor]:
@@ -98,4 +98,4 @@ def reconstruct(
     mag: torch.Tensor, phase: torch.Tensor, cfg: SpectralConfig, length: int, n_iter: int = 16, momentum: float = 0.99
 ) -> torch.Tensor:
     """Magnitudes [..., F, T'] + initial phase -> waveform [..., length] (see griffin_lim)."""
-    return synthesize(griffin_lim(mag, phase, cfg, n_iter, momentum, length), cfg, length)
+    return istft(griffin_lim(mag, phase, cfg, n_iter, momentum, length), cfg, length)

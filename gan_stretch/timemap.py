@@ -182,7 +182,7 @@ class FramePlan:
     attacks: torch.Tensor | None = None  # [n_out] bool: the frame plays an attack at speed 1
 
 
-def frame_positions(
+def frame_plan(
     tmap: TimeMap,
     cfg,
     n_in: int,
@@ -228,7 +228,7 @@ def frame_features(positions: torch.Tensor, attacks: torch.Tensor | None) -> tor
     -1 half as fast): with attacks at speed 1, the music between them runs faster or slower than
     the mean rate (at rate 2, 3 to 6.6 times the input's speed on grooves). Column 1: 1 where the
     frame plays an attack at speed 1, else 0. ``positions`` [T'] and ``attacks`` [T'] (bool, or
-    None: no attacks) of one whole plan (:func:`frame_positions`); a block's rows are a slice of it.
+    None: no attacks) of one whole plan (:func:`frame_plan`); a block's rows are a slice of it.
     """
     pos = positions.detach().double()
     step = torch.ones_like(pos) if len(pos) < 2 else torch.diff(pos, append=(2 * pos[-1:] - pos[-2:-1]))

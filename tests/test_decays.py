@@ -166,7 +166,7 @@ def test_training_with_decays_in_the_loop(tiny_corpus, tiny_model):
     from gan_stretch.band import Band
     from gan_stretch.data.cache import db_frames, decay_shift, latent_cache
     from gan_stretch.model import load_model
-    from gan_stretch.streaming import analyze
+    from gan_stretch.streaming import analysis_pass
 
     model = load_model(tiny_model)
     plain = latent_cache(tiny_corpus, model, "tiny", transients=True, frames=True)
@@ -185,9 +185,9 @@ def test_training_with_decays_in_the_loop(tiny_corpus, tiny_model):
     wave, truth = tiny_corpus.load(item, 1.0), tiny_corpus.load(item, 0.5)
     x = torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32))[None]
     n_in = cfg.n_frames(x.shape[-1])
-    _, onsets, mel_db = analyze(x, cfg, cfg, Band(cfg, cfg, "cpu"), n_in, 1024, True)
+    _, onsets, mel_db = analysis_pass(x, cfg, cfg, Band(cfg, cfg, "cpu"), n_in, 1024, True)
     tmap = timemap.TimeMap(np.array([0.0, len(wave)]), np.array([0.0, len(truth)]))
-    plan = timemap.frame_positions(tmap, cfg, n_in, onsets)
+    plan = timemap.frame_plan(tmap, cfg, n_in, onsets)
     assert plan.attacks is not None and plan.attacks.any()
     want = decays.to_bins(
         decays.corrections(mel_db, plan.positions, plan.attacks), cfg, decays.band_centres(cfg, 22050)

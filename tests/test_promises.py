@@ -323,9 +323,9 @@ def test_attack_frames_keep_the_input_under_residual_decoding(stretchers):
     x, times = click_train(0.5)
     onsets = spectral.onsets_of(torch.from_numpy(x), cfg)
     n_in = cfg.n_frames(len(x))
-    plan = timemap.frame_positions(timemap.from_rate(len(x), 0.5), cfg, n_in, onsets)
+    plan = timemap.frame_plan(timemap.from_rate(len(x), 0.5), cfg, n_in, onsets)
     assert plan.attacks.any() and not plan.attacks.all()
-    spec = spectral.analyze(torch.from_numpy(x), cfg)
+    spec = spectral.stft(torch.from_numpy(x), cfg)
     ref = spectral.reference_db(spec.abs())
     frames = spectral.magnitude_to_db(spec.abs(), ref, cfg).T[None]  # [1, T, F]
     rate = torch.tensor([0.5])

@@ -62,16 +62,16 @@ def test_time_scale_exact_rows_and_interpolation():
 @pytest.mark.parametrize("lead", [(), (2,)])
 def test_analyze_synthesize_round_trip(lead):
     x = random_signal(lead=lead)
-    spec = spectral.analyze(x, CFG)
+    spec = spectral.stft(x, CFG)
     assert spec.shape == (*lead, CFG.n_freq, CFG.n_frames(N))
     assert spec.is_complex()
-    y = spectral.synthesize(spec, CFG, N)
+    y = spectral.istft(spec, CFG, N)
     assert y.shape == x.shape
     assert (y - x).abs().max() < 1e-4
 
 
 def test_db_conversion_round_trip():
-    mag = spectral.analyze(random_signal(8192), CFG).abs()
+    mag = spectral.stft(random_signal(8192), CFG).abs()
     ref = spectral.reference_db(mag)
     assert ref == pytest.approx(20 * math.log10(mag.max().item()), abs=1e-4)
     db = spectral.magnitude_to_db(mag, ref, CFG)
@@ -96,7 +96,7 @@ def test_db_conversion_round_trip():
 @pytest.mark.parametrize("n_iter", [1, 4])
 def test_reconstruct_with_true_magnitude_and_phase(n, n_iter):
     x = random_signal(n, seed=1)
-    spec = spectral.analyze(x, CFG)
+    spec = spectral.stft(x, CFG)
     y = synthesis.reconstruct(spec.abs(), torch.angle(spec), CFG, n, n_iter=n_iter)
     assert y.shape == x.shape
     assert (y - x).abs().max() < 1e-3
@@ -107,12 +107,12 @@ def test_reconstruct_with_true_magnitude_and_phase(n, n_iter):
 def test_reconstruct_improves_a_bad_phase():
     """Griffin-Lim iterations make the STFT of the output more consistent with the magnitudes."""
     x = random_signal(8192, seed=2)
-    spec = spectral.analyze(x, CFG)
+    spec = spectral.stft(x, CFG)
     mag = spec.abs()
     zero = torch.zeros_like(mag)
 
     def error(y):
-        return ((spectral.analyze(y, CFG).abs() - mag).norm() / mag.norm()).item()
+        return ((spectral.stft(y, CFG).abs() - mag).norm() / mag.norm()).item()
 
     e0 = error(synthesis.reconstruct(mag, zero, CFG, 8192, n_iter=0))
     e16 = error(synthesis.reconstruct(mag, zero, CFG, 8192, n_iter=16))
@@ -121,7 +121,7 @@ def test_reconstruct_improves_a_bad_phase():
 
 def test_propagate_phase_at_rate_one_reproduces_the_input_phase():
     x = random_signal(8192, seed=3)
-    spec = spectral.analyze(x, CFG)
+    spec = spectral.stft(x, CFG)
     n = spec.shape[-1]
     phase = spectral.propagate_phase(spec, torch.arange(n, dtype=torch.float32), CFG)
     assert phase.shape == spec.shape
@@ -135,7 +135,7 @@ def test_propagate_phase_stays_accurate_on_long_inputs():
     accumulation must happen in float64 and be wrapped before it is returned."""
     sr, f, seconds = CFG.sample_rate, 8000.0, 120
     x = torch.sin(2 * math.pi * f * torch.arange(sr * seconds, dtype=torch.float64) / sr).float()
-    spec = spectral.analyze(x, CFG)
+    spec = spectral.stft(x, CFG)
     n = spec.shape[-1]
     phase = spectral.propagate_phase(spec, torch.arange(n, dtype=torch.float32), CFG)
     k = round(f * CFG.n_fft / sr)
@@ -147,7 +147,7 @@ def test_propagate_phase_stays_accurate_on_long_inputs():
 def test_propagate_phase_continues_from_a_start_phase():
     """Streaming: a block that starts from the previous block's phase continues it exactly."""
     x = random_signal(22050, seed=4)
-    spec = spectral.analyze(x, CFG)
+    spec = spectral.stft(x, CFG)
     pos = spectral.stretch_positions(spec.shape[-1], 60, 0.7)
     whole = spectral.propagate_phase(spec, pos, CFG)
     first = spectral.propagate_phase(spec, pos[:31], CFG)
@@ -165,7 +165,7 @@ def test_quiet_bins_restart_so_rounding_noise_in_silence_does_not_reach_the_musi
     x = torch.zeros(sr)
     t = torch.arange(sr // 2, dtype=torch.float64) / sr
     x[sr // 2 :] = (0.5 * torch.sin(2 * math.pi * 440 * t) + 0.3 * torch.sin(2 * math.pi * 1320 * t)).float()
-    spec = spectral.analyze(x, CFG)
+    spec = spectral.stft(x, CFG)
     n = spec.shape[-1]
     pos = spectral.stretch_positions(n, int(n / 1.5), 1.5)
     mag = spec.abs()
@@ -196,7 +196,7 @@ def test_quiet_bins_restart_so_rounding_noise_in_silence_does_not_reach_the_musi
 def test_frames_equal_a_slice_of_the_whole_stft(first, stop):
     x = random_signal(22050, seed=5, lead=(2,))
     # 44 frames; frames past the end see the signal followed by zeros
-    whole = spectral.analyze(torch.nn.functional.pad(x, (0, 8 * CFG.hop)), CFG)
+    whole = spectral.stft(torch.nn.functional.pad(x, (0, 8 * CFG.hop)), CFG)
     part = spectral.frames(x, CFG, first, stop)
     assert part.shape == (2, CFG.n_freq, stop - first)
     torch.testing.assert_close(part, whole[..., first:stop], atol=1e-4, rtol=1e-4)
@@ -204,7 +204,7 @@ def test_frames_equal_a_slice_of_the_whole_stft(first, stop):
 
 def test_overlap_add_divided_by_window_power_is_istft():
     x = random_signal(8192, seed=6)
-    spec = spectral.analyze(x, CFG)
+    spec = spectral.stft(x, CFG)
     signal, power = synthesis.overlap_add(spec, CFG)
     k = spec.shape[-1]
     assert signal.shape == ((k - 1) * CFG.hop + CFG.n_fft,) and power.shape == signal.shape
@@ -221,7 +221,7 @@ def test_projection_is_istft_then_stft(cfg):
     g = torch.Generator().manual_seed(7)
     spec = torch.complex(torch.randn(2, cfg.n_freq, 30, generator=g), torch.randn(2, cfg.n_freq, 30, generator=g))
     length = 29 * cfg.hop + 77  # 30 frames
-    expected = spectral.analyze(spectral.synthesize(spec, cfg, length), cfg)
+    expected = spectral.stft(spectral.istft(spec, cfg, length), cfg)
     got = synthesis.project(spec, cfg, cfg.n_fft // 2, cfg.n_fft // 2 + length)
     torch.testing.assert_close(got, expected, atol=2e-3, rtol=1e-3)
 
@@ -231,7 +231,7 @@ def test_phase_locking_keeps_a_partials_bins_coherent():
     offsets to the peak (plain propagation lets them drift apart)."""
     sr, f = CFG.sample_rate, 1011.3
     x = torch.sin(2 * math.pi * f * torch.arange(N) / sr)
-    spec = spectral.analyze(x, CFG)
+    spec = spectral.stft(x, CFG)
     n_out = CFG.n_frames(N * 2)
     pos = spectral.stretch_positions(spec.shape[-1], n_out, 0.5)
     mag = spectral.time_scale(spec.abs().T, pos).T
@@ -250,7 +250,7 @@ def test_propagate_phase_advances_at_the_instantaneous_frequency(rate):
     """For a stationary sine, each output frame's phase advances by 2*pi*f*hop/sr at the peak bin."""
     sr, f = CFG.sample_rate, 1000.0
     x = torch.sin(2 * math.pi * f * torch.arange(N) / sr)
-    spec = spectral.analyze(x, CFG)
+    spec = spectral.stft(x, CFG)
     n_out = CFG.n_frames(round(N / rate))
     pos = spectral.stretch_positions(spec.shape[-1], n_out, rate)
     phase = spectral.propagate_phase(spec, pos, CFG)
@@ -278,7 +278,7 @@ def test_check_rate_accepts(good, expected):
 def test_complex_helpers_match_torch(layout):
     """The real-arithmetic helpers give torch's complex results, in the input's own layout (an
     STFT's bins contiguous, a row-major tensor, a non-dense slice), zeros included."""
-    spec = spectral.analyze(random_signal(lead=(2,)), CFG)  # [2, F, T], bins contiguous
+    spec = spectral.stft(random_signal(lead=(2,)), CFG)  # [2, F, T], bins contiguous
     spec[0, 100:120, 3:9] = 0
     if layout == "row-major":
         spec = spec.contiguous()

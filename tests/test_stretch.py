@@ -203,7 +203,7 @@ def test_phase_propagation_alone_keeps_the_frequency(rate):
     cfg = SpectralConfig()
     x = torch.from_numpy(sine(440.0))
     n_out = round(len(x) / rate)
-    spec = spectral.analyze(x, cfg)
+    spec = spectral.stft(x, cfg)
     pos = spectral.stretch_positions(spec.shape[-1], cfg.n_frames(n_out), rate)
     mag = spectral.time_scale(spec.abs().T, pos).T
     phase = spectral.propagate_phase(spec, pos, cfg)
@@ -237,7 +237,7 @@ def test_residual_decoding_keeps_the_autoencoders_error_out_of_the_output(tiny_m
 def test_griffin_lim_holds_the_frames_it_is_told_to():
     """Held frames leave Griffin-Lim exactly as given; the others are refined around them."""
     cfg = SpectralConfig()
-    spec = spectral.analyze(torch.from_numpy(music_like(2 * 22050)), cfg)
+    spec = spectral.stft(torch.from_numpy(music_like(2 * 22050)), cfg)
     mag, phase = spectral.magnitude(spec), spectral.angle(spec) + 0.3  # a phase to refine
     hold = torch.zeros(spec.shape[-1], dtype=torch.bool)
     hold[20:27] = True
@@ -268,7 +268,7 @@ def test_attack_regions_are_the_frames_whose_windows_reach_the_onset(tiny_model)
     tmap = timemap.from_rate(10 * SR, 0.5)
     onsets = [86 * cfg.hop, 258 * cfg.hop]  # on frame centres, far apart: both fit
     for span, frames in ((spectral.ATTACK_FRAMES, 5), ((3, 3), 7), ((1, 0), 2)):
-        plan = timemap.frame_positions(tmap, cfg, cfg.n_frames(10 * SR), onsets, span=span)
+        plan = timemap.frame_plan(tmap, cfg, cfg.n_frames(10 * SR), onsets, span=span)
         assert int(plan.attacks.sum()) == 2 * frames and int(plan.resets.sum()) == 2
         # inside a region the input is read at speed 1: one input frame per output frame
         steps = torch.diff(plan.positions)[plan.attacks[1:] & plan.attacks[:-1]]

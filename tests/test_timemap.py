@@ -119,14 +119,14 @@ def test_frame_features_give_the_local_rate_and_the_attack_frames():
     cfg = SpectralConfig()
     n = 8 * cfg.sample_rate
     n_in = cfg.n_frames(n)
-    uniform = timemap.frame_positions(timemap.from_rate(n, 2.0), cfg, n_in)
+    uniform = timemap.frame_plan(timemap.from_rate(n, 2.0), cfg, n_in)
     f = timemap.frame_features(uniform.positions, uniform.attacks)
     assert f.shape == (len(uniform.positions), timemap.FRAME_FEATURES) and f.dtype == torch.float32
     np.testing.assert_allclose(f[:-1, 0].numpy(), 1.0, atol=1e-3)  # every frame at rate 2 (the last clamped at the end)
     assert not f[:, 1].any()
 
     onsets = np.arange(cfg.sample_rate // 2, n - cfg.sample_rate // 2, cfg.sample_rate // 2)  # 2 attacks a second
-    plan = timemap.frame_positions(timemap.from_rate(n, 2.0), cfg, n_in, onsets, span=(2, 2))
+    plan = timemap.frame_plan(timemap.from_rate(n, 2.0), cfg, n_in, onsets, span=(2, 2))
     f = timemap.frame_features(plan.positions, plan.attacks)
     attack = f[:, 1].bool()
     assert torch.equal(attack, plan.attacks) and attack.any() and (~attack).any()

@@ -512,7 +512,7 @@ def test_generator_conditioned_per_frame_trains_on_the_stretchers_plan(tiny_corp
     wave, truth = tiny_corpus.load(item, 1.0), tiny_corpus.load(item, float(pairs.rates[0]))
     onsets = spectral.onsets_of(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)), cfg)
     tmap = timemap.TimeMap(np.array([0.0, len(wave)]), np.array([0.0, len(truth)]))
-    plan = timemap.frame_positions(tmap, cfg, cfg.n_frames(len(wave)), onsets, span=(2, 2))
+    plan = timemap.frame_plan(tmap, cfg, cfg.n_frames(len(wave)), onsets, span=(2, 2))
     want = timemap.frame_features(plan.positions, plan.attacks)
     assert torch.equal(pairs.features[: pairs.lengths[0]], want[: pairs.lengths[0]])
 

@@ -41,7 +41,7 @@ def file_digest(path: str | os.PathLike) -> str:
 
 def db_frames(wave: np.ndarray, cfg: SpectralConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """mono [N] -> (dB frames [T, F] relative to the render's maximum, complex STFT [F, T])."""
-    spec = spectral.analyze(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)), cfg)
+    spec = spectral.stft(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)), cfg)
     mag = spec.abs()
     return rearrange(spectral.magnitude_to_db(mag, spectral.reference_db(mag), cfg), "f t -> t f"), spec
 
@@ -184,7 +184,7 @@ def latent_cache(
             shift = None
             if transients:
                 tmap = timemap.TimeMap(np.array([0.0, len(wave)]), np.array([0.0, len(truth)]))
-                plan = timemap.frame_positions(tmap, cfg, lat.shape[0], onsets, span=span)
+                plan = timemap.frame_plan(tmap, cfg, lat.shape[0], onsets, span=span)
                 positions, attacks = plan.positions, plan.attacks
                 if decays and attacks is not None:
                     shift = decay_shift(db, positions, attacks, cfg, span[0])
@@ -387,7 +387,7 @@ def recording_cache(
             n_out = max(1, round(len(wave) / rate))
             tmap = timemap.TimeMap(np.array([0.0, len(wave)]), np.array([0.0, n_out]))
             if transients:
-                plan = timemap.frame_positions(tmap, cfg, lat.shape[0], onsets, span=span)
+                plan = timemap.frame_plan(tmap, cfg, lat.shape[0], onsets, span=span)
                 positions, attacks = plan.positions, plan.attacks
             else:
                 positions, attacks = spectral.stretch_positions(lat.shape[0], cfg.n_frames(n_out), rate), None

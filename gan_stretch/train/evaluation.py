@@ -74,7 +74,7 @@ def spectrogram_image(out: np.ndarray, truth: np.ndarray, cfg) -> np.ndarray:
     """Output (top) over truth (bottom), dB mapped to [0, 1], low frequencies at the bottom: [H, W]."""
     rows = []
     for wave in (out, truth):
-        mag = spectral.analyze(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)), cfg).abs()
+        mag = spectral.stft(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)), cfg).abs()
         db = spectral.magnitude_to_db(mag, spectral.reference_db(mag), cfg).clamp_min(-80)
         rows.append(torch.flip((db[:512] + 80) / 80, dims=[0]))
     n = min(r.shape[1] for r in rows)
