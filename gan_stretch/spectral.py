@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from .config import check_fields, setting
+from .settings import check_fields, setting
 from .errors import ConfigError, RateError
 
 MIN_RATE, MAX_RATE = 0.25, 4.0
