@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from .settings import check_fields, setting
 from .errors import ConfigError, RateError
+from .settings import check_fields, setting
 
 MIN_RATE, MAX_RATE = 0.25, 4.0
 
