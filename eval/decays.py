@@ -40,24 +40,14 @@ RATES = (0.5, 0.75, 1.5, 2.0)
 _WORKER: dict = {}
 
 
-def _line(levels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Least-squares line of levels [n, M]: (slope, R^2, centred x, centred levels)."""
-    y = np.asarray(levels, dtype=np.float64)
-    x = np.arange(len(y), dtype=np.float64)
-    x -= x.mean()
-    yc = y - y.mean(axis=0)
-    sxy = x @ yc
-    return sxy / (x @ x), sxy**2 / np.maximum((x @ x) * (yc * yc).sum(axis=0), 1e-12), x, yc
-
-
 def fit_line(levels):
     """The fit before R^2 weighting: the plain slope, clipped to a fall."""
-    return np.clip(_line(levels)[0], -decays.MAX_SLOPE_DB, 0.0)
+    return np.clip(decays.line_fit(levels)[0], -decays.MAX_SLOPE_DB, 0.0)
 
 
 def fit_r2_squared(levels):
     """Slope times R^4: stricter on lines that explain less."""
-    slope, r2, _, _ = _line(levels)
+    slope, r2 = decays.line_fit(levels)
     return np.clip(slope * r2**2, -decays.MAX_SLOPE_DB, 0.0)
 
 
@@ -68,20 +58,20 @@ def fit_tail(levels):
 
 
 def fit_significant(levels):
-    """The plain slope where it falls more than twice its standard error, else none."""
-    slope, _, x, yc = _line(levels)
-    sse = np.maximum((yc * yc).sum(axis=0) - slope * (x @ yc), 0)
-    se = np.sqrt(sse / max(len(x) - 2, 1) / (x @ x))
-    return np.clip(np.where(slope < -2 * se, slope, 0.0), -decays.MAX_SLOPE_DB, 0.0)
+    """The plain slope where it falls more than twice its standard error, else none: with n - 2
+    degrees of freedom, t^2 = (n - 2) R^2 / (1 - R^2) > 4."""
+    slope, r2 = decays.line_fit(levels)
+    significant = (slope < 0) & (max(len(levels) - 2, 1) * r2 > 4 * (1 - r2))
+    return np.clip(np.where(significant, slope, 0.0), -decays.MAX_SLOPE_DB, 0.0)
 
 
 def fit_head(levels):
     """R^2-weighted, and weighted again by how much of the fall is in the gap's first half (a
     note's own decay starts at its attack; a held note that is released late does not)."""
-    slope, r2, _, _ = _line(levels)
+    slope, r2 = decays.line_fit(levels)
     w = r2
     if len(levels) >= 6:
-        head = _line(np.asarray(levels)[: len(levels) // 2 + 1])[0]
+        head = decays.line_fit(np.asarray(levels)[: len(levels) // 2 + 1])[0]
         w = w * np.clip(np.where(slope < 0, head / np.minimum(slope, -1e-9), 0), 0, 1)
     return np.clip(slope * w, -decays.MAX_SLOPE_DB, 0.0)
 
@@ -161,6 +151,11 @@ def mean(rows, key) -> float:
     return float(np.mean(vals)) if vals else float("nan")
 
 
+def split(rows: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(default rows, no-decays rows) of ``rows``."""
+    return [r for r in rows if r["method"] == "default"], [r for r in rows if r["method"] == "no-decays"]
+
+
 def table(rows: list[dict], rates, args) -> str:
     out = [
         f"# Decays: the default with and without them ({' / '.join(map(str, rates))})",
@@ -178,9 +173,7 @@ def table(rows: list[dict], rates, args) -> str:
     truth_rows = [r for r in rows if "logmel_db" in r]
     for s in dict.fromkeys(r["set"] for r in truth_rows):
         for rate in rates:
-            sel = [r for r in truth_rows if r["set"] == s and r["rate"] == rate]
-            d = [r for r in sel if r["method"] == "default"]
-            n = [r for r in sel if r["method"] == "no-decays"]
+            d, n = split([r for r in truth_rows if r["set"] == s and r["rate"] == rate])
             out.append(
                 f"| {s} | {rate:g} | {mean(d, 'truth_level_db'):+.2f} | {mean(d, 'level_db'):+.2f} | "
                 f"{mean(n, 'level_db'):+.2f} | {mean(d, 'logmel_db'):.2f} | {mean(n, 'logmel_db'):.2f} | "
@@ -195,9 +188,7 @@ def table(rows: list[dict], rates, args) -> str:
     ]
     for rev in (False, True):
         for rate in rates:
-            sel = [r for r in truth_rows if r["reverb"] == rev and r["rate"] == rate]
-            d = [r for r in sel if r["method"] == "default"]
-            n = [r for r in sel if r["method"] == "no-decays"]
+            d, n = split([r for r in truth_rows if r["reverb"] == rev and r["rate"] == rate])
             out.append(
                 f"| {'on' if rev else 'off'} | {len(d)} | {rate:g} | {mean(d, 'truth_level_db'):+.2f} | "
                 f"{mean(d, 'level_db'):+.2f} | {mean(n, 'level_db'):+.2f} | {mean(d, 'logmel_db'):.2f} | "
@@ -247,9 +238,7 @@ def table(rows: list[dict], rates, args) -> str:
         ]
         for style in [*dict.fromkeys(r["style"] for r in rec), "all"]:
             for rate in rates:
-                sel = [r for r in rec if (style == "all" or r["style"] == style) and r["rate"] == rate]
-                d = [r for r in sel if r["method"] == "default"]
-                n = [r for r in sel if r["method"] == "no-decays"]
+                d, n = split([r for r in rec if (style == "all" or r["style"] == style) and r["rate"] == rate])
                 out.append(
                     f"| {style} | {len(d)} | {rate:g} | {mean(d, 'level_db'):+.2f} | {mean(n, 'level_db'):+.2f} | "
                     f"{mean(d, 'round_trip_db'):.2f} | {mean(n, 'round_trip_db'):.2f} |"
