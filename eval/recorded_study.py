@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import csv
 import shlex
-import subprocess
 import sys
 from functools import partial
 from pathlib import Path
@@ -32,6 +31,7 @@ from pathlib import Path
 import numpy as np
 from study import (  # eval/study.py: the paired statistics, and scores reused only for what they were made of
     BETTER,
+    Shell,
     bootstrap_ci,
     finished,
     paired,
@@ -179,12 +179,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     out, runs = Path(args.out), Path(args.runs)
     out.mkdir(parents=True, exist_ok=True)
-    commands: list[str] = []
-
-    def sh(cmd: list[str]) -> None:
-        commands.append(shlex.join(cmd))
-        print("$", commands[-1], flush=True)
-        subprocess.run(cmd, check=True, cwd=ROOT)
+    sh = Shell()
 
     jobs = ["--jobs", str(args.jobs)] if args.jobs else []
     models, settings = {}, {}
@@ -244,8 +239,7 @@ def main(argv=None) -> int:
             w = csv.DictWriter(f, fieldnames=list(csv_rows[0]))
             w.writeheader()
             w.writerows(csv_rows)
-    if commands:
-        (out / "commands.txt").write_text("\n".join(commands) + "\n")
+    sh.write(out / "commands.txt")
     print(page)
     return 0
 

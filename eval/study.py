@@ -58,6 +58,23 @@ ABLATIONS = {"gan-latent-d": "recipes/ablations/gan-latent-d.yaml"}  # seed 0 on
 PAIRS = (("gan", "gan-no-adv"), ("gan", "mapper"), ("gan-no-adv", "mapper"), ("gan-latent-d", "gan-no-adv"))
 
 
+class Shell:
+    """Runs commands from the project root, each echoed and kept for commands.txt."""
+
+    def __init__(self):
+        self.commands: list[str] = []
+
+    def __call__(self, cmd: list[str]) -> None:
+        self.commands.append(shlex.join(cmd))
+        print("$", self.commands[-1], flush=True)
+        subprocess.run(cmd, check=True, cwd=ROOT)
+
+    def write(self, path: Path) -> None:
+        """The commands run, one per line (nothing when none ran)."""
+        if self.commands:
+            path.write_text("\n".join(self.commands) + "\n")
+
+
 def finished(run_dir: Path) -> bool:
     """Whether a training run has reached its last step (its checkpoint says so)."""
     from gan_stretch import checkpoint
@@ -220,12 +237,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     out, runs = Path(args.out), Path(args.runs)
     out.mkdir(parents=True, exist_ok=True)
-    commands: list[str] = []
-
-    def sh(cmd: list[str]) -> None:
-        commands.append(shlex.join(cmd))
-        print("$", commands[-1], flush=True)
-        subprocess.run(cmd, check=True, cwd=ROOT)
+    sh = Shell()
 
     settings: dict[str, str] = {}  # model path -> the settings hash of its variant
 
@@ -279,8 +291,7 @@ def main(argv=None) -> int:
             score(res, scores_key(data, benchmark, model, settings.get(str(model))), partial(sh, command))
             rows += [{**r, "set": Path(data).name} for r in read_rows(res / "results.csv")]
     report(rows, args, out)
-    if commands:
-        (out / "commands.txt").write_text("\n".join(commands) + "\n")
+    sh.write(out / "commands.txt")
     return 0
 
 
