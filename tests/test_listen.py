@@ -21,6 +21,18 @@ import listen  # noqa: E402  (eval/listen.py)
 from conftest import SR, music_like  # noqa: E402
 
 
+def score_ratings(*ratings: Path, out: Path) -> str:
+    """``python eval/listen.py --score RATINGS... --out OUT`` as a user runs it: its report (stdout)."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "eval" / "listen.py"), "--score", *map(str, ratings), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
 @pytest.fixture(scope="module")
 def results(tmp_path_factory, tiny_corpus, tiny_model):
     """A benchmark run with --listen: 1 held-out piece x rates 0.5 and 2, a tiny model and the phase vocoder."""
@@ -223,22 +235,7 @@ def test_score_table_confidence_intervals_and_post_screening(tmp_path):
             (2.0, {"reference": 100, "gan": 100, "pv": 100, "anchor": 100}),
         ],
     )
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "eval" / "listen.py"),
-            "--score",
-            str(good),
-            str(careless),
-            "--out",
-            str(tmp_path / "scores"),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
-    assert proc.returncode == 0, proc.stderr
-    report = proc.stdout
+    report = score_ratings(good, careless, out=tmp_path / "scores")
     assert "bob: excluded, rated the hidden reference below 90 in 1 of 3 trials" in report
     half = stats.t.ppf(0.975, 1) * np.std([80, 90], ddof=1) / np.sqrt(2)  # gan at 0.5: ann's 80 and 90 only
     assert f"| gan | 85.0 ± {half:.1f} (2) | 70.0 (1) |" in report
@@ -415,12 +412,6 @@ def test_page_plays_rates_and_downloads_in_chromium(results, tmp_path):
         if driver is not None:
             browser.close(driver)
 
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "eval" / "listen.py"), "--score", str(ratings), "--out", str(tmp_path / "scores")],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
-    assert proc.returncode == 0, proc.stderr
+    report = score_ratings(ratings, out=tmp_path / "scores")
     for method, value in (("reference", 100), ("tiny", 55), ("pv", 55), ("anchor", 0)):  # as rated above
-        assert f"| {method} | {value}.0 (1) | {value}.0 (1) | {value}.0 ± 0.0 (2) |" in proc.stdout
+        assert f"| {method} | {value}.0 (1) | {value}.0 (1) | {value}.0 ± 0.0 (2) |" in report

@@ -8,7 +8,6 @@ import csv
 import functools
 import json
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import soundfile as sf
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "eval"))
 
-from test_listen import WAIT_AUDIO, _browser, _downloaded_json, named_files  # noqa: E402
+from test_listen import WAIT_AUDIO, _browser, _downloaded_json, named_files, score_ratings  # noqa: E402
 from test_recordings import fake_root  # noqa: E402, F401  (the fixture: installed packages' music)
 
 from gan_stretch.data.recordings import build_recordings  # noqa: E402
@@ -192,13 +191,7 @@ def test_recorded_page_in_chromium(recorded, tmp_path):
     finally:
         if driver is not None:
             browser.close(driver)
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "eval" / "listen.py"), "--score", str(ratings), "--out", str(tmp_path / "s")],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert "1 kept" in proc.stdout and "tester: not screened" in proc.stdout
+    report = score_ratings(ratings, out=tmp_path / "s")
+    assert "1 kept" in report and "tester: not screened" in report
     for method, value in (("wsola", 70), ("anchor", 0)):  # as rated above, two trials at rate 2
-        assert f"| {method} | {value}.0 ± 0.0 (2) | {value}.0 ± 0.0 (2) |" in proc.stdout
+        assert f"| {method} | {value}.0 ± 0.0 (2) | {value}.0 ± 0.0 (2) |" in report
