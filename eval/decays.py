@@ -110,9 +110,10 @@ def init(fits=()) -> None:
     _WORKER["models"] |= {f"fit-{name}": Fitted(FITS[name]) for name in fits}
 
 
-def level_db(y: np.ndarray, x: np.ndarray, sr: int) -> float:
-    """Mean level change over the bands below 11 kHz (the bands every sample rate here has)."""
-    return float(np.nanmean(nat.band_level_change_db(y, x, sr)[:4]))
+def level_db(bands: list[float]) -> float:
+    """Mean level change over the bands below 11 kHz (the bands every sample rate here has) of
+    :func:`gan_stretch.naturalness.band_level_change_db`."""
+    return float(np.nanmean(bands[:4]))
 
 
 def score(job: tuple) -> list[dict]:
@@ -124,10 +125,13 @@ def score(job: tuple) -> list[dict]:
     x = corpus.load(item, 1.0, mono=False) if not truth else corpus.load(item, 1.0)
     rows = []
     for rate in rates:
-        t = corpus.load(item, rate) if truth else None
+        if truth:
+            t = corpus.load(item, rate)
+            truth_level = level_db(nat.band_level_change_db(t, x, sr))
         for name, st in _WORKER["models"].items():
             y = st.stretch(x, sr, rate)
             back = st.stretch(y, sr, 1 / rate)
+            bands = nat.band_level_change_db(y, x, sr)
             row = {
                 "set": Path(root).name,
                 "piece": item.id,
@@ -135,13 +139,13 @@ def score(job: tuple) -> list[dict]:
                 "reverb": "reverb_send" in item.extra.get("effects", {}),
                 "method": name,
                 "rate": rate,
-                "level_db": level_db(y, x, sr),
+                "level_db": level_db(bands),
                 "round_trip_db": nat.round_trip_db(x, back, sr),
             }
             if truth:
-                row |= {"logmel_db": metrics.log_mel_distance(y, t, sr), "truth_level_db": level_db(t, x, sr)}
+                row |= {"logmel_db": metrics.log_mel_distance(y, t, sr), "truth_level_db": truth_level}
             else:
-                row |= {f"band_{i}_db": v for i, v in enumerate(nat.band_level_change_db(y, x, sr))}
+                row |= {f"band_{i}_db": v for i, v in enumerate(bands)}
             rows.append(row)
     return rows
 
