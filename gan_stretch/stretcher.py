@@ -19,15 +19,15 @@ import os
 import numpy as np
 import torch
 
-from . import decays, pitch, spectral, synthesis, timemap
+from . import decays, pitch, spectral, timemap
 from .audio import AudioReader, AudioWriter, check_output_path, check_sample_rate, validate
 from .band import Band, input_config
+from .blocks import BlockView, render_block
 from .errors import AudioError, ConfigError
-from .magnitudes import stretch_magnitudes
 from .memory import reuse_freed_memory
 from .model import Model, check_device, load_model, resolve_checkpoint
 from .spectral import MAX_RATE, MEL_BANDS, MIN_RATE, SpectralConfig
-from .streaming import Centred, OverlapAdd, analysis_pass, direct_current, distinct_channels, frame_store, passthrough
+from .streaming import Centred, OverlapAdd, analysis_pass, direct_current, frame_store, passthrough
 from .threads import adaptive_threads
 
 SILENT_DB = -200.0  # a loudest bin below this (1e-10) means the input holds only zeros
@@ -527,58 +527,20 @@ class Stretcher:
             else:
                 spec = spectral.frames(source, cfg, first, stop).to(band.device)
             local = positions[a:b] - first
-            start = None if carry is None else carry[1][..., a - carry[0]]
-            # identical channels (dual mono, a centred source alone) are stretched once: they stay identical
-            keep, inverse = distinct_channels(spec, start)
-            if len(keep) < spec.shape[0]:
-                spec, start = spec[keep], None if start is None else start[keep]
-            source_phase, source_mag = spectral.angle(spec), spectral.magnitude(spec)
-            quiet = None
-            if self.phase_floor_db is not None:
-                quiet = quiet_bins(source_mag, local, ref[keep] - self.phase_floor_db)
-            phase = spectral.propagate_phase(
-                source_phase,
+            view = BlockView(
                 local,
-                cfg,
-                start,
                 None if resets is None else resets[a:b],
-                quiet,
-                None if whole is None else whole[a:b],
-            )
-            mag = stretch_magnitudes(
-                self.model,
-                source_mag,
-                local,
-                ref[keep],
-                rate[: len(keep)],
-                band,
-                self.residual,
                 None if attacks is None else attacks[a:b],
                 None if change is None else change[a:b],
                 None if features is None else features[a:b],
                 None if fade is None else fade[a:b],
+                None if whole is None else whole[a:b],
+                None if held is None else held[a:b],
             )
-            carry = (a, phase[inverse] if len(keep) < len(inverse) else phase)
-            if self.phase_lock:
-                phase = spectral.lock_phase(phase, mag, source_phase, local)
-            if self.griffin_lim:
-                hold = None if held is None else held[a:b]
-                full = synthesis.griffin_lim(mag, phase, cfg, self.griffin_lim, length=tmap.n_out, offset=a, hold=hold)
-            else:
-                full = spectral.polar(mag, phase)
-            if len(keep) < len(inverse):
-                full = full[inverse]
+            start = None if carry is None else carry[1][..., a - carry[0]]
+            full, phase = render_block(self, spec, view, start, ref, rate, band, cfg, tmap.n_out, a)
+            carry = (a, phase)
             first_sample, out = output.add(full[..., j0 - a : j1 - a], j0, last=j1 == n_out)
             if out.shape[-1]:
                 yield first_sample, out
 
-
-def quiet_bins(mag: torch.Tensor, positions: torch.Tensor, floor_db: torch.Tensor) -> torch.Tensor:
-    """[C, F, T'] bool: the bins whose phase step at each position (input frames i0 and i0 + 1,
-    i0 = floor(position)) reads a frame below ``floor_db`` ([C], dB) in the input's magnitudes
-    ``mag`` [C, F, T]."""
-    n = mag.shape[-1]
-    i0 = positions.to(mag.device).floor().long().clamp(0, n - 1)
-    floor = spectral.db_to_magnitude(floor_db.to(mag.device, torch.float32), 0.0)[:, None, None]
-    low = mag < floor  # [C, F, T]
-    return low.index_select(-1, i0) | low.index_select(-1, (i0 + 1).clamp_max(n - 1))
