@@ -58,6 +58,7 @@ def corrections(
     out = np.zeros((len(pos), mel_db.shape[1]))
     read = read_from is not None and read_from < mel_db.shape[1]
     smooth = smoothed(mel_db[:, read_from:]) if read else None
+    read_from = read_from if read else None
     # runs of stretched frames, each right after an attack region
     starts = np.flatnonzero(~inside[1:] & inside[:-1]) + 1
     for start in starts:
@@ -67,21 +68,38 @@ def corrections(
         if hi - lo < 3:
             continue
         slope = decay_slope(mel_db[lo:hi])  # [M] dB per input frame
-        elapsed_out = np.arange(1, stop - start + 1, dtype=np.float64)[:, None]  # real time, in frames
-        elapsed_in = (pos[start:stop] - anchor)[:, None]  # input time read
-        change = slope[None] * (elapsed_out - elapsed_in)
-        faster = elapsed_out < elapsed_in
-        if read and faster.any():  # a slowed-down gap keeps its fit: nothing to read
-            change[:, read_from:] = np.where(
-                faster, read_levels(smooth, anchor, pos[start:stop]), change[:, read_from:]
-            )
-        # faster (a rise): never above the level where the attack region left off
-        room = np.maximum(levels_at(mel_db, [anchor]) - levels_at(mel_db, pos[start:stop]), 0)
-        out[start:stop] = np.clip(np.minimum(change, room), -MAX_CUT_DB, None)
+        out[start:stop] = gap_change(mel_db, slope, anchor, pos[start:stop], 0, smooth, read_from)
         # the next attack region's first frames (their windows end before its onset) hold the same
         # sustain: they keep the level a decay reached
         out[stop : stop + before - 1] = np.minimum(out[stop - 1], 0)
     return out
+
+
+def gap_change(
+    mel_db: np.ndarray,
+    slope: np.ndarray,
+    anchor: float,
+    read: np.ndarray,
+    first: int = 0,
+    smooth: np.ndarray | None = None,
+    read_from: int | None = None,
+) -> np.ndarray:
+    """The level change [K, M] of stretched frames ``first`` .. ``first + K - 1`` of a gap (frame 0:
+    the first after the attack region, which left the input at frame ``anchor``), which read the
+    input at frames ``read`` [K]: each band's ``slope`` [M] (dB per input frame) times real time
+    less input time elapsed since the attack. Where the gap is sped up, the bands from
+    ``read_from`` on take the level ``smooth`` (:func:`smoothed` levels of those bands) had at the
+    real time elapsed (:func:`read_levels`), and no band rises above the level where the attack
+    region left off. mel_db: the input's levels [T, M]."""
+    elapsed_out = np.arange(first + 1, first + len(read) + 1, dtype=np.float64)[:, None]  # real time, in frames
+    elapsed_in = (np.asarray(read, dtype=np.float64) - anchor)[:, None]  # input time read
+    change = slope[None] * (elapsed_out - elapsed_in)
+    faster = elapsed_out < elapsed_in
+    if smooth is not None and faster.any():  # a slowed-down gap keeps its fit: nothing to read
+        change[:, read_from:] = np.where(faster, read_levels(smooth, anchor, read, first), change[:, read_from:])
+    # faster (a rise): never above the level where the attack region left off
+    room = np.maximum(levels_at(mel_db, [anchor]) - levels_at(mel_db, read), 0)
+    return np.clip(np.minimum(change, room), -MAX_CUT_DB, None)
 
 
 def decay_slope(levels: np.ndarray) -> np.ndarray:
@@ -119,19 +137,21 @@ def smoothed(mel_db: np.ndarray) -> np.ndarray:
     return out
 
 
-def read_levels(levels: np.ndarray, anchor: float, read: np.ndarray) -> np.ndarray:
+def read_levels(levels: np.ndarray, anchor: float, read: np.ndarray, first: int = 0) -> np.ndarray:
     """Where a gap is sped up: the change [K, M] that gives each output frame the level its bands
-    had in the input at the real time elapsed since the attack (``anchor`` + 1, 2, ... frames)
-    instead of at the input time it reads (``read`` [K]), raises only (a decay undone; an
+    had in the input at the real time elapsed since the attack (``anchor`` + first + 1, + 2, ...
+    frames) instead of at the input time it reads (``read`` [K]), raises only (a decay undone; an
     undetected note later in the input is not lowered). levels: the input's levels [T, M]."""
-    real = anchor + np.arange(1, len(read) + 1, dtype=np.float64)
+    real = anchor + np.arange(first + 1, first + len(read) + 1, dtype=np.float64)
     return np.maximum(levels_at(levels, np.minimum(real, read)) - levels_at(levels, read), 0)
 
 
-def levels_db(mel_power: np.ndarray) -> np.ndarray:
+def levels_db(mel_power: np.ndarray, loudest: float | None = None) -> np.ndarray:
     """Band powers [T, M] -> levels in dB, floored 100 dB below the loudest (what
-    :func:`corrections` fits its slopes to)."""
-    return 10 * np.log10(np.maximum(mel_power, max(float(mel_power.max()), 1e-20) * 1e-10))
+    :func:`corrections` fits its slopes to; ``loudest``: that power, if not the largest of
+    ``mel_power``; a stream knows only what it has heard so far)."""
+    loudest = float(mel_power.max()) if loudest is None else loudest
+    return 10 * np.log10(np.maximum(mel_power, max(loudest, 1e-20) * 1e-10))
 
 
 def band_centres(model: SpectralConfig, sample_rate: int) -> np.ndarray:
