@@ -520,12 +520,14 @@ def load_models(args) -> dict[str, Stretcher]:
             "attack_span": None,
             "phase_floor_db": None,
             "dense_attacks": True,
+            "stream": False,
+            "block_frames": 16,
         }
         for opt in filter(None, opts.split(",")):
             key, _, value = opt.partition("=")
             if key not in options:
                 raise SystemExit(f"error: unknown model option {key!r} in {spec!r} (use {', '.join(options)})")
-            if key == "griffin_lim":
+            if key in ("griffin_lim", "block_frames"):
                 options[key] = int(value)
             elif key in ("gap_ratio", "phase_floor_db"):
                 options[key] = float(value)
@@ -537,8 +539,31 @@ def load_models(args) -> dict[str, Stretcher]:
                 options[key] = value.lower() in ("1", "true", "yes")
         for key in ("transients", "decays"):  # None: as the model was trained
             options[key] = None if options[key] is None else bool(options[key])
+        stream, block = options.pop("stream"), options.pop("block_frames")
         models[name] = Stretcher(load_model(resolve_checkpoint(path)), device=args.device, **options)
+        if stream:  # NAME=PATH@stream=1[,block_frames=N]: the real-time mode, fed in chunks
+            models[name] = Streamed(models[name], block)
     return models
+
+
+class Streamed:
+    """A Stretcher's real-time mode (:meth:`Stretcher.stream`) behind ``stretch(audio, sr, rate)``:
+    the input fed in chunks of ``CHUNK`` samples, the outputs concatenated."""
+
+    CHUNK = 1024
+
+    def __init__(self, stretcher: Stretcher, block_frames: int = 16):
+        self.stretcher, self.block_frames = stretcher, block_frames
+
+    def __getattr__(self, name):  # the rest (spectral, model, ...) as the Stretcher's
+        return getattr(self.stretcher, name)
+
+    def stretch(self, audio: np.ndarray, sr: int, rate: float) -> np.ndarray:
+        x = np.atleast_2d(audio)
+        s = self.stretcher.stream(sr, x.shape[0], rate, self.block_frames)
+        parts = [s.process(x[:, i : i + self.CHUNK]) for i in range(0, x.shape[1], self.CHUNK)]
+        out = np.concatenate([*parts, s.finish()], axis=1)
+        return out[0] if np.ndim(audio) == 1 else out
 
 
 _WORKER: dict = {}  # per process: the settings, models and corpus of the pairs it scores

@@ -93,7 +93,8 @@ def gap_change(
     region left off. mel_db: the input's levels [T, M]."""
     elapsed_out = np.arange(first + 1, first + len(read) + 1, dtype=np.float64)[:, None]  # real time, in frames
     elapsed_in = (np.asarray(read, dtype=np.float64) - anchor)[:, None]  # input time read
-    change = slope[None] * (elapsed_out - elapsed_in)
+    slope = np.asarray(slope)
+    change = (slope[None] if slope.ndim == 1 else slope) * (elapsed_out - elapsed_in)
     faster = elapsed_out < elapsed_in
     if smooth is not None and faster.any():  # a slowed-down gap keeps its fit: nothing to read
         change[:, read_from:] = np.where(faster, read_levels(smooth, anchor, read, first), change[:, read_from:])
@@ -127,6 +128,24 @@ def line_fit(levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     yc = y - y.mean(axis=0)
     sxy = x @ yc
     return sxy / (x @ x), sxy**2 / np.maximum((x @ x) * (yc * yc).sum(axis=0), 1e-12)
+
+
+def growing_slopes(levels: np.ndarray, lengths) -> np.ndarray:
+    """:func:`decay_slope` of the first ``n`` frames of levels [N, M], for each ``n`` of
+    ``lengths`` [K] (each at least 3, at most N): [K, M]. One pass of running sums (a stream fits
+    each frame's decay over the gap so far and a bounded lookahead)."""
+    y = np.asarray(levels, dtype=np.float64)
+    y = y - y[:1]  # running sums of levels near 0: no cancellation in the variance
+    x = np.arange(len(y), dtype=np.float64)[:, None]
+    sy, sxy, syy = np.cumsum(y, axis=0), np.cumsum(x * y, axis=0), np.cumsum(y * y, axis=0)
+    n = np.asarray(lengths, dtype=np.int64)
+    k = n - 1
+    nf = n.astype(np.float64)[:, None]
+    sxx = nf * (nf * nf - 1) / 12
+    cov = sxy[k] - (nf - 1) / 2 * sy[k]
+    var = syy[k] - sy[k] ** 2 / nf
+    r2 = cov**2 / np.maximum(sxx * var, 1e-12)
+    return np.clip(cov / sxx * r2, -MAX_SLOPE_DB, 0.0)
 
 
 def smoothed(mel_db: np.ndarray) -> np.ndarray:

@@ -303,6 +303,49 @@ class Stretcher:
         out = out[0] if one_d else out
         return out.to(audio.device) if is_torch else out.cpu().numpy()
 
+    def stream(self, sr: int, channels: int, rate: float, block_frames: int = 16, lookahead_frames: int = 8):
+        """A real-time stretch: chunks in, chunks out (:class:`gan_stretch.realtime.Stream`).
+
+        No pass over the whole input: levels, attacks and decays are decided from what has been
+        heard and a bounded lookahead, and the output trails the input by ``latency`` input
+        samples (about 1.1 s at rate 0.5, 1.5 s at rate 1 and 2.5 s at rate 2, at any sample
+        rate: the frames last 23 ms). The
+        output does not depend on the chunk sizes, and the rate may change between chunks
+        (``process(chunk, rate=...)``: from that chunk's first sample on).
+
+        Parameters
+        ----------
+        sr : int
+            Sample rate in Hz, 8000 to 192000.
+        channels : int
+            Channels of each chunk, 1 to 64.
+        rate : float
+            Speed, 0.25 to 4, until a chunk changes it.
+        block_frames : int
+            Output frames per block the model and Griffin-Lim run on (1 to 4096; each with the
+            offline loop's context before it): fewer lower the latency and cost more per second
+            of audio.
+        lookahead_frames : int
+            Output frames each block reads past its end, 0 to the offline loop's margin (33 for
+            the packaged models): the generator's context beyond them is cut. More raise the
+            latency; on the evaluation sets 8 and 33 score the same (docs/results/realtime/).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from gan_stretch import Stretcher
+        >>> sr = 22050
+        >>> x = 0.5 * np.sin(2 * np.pi * 440 * np.arange(2 * sr) / sr).astype(np.float32)
+        >>> s = Stretcher(device="cpu").stream(sr, channels=1, rate=2.0)
+        >>> parts = [s.process(x[i : i + 4096]) for i in range(0, len(x), 4096)]
+        >>> out = np.concatenate(parts + [s.finish()])
+        >>> out.shape                                         # round(44100 / 2) samples
+        (22050,)
+        """
+        from .realtime import Stream
+
+        return Stream(self, sr, channels, rate, block_frames, lookahead_frames)
+
     def shift(self, audio, sr: int, semitones: float):
         """Shift the pitch of a signal by ``semitones`` (-24 to 24), keeping its duration.
 
@@ -543,4 +586,3 @@ class Stretcher:
             first_sample, out = output.add(full[..., j0 - a : j1 - a], j0, last=j1 == n_out)
             if out.shape[-1]:
                 yield first_sample, out
-
