@@ -132,6 +132,19 @@ def parser() -> argparse.ArgumentParser:
         help="also shift the pitch by this many semitones, -24 to 24 (e.g. -2, 0.5); the duration "
         "is set by the rate, tempo, duration or time map as without it",
     )
+    s.add_argument(
+        "--realtime",
+        action="store_true",
+        help="stretch the input as it arrives and write the output as it is final (with --rate or "
+        "--tempo; '-' reads and writes WAV streams): no pass over the whole input, a latency of "
+        "about 1 to 2.5 s (docs/results/realtime/)",
+    )
+    s.add_argument(
+        "--block-frames",
+        type=int,
+        default=16,
+        help="--realtime: output frames per block (default 16); fewer lower the latency and cost more",
+    )
     _stretch_options(s)
     s.set_defaults(fn=stretch_command)
 

@@ -11,6 +11,8 @@ def stretch_command(args) -> int:
 
     from .audio import is_stdin, stdin_to_file
 
+    if getattr(args, "realtime", False):  # chunks in, chunks out (standard input is not copied first)
+        return realtime_command(args)
     if is_stdin(args.input):  # a pipe: copied whole to a temporary file (the stretch seeks in its input)
         with tempfile.TemporaryDirectory(prefix="gan-stretch-stdin-") as folder:
             args.input = str(stdin_to_file(folder, args.input_format))
@@ -156,6 +158,98 @@ def _stretch_command(args, piped: bool = False) -> int:
             f"folder (never read as input): {_names(nested)}"
         )
     return 1 if failed else 0
+
+
+def realtime_command(args) -> int:
+    """``gan-stretch stretch --realtime``: the input is stretched as it arrives
+    (:meth:`gan_stretch.stretcher.Stretcher.stream`) and the output written as it is final;
+    standard input and output are WAV streams (:mod:`gan_stretch.wavpipe`)."""
+    from pathlib import Path
+
+    from .audio import AudioReader, AudioWriter, check_output_path, is_stdin, is_stdout
+    from .errors import AudioError, ConfigError
+    from .pipeline import Stretcher, check_sample_rate
+    from .spectral import check_rate
+    from .wavpipe import WavReader, WavWriter
+
+    for flag, value in (("--duration", args.duration), ("--time-map", args.time_map), ("--pitch", args.pitch)):
+        if value is not None:
+            raise AudioError(f"--realtime plays at a rate (--rate or --tempo); {flag} needs the whole input first")
+    if args.jobs is not None:
+        raise AudioError("--realtime stretches one stream; --jobs is for folders")
+    rate = tempo_rate(args.tempo) if args.tempo is not None else args.rate
+    if rate is None:
+        raise AudioError("--realtime needs --rate or --tempo")
+    rate = check_rate(rate)
+    if not 1 <= args.block_frames <= 4096:
+        raise ConfigError(f"--block-frames must be a frame count in [1, 4096], got {args.block_frames}")
+    to_stdout, from_stdin = is_stdout(args.output), is_stdin(args.input)
+    if to_stdout and sys.stdout.isatty():
+        raise AudioError("--realtime writes WAV to standard output, which is a terminal: pipe it into a program")
+    if from_stdin and (sys.stdin is None or sys.stdin.isatty()):
+        raise AudioError("input '-' reads standard input, which is a terminal: pipe WAV audio into it")
+    if not from_stdin and Path(args.input).is_dir():
+        raise AudioError(f"--realtime stretches one stream; {args.input} is a folder")
+    if from_stdin:
+        source = WavReader(sys.stdin.fileno())
+        sr, channels, bits = source.sample_rate, source.channels, source.bits
+        float_in = source.kind[1] == "f"
+    else:
+        source = AudioReader(args.input)
+        sr, channels = source.sample_rate, source.channels
+        bits = {"PCM_24": 24, "PCM_32": 32, "FLOAT": 32, "DOUBLE": 32}.get(source.subtype, 16)
+        float_in = source.subtype in ("FLOAT", "DOUBLE")
+    check_sample_rate(sr, "standard input" if from_stdin else source.name)
+    if not to_stdout:
+        check_output_path(args.output, inputs=() if from_stdin else (args.input,))
+    stretcher = Stretcher(
+        args.checkpoint,
+        device=args.device,
+        griffin_lim=args.griffin_lim,
+        phase_lock=args.phase_lock,
+        residual=not args.no_residual,
+        transients=False if args.no_transients else None,
+        decays=False if args.no_decays else None,
+        refine_attacks={"auto": None, "refine": True, "hold": False}[args.attack_frames],
+        attack_span=attack_span(args.attack_span),
+        dense_attacks=not args.no_dense_attacks,
+    )
+    stream = stretcher.stream(sr, channels, rate, block_frames=args.block_frames)
+
+    def chunks():
+        if from_stdin:
+            while (x := source.read()) is not None:
+                yield x
+            return
+        with source:
+            for lo in range(0, source.frames, 4096):
+                yield source.read(lo, min(lo + 4096, source.frames)).cpu().numpy()
+
+    if to_stdout:
+        writer = WavWriter(sys.stdout.buffer, sr, channels, 32 if float_in else min(bits, 24))
+        for x in chunks():
+            writer.write(stream.process(x))
+        if stream.fed == 0:
+            raise AudioError("standard input held no audio samples" if from_stdin else f"{source.name} is empty")
+        writer.write(stream.finish())
+        clipped, frames = writer.clipped, writer.frames
+    else:
+        like = None if from_stdin else source
+        with AudioWriter(args.output, sr, channels, like=like, clobber=not args.no_clobber) as writer:
+            for x in chunks():
+                writer.write(stream.process(x))
+            if stream.fed == 0:
+                raise AudioError("standard input held no audio samples")
+            writer.write(stream.finish())
+        clipped, frames = writer.clipped, writer.frames
+    if clipped:
+        print(f"gan-stretch: warning: {clipped} samples clipped at full scale", file=sys.stderr)
+    print(
+        f"wrote {'standard output (WAV)' if to_stdout else args.output} ({frames / sr:.2f} s, {sr} Hz, "
+        f"{channels} channel(s); real time, latency {stream.latency / sr:.2f} s)",
+        file=sys.stderr if to_stdout else sys.stdout,
+    )
+    return 0
 
 
 _STRETCHER = None  # a folder job's Stretcher, made once per process by _load_stretcher

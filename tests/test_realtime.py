@@ -151,3 +151,111 @@ def test_bad_chunks_and_settings_are_refused_by_name(default):
         default.stream(SR, 0, 1.25)
     with pytest.raises(AudioError):
         default.stream(1000, 2, 1.25)
+
+
+# --- the command line ----------------------------------------------------------------------------
+
+
+def cli(*argv, **kw):
+    """``python -m gan_stretch.cli ARGV`` (one thread, no GPU) as a subprocess.Popen."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(root)}
+    return subprocess.Popen([sys.executable, "-m", "gan_stretch.cli", *map(str, argv)], env=env, **kw)
+
+
+def wav_stream(x: np.ndarray, sr: int) -> bytes:
+    """x [C, N] as a 16-bit WAV stream whose header says "length unknown" (as sox writes to a pipe)."""
+    import io
+
+    from gan_stretch.wavpipe import WavWriter
+
+    buf = io.BytesIO()
+    WavWriter(buf, sr, x.shape[0], 16).write(x)
+    return buf.getvalue()
+
+
+def test_the_cli_streams_standard_input_to_standard_output(default):
+    """``gan-stretch stretch - - --rate 1.25 --realtime``: output comes out while standard input
+    is still open (a live pipe), and the whole equals the API's stream of the same 16-bit samples."""
+    import select
+    import subprocess
+    import threading
+
+    from gan_stretch.wavpipe import decode
+
+    x = music(6.0, seed=3)
+    data = wav_stream(x, SR)
+    head = 44 + 4 * 4 * SR  # the header and the first 4 s
+    p = cli("stretch", "-", "-", "--rate", "1.25", "--realtime", stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    rest_sent = threading.Event()
+
+    def feed():  # a thread: the pipes fill both ways
+        p.stdin.write(data[:head])
+        p.stdin.flush()
+        rest_sent.wait(300)
+        p.stdin.write(data[head:])
+        p.stdin.close()
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    early = b""
+    while len(early) < 44 + 4 * SR // 2 and select.select([p.stdout], [], [], 120)[0]:
+        got = p.stdout.read1(1 << 16)
+        if not got:
+            break
+        early += got
+    rest_sent.set()
+    assert len(early) >= 44 + 4 * SR // 2, "no output before the input ended"
+    rest = p.stdout.read()
+    assert p.wait(timeout=120) == 0
+    out = decode((early + rest)[44:], "<i2", 2)
+    assert out.shape == (2, round(x.shape[1] / 1.25))
+    sixteen = decode(data[44:], "<i2", 2)  # what the command read
+    want, _ = streamed(default, sixteen, 1.25, 4096)
+    assert np.abs(out - np.clip(want, -1, 1 - 2**-15)).max() <= 2**-15 + 1e-6
+
+
+def test_the_cli_streams_a_file_to_a_file(tmp_path, default):
+    """A file in, a file out (the input's sample format), equal to the API's stream; the output
+    appears only when whole."""
+    import soundfile as sf
+
+    x = music(3.0, seed=4)
+    src, dst = tmp_path / "in.flac", tmp_path / "out.flac"
+    sf.write(src, x.T, SR, subtype="PCM_24")
+    p = cli("stretch", src, dst, "--tempo", "120:150", "--realtime", "--block-frames", "8")
+    assert p.wait(timeout=120) == 0
+    y, sr = sf.read(dst, always_2d=True)
+    assert sf.info(dst).subtype == "PCM_24" and sr == SR
+    read, _ = sf.read(src, dtype="float32", always_2d=True)
+    want, _ = streamed(default, read.T, 1.25, 4096, block_frames=8)
+    assert y.T.shape == want.shape and np.abs(y.T - want).max() < 2**-22
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--duration", "2"], "--duration needs the whole input"),
+        (["--rate", "1.25", "--time-map", "map.txt"], "--time-map needs the whole input"),
+        (["--rate", "1.25", "--pitch", "2"], "--pitch needs the whole input"),
+        ([], "needs --rate or --tempo"),
+        (["--rate", "1.25", "--block-frames", "0"], "--block-frames must be"),
+    ],
+)
+def test_the_cli_says_what_realtime_cannot_do(tmp_path, extra, message):
+    import subprocess
+
+    import soundfile as sf
+
+    sf.write(tmp_path / "in.wav", music(0.5).T, SR)
+    p = cli(
+        "stretch", tmp_path / "in.wav", tmp_path / "out.wav", "--realtime", *extra, stderr=subprocess.PIPE, cwd=tmp_path
+    )
+    _, err = p.communicate(timeout=120)
+    assert p.returncode != 0 and message in err.decode(), err.decode()
+    assert not (tmp_path / "out.wav").exists()
