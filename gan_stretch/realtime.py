@@ -39,12 +39,11 @@ import torch
 from . import decays, spectral, timemap
 from .audio import check_sample_rate
 from .band import Band, input_config
-from .blocks import BlockView, render_block
+from .blocks import MODEL_FADE_RATE, SILENT_DB, WHOLE_FRAMES_RATE, BlockView, render_block
 from .errors import AudioError, ConfigError
 from .magnitudes import channel_reference_db
 from .spectral import MAX_RATE, MEL_BANDS, MIN_RATE, check_rate
 from .streaming import OverlapAdd
-from .stretcher import MODEL_FADE_RATE, SILENT_DB, WHOLE_FRAMES_RATE
 
 STEP_FRAMES = 4  # input hops per analysis step (the latency's granularity)
 RETURN_FRAMES = 4  # output frames over which the output returns to the rate's line after an attack region

@@ -22,7 +22,7 @@ import torch
 from . import decays, pitch, spectral, timemap
 from .audio import AudioReader, AudioWriter, check_output_path, check_sample_rate, validate
 from .band import Band, input_config
-from .blocks import BlockView, render_block
+from .blocks import MODEL_FADE_RATE, SILENT_DB, WHOLE_FRAMES_RATE, BlockView, render_block
 from .errors import AudioError, ConfigError
 from .memory import reuse_freed_memory
 from .model import Model, check_device, load_model, resolve_checkpoint
@@ -30,16 +30,7 @@ from .spectral import MAX_RATE, MEL_BANDS, MIN_RATE, SpectralConfig
 from .streaming import Centred, OverlapAdd, analysis_pass, direct_current, frame_store, passthrough
 from .threads import adaptive_threads
 
-SILENT_DB = -200.0  # a loudest bin below this (1e-10) means the input holds only zeros
-# rates (local rates of the map) within this factor of 1 read whole input frames (no interpolation
-# between two), and within MODEL_FADE_RATE the model's change fades in with log(rate) ** 2 (a tenth of
-# it at rates 0.94 and 1.06); at rates
-# 0.97 to 1.03 steady noise and decaying notes keep their level within 0.1 dB, and the output
-# tends to the input as the rate tends to 1 (tests/test_music_edges.py). The rates scored in the
-# documentation (0.5, 0.75, 1.25 and beyond) are outside both.
-WHOLE_FRAMES_RATE = 1.05
 DC_MIN = 1e-3  # a channel's mean (-60 dBFS) from which it is taken out before the stretch
-MODEL_FADE_RATE = 1.2
 
 
 def _check_count(name: str, value, what: str, low: int, high: int) -> None:
