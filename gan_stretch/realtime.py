@@ -266,7 +266,9 @@ class Stream:
     The output trails the input by :attr:`latency` input samples: after ``n`` samples have been
     fed at a constant rate r, the chunks returned hold ``round((n - latency) / r)`` samples in all
     (none before ``n`` passes ``latency``). The concatenated output does not depend on the chunk
-    sizes. Made by :meth:`gan_stretch.stretcher.Stretcher.stream`.
+    sizes, and what the stream holds stays bounded however long it runs. Silence in gives
+    silence out (offline, an input that is silent throughout is refused). Made by
+    :meth:`gan_stretch.stretcher.Stretcher.stream`.
     """
 
     def __init__(

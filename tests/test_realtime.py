@@ -259,3 +259,18 @@ def test_the_cli_says_what_realtime_cannot_do(tmp_path, extra, message):
     _, err = p.communicate(timeout=120)
     assert p.returncode != 0 and message in err.decode(), err.decode()
     assert not (tmp_path / "out.wav").exists()
+
+
+def test_a_long_stream_holds_a_bounded_amount(default):
+    """A live stream runs for hours: what it holds (input samples, per-frame analysis, plan knots
+    and regions) stays bounded however long it has run (here 15 s and 45 s of music)."""
+    x = music(10.0, seed=5)
+    s = default.stream(SR, 2, 0.8)
+    held = []
+    for seconds in (15, 45):
+        while s.fed < seconds * SR:
+            for i in range(0, x.shape[1], 4096):
+                s.process(x[:, i : i + 4096])
+        held.append((s.fed - s.base, len(s.mel), len(s.plan.knots_s), len(s.plan.regions)))
+    for samples, frames, knots, regions in held:
+        assert samples < 10 * SR and frames < 10 * SR / 512 and knots < 64 and regions < 32, held
