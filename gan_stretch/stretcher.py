@@ -19,14 +19,15 @@ import os
 import numpy as np
 import torch
 
-from . import decays, pitch, spectral, timemap
+from . import pitch, spectral, timemap
 from .audio import AudioReader, AudioWriter, check_output_path, check_sample_rate, validate
 from .band import Band, input_config
-from .blocks import MODEL_FADE_RATE, SILENT_DB, WHOLE_FRAMES_RATE, BlockView, render_block
+from .blocks import SILENT_DB, render_block
 from .errors import AudioError, ConfigError
 from .memory import reuse_freed_memory
 from .model import Model, check_device, load_model, resolve_checkpoint
-from .spectral import MAX_RATE, MEL_BANDS, MIN_RATE, SpectralConfig
+from .plan import make_plan
+from .spectral import SpectralConfig
 from .streaming import Centred, OverlapAdd, analysis_pass, direct_current, frame_store, passthrough
 from .threads import adaptive_threads
 
@@ -513,41 +514,22 @@ class Stretcher:
             raise AudioError(f"{getattr(source, 'name', 'input audio')} is silent (every sample is zero)")
         # with transients, each detected attack is played at speed 1 and starts with the input's
         # phase; the stretch happens between attacks, as in a performance at another tempo
-        plan = timemap.frame_plan(
+        plan = make_plan(
             tmap,
             cfg,
             n_in,
             onsets if self.transients else None,
-            band.device,
-            self.gap_ratio,
-            self.attack_span,
-            self.dense_attacks,
+            mel_db,
+            span=self.attack_span,
+            dense=self.dense_attacks,
+            gap_ratio=self.gap_ratio,
+            decay=self.decays,
+            features=self.model.frame_features,
+            refine_attacks=self.refine_attacks,
+            device=band.device,
         )
-        positions, resets, attacks = plan.positions, plan.resets, plan.attacks
-        # near rate 1 the output tends to the input: frames are read whole (a repeat or a skip every
-        # 1 / |1 - rate| frames, where interpolated ones lost 0.5 dB of noise at rate 0.99) and the
-        # model's change fades out (its level change at rate 1.001 was +0.4 dB)
-        local_rates = tmap.local_rates(n_out, cfg.hop)
-        whole = torch.from_numpy(np.abs(np.log(local_rates)) <= math.log(WHOLE_FRAMES_RATE)).to(band.device)
-        if bool(whole.any()):
-            positions = torch.where(whole, positions.round(), positions)
-        else:
-            whole = None
-        fade = np.minimum(np.abs(np.log(local_rates)) / math.log(MODEL_FADE_RATE), 1.0) ** 2
-        fade = None if fade.min() >= 1 else torch.from_numpy(fade).float().to(band.device)
-        # between attacks, each band decays in real time as at the new tempo (gan_stretch.decays)
-        change = None
-        if self.decays and attacks is not None:
-            change = decays.corrections(mel_db, plan.positions, attacks, self.attack_span[0], read_from=MEL_BANDS)
-        rate = torch.full((source.shape[0],), min(max(tmap.mean_rate, MIN_RATE), MAX_RATE), device=band.device)
-        # a refiner conditioned per frame sees the whole plan's local rates and attacks, sliced per block
-        # (from the plan's own positions: near rate 1 the whole frames read repeat or skip one now and then)
-        features = timemap.frame_features(plan.positions, attacks) if self.model.frame_features else None
-        held = None  # [n_out] attack frames Griffin-Lim leaves as they are
-        if attacks is not None and self.refine_attacks is not True:
-            held = attacks
-            if self.refine_attacks is None:  # only where the map slows the music down
-                held = attacks & torch.from_numpy(tmap.local_rates(n_out, cfg.hop) < 1).to(attacks.device)
+        positions = plan.read
+        rate = torch.full((source.shape[0],), plan.rate, device=band.device)
         output = OverlapAdd(cfg, tmap.n_out)
         carry = None  # (first output frame, propagated phase) of the previous block
         for j0 in range(0, n_out, block):
@@ -560,17 +542,7 @@ class Stretcher:
                 spec = store[..., first:stop]
             else:
                 spec = spectral.frames(source, cfg, first, stop).to(band.device)
-            local = positions[a:b] - first
-            view = BlockView(
-                local,
-                None if resets is None else resets[a:b],
-                None if attacks is None else attacks[a:b],
-                None if change is None else change[a:b],
-                None if features is None else features[a:b],
-                None if fade is None else fade[a:b],
-                None if whole is None else whole[a:b],
-                None if held is None else held[a:b],
-            )
+            view = plan.block(a, b, first)
             start = None if carry is None else carry[1][..., a - carry[0]]
             full, phase = render_block(self, spec, view, start, ref, rate, band, cfg, tmap.n_out, a)
             carry = (a, phase)
