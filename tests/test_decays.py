@@ -160,13 +160,10 @@ def test_hi_hats_above_the_model_band_decay_in_real_time(tiny_model, rate, perio
 
 def test_training_with_decays_in_the_loop(tiny_corpus, tiny_model):
     """decays=true in a recipe: the cached pairs carry the Stretcher's decay change. The refiner's
-    input latents are untouched, the time-scaled input frames get the change (the same change the
-    Stretcher computes for that input), and the target latents encode the truth without it."""
-    from gan_stretch import timemap
-    from gan_stretch.band import Band
-    from gan_stretch.data.cache import db_frames, decay_shift, latent_cache
+    input latents are untouched, the time-scaled input frames get the change (exactly the plan the
+    Stretcher makes for that input), and the target latents encode the truth without it."""
+    from gan_stretch.data.cache import db_frames, latent_cache
     from gan_stretch.model import load_model
-    from gan_stretch.streaming import analysis_pass
 
     model = load_model(tiny_model)
     plain = latent_cache(tiny_corpus, model, "tiny", transients=True, frames=True)
@@ -179,19 +176,33 @@ def test_training_with_decays_in_the_loop(tiny_corpus, tiny_model):
     torch.testing.assert_close(plain.target[still], timed.target[still], atol=1e-2, rtol=0)
     assert ((plain.target[moved] - timed.target[moved]).abs().amax(dim=-1) > 1e-3).all()
 
-    # the change is the Stretcher's: its analysis pass and decays.corrections on the same input
+    # the cached frames are the Stretcher's plan, exactly: the plan the Stretcher makes when it
+    # stretches the item to the truth's length (its analysis pass, regions and decays, with the
+    # cache's settings), applied to the same dB frames
+    import gan_stretch.stretcher as stretcher_module
+    from gan_stretch import Stretcher, spectral
+    from gan_stretch.data.cache import to_bins
+
     cfg = model.spectral
     item = tiny_corpus.split("train")[0]
     wave, truth = tiny_corpus.load(item, 1.0), tiny_corpus.load(item, 0.5)
-    x = torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32))[None]
-    n_in = cfg.n_frames(x.shape[-1])
-    _, onsets, mel_db = analysis_pass(x, cfg, cfg, Band(cfg, cfg, "cpu"), n_in, 1024, True)
-    tmap = timemap.TimeMap(np.array([0.0, len(wave)]), np.array([0.0, len(truth)]))
-    plan = timemap.frame_plan(tmap, cfg, n_in, onsets)
-    assert plan.attacks is not None and plan.attacks.any()
-    want = decays.to_bins(
-        decays.corrections(mel_db, plan.positions, plan.attacks), cfg, decays.band_centres(cfg, 22050)
-    )
-    got = decay_shift(db_frames(wave, cfg)[0], plan.positions, plan.attacks, cfg).numpy()
-    assert np.abs(want).max() > 3  # the input has decays to follow at half speed
-    np.testing.assert_allclose(got, want, atol=0.5)
+    made = []
+
+    def spy(*args, **kw):
+        made.append(original(*args, **kw))
+        return made[-1]
+
+    original = stretcher_module.make_plan
+    st = Stretcher(model, device="cpu", transients=True, decays=True, attack_span=(3, 3), dense_attacks=False)
+    try:
+        stretcher_module.make_plan = spy
+        st.stretch(wave, cfg.sample_rate, duration=len(truth) / cfg.sample_rate)
+    finally:
+        stretcher_module.make_plan = original
+    plan = made[0]
+    assert plan.attacks is not None and plan.attacks.any() and np.abs(plan.change).max() > 3
+    db = db_frames(wave, cfg)[0]
+    want = (spectral.time_scale(db, plan.positions) + to_bins(plan.change, cfg)).clamp(-cfg.db_range, 0)
+    first = next(i for i, r in enumerate(timed.rates) if i < len(timed.lengths) and r == 0.5)
+    rows = slice(int(timed.offsets[first]), int(timed.offsets[first] + timed.lengths[first]))
+    assert torch.equal(timed.source_db[rows], want[: timed.lengths[first]].half())

@@ -22,8 +22,13 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from .. import spectral, timemap
+from ..band import Band
 from ..checkpoint import atomic_write
+from ..decays import band_centres
+from ..decays import to_bins as bands_to_bins
+from ..plan import make_plan
 from ..spectral import SpectralConfig
+from ..streaming import analysis_pass
 from .manifest import Corpus
 
 
@@ -131,7 +136,7 @@ def latent_cache(
     or with ``transients`` each detected attack at speed 1 (gan_stretch.timemap.with_transients).
     ``frames`` also keeps both sides' dB frames (float16; about 2 kB per frame). With ``decays``
     (and ``transients``) the Stretcher's real-time decays are in the loop: the time-scaled input's
-    frames get their level change (:func:`decay_shift`), and the target's latents encode the truth
+    frames get their level change (the plan's, :func:`gan_stretch.plan.make_plan`), and the target's latents encode the truth
     without it, so what a refiner learns is what remains after the decays. ``span``: the frames
     before and after each onset of those attack regions. ``features`` also keeps each source
     frame's plan (:func:`gan_stretch.timemap.frame_features`: local rate, attack mask).
@@ -144,9 +149,9 @@ def latent_cache(
     name = (
         _digest(2, model_digest, key)
         if not transients
-        else _digest(3, model_digest, key, "transients", "refined onsets", spectral.ONSET_DELTA)
+        else _digest(5, model_digest, key, "transients", "analysis pass", spectral.ONSET_DELTA)
         if not decays
-        else _digest(4, model_digest, key, "transients", "refined onsets", spectral.ONSET_DELTA, "decays", "r2")
+        else _digest(5, model_digest, key, "transients", "analysis pass", spectral.ONSET_DELTA, "decays", "r2")
     )
     span = tuple(int(v) for v in span)
     if transients and span != tuple(spectral.TRANSIENT_FRAMES):  # the packaged models' regions keep their name
@@ -173,21 +178,17 @@ def latent_cache(
         wave = corpus.load(item, 1.0)
         db, _ = db_frames(wave, cfg)
         lat = ae.encode(db)
-        onsets = (
-            spectral.onsets_of(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)), cfg)
-            if transients
-            else None
-        )
+        onsets, mel_db = analysis(wave, cfg) if transients else (None, None)
         for rate in corpus.rates(item):
             truth = corpus.load(item, rate)
             truth_db = db_frames(truth, cfg)[0]
             shift = None
             if transients:
                 tmap = timemap.TimeMap(np.array([0.0, len(wave)]), np.array([0.0, len(truth)]))
-                plan = timemap.frame_plan(tmap, cfg, lat.shape[0], onsets, span=span)
+                plan = make_plan(tmap, cfg, lat.shape[0], onsets, mel_db, span=span, decay=decays)
                 positions, attacks = plan.positions, plan.attacks
-                if decays and attacks is not None:
-                    shift = decay_shift(db, positions, attacks, cfg, span[0])
+                if plan.change is not None:
+                    shift = to_bins(plan.change, cfg)
             else:
                 positions = spectral.stretch_positions(lat.shape[0], truth_db.shape[0], rate)
                 attacks = None
@@ -225,22 +226,18 @@ def latent_cache(
     return pairs
 
 
-def decay_shift(
-    db: torch.Tensor,
-    positions: torch.Tensor,
-    attacks: torch.Tensor,
-    cfg: SpectralConfig,
-    before: int = spectral.TRANSIENT_FRAMES[0],
-) -> torch.Tensor:
-    """The Stretcher's real-time decay change (gan_stretch.decays) for an input's dB frames
-    [T, F] read at ``positions`` [T'] with attack regions ``attacks`` [T']: dB per output frame
-    and bin [T', F]. The bands' levels come from the dB frames as the Stretcher's analysis pass
-    takes them from the magnitudes (mel power, floored 100 dB below its maximum)."""
-    from .. import decays
+def analysis(wave: np.ndarray, cfg: SpectralConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(onsets, band levels in dB) of a mono input at the model's rate: the Stretcher's analysis
+    pass (:func:`gan_stretch.streaming.analysis_pass`), so a cached plan is the Stretcher's."""
+    x = torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32))[None]
+    n = cfg.n_frames(x.shape[-1])
+    _, onsets, mel_db = analysis_pass(x, cfg, cfg, Band(cfg, cfg, "cpu"), n, 1024, True)
+    return onsets, mel_db
 
-    power = torch.pow(10.0, db.double() / 10) @ spectral.mel_filters(cfg, db.device).double()  # [T, MEL_BANDS]
-    change = decays.corrections(decays.levels_db(power.numpy()), positions, attacks, before)
-    return torch.from_numpy(decays.to_bins(change, cfg, decays.band_centres(cfg, cfg.sample_rate))).float()
+
+def to_bins(change: np.ndarray, cfg: SpectralConfig) -> torch.Tensor:
+    """A plan's decay change per band [T', M] -> per bin of the model [T', F] (dB)."""
+    return torch.from_numpy(bands_to_bins(change, cfg, band_centres(cfg, cfg.sample_rate))).float()
 
 
 def concat_pairs(parts: list[LatentPairs]) -> LatentPairs:
@@ -349,7 +346,7 @@ def recording_cache(
     rates = sorted({float(r) for r in rates})
     span = tuple(int(v) for v in span)
     key = [(i.id, i.audio) for i in items]
-    name = _digest("recordings", 1, model_digest, key, rates, transients, spectral.ONSET_DELTA, span)
+    name = _digest("recordings", 2, model_digest, key, rates, transients, "analysis pass", spectral.ONSET_DELTA, span)
     path = corpus.root / "cache" / f"recordings-{name}{'-plan' if features else ''}.safetensors"
     if path.is_file():
         t = load_file(str(path))
@@ -378,16 +375,12 @@ def recording_cache(
         group = names.index(item.extra.get("recording", item.id))
         real.append(lat)
         real_groups.append(group)
-        onsets = (
-            spectral.onsets_of(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)), cfg)
-            if transients
-            else None
-        )
+        onsets = analysis(wave, cfg)[0] if transients else None
         for rate in rates:
             n_out = max(1, round(len(wave) / rate))
             tmap = timemap.TimeMap(np.array([0.0, len(wave)]), np.array([0.0, n_out]))
             if transients:
-                plan = timemap.frame_plan(tmap, cfg, lat.shape[0], onsets, span=span)
+                plan = make_plan(tmap, cfg, lat.shape[0], onsets, span=span)
                 positions, attacks = plan.positions, plan.attacks
             else:
                 positions, attacks = spectral.stretch_positions(lat.shape[0], cfg.n_frames(n_out), rate), None
