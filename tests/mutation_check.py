@@ -204,6 +204,27 @@ MUTATIONS = [
         "metrics.duration_error(out, src.shape[-1], sr)",
         ("tests/test_promises.py::test_benchmark_score",),
     ),
+    bug(
+        "a stream's analysis reads the samples fed, not its step's (the output depends on the chunk sizes)",
+        "gan_stretch/realtime.py",
+        "avail = (h - cfg.n_fft // 2) // cfg.hop + 1 if h >= cfg.n_fft // 2 else 0",
+        "avail = (self.fed - cfg.n_fft // 2) // cfg.hop + 1 if self.fed >= cfg.n_fft // 2 else 0",
+        ("tests/test_realtime.py::test_chunk_sizes_give_the_same_output",),
+    ),
+    bug(
+        "a stream's latency leaves out its block and lookahead (output promised before it is final)",
+        "gan_stretch/realtime.py",
+        "+ max((self.block + self.ahead + 2) * rate, self.block * rate + FIT_AHEAD + 2)",
+        "+ 0",
+        ("tests/test_realtime.py::test_the_output_trails_the_input_by_the_latency_reported",),
+    ),
+    bug(
+        "a stream fits each decay over the gap's first frames only (extrapolated over the gap)",
+        "gan_stretch/realtime.py",
+        "hi = np.floor(np.asarray(read)).astype(np.int64) + 1 + FIT_AHEAD",
+        "hi = np.full(len(read), lo + FIT_AHEAD)",
+        ("tests/test_realtime.py::test_a_decay_in_two_stages_follows_the_offline_fit",),
+    ),
 ]
 
 
