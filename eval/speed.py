@@ -4,6 +4,7 @@
     python eval/speed.py --busy --no-mapper --no-rubberband                 # CPU, and again with one core busy
     python eval/speed.py --gpu-batch 64 [--clip-seconds 10]                 # GPU: ours, batched
     python eval/speed.py --memory 1 10                                      # peak memory: 1- and 10-minute files
+    python eval/speed.py --memory 1 10 --realtime                           # the same, stretched as a stream
 
 Without --audio, a stereo 44.1 kHz test piece is rendered from the music21 corpus with fluidsynth
 (two GM programs, one per channel). Prints a table with realtime factors and ratios against
@@ -211,7 +212,8 @@ def memory(args) -> None:
                     "--griffin-lim",
                     str(args.griffin_lim),
                 ]
-                + (["--phase-lock"] if args.phase_lock else []),
+                + (["--phase-lock"] if args.phase_lock else [])
+                + (["--realtime"] if args.realtime else []),
                 capture_output=True,
                 text=True,
                 check=True,
@@ -235,6 +237,7 @@ def main(argv=None) -> int:
     p.add_argument("--gpu-batch", type=int, default=0, help="measure batched throughput instead (clips at once)")
     p.add_argument("--clip-seconds", type=float, default=10.0)
     p.add_argument("--repeats", type=int, default=5, help="rounds (CPU: the median is reported)")
+    p.add_argument("--realtime", action="store_true", help="--memory: the CLI's real-time mode (--realtime)")
     p.add_argument("--busy", action="store_true", help="CPU: measure again while another process holds one core")
     p.add_argument("--no-mapper", action="store_true", help="CPU: leave out the mapper's rows")
     p.add_argument("--no-rubberband", action="store_true", help="CPU: leave out Rubber Band")

@@ -81,13 +81,13 @@ def make_plan(
     # 1 / |1 - rate| frames, where interpolated ones lost 0.5 dB of noise at rate 0.99) and the
     # model's change fades out (its level change at rate 1.001 was +0.4 dB)
     local_rates = tmap.local_rates(n_out, cfg.hop)
-    whole = torch.from_numpy(np.abs(np.log(local_rates)) <= math.log(WHOLE_FRAMES_RATE)).to(device)
+    whole, fade = near_one(local_rates)
+    whole = torch.from_numpy(whole).to(device)
     read = positions
     if bool(whole.any()):
         read = torch.where(whole, positions.round(), positions)
     else:
         whole = None
-    fade = np.minimum(np.abs(np.log(local_rates)) / math.log(MODEL_FADE_RATE), 1.0) ** 2
     fade = None if fade.min() >= 1 else torch.from_numpy(fade).float().to(device)
     change = None
     if decay and attacks is not None:
@@ -95,10 +95,23 @@ def make_plan(
     # a refiner conditioned per frame sees the whole plan's local rates and attacks, sliced per block
     # (from the plan's own positions: near rate 1 the whole frames read repeat or skip one now and then)
     feats = timemap.frame_features(positions, attacks) if features else None
-    held = None
-    if attacks is not None and refine_attacks is not True:
-        held = attacks
-        if refine_attacks is None:  # only where the map slows the music down
-            held = attacks & torch.from_numpy(local_rates < 1).to(attacks.device)
+    held = held_frames(attacks, local_rates, refine_attacks)
     rate = min(max(tmap.mean_rate, MIN_RATE), MAX_RATE)
     return Plan(positions, read, resets, attacks, whole, fade, change, feats, held, rate)
+
+
+def near_one(local_rates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Frames at local rates near 1 ([n]): (read whole input frames, bool; the share of the
+    model's change kept, 0 at rate 1 to 1 from MODEL_FADE_RATE on)."""
+    distance = np.abs(np.log(local_rates))
+    return distance <= math.log(WHOLE_FRAMES_RATE), np.minimum(distance / math.log(MODEL_FADE_RATE), 1.0) ** 2
+
+
+def held_frames(attacks: torch.Tensor | None, local_rates: np.ndarray, refine_attacks: bool | None):
+    """The attack frames Griffin-Lim leaves as they are: none (``refine_attacks`` True), all of
+    them (False), or those where the map slows the music down (None)."""
+    if attacks is None or refine_attacks is True:
+        return None
+    if refine_attacks is False:
+        return attacks
+    return attacks & torch.from_numpy(local_rates < 1).to(attacks.device)

@@ -39,9 +39,10 @@ import torch
 from . import decays, spectral, timemap
 from .audio import check_sample_rate
 from .band import Band, input_config
-from .blocks import MODEL_FADE_RATE, SILENT_DB, WHOLE_FRAMES_RATE, BlockView, render_block
+from .blocks import SILENT_DB, BlockView, render_block
 from .errors import AudioError, ConfigError
 from .magnitudes import channel_reference_db
+from .plan import held_frames, near_one
 from .spectral import MAX_RATE, MEL_BANDS, MIN_RATE, check_rate
 from .streaming import OverlapAdd
 
@@ -563,24 +564,18 @@ class Stream:
             rates = self.ideal.rate_at_target(np.arange(a, b, dtype=np.float64) * cfg.hop)
             plan_pos = pos[: b - a]
             positions = torch.from_numpy(plan_pos).float()
-            whole = np.abs(np.log(rates)) <= math.log(WHOLE_FRAMES_RATE)
+            whole, fade = near_one(rates)
             read = torch.where(torch.from_numpy(whole), positions.round(), positions) if whole.any() else positions
-            fade = np.minimum(np.abs(np.log(rates)) / math.log(MODEL_FADE_RATE), 1.0) ** 2
-            attacks = resets = change = features = held = None
+            attacks = resets = change = features = held = att = None
             if self.transients:
                 att, res = self.plan.attacks(a, b + 1)
                 attacks, resets = torch.from_numpy(att[:-1]).to(dev), torch.from_numpy(res[:-1]).to(dev)
                 if st.decays:
                     change = self._change(a, b, pos, att)
-                if st.refine_attacks is not True:
-                    held = attacks if st.refine_attacks is False else attacks & torch.from_numpy(rates < 1).to(dev)
-            if st.model.frame_features:
-                features = torch.zeros(b - a, timemap.FRAME_FEATURES)
-                step = np.diff(pos) if len(pos) > 1 else np.ones(1)
-                features[:, 0] = torch.from_numpy(np.log2(np.clip(step[: b - a], *timemap.STEP_RANGE))).float()
-                if attacks is not None:
-                    features[:, 1] = attacks.float().cpu()
-                features = features.to(dev)
+                held = held_frames(attacks, rates, st.refine_attacks)
+            if st.model.frame_features:  # from the frame after the block too, as offline from the whole plan
+                features = timemap.frame_features(torch.from_numpy(pos), None if att is None else torch.from_numpy(att))
+                features = features[: b - a].to(dev)
             view = BlockView(
                 (read - first).to(dev),
                 resets,
