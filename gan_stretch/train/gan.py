@@ -12,6 +12,8 @@ decoded mel dB, shared with the mapper) anchor the generator.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
+from dataclasses import dataclass
 from types import SimpleNamespace
 
 import numpy as np
@@ -35,6 +37,50 @@ from .sequence import residual_output, sequence_stage, supervised_terms
 
 def lsgan_d(real: list[torch.Tensor], fake: list[torch.Tensor]) -> torch.Tensor:
     return sum(losses.discriminator_loss(r, f) for r, f in zip(real, fake))
+
+
+def _maps(scores) -> list[torch.Tensor]:
+    """A discriminator's scores as a list of score maps (one map, or one per sub-discriminator)."""
+    return scores if isinstance(scores, list) else [scores]
+
+
+@dataclass
+class Adversary:
+    """A discriminator that owns its step and its generator terms (as audiocraft's
+    ``AdversarialLoss`` does): :meth:`step` trains it on real against fake, :meth:`terms` gives
+    the generator its adversarial and feature-matching terms. ``name``: its key in the training
+    state and its loss's log name (``loss/NAME``, ``grad_norm/NAME``); ``prefix``: its scores' and
+    terms' log names (``d/PREFIXreal``, ``loss/PREFIXadversarial``, ``loss/PREFIXfeature_matching``);
+    ``features``: the feature loss (real features, fake features) -> tensor. ``*context``: what
+    the discriminator reads beside the sequence (rate, conditioning)."""
+
+    name: str
+    prefix: str
+    module: torch.nn.Module
+    features: Callable
+
+    def step(self, run: Run, step: int, lr: float, real, fake, *context) -> dict:
+        d_real, _ = self.module(real, *context)
+        d_fake, _ = self.module(fake.detach(), *context)
+        d_real, d_fake = _maps(d_real), _maps(d_fake)
+        loss = lsgan_d(d_real, d_fake)
+        run.check_finite(step, **{self.name: loss})
+        grad = run.optimize(self.name, loss, lr, step)[1]
+        return {
+            f"grad_norm/{self.name}": grad,
+            f"loss/{self.name}": loss,
+            f"d/{self.prefix}real": sum(x.mean() for x in d_real) / len(d_real),
+            f"d/{self.prefix}fake": sum(x.mean() for x in d_fake) / len(d_fake),
+        }
+
+    def terms(self, real, fake, *context) -> dict:
+        d_fake, f_fake = self.module(fake, *context)
+        with torch.no_grad():
+            _, f_real = self.module(real, *context)
+        return {
+            f"loss/{self.prefix}adversarial": sum(losses.generator_loss(x) for x in _maps(d_fake)),
+            f"loss/{self.prefix}feature_matching": self.features(f_real, f_fake),
+        }
 
 
 def train(recipe: GanRecipe) -> Run:
@@ -90,9 +136,21 @@ def train(recipe: GanRecipe) -> Run:
         state.modules["recordings_discriminator"] = rec_discriminator
         state.optimizers["recordings_discriminator"] = adam(rec_discriminator, recipe.d_lr)
     start = run.register(state)
-    generator, discriminator = state.modules["generator"], state.modules.get("discriminator")
-    spectrogram_d, ema = state.modules.get("spectrogram_discriminator"), state.modules["ema"]
-    rec_discriminator = state.modules.get("recordings_discriminator")
+    generator, ema = state.modules["generator"], state.modules["ema"]
+    modules = state.modules.get  # each discriminator as the run prepared it (DDP-wrapped where distributed)
+    latent = Adversary("discriminator", "", modules("discriminator"), losses.feature_loss) if latent_d else None
+    spectral_adv = (
+        Adversary("spectrogram_discriminator", "spec_", modules("spectrogram_discriminator"), losses.feature_loss)
+        if spec_d
+        else None
+    )
+    recorded = (  # no truth on recordings: adversarial and feature statistics only
+        Adversary(
+            "recordings_discriminator", "rec_", modules("recordings_discriminator"), losses.feature_statistics_loss
+        )
+        if rec_d
+        else None
+    )
     monitor = NaturalnessMonitor(recipe) if recipe.naturalness_every else None
     mel = losses.MelScale(spec.sample_rate, spec.n_fft).to(run.device)
     weights = {
@@ -141,63 +199,22 @@ def train(recipe: GanRecipe) -> Run:
             tgt_db = pairs.target_db[rows[:k]].to(run.device).float()
             out_db = residual_output(ae, fake[:k], src[:k], src_db)
 
-        # Discriminator steps
-        if adversarial and latent_d:
-            d_real, _ = discriminator(real, rate, cond)
-            d_fake, _ = discriminator(fake.detach(), rate, cond)
-            loss_d = losses.discriminator_loss(d_real, d_fake)
-            run.check_finite(step, discriminator=loss_d)
-            scalars["grad_norm/discriminator"] = run.optimize("discriminator", loss_d, recipe.d_lr, step)[1]
-            scalars.update({"loss/discriminator": loss_d, "d/real": d_real.mean(), "d/fake": d_fake.mean()})
-        if adversarial and spec_d:
-            s_real, _ = spectrogram_d(tgt_db, rate[:k], src_db)
-            s_fake, _ = spectrogram_d(out_db.detach(), rate[:k], src_db)
-            loss_s = lsgan_d(s_real, s_fake)
-            run.check_finite(step, spectrogram_discriminator=loss_s)
-            scalars["grad_norm/spectrogram_discriminator"] = run.optimize(
-                "spectrogram_discriminator", loss_s, recipe.d_lr, step
-            )[1]
-            scalars.update(
-                {
-                    "loss/spectrogram_discriminator": loss_s,
-                    "d/spec_real": sum(x.mean() for x in s_real) / len(s_real),
-                    "d/spec_fake": sum(x.mean() for x in s_fake) / len(s_fake),
-                }
-            )
-
-        if adversarial and rec_d:
+        # Discriminator steps, then the generator's: every term keyed by its log name, weighted by
+        # the recipe's weight of that name
+        if adversarial and latent:
+            scalars.update(latent.step(run, step, recipe.d_lr, real, fake, rate, cond))
+        if adversarial and spectral_adv:
+            scalars.update(spectral_adv.step(run, step, recipe.d_lr, tgt_db, out_db, rate[:k], src_db))
+        if adversarial and recorded:
             # the real windows are given the fakes' rates: the rate channel tells D nothing of which is which
-            r_real, _ = rec_discriminator(rec_real, rec_rate)
-            r_fake, _ = rec_discriminator(rec_fake.detach(), rec_rate)
-            loss_r = losses.discriminator_loss(r_real, r_fake)
-            run.check_finite(step, recordings_discriminator=loss_r)
-            scalars["grad_norm/recordings_discriminator"] = run.optimize(
-                "recordings_discriminator", loss_r, recipe.d_lr, step
-            )[1]
-            scalars.update(
-                {"loss/recordings_discriminator": loss_r, "d/rec_real": r_real.mean(), "d/rec_fake": r_fake.mean()}
-            )
-
-        # Generator step: every term keyed by its log name, weighted by the recipe's weight of that name
+            scalars.update(recorded.step(run, step, recipe.d_lr, rec_real, rec_fake, rec_rate))
         terms = supervised_terms(recipe, ae, mel, pairs, rows, fake, src, tgt, rng)
-        if adversarial and latent_d:
-            d_fake, f_fake = discriminator(fake, rate, cond)
-            with torch.no_grad():
-                _, f_real = discriminator(real, rate, cond)
-            terms["loss/adversarial"] = losses.generator_loss(d_fake)
-            terms["loss/feature_matching"] = losses.feature_loss(f_real, f_fake)
-        if adversarial and spec_d:
-            s_fake, g_fake = spectrogram_d(out_db, rate[:k], src_db)
-            with torch.no_grad():
-                _, g_real = spectrogram_d(tgt_db, rate[:k], src_db)
-            terms["loss/spec_adversarial"] = sum(losses.generator_loss(x) for x in s_fake)
-            terms["loss/spec_feature_matching"] = losses.feature_loss(g_real, g_fake)
-        if adversarial and rec_d:  # no truth on recordings: adversarial and feature statistics only
-            r_fake, h_fake = rec_discriminator(rec_fake, rec_rate)
-            with torch.no_grad():
-                _, h_real = rec_discriminator(rec_real, rec_rate)
-            terms["loss/rec_adversarial"] = losses.generator_loss(r_fake)
-            terms["loss/rec_feature_matching"] = losses.feature_statistics_loss(h_real, h_fake)
+        if adversarial and latent:
+            terms.update(latent.terms(real, fake, rate, cond))
+        if adversarial and spectral_adv:
+            terms.update(spectral_adv.terms(tgt_db, out_db, rate[:k], src_db))
+        if adversarial and recorded:
+            terms.update(recorded.terms(rec_real, rec_fake, rec_rate))
         loss_g = sum(weights[name] * value for name, value in terms.items())
         run.check_finite(step, generator=loss_g)
         lr, scalars["grad_norm/generator"] = run.optimize("generator", loss_g, recipe.lr, step)
