@@ -338,7 +338,7 @@ class Stream:
         # frames a decision waits for: the average after a peak, and refine_onsets' reach
         self.decide_lag = max(self.pick["post_avg"], self.pick["post_max"], cfg.n_fft // (2 * hop) + 2)
         self.output = OverlapAdd(cfg, UNBOUNDED)
-        self.next_block, self.carry = 0, None
+        self.next_block, self.carry = 0, None  # carry: the propagated phase at the next block's first frame
         self.out_chunks: list[np.ndarray] = []
         self.produced, self.released = 0, 0
         self.late = 0  # output samples asked for by the latency before they were final (none, by design)
@@ -588,10 +588,10 @@ class Stream:
             )
             spec = spectral.frames(self, cfg, first, stop)
             rate = torch.full((self.channels,), min(max(float(rates[j0 - a]), MIN_RATE), MAX_RATE), device=dev)
-            start = None if self.carry is None else self.carry[1][..., a - self.carry[0]]
+            start = self.carry  # the previous block's phase at frame a
             length = self.n_out if self.ended else UNBOUNDED
             full, phase = render_block(st, spec, view, start, ref, rate, self.band, cfg, length, a)
-            self.carry = (a, phase)
+            self.carry = phase[..., max(0, j0 + self.block - st.margin) - a].clone()  # the next block's first frame
         _, out = self.output.add(full[..., j0 - a : j1 - a], j0, last=last)
         if out.shape[-1]:
             self.out_chunks.append(out.cpu().numpy())

@@ -531,7 +531,7 @@ class Stretcher:
         positions = plan.read
         rate = torch.full((source.shape[0],), plan.rate, device=band.device)
         output = OverlapAdd(cfg, tmap.n_out)
-        carry = None  # (first output frame, propagated phase) of the previous block
+        carry = None  # the previous block's propagated phase at this block's first frame [C, F]
         for j0 in range(0, n_out, block):
             adjust()
             j1 = min(j0 + block, n_out)
@@ -543,9 +543,11 @@ class Stretcher:
             else:
                 spec = spectral.frames(source, cfg, first, stop).to(band.device)
             view = plan.block(a, b, first)
-            start = None if carry is None else carry[1][..., a - carry[0]]
-            full, phase = render_block(self, spec, view, start, ref, rate, band, cfg, tmap.n_out, a)
-            carry = (a, phase)
+            full, phase = render_block(self, spec, view, carry, ref, rate, band, cfg, tmap.n_out, a)
+            # the next block starts from this one's propagated phase at its first frame: that frame
+            # alone is kept (the whole block's phase, kept through the next block, fragmented the heap)
+            nxt = max(0, j1 - margin)
+            carry = phase[..., nxt - a].clone() if j1 < n_out else None
             first_sample, out = output.add(full[..., j0 - a : j1 - a], j0, last=j1 == n_out)
             if out.shape[-1]:
                 yield first_sample, out
