@@ -165,6 +165,7 @@ def realtime_command(args) -> int:
     (:meth:`gan_stretch.stretcher.Stretcher.stream`) and the output written as it is final;
     standard input and output are WAV streams (:mod:`gan_stretch.wavpipe`)."""
     from pathlib import Path
+    from types import SimpleNamespace
 
     from .audio import AudioReader, AudioWriter, check_output_path, is_stdin, is_stdout
     from .errors import AudioError, ConfigError
@@ -234,7 +235,9 @@ def realtime_command(args) -> int:
         writer.write(stream.finish())
         clipped, frames = writer.clipped, writer.frames
     else:
-        like = None if from_stdin else source
+        # the input's sample format (a WAV stream's: PCM 8-32 bit or float), as for a file
+        subtype = {8: "PCM_U8", 16: "PCM_16", 24: "PCM_24", 32: "FLOAT" if float_in else "PCM_32", 64: "DOUBLE"}
+        like = SimpleNamespace(format="WAV", subtype=subtype.get(bits)) if from_stdin else source
         with AudioWriter(args.output, sr, channels, like=like, clobber=not args.no_clobber) as writer:
             for x in chunks():
                 writer.write(stream.process(x))

@@ -40,7 +40,14 @@ class WavReader:
         return out
 
     def _header(self) -> None:
-        head = self._take(12)
+        try:
+            head = self._take(12)
+        except AudioError:
+            if not self.pending or not b"RIFF".startswith(self.pending[:4]):
+                raise AudioError(
+                    f"cannot read {self.name} as it arrives: it is not WAV (--realtime reads WAV)"
+                ) from None
+            raise
         if head[:4] not in (b"RIFF", b"RF64") or head[8:12] != b"WAVE":
             raise AudioError(f"cannot read {self.name} as it arrives: it is not WAV (--realtime reads WAV)")
         fmt = None
@@ -57,6 +64,9 @@ class WavReader:
                 if fmt is None:
                     raise AudioError(f"cannot read {self.name}: its WAV data comes before its format")
                 self.left = None if size in (0, UNKNOWN) or size >= 0x7FFFF000 else size
+                if self.left is not None:  # data bytes read with the header count too
+                    self.pending = self.pending[: self.left]
+                    self.left -= len(self.pending)
                 break
             else:
                 self._take(size + (size & 1))
@@ -76,16 +86,19 @@ class WavReader:
 
     def read(self) -> np.ndarray | None:
         """The whole frames that have arrived: float32 [C, k] (k may be 0), or None at the end."""
-        if self.left == 0:
+        new = b""
+        if self.left != 0:
+            new = os.read(self.fd, 1 << 16)
+            if self.left is not None:
+                new = new[: self.left]
+                self.left -= len(new)
+            if not new:
+                self.left = 0  # the stream has ended
+        data = self.pending + new
+        if not new and len(data) < self.frame_bytes:  # nothing more comes (a trailing part frame is dropped)
             return None
-        got = self.pending or os.read(self.fd, 1 << 16)
-        self.pending = b""
-        if not got:
-            return None
-        if self.left is not None:
-            got, self.left = got[: self.left], max(0, self.left - len(got))
-        whole = len(got) - len(got) % self.frame_bytes
-        raw, self.pending = got[:whole], got[whole:]
+        whole = len(data) - len(data) % self.frame_bytes
+        raw, self.pending = data[:whole], data[whole:]
         return decode(raw, self.kind, self.channels)
 
 

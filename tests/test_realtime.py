@@ -299,3 +299,56 @@ def test_a_decay_in_two_stages_follows_the_offline_fit(default):
 
     got, _ = streamed(default, x, 0.5, 2048)
     assert np.abs(logmel(got) - logmel(default.stretch(x, SR, 0.5))).mean() < 1.0
+
+
+@pytest.mark.parametrize("subtype", ["PCM_U8", "PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE"])
+def test_a_wav_stream_arriving_in_odd_pieces_reads_whole(tmp_path, subtype):
+    """A WAV file (with its data length and, for float, a fact chunk, as sox and soundfile write
+    them) through a pipe in 1001-byte pieces: every sample comes back, as soundfile reads them."""
+    import os
+    import threading
+
+    import soundfile as sf
+
+    from gan_stretch.wavpipe import WavReader
+
+    x = music(0.5, seed=6) * 0.9
+    path = tmp_path / "in.wav"
+    sf.write(path, x.T, SR, subtype=subtype)
+    want, _ = sf.read(path, dtype="float32", always_2d=True)
+    data = path.read_bytes()
+    r, w = os.pipe()
+
+    def feed():
+        for i in range(0, len(data), 1001):
+            os.write(w, data[i : i + 1001])
+        os.close(w)
+
+    threading.Thread(target=feed, daemon=True).start()
+    reader = WavReader(r)
+    parts = []
+    while (chunk := reader.read()) is not None:
+        parts.append(chunk)
+    os.close(r)
+    got = np.concatenate(parts, axis=1)
+    assert reader.sample_rate == SR and reader.channels == 2
+    np.testing.assert_allclose(got, want.T, atol=1e-7)
+
+
+def test_standard_input_that_is_not_wav_is_named(tmp_path):
+    import subprocess
+
+    for data in (b"hello\n", b""):
+        p = cli(
+            "stretch",
+            "-",
+            "-",
+            "--rate",
+            "1.2",
+            "--realtime",
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        _, err = p.communicate(data, timeout=120)
+        assert p.returncode != 0 and "it is not WAV" in err.decode(), err.decode()
