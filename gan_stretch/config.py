@@ -17,7 +17,14 @@ from pathlib import Path
 import yaml
 
 from .errors import ConfigError
-from .settings import BIG, check_fields, coerce, setting
+from .models import (
+    AutoencoderConfig,
+    DiscriminatorConfig,
+    GeneratorConfig,
+    MapperConfig,
+    SpectrogramDiscriminatorConfig,
+)
+from .settings import BIG, check_fields, coerce, same_as, setting
 
 
 @dataclass
@@ -44,8 +51,8 @@ class Recipe:
 @dataclass
 class AutoencoderRecipe(Recipe):
     stage: str = "autoencoder"
-    hidden: list[int] = setting([1024, 512], 1, 65536, min_items=2)
-    latent: int = setting(128, 1, 4096)
+    hidden: list[int] = same_as(AutoencoderConfig, "hidden")
+    latent: int = same_as(AutoencoderConfig, "latent")
     mel_weight: float = setting(1.0, 0, 1e6)  # L1 on mel dB (the benchmark's scale)
     linear_weight: float = setting(1.0, 0, 1e6)  # L1 on linear-frequency dB
     quiet_db: float = setting(-80.0, -200, 0)  # frames whose maximum is below this (re piece max) are not trained on
@@ -77,17 +84,18 @@ class SequenceRecipe(Recipe):
 @dataclass
 class MapperRecipe(SequenceRecipe):
     stage: str = "mapper"
-    hidden: int = setting(256, 1, 65536)
+    hidden: int = same_as(MapperConfig, "hidden")
 
 
 @dataclass
 class GanRecipe(SequenceRecipe):
     stage: str = "gan"
-    channels: int = setting(128, 1, 4096)
-    kernel: int = setting(5, 1, 63)
-    dilations: list[int] = setting([1, 2, 4, 1, 2, 4], 1, 1024, min_items=1)
-    d_channels: int = setting(128, 1, 4096)
-    d_layers: int = setting(4, 1, 12)
+    # the networks' sizes: their configs' defaults and ranges (gan_stretch.models)
+    channels: int = same_as(GeneratorConfig, "channels")
+    kernel: int = same_as(GeneratorConfig, "kernel")
+    dilations: list[int] = same_as(GeneratorConfig, "dilations")
+    d_channels: int = same_as(DiscriminatorConfig, "channels")
+    d_layers: int = same_as(DiscriminatorConfig, "layers")
     d_conditional: bool = True
     d_lr: float = setting(2e-4, 0, 10, above=True)
     adv_weight: float = setting(1.0, 0, 1e6)
@@ -96,7 +104,7 @@ class GanRecipe(SequenceRecipe):
     ema_decay: float = setting(0.99, 0, 1, below=True)
     spec_adv_weight: float = setting(0.0, 0, 1e6)  # adversarial term of the spectrogram discriminator
     spec_fm_weight: float = setting(0.0, 0, 1e6)  # its feature matching
-    spec_d_channels: int = setting(16, 1, 1024)
+    spec_d_channels: int = same_as(SpectrogramDiscriminatorConfig, "channels")
     spec_d_batch: int = setting(8, 1, 65536)  # windows of each batch the spectrogram discriminator sees
     real: str = setting(
         "target", choices=("target", "natural")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import typing
-from dataclasses import field
+from dataclasses import MISSING, field
 
 from .errors import ConfigError
 
@@ -33,6 +33,17 @@ def setting(
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
+
+
+def same_as(config, name: str):
+    """The setting ``name`` of the dataclass ``config`` (a network's config), declared there once:
+    a recipe's field with the same default and the same accepted values."""
+    f = config.__dataclass_fields__[name]
+    default = f.default_factory() if f.default is MISSING else f.default
+    m = f.metadata
+    return setting(
+        default, m["lo"], m["hi"], above=m["above"], below=m["below"], choices=m["choices"], min_items=m["min_items"]
+    )
 
 
 BIG = 10**9  # a bound no sane value reaches, so typos (steps=1e12) still fail
