@@ -591,7 +591,8 @@ class Stream:
             start = self.carry  # the previous block's phase at frame a
             length = self.n_out if self.ended else UNBOUNDED
             full, phase = render_block(st, spec, view, start, ref, rate, self.band, cfg, length, a)
-            self.carry = phase[..., max(0, j0 + self.block - st.margin) - a].clone()  # the next block's first frame
+            nxt = max(0, j0 + self.block - st.margin) - a  # the next block's first frame
+            self.carry = phase[..., nxt].clone() if nxt < phase.shape[-1] else None
         _, out = self.output.add(full[..., j0 - a : j1 - a], j0, last=last)
         if out.shape[-1]:
             self.out_chunks.append(out.cpu().numpy())

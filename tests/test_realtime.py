@@ -352,3 +352,13 @@ def test_standard_input_that_is_not_wav_is_named(tmp_path):
         )
         _, err = p.communicate(data, timeout=120)
         assert p.returncode != 0 and "it is not WAV" in err.decode(), err.decode()
+
+
+@pytest.mark.parametrize("block", [1, 64])
+def test_any_block_size_gives_the_whole_output(default, block):
+    """block_frames from 1 to beyond the generator's context: the output has its length and
+    holds the music (a block longer than the context once failed on the last block)."""
+    x = music(2.0, seed=8)
+    y, s = streamed(default, x, 1.25, 1000, block_frames=block)
+    assert y.shape == (2, round(x.shape[1] / 1.25)) and np.isfinite(y).all() and np.abs(y).max() > 0.05
+    assert s.late == 0
