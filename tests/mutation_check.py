@@ -129,8 +129,8 @@ MUTATIONS = [
     bug(
         "each streamed block restarts its phase",
         "gan_stretch/stretcher.py",
-        "start = None if carry is None else carry[1][..., a - carry[0]]",
-        "start = None",
+        "render_block(self, spec, view, carry, ref,",
+        "render_block(self, spec, view, None, ref,",
         ("tests/test_streaming.py::test_streaming_in_small_blocks_matches_one_block",),
     ),
     bug(
@@ -172,8 +172,8 @@ MUTATIONS = [
     bug(
         "eval/study.py reuses scores whatever model and settings they were made of",
         "eval/study.py",
-        'return (folder / "results.csv").is_file() and json.loads((folder / "scored.json").read_text()) == key',
-        'return (folder / "results.csv").is_file()',
+        'return (folder / table).is_file() and json.loads((folder / "scored.json").read_text()) == key',
+        "return (folder / table).is_file()",
         ("tests/test_study.py::test_scores_are_reused_only_for_the_same_model_file_and_variant_settings",),
     ),
     bug(
@@ -184,10 +184,10 @@ MUTATIONS = [
         ("tests/test_training.py::test_generator_recipe_trains_no_discriminator_and_exports_a_generator",),
     ),
     bug(
-        "the generator's recordings term pushes the wrong way (toward 'fake')",
+        "the generator's adversarial terms push the wrong way (toward 'fake')",
         "gan_stretch/train/gan.py",
-        'terms["loss/rec_adversarial"] = losses.generator_loss(r_fake)',
-        'terms["loss/rec_adversarial"] = (r_fake**2).mean()',
+        'f"loss/{self.prefix}adversarial": sum(losses.generator_loss(x) for x in _maps(d_fake)),',
+        'f"loss/{self.prefix}adversarial": sum((x**2).mean() for x in _maps(d_fake)),',
         ("tests/test_training.py::test_generator_learns_from_the_recordings_discriminator_alone",),
     ),
     bug(
