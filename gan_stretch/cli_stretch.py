@@ -227,7 +227,7 @@ def realtime_command(args) -> int:
                 yield source.read(lo, min(lo + 4096, source.frames)).cpu().numpy()
 
     if to_stdout:
-        writer = WavWriter(sys.stdout.buffer, sr, channels, 32 if float_in else min(bits, 24))
+        writer = WavWriter(sys.stdout.buffer, sr, channels, 32 if float_in else 24 if bits > 16 else 16)
         for x in chunks():
             writer.write(stream.process(x))
         if stream.fed == 0:

@@ -122,6 +122,8 @@ class WavWriter:
     scale (``clipped`` counts the samples that did)."""
 
     def __init__(self, out, sample_rate: int, channels: int, bits: int = 16):
+        if bits not in (16, 24, 32):
+            raise ValueError(f"a WAV stream is written as 16-bit, 24-bit or 32-bit float samples, not {bits}-bit")
         self.out, self.channels, self.bits = out, channels, bits
         self.clipped, self.frames = 0, 0
         tag = FLOAT if bits == 32 else PCM

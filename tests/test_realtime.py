@@ -362,3 +362,24 @@ def test_any_block_size_gives_the_whole_output(default, block):
     y, s = streamed(default, x, 1.25, 1000, block_frames=block)
     assert y.shape == (2, round(x.shape[1] / 1.25)) and np.isfinite(y).all() and np.abs(y).max() > 0.05
     assert s.late == 0
+
+
+@pytest.mark.parametrize("subtype, bits", [("PCM_U8", 16), ("PCM_24", 24), ("FLOAT", 32)])
+def test_the_cli_writes_standard_output_in_the_inputs_sample_format(subtype, bits):
+    """8-bit in: 16-bit out (a WAV stream's least); 24-bit in: 24-bit out; float in: float out;
+    every sample there."""
+    import io
+    import struct
+    import subprocess
+
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, music(1.0, seed=9).T, SR, format="WAV", subtype=subtype)
+    p = cli("stretch", "-", "-", "--rate", "1.25", "--realtime", stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    out, _ = p.communicate(buf.getvalue(), timeout=120)
+    assert p.returncode == 0
+    tag, channels, sr = struct.unpack("<HHI", out[20:28])
+    assert (struct.unpack("<H", out[34:36])[0], channels, sr) == (bits, 2, SR)
+    assert tag == (3 if bits == 32 else 1)
+    assert (len(out) - 44) // (2 * bits // 8) == round(SR / 1.25)
