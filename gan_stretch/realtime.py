@@ -15,9 +15,9 @@ stream decides the same things from what it has heard, looking a bounded distanc
   so a frame's place is decided without waiting for the next attack;
 - **decays**: each frame's decay is fitted over its gap from the attack to ``FIT_AHEAD`` input
   frames past the frame (offline: the whole gap; the same where the gap ends sooner);
-- **blocks**: the model and Griffin-Lim run on blocks of ``block_frames`` output frames with the
-  offline loop's margin each side (:func:`gan_stretch.blocks.render_block`), so a block sees the
-  generator's whole context.
+- **blocks**: the model and Griffin-Lim run on blocks of ``block_frames`` output frames
+  (:func:`gan_stretch.blocks.render_block`, as offline) with the offline loop's margin before
+  each (the generator's context and Griffin-Lim's reach) and ``lookahead_frames`` after it.
 
 The work is done in steps of ``STEP_FRAMES`` hops of input, each on the input up to its own end
 only, so the output does not depend on how the input is cut into chunks; the output is released
@@ -40,9 +40,10 @@ from . import decays, spectral, timemap
 from .audio import check_sample_rate
 from .band import Band, input_config
 from .blocks import SILENT_DB, BlockView, render_block
-from .errors import AudioError, ConfigError
+from .errors import AudioError
 from .magnitudes import channel_reference_db
 from .plan import held_frames, near_one
+from .settings import check_count
 from .spectral import MAX_RATE, MEL_BANDS, MIN_RATE, check_rate
 from .streaming import OverlapAdd
 
@@ -283,23 +284,10 @@ class Stream:
     ):
         self.st = stretcher
         self.sr = check_sample_rate(sr)
-        if isinstance(channels, bool) or not isinstance(channels, (int, np.integer)) or not 1 <= channels <= 64:
-            raise ConfigError(f"channels must be a channel count in [1, 64], got {channels!r}")
-        if (
-            isinstance(block_frames, bool)
-            or not isinstance(block_frames, (int, np.integer))
-            or not 1 <= block_frames <= 4096
-        ):
-            raise ConfigError(f"block_frames must be a frame count in [1, 4096], got {block_frames!r}")
+        check_count("channels", channels, "a channel count", 1, 64)
+        check_count("block_frames", block_frames, "a frame count", 1, 4096)
+        check_count("lookahead_frames", lookahead_frames, "a frame count", 0, stretcher.margin)
         self.channels, self.block = int(channels), int(block_frames)
-        if (
-            isinstance(lookahead_frames, bool)
-            or not isinstance(lookahead_frames, (int, np.integer))
-            or not 0 <= lookahead_frames <= stretcher.margin
-        ):
-            raise ConfigError(
-                f"lookahead_frames must be a frame count in [0, {stretcher.margin}], got {lookahead_frames!r}"
-            )
         # output frames each block reads past its end (the offline loop reads its whole margin: the
         # generator's context and Griffin-Lim's reach)
         self.ahead = int(lookahead_frames)

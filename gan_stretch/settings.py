@@ -12,6 +12,8 @@ import math
 import typing
 from dataclasses import MISSING, field
 
+import numpy as np
+
 from .errors import ConfigError
 
 
@@ -33,6 +35,12 @@ def setting(
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
+
+
+def check_count(name: str, value, what: str, low: int, high: int) -> None:
+    """A setting that must be an integer (not a bool) in [low, high]: ConfigError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
+        raise ConfigError(f"{name} must be {what} in [{low}, {high}], got {value!r}")
 
 
 def same_as(config, name: str):

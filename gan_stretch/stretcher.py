@@ -27,17 +27,12 @@ from .errors import AudioError, ConfigError
 from .memory import reuse_freed_memory
 from .model import Model, check_device, load_model, resolve_checkpoint
 from .plan import make_plan
+from .settings import check_count
 from .spectral import SpectralConfig
 from .streaming import Centred, OverlapAdd, analysis_pass, direct_current, frame_store, passthrough
 from .threads import adaptive_threads
 
 DC_MIN = 1e-3  # a channel's mean (-60 dBFS) from which it is taken out before the stretch
-
-
-def _check_count(name: str, value, what: str, low: int, high: int) -> None:
-    """A setting that must be an integer (not a bool) in [low, high]: ConfigError otherwise."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
-        raise ConfigError(f"{name} must be {what} in [{low}, {high}], got {value!r}")
 
 
 class Stretcher:
@@ -159,7 +154,7 @@ class Stretcher:
         phase_floor_db: float | None = None,
         dense_attacks: bool = True,
     ):
-        _check_count("griffin_lim", griffin_lim, "an iteration count", 0, 1000)
+        check_count("griffin_lim", griffin_lim, "an iteration count", 0, 1000)
         if phase_floor_db is not None and (
             isinstance(phase_floor_db, bool)
             or not isinstance(phase_floor_db, (int, float))
@@ -167,7 +162,7 @@ class Stretcher:
         ):
             raise ConfigError(f"phase_floor_db must be a positive number of dB, or None; got {phase_floor_db!r}")
         self.phase_floor_db = None if phase_floor_db is None else float(phase_floor_db)
-        _check_count("chunk_frames", chunk_frames, "a frame count", 1, 10**6)
+        check_count("chunk_frames", chunk_frames, "a frame count", 1, 10**6)
         self.device = check_device(device)
         self.model = (
             checkpoint_path if isinstance(checkpoint_path, Model) else load_model(resolve_checkpoint(checkpoint_path))
@@ -191,7 +186,7 @@ class Stretcher:
         if not isinstance(span, (tuple, list)) or len(span) != 2:
             raise ConfigError(f"attack_span must be two frame counts (before, after), got {attack_span!r}")
         for v in span:
-            _check_count("attack_span", v, "two frame counts (before, after)", 0, 8)
+            check_count("attack_span", v, "two frame counts (before, after)", 0, 8)
         self.attack_span = (int(span[0]), int(span[1]))
         self.dense_attacks = bool(dense_attacks)
         self.chunk_frames = int(chunk_frames)  # output frames per streamed block (about 24 s)
