@@ -160,6 +160,15 @@ def split(rows: list[dict]) -> tuple[list[dict], list[dict]]:
     return [r for r in rows if r["method"] == "default"], [r for r in rows if r["method"] == "no-decays"]
 
 
+def levels(d: list[dict], n: list[dict]) -> str:
+    """The cells both truth tables share: the truth's, the default's (``d``) and no-decays' (``n``)
+    level change, then both log-mel distances."""
+    return (
+        f"{mean(d, 'truth_level_db'):+.2f} | {mean(d, 'level_db'):+.2f} | {mean(n, 'level_db'):+.2f} | "
+        f"{mean(d, 'logmel_db'):.2f} | {mean(n, 'logmel_db'):.2f}"
+    )
+
+
 def table(rows: list[dict], rates, args) -> str:
     out = [
         f"# Decays: the default with and without them ({' / '.join(map(str, rates))})",
@@ -179,9 +188,7 @@ def table(rows: list[dict], rates, args) -> str:
         for rate in rates:
             d, n = split([r for r in truth_rows if r["set"] == s and r["rate"] == rate])
             out.append(
-                f"| {s} | {rate:g} | {mean(d, 'truth_level_db'):+.2f} | {mean(d, 'level_db'):+.2f} | "
-                f"{mean(n, 'level_db'):+.2f} | {mean(d, 'logmel_db'):.2f} | {mean(n, 'logmel_db'):.2f} | "
-                f"{mean(d, 'round_trip_db'):.2f} | {mean(n, 'round_trip_db'):.2f} |"
+                f"| {s} | {rate:g} | {levels(d, n)} | {mean(d, 'round_trip_db'):.2f} | {mean(n, 'round_trip_db'):.2f} |"
             )
     out += [
         "",
@@ -193,11 +200,7 @@ def table(rows: list[dict], rates, args) -> str:
     for rev in (False, True):
         for rate in rates:
             d, n = split([r for r in truth_rows if r["reverb"] == rev and r["rate"] == rate])
-            out.append(
-                f"| {'on' if rev else 'off'} | {len(d)} | {rate:g} | {mean(d, 'truth_level_db'):+.2f} | "
-                f"{mean(d, 'level_db'):+.2f} | {mean(n, 'level_db'):+.2f} | {mean(d, 'logmel_db'):.2f} | "
-                f"{mean(n, 'logmel_db'):.2f} |"
-            )
+            out.append(f"| {'on' if rev else 'off'} | {len(d)} | {rate:g} | {levels(d, n)} |")
     methods = list(dict.fromkeys(r["method"] for r in rows))
     if len(methods) > 2:
         out += [

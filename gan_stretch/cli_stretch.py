@@ -78,18 +78,7 @@ def _stretch_command(args, piped: bool = False) -> int:
         with AudioReader(src) as reader:  # the input's header and the output's format, before any work
             check_sample_rate(reader.sample_rate, "standard input" if piped else reader.name)
             check_format(dst, reader.sample_rate, reader.channels)
-    # every setting, for this process's Stretcher and each folder worker's
-    settings = dict(
-        device=args.device,
-        griffin_lim=args.griffin_lim,
-        phase_lock=args.phase_lock,
-        residual=not args.no_residual,
-        transients=False if args.no_transients else None,
-        decays=False if args.no_decays else None,
-        refine_attacks={"auto": None, "refine": True, "hold": False}[args.attack_frames],
-        attack_span=attack_span(args.attack_span),
-        dense_attacks=not args.no_dense_attacks,
-    )
+    settings = stretcher_settings(args)  # for this process's Stretcher and each folder worker's
     stretcher = Stretcher(args.checkpoint, **settings)
     if not src.is_dir():
         with tqdm(desc="audio", unit="s", leave=False, disable=not sys.stderr.isatty()) as seconds:
@@ -160,6 +149,21 @@ def _stretch_command(args, piped: bool = False) -> int:
     return 1 if failed else 0
 
 
+def stretcher_settings(args) -> dict:
+    """The Stretcher's keyword arguments from the command's options (every stretch the command makes)."""
+    return dict(
+        device=args.device,
+        griffin_lim=args.griffin_lim,
+        phase_lock=args.phase_lock,
+        residual=not args.no_residual,
+        transients=False if args.no_transients else None,
+        decays=False if args.no_decays else None,
+        refine_attacks={"auto": None, "refine": True, "hold": False}[args.attack_frames],
+        attack_span=attack_span(args.attack_span),
+        dense_attacks=not args.no_dense_attacks,
+    )
+
+
 def realtime_command(args) -> int:
     """``gan-stretch stretch --realtime``: the input is stretched as it arrives
     (:meth:`gan_stretch.stretcher.Stretcher.stream`) and the output written as it is final;
@@ -203,18 +207,7 @@ def realtime_command(args) -> int:
     check_sample_rate(sr, "standard input" if from_stdin else source.name)
     if not to_stdout:
         check_output_path(args.output, inputs=() if from_stdin else (args.input,))
-    stretcher = Stretcher(
-        args.checkpoint,
-        device=args.device,
-        griffin_lim=args.griffin_lim,
-        phase_lock=args.phase_lock,
-        residual=not args.no_residual,
-        transients=False if args.no_transients else None,
-        decays=False if args.no_decays else None,
-        refine_attacks={"auto": None, "refine": True, "hold": False}[args.attack_frames],
-        attack_span=attack_span(args.attack_span),
-        dense_attacks=not args.no_dense_attacks,
-    )
+    stretcher = Stretcher(args.checkpoint, **stretcher_settings(args))
     stream = stretcher.stream(sr, channels, rate, block_frames=args.block_frames)
 
     def chunks():
