@@ -31,7 +31,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gan_stretch.config import read_recipe_file
+from gan_stretch.train.recipes import read_recipe_file
 
 from launch import train_command  # eval/launch.py, beside this script
 

@@ -6,7 +6,7 @@
 
 Methods: every ``--model NAME=PATH`` (a model of kind autoencoder is plain latent interpolation;
 ``NAME=PATH@griffin_lim=16,phase_lock=0,residual=0,transients=1`` scores it with other pipeline settings),
-the classical stretchers of gan_stretch.teachers, and the ceilings
+the classical stretchers of gan_stretch.stretching.teachers, and the ceilings
   ceiling-phase     the TRUE stretched magnitudes through our phase reconstruction
   ceiling-ae        the TRUE stretched audio through the autoencoder (needs a --model) + phase
   interp-magnitude  input magnitudes interpolated in time (no autoencoder) + our phase
@@ -37,11 +37,15 @@ import torch
 from einops import rearrange
 from tqdm import tqdm
 
-from gan_stretch import metrics, parallel, spectral, synthesis, teachers
-from gan_stretch import naturalness as nat
-from gan_stretch.cli_stretch import attack_span
+from gan_stretch.cli.stretch import attack_span
 from gan_stretch.data.corpus import Corpus
-from gan_stretch.pipeline import Stretcher, load_model, resolve_checkpoint
+from gan_stretch.dsp import phase_vocoder, spectrum, synthesis, timemap
+from gan_stretch.measures import metrics
+from gan_stretch.measures import naturalness as nat
+from gan_stretch.models.model_file import load_model, resolve_checkpoint
+from gan_stretch.runtime import parallel
+from gan_stretch.stretching import teachers
+from gan_stretch.stretching.stretcher import Stretcher
 
 import listen  # eval/listen.py, beside this script
 import validate_naturalness  # eval/validate_naturalness.py
@@ -76,21 +80,21 @@ def ceiling(
 ) -> np.ndarray:
     """Reference pipelines that isolate one stage's error (see the module docstring)."""
     wave = torch.from_numpy(src[None])
-    spec = spectral.stft(wave, cfg)
+    spec = spectrum.stft(wave, cfg)
     n_out = truth.shape[-1]
-    positions = spectral.stretch_positions(spec.shape[-1], cfg.n_frames(n_out), rate)
-    phase = spectral.propagate_phase(spec, positions, cfg)
+    positions = timemap.stretch_positions(spec.shape[-1], cfg.n_frames(n_out), rate)
+    phase = phase_vocoder.propagate_phase(spec, positions, cfg)
     if kind == "interp-magnitude":
-        mag = rearrange(spectral.time_scale(rearrange(spec.abs(), "c f t -> c t f"), positions), "c t f -> c f t")
+        mag = rearrange(timemap.time_scale(rearrange(spec.abs(), "c f t -> c t f"), positions), "c t f -> c f t")
     else:
-        mag = spectral.stft(torch.from_numpy(truth[None]), cfg).abs()
+        mag = spectrum.stft(torch.from_numpy(truth[None]), cfg).abs()
         if kind == "ceiling-ae":
-            ref = spectral.reference_db(mag)
+            ref = spectrum.reference_db(mag)
             ae = stretcher.model.autoencoder.cpu()
-            db = ae.decode(ae.encode(rearrange(spectral.magnitude_to_db(mag, ref, cfg), "c f t -> c t f")))
-            mag = spectral.db_to_magnitude(rearrange(db, "c t f -> c f t"), ref)
+            db = ae.decode(ae.encode(rearrange(spectrum.magnitude_to_db(mag, ref, cfg), "c f t -> c t f")))
+            mag = spectrum.db_to_magnitude(rearrange(db, "c t f -> c f t"), ref)
     if phase_lock:  # the models' phase reconstruction: propagated, locked, refined
-        phase = spectral.lock_phase(phase, mag, torch.angle(spec), positions)
+        phase = phase_vocoder.lock_phase(phase, mag, torch.angle(spec), positions)
     return synthesis.reconstruct(mag, phase, cfg, n_out, griffin_lim)[0].numpy()
 
 
@@ -244,8 +248,8 @@ def recordings(args, models: dict) -> int:
     """Recorded music has no ground truth: score duration, pitch shift against the input, and
     log-mel distance to each classical stretcher's output."""
 
-    from gan_stretch.audio import load
     from gan_stretch.data.corpus import AUDIO_EXTENSIONS
+    from gan_stretch.io.audio import load
 
     files = sorted(p for p in Path(args.recordings).rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)
     files = files[: args.pieces]
@@ -596,7 +600,7 @@ def score_pair(job) -> tuple[list[dict], dict]:
             y = ceiling(
                 name,
                 any_model,
-                (any_model.spectral if any_model else spectral.SpectralConfig(sample_rate=sr)),
+                (any_model.spectral if any_model else spectrum.SpectralConfig(sample_rate=sr)),
                 src,
                 truth,
                 rate,

@@ -6,7 +6,7 @@ performance at the new tempo does, and what does that cost where no truth exists
 On true-tempo evaluation sets, each held-out piece at rate 1 is stretched to every rate by the
 packaged default with its decays (``default``) and without (``no-decays``, ``Stretcher(decays=False)``)
 and scored against the true render: log-mel distance, the output's level change against the input
-(mean over bands, :func:`gan_stretch.naturalness.band_level_change_db`) beside the true render's own
+(mean over bands, :func:`gan_stretch.measures.naturalness.band_level_change_db`) beside the true render's own
 level change, and the round trip (stretched by r, then by 1/r, against the input). Pieces rendered
 with reverb (the item's ``effects``: fluidsynth's reverb at room sizes 0.4 to 0.9, or TiMidity's) and without are
 reported apart. On a recordings corpus (``gan-stretch data recordings``; its held-out excerpts, one
@@ -23,9 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from gan_stretch import decays, metrics
-from gan_stretch import naturalness as nat
 from gan_stretch.data.corpus import Corpus
+from gan_stretch.dsp import decays
+from gan_stretch.measures import metrics
+from gan_stretch.measures import naturalness as nat
 
 SETS = (
     "classical-opl3-22050",
@@ -76,7 +77,7 @@ def fit_head(levels):
     return np.clip(slope * w, -decays.MAX_SLOPE_DB, 0.0)
 
 
-# other decay fits, scored in place of gan_stretch.decays.decay_slope (``--fits``)
+# other decay fits, scored in place of gan_stretch.dsp.decays.decay_slope (``--fits``)
 FITS = {
     "line": fit_line,
     "r2-squared": fit_r2_squared,
@@ -112,7 +113,7 @@ def init(fits=()) -> None:
 
 def level_db(bands: list[float]) -> float:
     """Mean level change over the bands below 11 kHz (the bands every sample rate here has) of
-    :func:`gan_stretch.naturalness.band_level_change_db`."""
+    :func:`gan_stretch.measures.naturalness.band_level_change_db`."""
     return float(np.nanmean(bands[:4]))
 
 
@@ -288,7 +289,7 @@ def paired(before: Path, after: Path, method: str = "default", seed: int = 0) ->
 
 
 def main(argv=None) -> None:
-    from gan_stretch import parallel
+    from gan_stretch.runtime import parallel
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", help="results folder")

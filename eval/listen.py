@@ -47,9 +47,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from gan_stretch import teachers
-from gan_stretch.checkpoint import atomic_write
 from gan_stretch.errors import GanStretchError
+from gan_stretch.io.checkpoint import atomic_write
+from gan_stretch.stretching import teachers
 
 TARGET_LUFS = -23.0  # EBU R 128's programme level
 PEAK_DBFS = -1.0  # no clip peaks above this after normalisation (sample peak)

@@ -43,8 +43,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from gan_stretch import metrics, parallel
 from gan_stretch.data.manifest import Corpus
+from gan_stretch.measures import metrics
+from gan_stretch.runtime import parallel
 
 METHODS = ("gan", "librosa", "rubberband", "rubberband-r3", "unshifted")
 SEMITONES = (-12, -5, -2, 2, 5, 12)

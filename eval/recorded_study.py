@@ -11,7 +11,7 @@ Scored by eval/benchmark.py (one call per model, so scores accumulate as runs fi
   (a) held-out recordings (--recordings): naturalness (two-sample accuracy per recording, 0.5 =
       indistinguishable) and round trip (log-mel dB of r then 1/r against the excerpt); each
       recording's value averaged over the seeds first, then recorded minus control, paired by
-      recording, with its 95 % bootstrap interval (gan_stretch.naturalness.paired_difference);
+      recording, with its 95 % bootstrap interval (gan_stretch.measures.naturalness.paired_difference);
   (b) every true-tempo set (--eval): both axes (log-mel dB and ViSQOL, and the attack measures),
       per-clip paired improvement with bootstrap intervals, as in eval/study.py.
 Writes OUT/README.md's tables to OUT/study.md, OUT/paired.csv and OUT/commands.txt; reruns train and
@@ -64,7 +64,7 @@ def per_recording(rows: list[dict], measure: str, variant: str, rate: float) -> 
 def recorded_difference(rows: list[dict], measure: str, rate: float, seed: int = 0) -> dict:
     """recorded minus control on ``measure`` at ``rate``, paired by recording, with its 95 %
     interval. For naturalness the difference is of |accuracy - 0.5| (negative: more natural)."""
-    from gan_stretch.naturalness import paired_difference
+    from gan_stretch.measures.naturalness import paired_difference
 
     a, b = (per_recording(rows, measure, v, rate) for v in ("recorded", "control"))
     if RECORDED_MEASURES[measure] == "closer to 0.5":

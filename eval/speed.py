@@ -81,8 +81,9 @@ def cpu(args) -> None:
     default threads, the mapper; medians, and the ratio to librosa of the same round."""
     import soundfile as sf
 
-    from gan_stretch import Stretcher, teachers
-    from gan_stretch.parallel import limited_threads
+    from gan_stretch import Stretcher
+    from gan_stretch.runtime.parallel import limited_threads
+    from gan_stretch.stretching import teachers
 
     if args.audio:
         wave, sr = sf.read(args.audio, dtype="float32", always_2d=True)
@@ -146,7 +147,7 @@ def cpu(args) -> None:
 
 def gpu(args) -> None:
     from gan_stretch import Stretcher
-    from gan_stretch.timemap import from_rate
+    from gan_stretch.dsp.timemap import from_rate
 
     device = args.device or "cuda"
     stretcher = Stretcher(
@@ -195,7 +196,7 @@ def memory(args) -> None:
             # VmHWM: the peak of this process image alone (ru_maxrss would include the parent's
             # memory at fork time, which holds the test file's samples)
             script = (
-                "import re, sys; from gan_stretch.cli import main; rc = main(sys.argv[1:]); "
+                "import re, sys; from gan_stretch.cli.main import main; rc = main(sys.argv[1:]); "
                 "print(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)); sys.exit(rc)"
             )
             t0 = time.perf_counter()

@@ -77,8 +77,8 @@ class Shell:
 
 def finished(run_dir: Path) -> bool:
     """Whether a training run has reached its last step (its checkpoint says so)."""
-    from gan_stretch import checkpoint
     from gan_stretch.errors import GanStretchError
+    from gan_stretch.io import checkpoint
 
     try:
         meta = checkpoint.load(run_dir / "checkpoints" / "last.safetensors")[1]
@@ -89,15 +89,15 @@ def finished(run_dir: Path) -> bool:
 
 def variant_settings(recipe: str, *overrides: str) -> str:
     """The settings hash a model of ``recipe`` with ``overrides`` records (its recipe's ``sha256``)."""
-    from gan_stretch.config import load_recipe, recipe_source
+    from gan_stretch.train.recipes import load_recipe, recipe_source
 
     return recipe_source(load_recipe(ROOT / recipe, list(overrides)))["sha256"]
 
 
 def trained_settings(model: Path) -> str | None:
     """The settings hash a model file records of the recipe that trained it (None: no model there)."""
-    from gan_stretch import checkpoint
     from gan_stretch.errors import GanStretchError
+    from gan_stretch.io import checkpoint
 
     try:
         return checkpoint.load(model)[1].get("recipe", {}).get("sha256")

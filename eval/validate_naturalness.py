@@ -1,4 +1,4 @@
-"""Validate the naturalness test (gan_stretch.naturalness) where truth exists, before trusting it
+"""Validate the naturalness test (gan_stretch.measures.naturalness) where truth exists, before trusting it
 where none does.
 
     python eval/validate_naturalness.py --data data/eval/classical-opl3-22050 data/eval/groove-freepats-44100 ... \
@@ -23,10 +23,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from gan_stretch import naturalness as nat
-from gan_stretch import teachers
 from gan_stretch.data.manifest import Corpus
-from gan_stretch.pipeline import Stretcher, load_model, resolve_checkpoint
+from gan_stretch.measures import naturalness as nat
+from gan_stretch.models.model_file import load_model, resolve_checkpoint
+from gan_stretch.stretching import teachers
+from gan_stretch.stretching.stretcher import Stretcher
 
 
 def scores_table(per: dict, methods: list[str], rates: list[float], reference: str | None) -> list[str]:

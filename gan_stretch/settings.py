@@ -14,7 +14,7 @@ from dataclasses import MISSING, field
 
 import numpy as np
 
-from .errors import ConfigError
+from gan_stretch.errors import ConfigError
 
 
 def setting(

@@ -7,7 +7,7 @@
 # 8 s, TimGM6mb; held-out pieces are never rendered), the last stage (finetune.yaml) tunes that
 # generator on all five corpora (classical excerpts on three soundfonts, ensembles, grooves) and
 # exports the weight average of the two. RUNS (runs/default): where the runs go.
-# Shipped in float16 (gan_stretch.model.save_model(..., half=True)): RUNS/finetune/model.safetensors
+# Shipped in float16 (gan_stretch.models.model_file.save_model(..., half=True)): RUNS/finetune/model.safetensors
 # as gan_stretch/checkpoints/default.safetensors, RUNS/mapper/model.safetensors as mapper.safetensors.
 # The packaged models were trained on the autoencoder of an earlier default (the same recipe file):
 # AE=gan_stretch/checkpoints/default.safetensors in place of RUNS/autoencoder, the last stage from

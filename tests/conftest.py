@@ -77,9 +77,9 @@ def requires(name: str):
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory):
     """Path of a valid 'gan' model file with an untrained autoencoder and an identity generator."""
+    from gan_stretch.dsp.spectrum import SpectralConfig
     from gan_stretch.models import AutoencoderConfig, FrameAutoencoder, GeneratorConfig, LatentGenerator
-    from gan_stretch.pipeline import Model, model_meta, save_model
-    from gan_stretch.spectral import SpectralConfig
+    from gan_stretch.models.model_file import Model, model_meta, save_model
 
     torch.manual_seed(0)
     spec = SpectralConfig()
@@ -93,10 +93,10 @@ def tiny_model(tmp_path_factory):
 def active_model(seed: int = 0, frame_features: int = 0):
     """A tiny 'gan' Model whose generator changes the latents (random output weights instead of the
     identity it starts as), so a test sees a model at work, not the time-scaled input alone;
-    ``frame_features``: conditioned per frame as well (gan_stretch.timemap.frame_features)."""
+    ``frame_features``: conditioned per frame as well (gan_stretch.dsp.timemap.frame_features)."""
+    from gan_stretch.dsp.spectrum import SpectralConfig
     from gan_stretch.models import AutoencoderConfig, FrameAutoencoder, GeneratorConfig, LatentGenerator
-    from gan_stretch.pipeline import Model, model_meta
-    from gan_stretch.spectral import SpectralConfig
+    from gan_stretch.models.model_file import Model, model_meta
 
     torch.manual_seed(seed)
     cfg = SpectralConfig()

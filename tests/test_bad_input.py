@@ -16,7 +16,7 @@ import soundfile as sf
 import torch
 
 from gan_stretch import AudioError, CheckpointError, ConfigError, GanStretchError, RateError, Stretcher
-from gan_stretch.cli import main
+from gan_stretch.cli.main import main
 
 from conftest import music_like, start_stretch, wait_until
 
@@ -47,7 +47,7 @@ def files(folder: Path) -> list[str]:
 
 
 def test_new_files_follow_the_umask_and_overwritten_files_keep_their_mode(tmp_path, tiny_model):
-    from gan_stretch import checkpoint
+    from gan_stretch.io import checkpoint
 
     src = write(tmp_path / "in.wav", music_like(SR))
     old = os.umask(0o027)
@@ -83,7 +83,7 @@ def test_new_files_follow_the_umask_and_overwritten_files_keep_their_mode(tmp_pa
     ],
 )
 def test_truncated_files_are_refused_naming_the_file(tmp_path, ext, fmt, subtype, sr):
-    from gan_stretch.audio import AudioReader
+    from gan_stretch.io.audio import AudioReader
 
     whole = write(tmp_path / f"whole.{ext}", music_like(3 * sr, sr=sr), sr, format=fmt, subtype=subtype)
     with AudioReader(whole) as reader:  # a whole file reads
@@ -202,8 +202,8 @@ def test_clipping_in_integer_formats_is_reported(tmp_path, tiny_model, capsys):
 
 
 def test_checkpoint_with_nan_weights_is_refused(tmp_path, tiny_model, capsys):
-    from gan_stretch import checkpoint
-    from gan_stretch.pipeline import load_model
+    from gan_stretch.io import checkpoint
+    from gan_stretch.models.model_file import load_model
 
     tensors, meta = checkpoint.load(tiny_model)
     name = next(k for k in tensors if k.startswith("autoencoder.") and tensors[k].is_floating_point())
@@ -220,7 +220,7 @@ def test_checkpoint_with_nan_weights_is_refused(tmp_path, tiny_model, capsys):
 
 
 def test_non_finite_output_is_never_written(tmp_path, tiny_model, monkeypatch):
-    from gan_stretch import magnitudes
+    from gan_stretch.stretching import magnitudes
 
     s = Stretcher(tiny_model, device="cpu")
     monkeypatch.setattr(
@@ -260,7 +260,7 @@ def test_sigterm_removes_the_partial_output(tmp_path, tiny_model):
 
 
 def test_a_later_run_removes_stale_partials_of_its_output(tmp_path, tiny_model):
-    from gan_stretch.checkpoint import HOST
+    from gan_stretch.io.checkpoint import HOST
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -344,7 +344,7 @@ def test_every_numeric_recipe_field_declares_its_range():
     import dataclasses
     import typing
 
-    from gan_stretch.stages import STAGES
+    from gan_stretch.train.stages import STAGES
 
     for cls in (stage.recipe for stage in STAGES.values()):
         hints = typing.get_type_hints(cls)

@@ -88,7 +88,7 @@ def test_transient_switches(tmp_path, tiny_model):
     --no-decays each turn their stage off (a different, whole file), and the model file's own
     setting decides the default; --attack-frames chooses what Griffin-Lim does to attack frames and
     --attack-span how many frames around each onset play at speed 1."""
-    from gan_stretch.model import load_model, save_model
+    from gan_stretch.models.model_file import load_model, save_model
 
     model = load_model(tiny_model)
     model.meta["transients"] = True
@@ -197,7 +197,7 @@ def test_a_folder_is_stretched_with_every_setting_given(tmp_path, tiny_model):
     """Folder mode's workers get the command's settings (--no-decays, --attack-frames,
     --attack-span ...), not only the model and the phase settings: each file equals the same
     command on that file alone."""
-    from gan_stretch.model import load_model, save_model
+    from gan_stretch.models.model_file import load_model, save_model
 
     model = load_model(tiny_model)
     model.meta["transients"] = True

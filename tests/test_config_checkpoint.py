@@ -12,10 +12,10 @@ import torch
 import yaml
 from safetensors.torch import save_file
 
-from gan_stretch import checkpoint
-from gan_stretch.config import AutoencoderRecipe, GanRecipe, MapperRecipe, load_recipe
 from gan_stretch.errors import CheckpointError, ConfigError
-from gan_stretch.pipeline import load_model, save_model
+from gan_stretch.io import checkpoint
+from gan_stretch.models.model_file import load_model, save_model
+from gan_stretch.train.recipes import AutoencoderRecipe, GanRecipe, MapperRecipe, load_recipe
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 SHIPPED = {"autoencoder.yaml": AutoencoderRecipe, "mapper.yaml": MapperRecipe, "gan.yaml": GanRecipe}
@@ -47,7 +47,7 @@ def test_every_recipe_file_loads_and_a_variant_lists_only_its_differences(name, 
     """Each recipe file (its base chain resolved) is a valid recipe of the stage its name, or the
     name of a file in its base chain, says; a file with a ``base:`` sets only keys whose values
     differ from its base's."""
-    from gan_stretch.config import read_recipe_file, recipe_dict
+    from gan_stretch.train.recipes import read_recipe_file, recipe_dict
 
     recipe = load_recipe(RECIPES / name, [f"run_dir={tmp_path / 'run'}"])
     chain, path = [], RECIPES / name
@@ -70,8 +70,8 @@ def test_default_recipes_rebuild_the_packaged_models(kind, file):
     """recipes/default/ holds the settings of the packaged models: the recipe file a model names,
     with the path overrides it lists, gives exactly the settings it was trained with (the hash of
     every field), and the network sizes in the file are the model's."""
-    from gan_stretch.config import recipe_source
-    from gan_stretch.model import load_model, resolve_checkpoint
+    from gan_stretch.models.model_file import load_model, resolve_checkpoint
+    from gan_stretch.train.recipes import recipe_source
 
     model = load_model(resolve_checkpoint(kind))
     source = model.meta["recipe"]
@@ -90,14 +90,16 @@ def test_default_recipes_rebuild_the_packaged_models(kind, file):
 
 
 def test_every_stage_has_the_recipe_load_recipe_reads_and_every_model_kind_loads(tiny_model, tmp_path):
-    """config.RECIPES (what load_recipe reads, below the stages) and stages.STAGES name the same
-    stages and recipe classes; every model kind a stage exports is one load_model reads."""
-    from gan_stretch.config import RECIPES as BY_STAGE
-    from gan_stretch.model import KINDS
-    from gan_stretch.stages import MODEL_KINDS, STAGES
+    """recipes.RECIPES (what load_recipe reads, below the stages) and stages.STAGES name the same
+    stages and recipe classes; the model kinds the stages export are those the refiner registry
+    builds, and load_model reads each."""
+    from gan_stretch.models.model_file import KINDS
+    from gan_stretch.train.recipes import RECIPES as BY_STAGE
+    from gan_stretch.train.stages import MODEL_KINDS, STAGES
 
     assert {name: stage.recipe for name, stage in STAGES.items()} == BY_STAGE
-    assert set(KINDS) == {"autoencoder", "mapper", "gan", "generator"} and MODEL_KINDS["generator"] == "gan"
+    assert set(KINDS) == set(MODEL_KINDS) == {"autoencoder", "mapper", "gan", "generator"}
+    assert MODEL_KINDS["generator"] == "gan"
     tensors, meta = checkpoint.load(tiny_model)
     as_generator = tmp_path / "generator.safetensors"
     checkpoint.save(as_generator, tensors, {**meta, "kind": "generator"})
@@ -433,8 +435,8 @@ def test_impossible_model_configs_give_the_same_config_error_everywhere(tiny_mod
     declared, as a recipe's are) gives one ConfigError naming the file and the field, from
     load_model and from the Stretcher alike; the configs built directly raise the same."""
     from gan_stretch import Stretcher
+    from gan_stretch.dsp.spectrum import SpectralConfig
     from gan_stretch.models import AutoencoderConfig, GeneratorConfig
-    from gan_stretch.spectral import SpectralConfig
 
     tensors, meta = checkpoint.load(tiny_model)
     bad = tmp_path / "bad.safetensors"

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from gan_stretch.cli import main
+from gan_stretch.cli.main import main
 from gan_stretch.data.corpus import Corpus, build_true_tempo, choose_render, item_seed
 from gan_stretch.data.ensembles import FAMILIES, orchestrate, split_parts
 from gan_stretch.data.grooves import BPM_RANGE, DENSE_BPM_RANGE, HAT, SNARE, STYLES, groove

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from gan_stretch import decays
-from gan_stretch.pipeline import Stretcher
+from gan_stretch.dsp import decays
+from gan_stretch.stretching.stretcher import Stretcher
 
 SR = 22050
 
@@ -142,7 +142,7 @@ def test_hi_hats_above_the_model_band_decay_in_real_time(tiny_model, rate, perio
     where this hi-hat has no energy, and stayed about as loud as the input read slowly); sped up,
     it keeps the level it had at that time after the hit (read from the input) instead of the
     input's level twice as long after it."""
-    from gan_stretch import metrics
+    from gan_stretch.measures import metrics
 
     sr = 44100
     x = hats(period, 8 * period, sr)
@@ -163,7 +163,7 @@ def test_training_with_decays_in_the_loop(tiny_corpus, tiny_model):
     input latents are untouched, the time-scaled input frames get the change (exactly the plan the
     Stretcher makes for that input), and the target latents encode the truth without it."""
     from gan_stretch.data.cache import db_frames, latent_cache
-    from gan_stretch.model import load_model
+    from gan_stretch.models.model_file import load_model
 
     model = load_model(tiny_model)
     plain = latent_cache(tiny_corpus, model, "tiny", transients=True, frames=True)
@@ -179,9 +179,10 @@ def test_training_with_decays_in_the_loop(tiny_corpus, tiny_model):
     # the cached frames are the Stretcher's plan, exactly: the plan the Stretcher makes when it
     # stretches the item to the truth's length (its analysis pass, regions and decays, with the
     # cache's settings), applied to the same dB frames
-    import gan_stretch.stretcher as stretcher_module
-    from gan_stretch import Stretcher, spectral
+    import gan_stretch.stretching.stretcher as stretcher_module
+    from gan_stretch import Stretcher
     from gan_stretch.data.cache import to_bins
+    from gan_stretch.dsp import timemap
 
     cfg = model.spectral
     item = tiny_corpus.split("train")[0]
@@ -202,7 +203,7 @@ def test_training_with_decays_in_the_loop(tiny_corpus, tiny_model):
     plan = made[0]
     assert plan.attacks is not None and plan.attacks.any() and np.abs(plan.change).max() > 3
     db = db_frames(wave, cfg)[0]
-    want = (spectral.time_scale(db, plan.positions) + to_bins(plan.change, cfg)).clamp(-cfg.db_range, 0)
+    want = (timemap.time_scale(db, plan.positions) + to_bins(plan.change, cfg)).clamp(-cfg.db_range, 0)
     first = next(i for i, r in enumerate(timed.rates) if i < len(timed.lengths) and r == 0.5)
     rows = slice(int(timed.offsets[first]), int(timed.offsets[first] + timed.lengths[first]))
     assert torch.equal(timed.source_db[rows], want[: timed.lengths[first]].half())

@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 import torch
 
-from gan_stretch import checkpoint
 from gan_stretch.data.corpus import Corpus
+from gan_stretch.io import checkpoint
 from gan_stretch.train import run as train
 
 pytestmark = pytest.mark.slow
@@ -173,7 +173,7 @@ def test_one_and_two_processes_agree_at_the_same_global_batch(name, launched, tm
         torch.testing.assert_close(b[k], a[k], rtol=0, atol=5e-4 if stage == "autoencoder" else 1e-5, msg=k)
     if stage == "autoencoder":
         from gan_stretch.data.cache import db_frames
-        from gan_stretch.pipeline import load_model
+        from gan_stretch.models.model_file import load_model
 
         ma, mb = load_model(one / "model.safetensors"), load_model(two / "model.safetensors")
         corpus = Corpus(launched / "corpus")

@@ -8,13 +8,14 @@ import re
 
 import pytest
 
-from gan_stretch import model, pipeline
+import gan_stretch
+from gan_stretch.models import model_file as model
 
 API = {
-    "stretch": pipeline.stretch,
-    "Stretcher": pipeline.Stretcher,
-    "Stretcher.stretch": pipeline.Stretcher.stretch,
-    "Stretcher.stretch_file": pipeline.Stretcher.stretch_file,
+    "stretch": gan_stretch.stretch,
+    "Stretcher": gan_stretch.Stretcher,
+    "Stretcher.stretch": gan_stretch.Stretcher.stretch,
+    "Stretcher.stretch_file": gan_stretch.Stretcher.stretch_file,
     "load_model": model.load_model,
 }
 

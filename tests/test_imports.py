@@ -1,4 +1,5 @@
-"""The package's imports between its own modules form no cycle (read from the source with ast)."""
+"""The package's imports between its own modules go down its layers and form no cycle (read
+from the source with ast)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,29 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "gan_stretch"
 
 
-def modules() -> dict[str, Path]:
-    """Dotted name -> file of every module of gan_stretch (a package by its __init__.py)."""
+# The layers of the package, lowest first: a module imports modules of its own sub-package or of a
+# lower layer, never of a higher one (the signal processing knows no model, the models no
+# stretcher, the stretcher no training, nothing the command line).
+LAYERS = (
+    ("gan_stretch.errors", "gan_stretch.settings", "gan_stretch.version"),
+    ("gan_stretch.io",),
+    ("gan_stretch.runtime",),
+    ("gan_stretch.dsp",),
+    ("gan_stretch.measures",),
+    ("gan_stretch.models",),
+    ("gan_stretch.stretching",),
+    ("gan_stretch.data",),
+    ("gan_stretch.train",),
+    ("gan_stretch.cli",),
+    ("gan_stretch",),  # the package's own __init__: the public API
+)
+
+
+def modules(package: Path = PACKAGE) -> dict[str, Path]:
+    """Dotted name -> file of every module of ``package`` (a package by its __init__.py)."""
     out = {}
-    for path in sorted(PACKAGE.rglob("*.py")):
-        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    for path in sorted(package.rglob("*.py")):
+        parts = path.relative_to(package.parent).with_suffix("").parts
         out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
     return out
 
@@ -43,8 +62,8 @@ def imported(name: str, path: Path, node: ast.Import | ast.ImportFrom, known: di
     return (subs | ({target} if len(subs) < len(node.names) else set())) & set(known)
 
 
-def graph(function_level: bool) -> dict[str, set[str]]:
-    known = modules()
+def graph(function_level: bool, package: Path = PACKAGE) -> dict[str, set[str]]:
+    known = modules(package)
     edges = {}
     for name, path in known.items():
         tree = ast.parse(path.read_text(), str(path))
@@ -80,16 +99,56 @@ def find_cycle(edges: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
-def test_the_cycle_finder_finds_a_cycle_and_reads_relative_imports():
+def layer(module: str) -> int:
+    """The rank in LAYERS of a module: of the entry that is it or contains it."""
+    for rank, group in enumerate(LAYERS):
+        for prefix in group:
+            if module == prefix or (module.startswith(prefix + ".") and prefix != "gan_stretch"):
+                return rank
+    raise AssertionError(f"{module} is in no layer of LAYERS: place its folder there")
+
+
+def test_the_import_reader_follows_relative_and_absolute_imports(tmp_path):
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) is None
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    files = {
+        "__init__.py": "from .sub.b import x\n",
+        "a.py": "import os\nfrom pkg import sub\n",
+        "sub/__init__.py": "",
+        "sub/b.py": "from ..a import y\nfrom . import c\ndef f():\n    import pkg.a\n",
+        "sub/c.py": "if TYPE_CHECKING:\n    from pkg import a\n",
+    }
+    for name, text in files.items():
+        (pkg / name).write_text(text)
+    edges = graph(function_level=False, package=pkg)
+    assert edges == {
+        "pkg": {"pkg.sub.b"},
+        "pkg.a": {"pkg.sub"},
+        "pkg.sub": set(),
+        "pkg.sub.b": {"pkg.a", "pkg.sub.c"},
+        "pkg.sub.c": set(),
+    }
+    assert graph(function_level=True, package=pkg)["pkg.sub.c"] == {"pkg.a"}  # every import, TYPE_CHECKING too
+    assert find_cycle(graph(function_level=True, package=pkg)) is None
+    (pkg / "sub" / "c.py").write_text("from pkg.sub import b\n")
+    assert find_cycle(graph(function_level=False, package=pkg)) == ["pkg.sub.b", "pkg.sub.c", "pkg.sub.b"]
+
+
+def test_imports_only_go_down_the_layers():
+    """Every import (module level and inside functions) stays in its sub-package or goes to a lower
+    layer; a module outside every layer fails (a new folder must be placed)."""
     known = modules()
-    edges = graph(function_level=False)
-    assert "gan_stretch.errors" in edges["gan_stretch.config"]  # from .errors import ConfigError
-    assert "gan_stretch.checkpoint" in edges["gan_stretch.model"]  # from . import checkpoint
-    assert "gan_stretch.models" in edges["gan_stretch.stages"]  # from .models import ... (the package)
-    assert "gan_stretch.config" in edges["gan_stretch.train.common"]  # from ..config import ...
-    assert "gan_stretch" not in edges["gan_stretch.model"] and len(known) > 30
+    assert len(known) > 50
+    upward = [
+        f"{a} -> {b}"
+        for a, targets in graph(function_level=True).items()
+        for b in sorted(targets)
+        if layer(b) > layer(a)
+    ]
+    assert not upward, "imports against the layers: " + "; ".join(upward)
+    assert layer("gan_stretch.dsp.spectrum") < layer("gan_stretch.stretching.stretcher") < layer("gan_stretch")
 
 
 def test_module_level_imports_form_no_cycle():

@@ -176,7 +176,7 @@ def test_blind_data_hides_nothing_needed_and_names_every_method(results):
 
 def test_anchor_moves_the_pitch(results):
     """The low anchor is resampling: right duration, pitch moved by an octave at rates 0.5 and 2."""
-    from gan_stretch import metrics
+    from gan_stretch.measures import metrics
 
     trial = next(p for p in (results / "audio").glob("*/rate2/trial.json"))
     meta = json.loads(trial.read_text())

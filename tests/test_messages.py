@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from gan_stretch.cli import main, parser
+from gan_stretch.cli.main import main, parser
 from gan_stretch.errors import GanStretchError
 
 from conftest import SR, music_like
@@ -132,7 +132,7 @@ def test_version(capsys):
 
 def test_the_api_takes_a_whole_float_sample_rate_and_calls_faint_audio_faint(tiny_model):
     from gan_stretch.errors import AudioError
-    from gan_stretch.pipeline import Stretcher
+    from gan_stretch.stretching.stretcher import Stretcher
 
     s = Stretcher(tiny_model, device="cpu", griffin_lim=0)
     x = music_like(SR)
@@ -149,7 +149,7 @@ def test_the_api_device_error_names_no_command_line_option():
     import torch
 
     from gan_stretch.errors import ConfigError
-    from gan_stretch.model import check_device
+    from gan_stretch.models.model_file import check_device
 
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is visible")
@@ -159,7 +159,7 @@ def test_the_api_device_error_names_no_command_line_option():
 
 
 def test_an_empty_recipe_asks_for_a_stage(tmp_path):
-    from gan_stretch.config import load_recipe
+    from gan_stretch.train.recipes import load_recipe
 
     empty = tmp_path / "empty.yaml"
     empty.write_text("")
@@ -170,7 +170,7 @@ def test_an_empty_recipe_asks_for_a_stage(tmp_path):
 def test_a_network_size_change_on_resume_is_one_line():
     import torch
 
-    from gan_stretch.checkpoint import mismatch
+    from gan_stretch.io.checkpoint import mismatch
 
     try:
         torch.nn.Linear(4, 3).load_state_dict(torch.nn.Linear(5, 3).state_dict())
@@ -191,7 +191,7 @@ def test_train_module_without_arguments_fails_with_its_usage():
 
 
 def test_no_progress_bar_is_drawn_when_stderr_is_not_a_terminal(capsys):
-    from gan_stretch import parallel
+    from gan_stretch.runtime import parallel
 
     results = [r for _, r, _ in parallel.imap(abs, [-1, -2, -3], 1, desc="items")]
     assert results == [1, 2, 3]

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from gan_stretch import metrics
+from gan_stretch.measures import metrics
 
 from conftest import music_like
 

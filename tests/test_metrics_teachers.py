@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gan_stretch import metrics, teachers
+from gan_stretch.measures import metrics
+from gan_stretch.stretching import teachers
 
 from conftest import music_like, tool_marks
 

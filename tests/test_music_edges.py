@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from gan_stretch import Stretcher, timemap
+from gan_stretch import Stretcher
+from gan_stretch.dsp import timemap
 from gan_stretch.errors import RateError
 
 from conftest import requires
@@ -60,7 +61,7 @@ def test_dense_attacks_can_be_turned_off(default):
 def test_the_cli_turns_dense_attacks_off(tmp_path):
     """``gan-stretch stretch --no-dense-attacks`` is dense_attacks=False: the hits it loses at rate 2
     are kept without it."""
-    from gan_stretch.cli import main
+    from gan_stretch.cli.main import main
 
     x, onsets = pattern("hats16-120", SR)
     sf.write(tmp_path / "in.wav", x, SR, subtype="FLOAT")

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from gan_stretch import parallel
 from gan_stretch.cli import main as cli
 from gan_stretch.errors import GanStretchError
+from gan_stretch.runtime import parallel
 
 from conftest import music_like, requires, start_stretch, wait_until
 
@@ -45,7 +45,7 @@ def test_imap_yields_every_result_and_each_failure_with_its_index(jobs):
 
 PROBE = """
 import sys
-from gan_stretch import parallel
+from gan_stretch.runtime import parallel
 
 
 def where(_):

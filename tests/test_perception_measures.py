@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gan_stretch import metrics
+from gan_stretch.measures import metrics
 
 SR = 44100
 HITS = np.array([0.5, 1.0, 1.5])  # seconds

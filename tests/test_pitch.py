@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from gan_stretch.cli import main
+from gan_stretch.cli.main import main
 from gan_stretch.errors import RateError
-from gan_stretch.pipeline import Stretcher
+from gan_stretch.stretching.stretcher import Stretcher
 
 from conftest import SR, music_like
 
@@ -151,7 +151,7 @@ def test_the_pitch_study_rebuilds_its_set_and_transposes_the_truth(tiny_corpus, 
     import sys
     from pathlib import Path
 
-    from gan_stretch import metrics
+    from gan_stretch.measures import metrics
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))
     import pitch as study

@@ -18,11 +18,11 @@ import pytest
 import soundfile as sf
 import torch
 
-from gan_stretch import metrics
-from gan_stretch.band import Band, input_config
-from gan_stretch.cli import main
-from gan_stretch.pipeline import Stretcher
-from gan_stretch.spectral import SpectralConfig
+from gan_stretch.cli.main import main
+from gan_stretch.dsp.band import Band, input_config
+from gan_stretch.dsp.spectrum import SpectralConfig
+from gan_stretch.measures import metrics
+from gan_stretch.stretching.stretcher import Stretcher
 
 from conftest import active_model, music_like
 
@@ -315,23 +315,23 @@ def test_training_never_reads_held_out_items(tiny_corpus, tmp_path, monkeypatch)
 def test_attack_frames_keep_the_input_under_residual_decoding(stretchers):
     """With transients, the frames that play an attack at speed 1 are the input's own frames: the
     refiner's change applies only to what is stretched (a model whose change is not zero)."""
-    from gan_stretch import spectral, timemap
-    from gan_stretch.magnitudes import stretch_frames
+    from gan_stretch.dsp import onset_detection, spectrum, timemap
+    from gan_stretch.stretching.magnitudes import stretch_frames
 
     model = stretchers["active"].model
     cfg = model.spectral
     x, times = click_train(0.5)
-    onsets = spectral.onsets_of(torch.from_numpy(x), cfg)
+    onsets = onset_detection.onsets_of(torch.from_numpy(x), cfg)
     n_in = cfg.n_frames(len(x))
     plan = timemap.frame_plan(timemap.from_rate(len(x), 0.5), cfg, n_in, onsets)
     assert plan.attacks.any() and not plan.attacks.all()
-    spec = spectral.stft(torch.from_numpy(x), cfg)
-    ref = spectral.reference_db(spec.abs())
-    frames = spectral.magnitude_to_db(spec.abs(), ref, cfg).T[None]  # [1, T, F]
+    spec = spectrum.stft(torch.from_numpy(x), cfg)
+    ref = spectrum.reference_db(spec.abs())
+    frames = spectrum.magnitude_to_db(spec.abs(), ref, cfg).T[None]  # [1, T, F]
     rate = torch.tensor([0.5])
     kept = stretch_frames(model, frames, plan.positions, rate, True, plan.attacks)[0]
     changed = stretch_frames(model, frames, plan.positions, rate, True)[0]
-    scaled = spectral.time_scale(frames, plan.positions)[0]
+    scaled = timemap.time_scale(frames, plan.positions)[0]
     inside = plan.attacks
     torch.testing.assert_close(kept[inside], scaled[inside].clamp(-cfg.db_range, 0))
     assert (changed[inside] - scaled[inside]).abs().max() > 0.1  # the refiner does change them otherwise
@@ -342,15 +342,15 @@ def test_attack_frames_keep_the_input_under_residual_decoding(stretchers):
 def test_attacks_are_located_to_milliseconds_at_any_rate(sr):
     """The Stretcher's onset detection on the STFT of the input's own rate (48 kHz: a hop that 16
     does not divide) finds every click of a click train, and nothing between them, within 3 ms."""
-    from gan_stretch import spectral
-    from gan_stretch.band import input_config
+    from gan_stretch.dsp import onset_detection, spectrum
+    from gan_stretch.dsp.band import input_config
 
-    cfg = input_config(spectral.SpectralConfig(), sr)
+    cfg = input_config(spectrum.SpectralConfig(), sr)
     gap = int(0.4 * sr)
     times = np.array([gap * (k + 1) + 97 * k for k in range(6)])
     x = 1e-3 * np.random.default_rng(0).standard_normal(times[-1] + gap)
     x[times] += 0.9
-    found = np.sort(spectral.onsets_of(torch.from_numpy(x.astype(np.float32)), cfg))
+    found = np.sort(onset_detection.onsets_of(torch.from_numpy(x.astype(np.float32)), cfg))
     found = found[found > gap // 2]  # the noise starting out of the zeros before the signal is an onset too
     assert len(found) == len(times), (found, times)
     assert np.abs(found - times).max() <= 0.003 * sr, (found, times)

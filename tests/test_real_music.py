@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from gan_stretch import RateError, Stretcher
-from gan_stretch.pipeline import DEFAULT_CHECKPOINT
+from gan_stretch.models.model_file import DEFAULT_CHECKPOINT
 
 from conftest import music_like
 

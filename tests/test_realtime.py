@@ -172,7 +172,7 @@ def wav_stream(x: np.ndarray, sr: int) -> bytes:
     """x [C, N] as a 16-bit WAV stream whose header says "length unknown" (as sox writes to a pipe)."""
     import io
 
-    from gan_stretch.wavpipe import WavWriter
+    from gan_stretch.io.wavpipe import WavWriter
 
     buf = io.BytesIO()
     WavWriter(buf, sr, x.shape[0], 16).write(x)
@@ -186,7 +186,7 @@ def test_the_cli_streams_standard_input_to_standard_output(default):
     import subprocess
     import threading
 
-    from gan_stretch.wavpipe import decode
+    from gan_stretch.io.wavpipe import decode
 
     x = music(6.0, seed=3)
     data = wav_stream(x, SR)
@@ -310,7 +310,7 @@ def test_a_wav_stream_arriving_in_odd_pieces_reads_whole(tmp_path, subtype):
 
     import soundfile as sf
 
-    from gan_stretch.wavpipe import WavReader
+    from gan_stretch.io.wavpipe import WavReader
 
     x = music(0.5, seed=6) * 0.9
     path = tmp_path / "in.wav"

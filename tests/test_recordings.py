@@ -1,5 +1,5 @@
 """The recorded-music family (gan_stretch.data.recordings) and the measures without truth
-(gan_stretch.naturalness)."""
+(gan_stretch.measures.naturalness)."""
 
 import json
 import zipfile
@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from gan_stretch import naturalness as nat
-from gan_stretch.cli import main as cli_main
+from gan_stretch.cli.main import main as cli_main
 from gan_stretch.data.manifest import Corpus
 from gan_stretch.data.recordings import SOURCES, build_recordings, excerpt_starts, heldout_recordings
 from gan_stretch.errors import GanStretchError
+from gan_stretch.measures import naturalness as nat
 
 
 def _music(seconds: float, sr: int, seed: int, channels: int = 2) -> np.ndarray:

@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 import torch
 
-from gan_stretch import AudioError, CheckpointError, GanStretchError, RateError, Stretcher, checkpoint
-from gan_stretch.audio import load
-from gan_stretch.pipeline import load_model
+from gan_stretch import AudioError, CheckpointError, GanStretchError, RateError, Stretcher
+from gan_stretch.io import checkpoint
+from gan_stretch.io.audio import load
+from gan_stretch.models.model_file import load_model
 
 from test_training import DEBUG, overrides, partial_files, weights
 

@@ -9,8 +9,8 @@ import soundfile as sf
 import torch
 
 from gan_stretch import AudioError, Stretcher
-from gan_stretch.audio import AudioReader
-from gan_stretch.band import Band, input_config
+from gan_stretch.dsp.band import Band, input_config
+from gan_stretch.io.audio import AudioReader
 
 from conftest import music_like
 

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from gan_stretch import spectral, synthesis
+from gan_stretch.dsp import onset_detection, phase_vocoder, spectrum, synthesis, timemap
+from gan_stretch.dsp.spectrum import SpectralConfig
 from gan_stretch.errors import AudioError, ConfigError, RateError
-from gan_stretch.pipeline import Stretcher, load_model
-from gan_stretch.spectral import SpectralConfig
+from gan_stretch.models.model_file import load_model
+from gan_stretch.stretching.stretcher import Stretcher
 
 from conftest import music_like
 
@@ -187,7 +188,7 @@ def test_module_level_stretch(tiny_model):
 
 
 def test_saved_and_loaded_model_stretches_identically(tiny_active, tmp_path):
-    from gan_stretch.pipeline import save_model
+    from gan_stretch.models.model_file import save_model
 
     path = tmp_path / "active.safetensors"
     save_model(path, tiny_active)
@@ -203,10 +204,10 @@ def test_phase_propagation_alone_keeps_the_frequency(rate):
     cfg = SpectralConfig()
     x = torch.from_numpy(sine(440.0))
     n_out = round(len(x) / rate)
-    spec = spectral.stft(x, cfg)
-    pos = spectral.stretch_positions(spec.shape[-1], cfg.n_frames(n_out), rate)
-    mag = spectral.time_scale(spec.abs().T, pos).T
-    phase = spectral.propagate_phase(spec, pos, cfg)
+    spec = spectrum.stft(x, cfg)
+    pos = timemap.stretch_positions(spec.shape[-1], cfg.n_frames(n_out), rate)
+    mag = timemap.time_scale(spec.abs().T, pos).T
+    phase = phase_vocoder.propagate_phase(spec, pos, cfg)
     # n_iter=0 is the propagated phase alone. Its level comes out up to ~13% low at rate 0.5: the
     # first input frame is a half window (centred STFT), and every later frame inherits the phase
     # offsets between bins of that frame (as in librosa's phase vocoder); Griffin-Lim removes it.
@@ -223,7 +224,7 @@ def test_residual_decoding_keeps_the_autoencoders_error_out_of_the_output(tiny_m
     """At rate 1 with a refiner that changes nothing, the output is the input (to float and
     locking precision) even though the untrained autoencoder reconstructs frames badly; decoding
     the latents alone passes that error on."""
-    from gan_stretch.timemap import TimeMap
+    from gan_stretch.dsp.timemap import TimeMap
 
     monkeypatch.setattr(TimeMap, "is_identity", False)  # through the model (stretch() returns the input at rate 1)
     x = music_like(2 * sr, sr=sr)
@@ -237,15 +238,15 @@ def test_residual_decoding_keeps_the_autoencoders_error_out_of_the_output(tiny_m
 def test_griffin_lim_holds_the_frames_it_is_told_to():
     """Held frames leave Griffin-Lim exactly as given; the others are refined around them."""
     cfg = SpectralConfig()
-    spec = spectral.stft(torch.from_numpy(music_like(2 * 22050)), cfg)
-    mag, phase = spectral.magnitude(spec), spectral.angle(spec) + 0.3  # a phase to refine
+    spec = spectrum.stft(torch.from_numpy(music_like(2 * 22050)), cfg)
+    mag, phase = spectrum.magnitude(spec), spectrum.angle(spec) + 0.3  # a phase to refine
     hold = torch.zeros(spec.shape[-1], dtype=torch.bool)
     hold[20:27] = True
     out = synthesis.griffin_lim(mag, phase, cfg, 2, hold=hold)
-    given = spectral.polar(mag, phase)
+    given = spectrum.polar(mag, phase)
     assert torch.equal(out[..., hold], given[..., hold])
     assert not torch.allclose(out[..., ~hold], given[..., ~hold], atol=1e-3)
-    torch.testing.assert_close(spectral.magnitude(out), mag, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(spectrum.magnitude(out), mag, rtol=1e-4, atol=1e-5)
 
 
 def test_attack_frames_are_held_where_the_music_is_slowed_down(tiny_model):
@@ -262,18 +263,18 @@ def test_attack_frames_are_held_where_the_music_is_slowed_down(tiny_model):
 def test_attack_regions_are_the_frames_whose_windows_reach_the_onset(tiny_model):
     """By default each isolated attack plays its onset's frame, 2 frames before it and 2 after at
     speed 1 (every frame whose 4-hop window reaches the onset); attack_span sets other counts."""
-    from gan_stretch import timemap
+    from gan_stretch.dsp import timemap
 
     cfg = SpectralConfig()
     tmap = timemap.from_rate(10 * SR, 0.5)
     onsets = [86 * cfg.hop, 258 * cfg.hop]  # on frame centres, far apart: both fit
-    for span, frames in ((spectral.ATTACK_FRAMES, 5), ((3, 3), 7), ((1, 0), 2)):
+    for span, frames in ((onset_detection.ATTACK_FRAMES, 5), ((3, 3), 7), ((1, 0), 2)):
         plan = timemap.frame_plan(tmap, cfg, cfg.n_frames(10 * SR), onsets, span=span)
         assert int(plan.attacks.sum()) == 2 * frames and int(plan.resets.sum()) == 2
         # inside a region the input is read at speed 1: one input frame per output frame
         steps = torch.diff(plan.positions)[plan.attacks[1:] & plan.attacks[:-1]]
         torch.testing.assert_close(steps, torch.ones_like(steps))
-    assert spectral.ATTACK_FRAMES == (2, 2)
+    assert onset_detection.ATTACK_FRAMES == (2, 2)
     assert Stretcher(tiny_model, device="cpu").attack_span == (2, 2)
 
 

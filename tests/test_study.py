@@ -168,8 +168,8 @@ def test_scores_are_reused_only_for_the_same_model_file_and_variant_settings(tmp
     """study.py --no-train on finished runs: each model is benchmarked once; a rerun reuses its
     scores; after a variant's recipe is edited, its model (trained with the old settings) is not
     scored and its old scores are not reported; retrained (a new model file), it is scored anew."""
-    from gan_stretch import checkpoint
-    from gan_stretch.config import load_recipe, recipe_source
+    from gan_stretch.io import checkpoint
+    from gan_stretch.train.recipes import load_recipe, recipe_source
 
     runs, out = tmp_path / "runs", tmp_path / "out"
     recipes = {}

@@ -1,4 +1,4 @@
-"""Thread use on a shared CPU (gan_stretch.threads) and the allocator setting (gan_stretch.memory).
+"""Thread use on a shared CPU (gan_stretch.runtime.threads) and the allocator setting (gan_stretch.runtime.memory).
 
 A stretch runs each block on the cores other processes leave idle, never on more threads than
 torch was given, and gives torch its thread count back afterwards."""
@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from gan_stretch import Stretcher, memory
-from gan_stretch import threads as th
+from gan_stretch import Stretcher
+from gan_stretch.runtime import memory
+from gan_stretch.runtime import threads as th
 
 
 class FakeClock:

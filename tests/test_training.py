@@ -12,13 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from gan_stretch import checkpoint
-from gan_stretch.config import load_recipe, recipe_source
 from gan_stretch.data.corpus import Corpus, build_true_tempo
 from gan_stretch.errors import CheckpointError, ConfigError, TrainingError
-from gan_stretch.pipeline import Stretcher, load_model
+from gan_stretch.io import checkpoint
+from gan_stretch.models.model_file import load_model
+from gan_stretch.stretching.stretcher import Stretcher
 from gan_stretch.train import run as train
 from gan_stretch.train.common import Run
+from gan_stretch.train.recipes import load_recipe, recipe_source
 
 from conftest import requires
 
@@ -489,8 +490,8 @@ def test_generator_conditioned_per_frame_trains_on_the_stretchers_plan(tiny_corp
     """frame_features=true: the cached pairs carry each frame's local rate and attack mask as the
     Stretcher computes them (the same plan, here with attack_span [2, 2]), the generator trains on
     them, and its model file records both; the Stretcher gives it the features."""
-    from gan_stretch import spectral, timemap
     from gan_stretch.data.cache import file_digest, latent_cache
+    from gan_stretch.dsp import onset_detection, timemap
 
     extra = ("adv_weight=0", "fm_weight=0", "transients=true", "frame_features=true", "attack_span=[2, 2]")
     run_dir = tmp_path / "frames"
@@ -510,7 +511,7 @@ def test_generator_conditioned_per_frame_trains_on_the_stretchers_plan(tiny_corp
     cfg = ae.spectral
     item = tiny_corpus.split("train")[0]
     wave, truth = tiny_corpus.load(item, 1.0), tiny_corpus.load(item, float(pairs.rates[0]))
-    onsets = spectral.onsets_of(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)), cfg)
+    onsets = onset_detection.onsets_of(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)), cfg)
     tmap = timemap.TimeMap(np.array([0.0, len(wave)]), np.array([0.0, len(truth)]))
     plan = timemap.frame_plan(tmap, cfg, cfg.n_frames(len(wave)), onsets, span=(2, 2))
     want = timemap.frame_features(plan.positions, plan.attacks)

@@ -21,15 +21,15 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from .. import spectral, timemap
-from ..band import Band
-from ..checkpoint import atomic_write
-from ..decays import band_centres
-from ..decays import to_bins as bands_to_bins
-from ..plan import make_plan
-from ..spectral import SpectralConfig
-from ..streaming import analysis_pass
-from .manifest import Corpus
+from gan_stretch.data.manifest import Corpus
+from gan_stretch.dsp import onset_detection, spectrum, timemap
+from gan_stretch.dsp.band import Band
+from gan_stretch.dsp.decays import band_centres
+from gan_stretch.dsp.decays import to_bins as bands_to_bins
+from gan_stretch.dsp.spectrum import SpectralConfig
+from gan_stretch.io.checkpoint import atomic_write
+from gan_stretch.stretching.plan import make_plan
+from gan_stretch.stretching.streaming import analysis_pass
 
 
 def _digest(*parts) -> str:
@@ -46,9 +46,9 @@ def file_digest(path: str | os.PathLike) -> str:
 
 def db_frames(wave: np.ndarray, cfg: SpectralConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """mono [N] -> (dB frames [T, F] relative to the render's maximum, complex STFT [F, T])."""
-    spec = spectral.stft(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)), cfg)
+    spec = spectrum.stft(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)), cfg)
     mag = spec.abs()
-    return rearrange(spectral.magnitude_to_db(mag, spectral.reference_db(mag), cfg), "f t -> t f"), spec
+    return rearrange(spectrum.magnitude_to_db(mag, spectrum.reference_db(mag), cfg), "f t -> t f"), spec
 
 
 def frame_cache(corpus: Corpus, cfg: SpectralConfig, quiet_db: float, split: str = "train") -> np.ndarray:
@@ -127,19 +127,19 @@ def latent_cache(
     transients: bool = False,
     frames: bool = False,
     decays: bool = False,
-    span: tuple[int, int] = spectral.TRANSIENT_FRAMES,
+    span: tuple[int, int] = onset_detection.TRANSIENT_FRAMES,
     features: bool = False,
 ) -> LatentPairs:
     """Encodes each (input, target) pair of the split once with the frozen autoencoder of ``model``.
 
     The input's latents are time-scaled to the target's frames as the Stretcher does: uniformly,
-    or with ``transients`` each detected attack at speed 1 (gan_stretch.timemap.with_transients).
+    or with ``transients`` each detected attack at speed 1 (gan_stretch.dsp.timemap.with_transients).
     ``frames`` also keeps both sides' dB frames (float16; about 2 kB per frame). With ``decays``
     (and ``transients``) the Stretcher's real-time decays are in the loop: the time-scaled input's
-    frames get their level change (the plan's, :func:`gan_stretch.plan.make_plan`), and the target's latents encode the truth
+    frames get their level change (the plan's, :func:`gan_stretch.stretching.plan.make_plan`), and the target's latents encode the truth
     without it, so what a refiner learns is what remains after the decays. ``span``: the frames
     before and after each onset of those attack regions. ``features`` also keeps each source
-    frame's plan (:func:`gan_stretch.timemap.frame_features`: local rate, attack mask).
+    frame's plan (:func:`gan_stretch.dsp.timemap.frame_features`: local rate, attack mask).
     """
     if decays and not transients:
         raise ValueError("decays in training need transients (the attack regions they start from)")
@@ -149,12 +149,12 @@ def latent_cache(
     name = (
         _digest(2, model_digest, key)
         if not transients
-        else _digest(5, model_digest, key, "transients", "analysis pass", spectral.ONSET_DELTA)
+        else _digest(5, model_digest, key, "transients", "analysis pass", onset_detection.ONSET_DELTA)
         if not decays
-        else _digest(5, model_digest, key, "transients", "analysis pass", spectral.ONSET_DELTA, "decays", "r2")
+        else _digest(5, model_digest, key, "transients", "analysis pass", onset_detection.ONSET_DELTA, "decays", "r2")
     )
     span = tuple(int(v) for v in span)
-    if transients and span != tuple(spectral.TRANSIENT_FRAMES):  # the packaged models' regions keep their name
+    if transients and span != tuple(onset_detection.TRANSIENT_FRAMES):  # the packaged models' regions keep their name
         name = _digest(name, "span", span)
     suffix = f"{'-frames' if frames else ''}{'-plan' if features else ''}"
     path = corpus.root / "cache" / f"latents-{name}{suffix}.safetensors"
@@ -190,16 +190,16 @@ def latent_cache(
                 if plan.change is not None:
                     shift = to_bins(plan.change, cfg)
             else:
-                positions = spectral.stretch_positions(lat.shape[0], truth_db.shape[0], rate)
+                positions = timemap.stretch_positions(lat.shape[0], truth_db.shape[0], rate)
                 attacks = None
-            scaled_db = spectral.time_scale(db, positions)
+            scaled_db = timemap.time_scale(db, positions)
             if shift is not None:
                 scaled_db = (scaled_db + shift).clamp(-cfg.db_range, 0)
                 truth_db_free = (truth_db - shift[: truth_db.shape[0]]).clamp(-cfg.db_range, 0)
                 target = ae.encode(truth_db_free)
             else:
                 target = ae.encode(truth_db)
-            src.append(spectral.time_scale(lat, positions))
+            src.append(timemap.time_scale(lat, positions))
             tgt.append(target)
             if frames:
                 src_db.append(scaled_db.half())
@@ -228,7 +228,7 @@ def latent_cache(
 
 def analysis(wave: np.ndarray, cfg: SpectralConfig) -> tuple[np.ndarray, np.ndarray]:
     """(onsets, band levels in dB) of a mono input at the model's rate: the Stretcher's analysis
-    pass (:func:`gan_stretch.streaming.analysis_pass`), so a cached plan is the Stretcher's."""
+    pass (:func:`gan_stretch.stretching.streaming.analysis_pass`), so a cached plan is the Stretcher's."""
     x = torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32))[None]
     n = cfg.n_frames(x.shape[-1])
     _, onsets, mel_db = analysis_pass(x, cfg, cfg, Band(cfg, cfg, "cpu"), n, 1024, True)
@@ -330,7 +330,7 @@ def recording_cache(
     model_digest: str,
     rates,
     transients: bool = False,
-    span: tuple[int, int] = spectral.TRANSIENT_FRAMES,
+    span: tuple[int, int] = onset_detection.TRANSIENT_FRAMES,
     features: bool = False,
 ) -> RecordingLatents:
     """Encodes each training-split excerpt of a recordings corpus once with the frozen autoencoder
@@ -346,7 +346,9 @@ def recording_cache(
     rates = sorted({float(r) for r in rates})
     span = tuple(int(v) for v in span)
     key = [(i.id, i.audio) for i in items]
-    name = _digest("recordings", 2, model_digest, key, rates, transients, "analysis pass", spectral.ONSET_DELTA, span)
+    name = _digest(
+        "recordings", 2, model_digest, key, rates, transients, "analysis pass", onset_detection.ONSET_DELTA, span
+    )
     path = corpus.root / "cache" / f"recordings-{name}{'-plan' if features else ''}.safetensors"
     if path.is_file():
         t = load_file(str(path))
@@ -383,8 +385,8 @@ def recording_cache(
                 plan = make_plan(tmap, cfg, lat.shape[0], onsets, span=span)
                 positions, attacks = plan.positions, plan.attacks
             else:
-                positions, attacks = spectral.stretch_positions(lat.shape[0], cfg.n_frames(n_out), rate), None
-            src.append(spectral.time_scale(lat, positions))
+                positions, attacks = timemap.stretch_positions(lat.shape[0], cfg.n_frames(n_out), rate), None
+            src.append(timemap.time_scale(lat, positions))
             if features:
                 feats.append(timemap.frame_features(positions, attacks))
             lengths.append(len(positions))

@@ -18,10 +18,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .. import parallel
-from ..errors import GanStretchError
-from ..parallel import check_jobs
-from .items import (
+from gan_stretch.data.items import (
     COMPOSERS,
     DEFAULT_PROGRAMS,
     EFFECTS,
@@ -34,8 +31,20 @@ from .items import (
     render_item,
     render_suffix,
 )
-from .manifest import DEFAULT_RATES, Corpus, Item, check_build, is_heldout, rate_key, read_manifest, write_manifest
-from .teacher_corpora import AUDIO_EXTENSIONS, build_teacher, teacher_from_corpus
+from gan_stretch.data.manifest import (
+    DEFAULT_RATES,
+    Corpus,
+    Item,
+    check_build,
+    is_heldout,
+    rate_key,
+    read_manifest,
+    write_manifest,
+)
+from gan_stretch.data.teacher_corpora import AUDIO_EXTENSIONS, build_teacher, teacher_from_corpus
+from gan_stretch.errors import GanStretchError
+from gan_stretch.runtime import parallel
+from gan_stretch.runtime.parallel import check_jobs
 
 # the names scripts and tests import from here, wherever they live now
 __all__ = [
@@ -90,7 +99,7 @@ def build_true_tempo(
     items rendered at once, in worker processes (None: one per core); the manifest is the same
     for any number.
     """
-    from .render import find_soundfont
+    from gan_stretch.data.render import find_soundfont
 
     if family not in FAMILIES:
         raise GanStretchError(f"unknown family {family!r}; choose one of {', '.join(FAMILIES)}")

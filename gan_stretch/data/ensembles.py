@@ -10,7 +10,7 @@ from __future__ import annotations
 import mido
 import numpy as np
 
-from .render import DRUM_CHANNEL
+from gan_stretch.data.render import DRUM_CHANNEL
 
 # Chorales, string quartets, madrigals and motets: multi-part scores that convert in seconds.
 ENSEMBLE_COMPOSERS = ("bach", "haydn", "mozart", "monteverdi", "palestrina")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import mido
 import numpy as np
 
-from .render import DRUM_CHANNEL
+from gan_stretch.data.render import DRUM_CHANNEL
 
 STYLES = ("pop", "rock", "funk", "latin")
 BPM_RANGE = (70, 160)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from .manifest import rate_key, write_audio
+from gan_stretch.data.manifest import rate_key, write_audio
 
 # General MIDI programs with varied timbres: pianos, mallets, organ, guitars, bass, strings,
 # choir, brass, reeds, pipes, synth lead and pad.
@@ -100,10 +100,10 @@ class Job:
 
 def _make(job: Job):
     """(MIDI at tempo 1, program or channel -> program, extra manifest fields) of ``job``."""
-    from .render import music21_midi
+    from gan_stretch.data.render import music21_midi
 
     if job.family in ("groove", "dense-groove"):
-        from .grooves import groove
+        from gan_stretch.data.grooves import groove
 
         g = groove(job.seed, job.seconds, style="dense" if job.family == "dense-groove" else None)
         return (
@@ -112,7 +112,7 @@ def _make(job: Job):
             {"groove": {"style": g.style, "bpm": g.bpm, "swing": g.swing, "key": g.key, "minor": g.minor}},
         )
     if job.family == "ensemble":
-        from .ensembles import orchestrate, split_parts
+        from gan_stretch.data.ensembles import orchestrate, split_parts
 
         midi, parts = split_parts(music21_midi(job.piece))
         name, prog = orchestrate(parts, np.random.default_rng([job.seed, 2]))
@@ -137,7 +137,7 @@ def plan_jobs(
             for k in range(pieces)
         ]
     if family == "ensemble":
-        from .ensembles import ENSEMBLE_COMPOSERS
+        from gan_stretch.data.ensembles import ENSEMBLE_COMPOSERS
 
         sources = corpus_sources(pieces, composers or ENSEMBLE_COMPOSERS)
         return [
@@ -184,7 +184,7 @@ class RenderTask:
 def render_item(task: RenderTask) -> dict:
     """Renders one item at every rate unless its renders are on disk; returns its manifest entry,
     or ``{"skip": why, "message": line}`` for a piece that cannot be used. Runs in a worker process."""
-    from .render import (
+    from gan_stretch.data.render import (
         CHORUS_SEND,
         DRUM_CHANNEL,
         REVERB_SEND,

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from ..checkpoint import atomic_write
-from ..errors import GanStretchError
+from gan_stretch.errors import GanStretchError
+from gan_stretch.io.checkpoint import atomic_write
 
 DEFAULT_RATES = (0.5, 0.75, 1.25, 1.5, 2.0)
 
@@ -107,7 +107,7 @@ class Corpus:
         if item.onsets is None:
             if self.kind != "true-tempo" or not item.source.startswith("music21:"):
                 return None
-            from .render import music21_midi, note_onsets, perform
+            from gan_stretch.data.render import music21_midi, note_onsets, perform
 
             midi = perform(
                 music21_midi(item.source.split(":", 1)[1]), item.program or 0, float(self.manifest["seconds"]), 1.0
@@ -155,7 +155,7 @@ def check_build(
     naming the setting (a zero length, a rate of 0, a held-out fraction beyond 1 ...)."""
     import math
 
-    from ..audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+    from gan_stretch.io.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 
     def number(v) -> float | None:
         try:

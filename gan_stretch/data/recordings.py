@@ -1,7 +1,7 @@
 """Recorded music from Debian packages: excerpts at their own sample rate, stereo kept.
 
 Recordings have no true-tempo twin; they are what people stretch. This family is scored with
-the measures that need no truth (:mod:`gan_stretch.naturalness`) and its training split feeds the
+the measures that need no truth (:mod:`gan_stretch.measures.naturalness`) and its training split feeds the
 unpaired discriminator (recordings at their own tempo are "truly played" audio). A corpus in
 the layout of :mod:`gan_stretch.data.manifest`, kind ``recordings``, one rate (1)::
 
@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from ..checkpoint import atomic_write
-from ..errors import GanStretchError
-from .manifest import Corpus, rate_key, write_manifest
+from gan_stretch.data.manifest import Corpus, rate_key, write_manifest
+from gan_stretch.errors import GanStretchError
+from gan_stretch.io.checkpoint import atomic_write
 
 MIN_SAMPLE_RATE = 22050  # files below it are sound effects or previews, not music
 SILENT_DBFS = -45.0  # an excerpt quieter than this (RMS) is moved along the recording

@@ -19,7 +19,7 @@ import mido
 import numpy as np
 import soundfile as sf
 
-from ..errors import GanStretchError
+from gan_stretch.errors import GanStretchError
 
 SOUNDFONT_DIRS = (
     "/usr/share/sounds/sf2",

@@ -1,5 +1,5 @@
 """Teacher corpora: recordings, or a corpus's own inputs, stretched by a classical stretcher
-(``gan_stretch.teachers``), in the layout of ``manifest.py``."""
+(``gan_stretch.stretching.teachers``), in the layout of ``manifest.py``."""
 
 from __future__ import annotations
 
@@ -9,10 +9,18 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .. import parallel
-from ..errors import GanStretchError
-from ..parallel import check_jobs
-from .manifest import DEFAULT_RATES, Corpus, check_build, is_heldout, rate_key, write_audio, write_manifest
+from gan_stretch.data.manifest import (
+    DEFAULT_RATES,
+    Corpus,
+    check_build,
+    is_heldout,
+    rate_key,
+    write_audio,
+    write_manifest,
+)
+from gan_stretch.errors import GanStretchError
+from gan_stretch.runtime import parallel
+from gan_stretch.runtime.parallel import check_jobs
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 
@@ -42,7 +50,7 @@ def build_teacher(
 ) -> Corpus:
     """Excerpts of every audio file under ``audio_dir``, stretched by a classical ``teacher``;
     ``jobs`` files at once (None: one per core), the manifest the same for any number."""
-    from .. import teachers
+    from gan_stretch.stretching import teachers
 
     teachers.get(teacher)  # an unknown teacher fails before any work
     check_build(seconds, rates, heldout, sample_rate, excerpts=excerpts)
@@ -85,8 +93,8 @@ def _teacher_file(task) -> list[dict]:
     reused); their manifest entries. Runs in a worker process."""
     import librosa
 
-    from .. import teachers
-    from ..audio import load
+    from gan_stretch.io.audio import load
+    from gan_stretch.stretching import teachers
 
     f, audio_dir, root, teacher, rates, seconds, excerpts, heldout, sample_rate = task
     stretch = teachers.get(teacher)
@@ -133,7 +141,7 @@ def teacher_from_corpus(
     of target can be compared with everything else equal. Held-out items are left out. ``jobs``
     items at once (None: one per core).
     """
-    from .. import teachers
+    from gan_stretch.stretching import teachers
 
     src, root = Corpus(corpus), Path(out)
     teachers.get(teacher)  # an unknown teacher fails before any work
@@ -162,7 +170,7 @@ def teacher_from_corpus(
 
 def _teacher_item(task) -> None:
     """One item's input stretched at each of its rates (files on disk are kept). Runs in a worker process."""
-    from .. import teachers
+    from gan_stretch.stretching import teachers
 
     corpus_root, item, root, teacher = task
     src, stretch = Corpus(corpus_root), teachers.get(teacher)

@@ -1,12 +1,12 @@
-from .autoencoder import AutoencoderConfig, FrameAutoencoder
-from .discriminator import (
+from gan_stretch.models.autoencoder import AutoencoderConfig, FrameAutoencoder
+from gan_stretch.models.discriminator import (
     DiscriminatorConfig,
     LatentDiscriminator,
     SpectrogramDiscriminator,
     SpectrogramDiscriminatorConfig,
 )
-from .generator import GeneratorConfig, LatentGenerator
-from .mapper import MapperConfig, StretchMapper
+from gan_stretch.models.generator import GeneratorConfig, LatentGenerator
+from gan_stretch.models.mapper import MapperConfig, StretchMapper
 
 __all__ = [
     "AutoencoderConfig",

@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from ..errors import ConfigError
-from ..settings import check_fields, setting
+from gan_stretch.errors import ConfigError
+from gan_stretch.settings import check_fields, setting
 
 
 @dataclass

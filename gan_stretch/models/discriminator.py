@@ -9,7 +9,7 @@ from einops import rearrange
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from ..settings import check_fields, setting
+from gan_stretch.settings import check_fields, setting
 
 
 @dataclass

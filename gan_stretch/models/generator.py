@@ -8,8 +8,8 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from ..errors import ConfigError
-from ..settings import check_fields, setting
+from gan_stretch.errors import ConfigError
+from gan_stretch.settings import check_fields, setting
 
 
 @dataclass
@@ -18,7 +18,7 @@ class GeneratorConfig:
     channels: int = setting(128, 1, 4096)
     kernel: int = setting(5, 1, 63)  # odd: the convolutions keep the sequence length
     dilations: list[int] = setting([1, 2, 4, 1, 2, 4], 1, 1024, min_items=1)  # one residual block each
-    # per-frame inputs beside the latents (gan_stretch.timemap.frame_features: the local rate and
+    # per-frame inputs beside the latents (gan_stretch.dsp.timemap.frame_features: the local rate and
     # the attack mask); 0: conditioned on the mean rate only, as the models before them
     frame_features: int = setting(0, 0, 16)
 

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from ..settings import check_fields, setting
+from gan_stretch.settings import check_fields, setting
 
 
 @dataclass

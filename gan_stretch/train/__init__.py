@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from ..config import load_recipe
-from ..stages import STAGES
+from gan_stretch.train.recipes import load_recipe
+from gan_stretch.train.stages import STAGES
 
 
 def run(recipe_path, overrides=()):

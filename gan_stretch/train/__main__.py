@@ -1,7 +1,7 @@
 import sys
 
-from ..errors import GanStretchError
-from . import run
+from gan_stretch.errors import GanStretchError
+from gan_stretch.train import run
 
 USAGE = "usage: accelerate launch -m gan_stretch.train RECIPE.yaml [key=value ...]"
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..config import AutoencoderRecipe, recipe_source
-from ..data.cache import frame_cache
-from ..errors import GanStretchError
-from ..losses import MelScale, db_l1, mel_l1
-from ..model import Model, model_meta
-from ..models import AutoencoderConfig, FrameAutoencoder
-from ..spectral import SpectralConfig
-from .common import Run, State, corpora
+from gan_stretch.data.cache import frame_cache
+from gan_stretch.dsp.spectrum import SpectralConfig
+from gan_stretch.errors import GanStretchError
+from gan_stretch.models import AutoencoderConfig, FrameAutoencoder
+from gan_stretch.models.model_file import Model, model_meta
+from gan_stretch.train.common import Run, State, corpora
+from gan_stretch.train.losses import MelScale, db_l1, mel_l1
+from gan_stretch.train.recipes import AutoencoderRecipe, recipe_source
 
 
 def train(recipe: AutoencoderRecipe) -> Run:

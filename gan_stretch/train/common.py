@@ -17,13 +17,13 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, set_seed
 
-from .. import checkpoint
-from ..config import Recipe, changed_settings, recipe_dict, settings_hash, training_settings
-from ..data.manifest import Corpus, open_corpora
-from ..errors import CheckpointError, TrainingError
-from ..model import Model, save_model
-from . import evaluation
-from .scalars import Scalars
+from gan_stretch.data.manifest import Corpus, open_corpora
+from gan_stretch.errors import CheckpointError, TrainingError
+from gan_stretch.io import checkpoint
+from gan_stretch.models.model_file import Model, save_model
+from gan_stretch.train import evaluation
+from gan_stretch.train.recipes import Recipe, changed_settings, recipe_dict, settings_hash, training_settings
+from gan_stretch.train.scalars import Scalars
 
 
 def corpora(recipe: Recipe) -> list[Corpus]:

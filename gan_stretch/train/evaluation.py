@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .. import spectral
-from ..data.manifest import open_corpora
-from ..model import Model
+from gan_stretch.data.manifest import open_corpora
+from gan_stretch.dsp import spectrum
+from gan_stretch.models.model_file import Model
 
 EXAMPLE_RATES = (0.5, 2.0)
 
@@ -19,8 +19,8 @@ def evaluate(run, model: Model, step: int) -> dict:
     (a :class:`~gan_stretch.train.common.Run`; only its main process evaluates)."""
     if not run.is_main or run.recipe.eval_pieces == 0:
         return {}
-    from .. import metrics  # librosa: only needed where evaluation runs
-    from ..pipeline import Stretcher
+    from gan_stretch.measures import metrics
+    from gan_stretch.stretching.stretcher import Stretcher
 
     sets = open_corpora(run.recipe.data)
     corpus = next((c for c in sets if c.kind == "true-tempo"), sets[0])
@@ -74,8 +74,8 @@ def spectrogram_image(out: np.ndarray, truth: np.ndarray, cfg) -> np.ndarray:
     """Output (top) over truth (bottom), dB mapped to [0, 1], low frequencies at the bottom: [H, W]."""
     rows = []
     for wave in (out, truth):
-        mag = spectral.stft(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)), cfg).abs()
-        db = spectral.magnitude_to_db(mag, spectral.reference_db(mag), cfg).clamp_min(-80)
+        mag = spectrum.stft(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)), cfg).abs()
+        db = spectrum.magnitude_to_db(mag, spectrum.reference_db(mag), cfg).clamp_min(-80)
         rows.append(torch.flip((db[:512] + 80) / 80, dims=[0]))
     n = min(r.shape[1] for r in rows)
     return torch.cat([r[:, :n] for r in rows], dim=0).numpy()

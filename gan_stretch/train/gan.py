@@ -19,10 +19,8 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from .. import losses, timemap
-from ..config import GanRecipe, recipe_source
-from ..model import Model, model_meta
-from ..models import (
+from gan_stretch.dsp import timemap
+from gan_stretch.models import (
     DiscriminatorConfig,
     GeneratorConfig,
     LatentDiscriminator,
@@ -30,9 +28,12 @@ from ..models import (
     SpectrogramDiscriminator,
     SpectrogramDiscriminatorConfig,
 )
-from .common import Run, State
-from .recordings import NaturalnessMonitor, check_recordings
-from .sequence import residual_output, sequence_stage, supervised_terms
+from gan_stretch.models.model_file import Model, model_meta
+from gan_stretch.train import losses
+from gan_stretch.train.common import Run, State
+from gan_stretch.train.recipes import GanRecipe, recipe_source
+from gan_stretch.train.recordings import NaturalnessMonitor, check_recordings
+from gan_stretch.train.sequence import residual_output, sequence_stage, supervised_terms
 
 
 def lsgan_d(real: list[torch.Tensor], fake: list[torch.Tensor]) -> torch.Tensor:
@@ -246,8 +247,8 @@ def train(recipe: GanRecipe) -> Run:
 def recorded_latents(recipe: GanRecipe, run: Run, spec, ae, pairs):
     """The training-split recordings of ``recipe.recordings`` through the frozen autoencoder
     (cached beside the corpus, built by the main process), time-scaled at the training pairs' rates."""
-    from ..data.cache import file_digest, recording_cache
-    from ..data.manifest import Corpus
+    from gan_stretch.data.cache import file_digest, recording_cache
+    from gan_stretch.data.manifest import Corpus
 
     corpus = Corpus(recipe.recordings)
     with run.accelerator.main_process_first():

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from ..config import MapperRecipe, recipe_source
-from ..losses import MelScale
-from ..model import Model, model_meta
-from ..models import MapperConfig, StretchMapper
-from .common import Run, State
-from .sequence import sequence_stage, supervised_terms
+from gan_stretch.models import MapperConfig, StretchMapper
+from gan_stretch.models.model_file import Model, model_meta
+from gan_stretch.train.common import Run, State
+from gan_stretch.train.losses import MelScale
+from gan_stretch.train.recipes import MapperRecipe, recipe_source
+from gan_stretch.train.sequence import sequence_stage, supervised_terms
 
 
 def train(recipe: MapperRecipe) -> Run:

@@ -4,7 +4,7 @@
 The naturalness monitor reads held-out recordings only to score the model (never for a gradient):
 a fixed subset, one excerpt per recording, cut to ``naturalness_seconds``, stretched by the model
 so far through the Stretcher users get, and told from the same excerpts at their own tempo by a
-small fresh two-sample classifier (:func:`gan_stretch.naturalness.two_sample_test`).
+small fresh two-sample classifier (:func:`gan_stretch.measures.naturalness.two_sample_test`).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..data.manifest import Corpus
-from ..errors import GanStretchError
+from gan_stretch.data.manifest import Corpus
+from gan_stretch.errors import GanStretchError
 
 
 def check_recordings(recipe) -> Corpus | None:
@@ -51,7 +51,7 @@ class NaturalnessMonitor:
         self.real = None
 
     def _load(self) -> None:
-        from .. import naturalness as nat
+        from gan_stretch.measures import naturalness as nat
 
         r = self.recipe
         corpus = Corpus(r.recordings)
@@ -76,8 +76,8 @@ class NaturalnessMonitor:
             return self._score(run, model, step)
 
     def _score(self, run, model, step: int) -> dict:
-        from .. import naturalness as nat
-        from ..pipeline import Stretcher
+        from gan_stretch.measures import naturalness as nat
+        from gan_stretch.stretching.stretcher import Stretcher
 
         if self.excerpts is None:
             self._load()

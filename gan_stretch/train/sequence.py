@@ -9,15 +9,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .. import checkpoint
-from ..config import Recipe
-from ..data.manifest import Corpus
-from ..errors import ConfigError, GanStretchError
-from ..model import Model
-from ..models import FrameAutoencoder
-from ..spectral import SpectralConfig
-from ..stages import STAGES
-from .common import Run, corpora
+from gan_stretch.data.manifest import Corpus
+from gan_stretch.dsp.spectrum import SpectralConfig
+from gan_stretch.errors import ConfigError, GanStretchError
+from gan_stretch.io import checkpoint
+from gan_stretch.models import FrameAutoencoder
+from gan_stretch.models.model_file import Model
+from gan_stretch.train.common import Run, corpora
+from gan_stretch.train.recipes import Recipe
+from gan_stretch.train.stages import STAGES
 
 
 @dataclass
@@ -72,8 +72,8 @@ def sequence_stage(recipe) -> SequenceStage:
     """Start of a stage-2 run: the run, the frozen autoencoder of ``recipe.autoencoder`` (any model
     file works; only its autoencoder is used), the cached latent pairs of ``recipe.data``, and the
     model ``recipe.init`` whose refiner starts the run (None without one)."""
-    from ..data.cache import concat_pairs, file_digest, latent_cache
-    from ..model import load_model
+    from gan_stretch.data.cache import concat_pairs, file_digest, latent_cache
+    from gan_stretch.models.model_file import load_model
 
     loaded = load_model(recipe.autoencoder)  # a missing input fails before the run folder is made
     init = load_model(recipe.init) if recipe.init else None
@@ -156,7 +156,7 @@ def supervised_terms(
     time-scaled input's frames, as residual decoding does) against the true frames.
     pred, src, tgt: [B, W, L]; rows: [B, W] rows of ``pairs``.
     """
-    from .. import losses
+    from gan_stretch.train import losses
 
     terms = {"loss/latent_l1": (pred - tgt).abs().mean()}
     pick = spec_rows(rng, recipe)

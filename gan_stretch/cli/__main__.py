@@ -1,0 +1,5 @@
+import sys
+
+from gan_stretch.cli.main import main
+
+sys.exit(main())

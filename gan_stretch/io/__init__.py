@@ -1,0 +1,2 @@
+"""Audio files and streams (read in blocks, written atomically), WAV pipes, containers and
+safetensors checkpoints with atomic writes."""
