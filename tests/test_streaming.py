@@ -178,3 +178,24 @@ def test_channels_that_are_identical_for_a_while_stay_identical_and_independent(
     assert not np.allclose(y[0, -sr:], y[1, -sr:])
     for c, mono in enumerate((left, right)):
         np.testing.assert_allclose(y[c], small_blocks.stretch(mono, sr, 0.7), atol=1e-5)
+
+
+def test_a_file_source_reads_what_the_tensor_source_reads(tmp_path):
+    """The block loop's two sources (stretching/sources.py): a streamed file gives the samples, the
+    zeros beyond both ends, the channel sums and the offset-less audio of the same tensor in memory."""
+    from gan_stretch.stretching.sources import InMemory, Streamed
+
+    rng = np.random.default_rng(0)
+    wave = (0.3 * rng.standard_normal((2, 5000)) + np.array([[0.1], [-0.05]])).astype(np.float32)
+    sf.write(tmp_path / "x.wav", wave.T, 22050, subtype="FLOAT")
+    dc = torch.tensor([0.1, -0.05], dtype=torch.float64)
+    with AudioReader(tmp_path / "x.wav", torch.device("cpu")) as reader:
+        file, memory = Streamed(reader, torch.device("cpu")), InMemory(torch.from_numpy(wave))
+        assert file.shape == memory.shape == (2, 5000) and not file.in_memory and memory.in_memory
+        for lo, hi in ((-300, 200), (100, 4000), (4900, 5600), (6000, 6100)):
+            assert torch.equal(file.read(lo, hi), memory.read(lo, hi)), (lo, hi)
+        assert torch.allclose(file.channel_sums(700), memory.channel_sums(700), rtol=0, atol=1e-9)
+        a, b = file.less(dc).less(dc), memory.less(2 * dc)
+        got, want = a.read(-10, 5010), b.read(-10, 5010)
+        assert torch.allclose(got, want, atol=1e-6) and got[:, :10].abs().max() == 0 and got[:, -10:].abs().max() == 0
+        assert abs(float(a.channel_sums(1000)[0]) / 5000 - float(wave[0].mean() - 0.2)) < 1e-6

@@ -16,6 +16,7 @@ from gan_stretch.dsp.band import Band
 from gan_stretch.dsp.spectrum import SpectralConfig
 from gan_stretch.errors import AudioError
 from gan_stretch.stretching.magnitudes import channel_reference_db
+from gan_stretch.stretching.sources import Source
 
 
 class OverlapAdd:
@@ -47,7 +48,7 @@ class OverlapAdd:
         return max(lo, 0), out
 
 
-def passthrough(source, n: int, step: int):
+def passthrough(source: Source, n: int, step: int):
     """Yields (first sample, audio [C, k]) of the input itself, ``step`` samples at a time.
 
     An identity time map (rate 1) asks for the input unchanged: a true-tempo render at tempo 1
@@ -57,11 +58,11 @@ def passthrough(source, n: int, step: int):
     heard = False
     for lo in range(0, n, step):
         hi = min(lo + step, n)
-        chunk = spectrum.read_padded(source, lo, hi) if isinstance(source, torch.Tensor) else source.read(lo, hi)
+        chunk = source.read(lo, hi)
         heard = heard or bool(chunk.abs().amax() > 1e-10)
         yield lo, chunk
     if not heard:
-        raise AudioError(f"{getattr(source, 'name', 'input audio')} is silent (every sample is zero)")
+        raise AudioError(f"{source.name} is silent (every sample is zero)")
 
 
 def distinct_channels(*tensors: torch.Tensor | None) -> tuple[list[int], list[int]]:
@@ -110,7 +111,7 @@ def frame_store(channels: int, cfg: SpectralConfig, n_in: int, device) -> torch.
 
 
 def analysis_pass(
-    source,
+    source: Source,
     cfg: SpectralConfig,
     model: SpectralConfig,
     band: Band,
@@ -165,34 +166,7 @@ def analysis_pass(
     return channel_reference_db(peak.sqrt(), cfg), onsets, mel_db
 
 
-def direct_current(source, step: int) -> torch.Tensor:
-    """Each channel's mean (its DC offset) over the whole input, a tensor or a file reader read
-    ``step`` samples at a time: [C] float64 (on the CPU for an MPS source)."""
-    n = source.shape[-1]
-
-    def total_of(x: torch.Tensor) -> torch.Tensor:  # in float64 (MPS has none: there on the CPU)
-        return (x.cpu() if x.device.type == "mps" else x).sum(-1, dtype=torch.float64)
-
-    if isinstance(source, torch.Tensor):
-        return total_of(source) / n
-    total = None
-    for lo in range(0, n, step):
-        part = total_of(source.read(lo, min(lo + step, n)))
-        total = part if total is None else total + part
-    return total / n
-
-
-class Centred:
-    """A file reader less each channel's DC offset ``dc`` [C] (zeros beyond the ends stay zeros),
-    read as the block loop reads files."""
-
-    def __init__(self, reader, dc: torch.Tensor):
-        self.reader, self.dc = reader, dc.float()
-        self.name, self.shape = getattr(reader, "name", "input audio"), reader.shape
-
-    def read(self, lo: int, hi: int) -> torch.Tensor:
-        out = self.reader.read(lo, hi)
-        a, b = max(lo, 0), min(hi, self.shape[-1])
-        if b > a:
-            out[:, a - lo : b - lo] -= self.dc.to(out.device)[:, None]
-        return out
+def direct_current(source: Source, step: int) -> torch.Tensor:
+    """Each channel's mean (its DC offset) over the whole input, read ``step`` samples at a time
+    where it is streamed: [C] float64 (on the CPU for an MPS source)."""
+    return source.channel_sums(step) / source.shape[-1]

@@ -30,8 +30,8 @@ from gan_stretch.runtime.threads import adaptive_threads
 from gan_stretch.settings import check_count
 from gan_stretch.stretching.blocks import SILENT_DB, render_block
 from gan_stretch.stretching.plan import make_plan
+from gan_stretch.stretching.sources import InMemory, Source, Streamed
 from gan_stretch.stretching.streaming import (
-    Centred,
     OverlapAdd,
     analysis_pass,
     direct_current,
@@ -364,7 +364,7 @@ class Stretcher:
         """wave: [C, N] float tensor at ``sr`` (on any device; a batch of clips is a [C, N] of
         clips) -> [C, tmap.n_out]."""
         out = wave.new_zeros(wave.shape[0], tmap.n_out)
-        for start, chunk in self._blocks(wave, sr, tmap):
+        for start, chunk in self._blocks(InMemory(wave), sr, tmap):
             out[:, start : start + chunk.shape[-1]] = chunk
         return out
 
@@ -441,7 +441,7 @@ class Stretcher:
             resampler = pitch.Resampler(semitones, reader.channels, tmap.n_out) if semitones else None
             dst = check_output_path(dst, inputs=(src,))
             with AudioWriter(dst, sr, reader.channels, like=reader, clobber=clobber) as writer:
-                for start, chunk in self._blocks(reader, sr, inner):
+                for start, chunk in self._blocks(Streamed(reader, self.device), sr, inner):
                     block = chunk.cpu().numpy()
                     writer.write(block if resampler is None else resampler.push(block))
                     if progress is not None:
@@ -456,7 +456,7 @@ class Stretcher:
             "peak": writer.peak,
         }
 
-    def _blocks(self, source, sr: int, tmap: timemap.TimeMap):
+    def _blocks(self, source: Source, sr: int, tmap: timemap.TimeMap):
         """Yields (first output sample, audio [C, k]) in order, covering 0..tmap.n_out.
 
         Each block of ``chunk_frames`` output frames reads only the input frames it needs (plus
@@ -480,14 +480,10 @@ class Stretcher:
         if not bool(dc.any()):
             yield from self._stretched(source, sr, tmap, cfg)
             return
-        if isinstance(source, torch.Tensor):
-            centred = source - dc.to(source.device, source.dtype)[:, None]
-        else:
-            centred = Centred(source, dc)
-        for start, chunk in self._stretched(centred, sr, tmap, cfg, dc):
+        for start, chunk in self._stretched(source.less(dc), sr, tmap, cfg, dc):
             yield start, chunk + dc.to(chunk.device, chunk.dtype)[:, None]
 
-    def _stretched(self, source, sr: int, tmap: timemap.TimeMap, cfg: SpectralConfig, dc=None):
+    def _stretched(self, source: Source, sr: int, tmap: timemap.TimeMap, cfg: SpectralConfig, dc=None):
         """:meth:`_blocks` on a source without DC offset; ``dc`` [C]: the offset taken out, if any
         (where it was all there was, the output is silence, to which the caller adds it).
 
@@ -496,15 +492,15 @@ class Stretcher:
         with adaptive_threads(self.device.type == "cpu") as adjust:
             yield from self._stretch_loop(source, sr, tmap, cfg, dc, adjust)
 
-    def _stretch_loop(self, source, sr: int, tmap: timemap.TimeMap, cfg: SpectralConfig, dc, adjust):
+    def _stretch_loop(self, source: Source, sr: int, tmap: timemap.TimeMap, cfg: SpectralConfig, dc, adjust):
         """:meth:`_stretched`'s work; ``adjust()`` sets the thread count before each block."""
         adjust()
-        band = Band(self.spectral, cfg, source.device if isinstance(source, torch.Tensor) else self.device)
+        band = Band(self.spectral, cfg, source.device)
         n_in, n_out = cfg.n_frames(source.shape[-1]), cfg.n_frames(tmap.n_out)
         block, margin = self.chunk_frames, self.margin
         # audio in memory: the analysis pass keeps its STFT for the blocks; a file is read again
         # block by block, so its memory stays that of one block at any length
-        store = frame_store(source.shape[0], cfg, n_in, band.device) if isinstance(source, torch.Tensor) else None
+        store = frame_store(source.shape[0], cfg, n_in, band.device) if source.in_memory else None
         ref, onsets, mel_db = analysis_pass(source, cfg, self.spectral, band, n_in, block, self.transients, store)
         if ref.max() <= SILENT_DB and dc is not None and bool((dc.abs() > 10 ** (SILENT_DB / 20)).any()):
             # a constant signal: the offset alone
@@ -513,7 +509,7 @@ class Stretcher:
                 yield lo, torch.zeros(source.shape[0], min(step, tmap.n_out - lo), device=band.device)
             return
         if ref.max() <= SILENT_DB:
-            raise AudioError(f"{getattr(source, 'name', 'input audio')} is silent (every sample is zero)")
+            raise AudioError(f"{source.name} is silent (every sample is zero)")
         # with transients, each detected attack is played at speed 1 and starts with the input's
         # phase; the stretch happens between attacks, as in a performance at another tempo
         plan = make_plan(
