@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 from einops import rearrange
 
@@ -18,29 +17,21 @@ from gan_stretch.dsp import decays, spectrum, timemap
 from gan_stretch.dsp.band import Band
 from gan_stretch.dsp.spectrum import SpectralConfig
 from gan_stretch.models.model_file import Model
+from gan_stretch.stretching.plan import BlockView
 
 
 def stretch_magnitudes(
-    model: Model,
-    mag: torch.Tensor,
-    positions: torch.Tensor,
-    ref: torch.Tensor,
-    rate: torch.Tensor,
-    band: Band,
-    residual: bool,
-    attacks: torch.Tensor | None = None,
-    change: np.ndarray | None = None,
-    features: torch.Tensor | None = None,
-    fade: torch.Tensor | None = None,
+    model: Model, mag: torch.Tensor, view: BlockView, ref: torch.Tensor, rate: torch.Tensor, band: Band, residual: bool
 ) -> torch.Tensor:
     """Input magnitudes [C, F, T] -> stretched magnitudes [C, F, T'] (the model below its Nyquist
-    frequency, the time-scaled input above it). positions: [T'] source frame of each output
-    frame; ref: [C] each channel's reference in dB; rate: [C]; attacks: [T'] bool, frames that
-    play an attack at speed 1 (they keep the input's own frames under residual decoding);
-    change: [T', M] level change in dB per band of gan_stretch.dsp.decays.band_centres, or None;
-    features: [T', K] the plan's per-frame features for a refiner that takes them (see
-    :func:`stretch_frames`); fade: [T'] weight of the model's change under residual decoding (1:
-    all of it, 0: none, the time-scaled input), or None (all)."""
+    frequency, the time-scaled input above it), along one block's ``view`` of the plan: its
+    positions [T'] (source frame of each output frame); attacks [T'] (frames that play an attack
+    at speed 1 keep the input's own frames under residual decoding); change [T', M] (level change
+    in dB per band of gan_stretch.dsp.decays.band_centres); features [T', K] (per-frame features
+    for a refiner that takes them, see :func:`stretch_frames`); fade [T'] (weight of the model's
+    change under residual decoding: 1 all of it, 0 none, the time-scaled input); each may be None.
+    ref: [C] each channel's reference in dB; rate: [C]."""
+    positions, attacks, change, features, fade = view.positions, view.attacks, view.change, view.features, view.fade
     frames = rearrange(spectrum.magnitude_to_db(band.low(mag), ref, model.spectral), "c f t -> c t f")
     out = stretch_frames(model, frames, positions, rate, residual, attacks, features, fade)  # [C, T', F] dB
     if change is not None:

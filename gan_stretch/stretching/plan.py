@@ -20,7 +20,29 @@ from gan_stretch.dsp import decays, timemap
 from gan_stretch.dsp.onset_detection import MEL_BANDS, TRANSIENT_FRAMES
 from gan_stretch.dsp.spectrum import SpectralConfig
 from gan_stretch.dsp.timemap import MAX_RATE, MIN_RATE
-from gan_stretch.stretching.blocks import MODEL_FADE_RATE, WHOLE_FRAMES_RATE, BlockView
+
+# rates (local rates of the map) within this factor of 1 read whole input frames (no interpolation
+# between two), and within MODEL_FADE_RATE the model's change fades in with log(rate) ** 2 (a tenth of
+# it at rates 0.94 and 1.06); at rates
+# 0.97 to 1.03 steady noise and decaying notes keep their level within 0.1 dB, and the output
+# tends to the input as the rate tends to 1 (tests/test_music_edges.py). The rates scored in the
+# documentation (0.5, 0.75, 1.25 and beyond) are outside both.
+WHOLE_FRAMES_RATE = 1.05
+MODEL_FADE_RATE = 1.2
+
+
+@dataclass
+class BlockView:
+    """What the plan says of output frames a..b-1 (each field [b - a], or None: nothing of the kind)."""
+
+    positions: torch.Tensor  # source frame of each output frame, relative to the first frame read
+    resets: torch.Tensor | None = None  # bool: the frame's phase restarts as the input's
+    attacks: torch.Tensor | None = None  # bool: the frame plays an attack at speed 1
+    change: np.ndarray | None = None  # [b - a, M] the decays' level change per band (dB)
+    features: torch.Tensor | None = None  # [b - a, K] a refiner's per-frame features
+    fade: torch.Tensor | None = None  # the share of the model's change kept
+    whole: torch.Tensor | None = None  # bool: the frame reads one whole input frame
+    held: torch.Tensor | None = None  # bool: Griffin-Lim leaves the frame as it is
 
 
 @dataclass

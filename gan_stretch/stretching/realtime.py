@@ -43,9 +43,9 @@ from gan_stretch.dsp.timemap import MAX_RATE, MIN_RATE, check_rate
 from gan_stretch.errors import AudioError
 from gan_stretch.io.audio import check_sample_rate
 from gan_stretch.settings import check_count
-from gan_stretch.stretching.blocks import SILENT_DB, BlockView, render_block
+from gan_stretch.stretching.blocks import SILENT_DB, render_block
 from gan_stretch.stretching.magnitudes import channel_reference_db
-from gan_stretch.stretching.plan import held_frames, near_one
+from gan_stretch.stretching.plan import BlockView, held_frames, near_one
 from gan_stretch.stretching.streaming import OverlapAdd
 
 STEP_FRAMES = 4  # input hops per analysis step (the latency's granularity)
