@@ -33,7 +33,7 @@ from gan_stretch.train import losses
 from gan_stretch.train.common import Run, State
 from gan_stretch.train.recipes import GanRecipe, recipe_source
 from gan_stretch.train.recordings import NaturalnessMonitor, check_recordings
-from gan_stretch.train.sequence import residual_output, sequence_stage, supervised_terms
+from gan_stretch.train.sequence import SequenceStage, residual_output, sequence_stage, supervised_terms
 
 
 def lsgan_d(real: list[torch.Tensor], fake: list[torch.Tensor]) -> torch.Tensor:
@@ -84,41 +84,38 @@ class Adversary:
         }
 
 
-def train(recipe: GanRecipe) -> Run:
-    check_recordings(recipe)  # before the run folder is made
-    stage = sequence_stage(recipe)
-    run, spec, ae, pairs = stage.run, stage.spectral, stage.autoencoder, stage.pairs
+ADAM_BETAS = (0.8, 0.99)
 
-    L = ae.cfg.latent_dim
-    generator = LatentGenerator(
+
+def adam(module: torch.nn.Module, lr: float) -> torch.optim.Adam:
+    return torch.optim.Adam(module.parameters(), lr=lr, betas=ADAM_BETAS)
+
+
+def build_generator(recipe: GanRecipe, latent_dim: int) -> LatentGenerator:
+    return LatentGenerator(
         GeneratorConfig(
-            latent_dim=L,
+            latent_dim=latent_dim,
             channels=recipe.channels,
             kernel=recipe.kernel,
             dilations=list(recipe.dilations),
             frame_features=timemap.FRAME_FEATURES if recipe.frame_features else 0,
         )
     )
-    conditional = recipe.d_conditional and recipe.real == "target"
-    trained = recipe.discriminators()  # only these are built, optimized and checkpointed
-    latent_d, spec_d, rec_d = ("latent" in trained), ("spectrogram" in trained), ("recordings" in trained)
-    stage.init_refiner(generator)
-    adam = lambda module, lr: torch.optim.Adam(module.parameters(), lr=lr, betas=(0.8, 0.99))
-    state = State(
-        {"generator": generator, "ema": copy.deepcopy(generator).requires_grad_(False)},
-        {"generator": adam(generator, recipe.lr)},
-        ema={"ema": "generator"},
+
+
+def add_discriminators(recipe: GanRecipe, state: State, spec, latent_dim: int, conditional: bool, recordings) -> None:
+    """Builds, in this order (their initialisations draw from torch's generator one after the
+    other), the discriminators whose weights are non-zero, each with its optimizer, into
+    ``state``; ``recordings()`` gives the recorded latents before their discriminator is built."""
+    trained = recipe.discriminators()
+    d_config = lambda conditional: DiscriminatorConfig(  # noqa: E731
+        latent_dim=latent_dim, channels=recipe.d_channels, layers=recipe.d_layers, conditional=conditional
     )
-    if latent_d:
-        discriminator = LatentDiscriminator(
-            DiscriminatorConfig(
-                latent_dim=L, channels=recipe.d_channels, layers=recipe.d_layers, conditional=conditional
-            )
-        )
-        state.modules["discriminator"] = discriminator
-        state.optimizers["discriminator"] = adam(discriminator, recipe.d_lr)
-    if spec_d:
-        spectrogram_d = SpectrogramDiscriminator(
+    built = {}
+    if "latent" in trained:
+        built["discriminator"] = LatentDiscriminator(d_config(conditional))
+    if "spectrogram" in trained:
+        built["spectrogram_discriminator"] = SpectrogramDiscriminator(
             SpectrogramDiscriminatorConfig(
                 n_freq=spec.n_freq,
                 sample_rate=spec.sample_rate,
@@ -126,108 +123,172 @@ def train(recipe: GanRecipe) -> Run:
                 db_range=spec.db_range,
             )
         )
-        state.modules["spectrogram_discriminator"] = spectrogram_d
-        state.optimizers["spectrogram_discriminator"] = adam(spectrogram_d, recipe.d_lr)
-    recs = None
-    if rec_d:  # unpaired, on recordings: a latent discriminator of its own, unconditional (no paired input)
-        recs = recorded_latents(recipe, run, spec, ae, pairs)
-        rec_discriminator = LatentDiscriminator(
-            DiscriminatorConfig(latent_dim=L, channels=recipe.d_channels, layers=recipe.d_layers, conditional=False)
-        )
-        state.modules["recordings_discriminator"] = rec_discriminator
-        state.optimizers["recordings_discriminator"] = adam(rec_discriminator, recipe.d_lr)
-    start = run.register(state)
-    generator, ema = state.modules["generator"], state.modules["ema"]
-    modules = state.modules.get  # each discriminator as the run prepared it (DDP-wrapped where distributed)
-    latent = Adversary("discriminator", "", modules("discriminator"), losses.feature_loss) if latent_d else None
-    spectral_adv = (
-        Adversary("spectrogram_discriminator", "spec_", modules("spectrogram_discriminator"), losses.feature_loss)
-        if spec_d
-        else None
-    )
-    recorded = (  # no truth on recordings: adversarial and feature statistics only
-        Adversary(
-            "recordings_discriminator", "rec_", modules("recordings_discriminator"), losses.feature_statistics_loss
-        )
-        if rec_d
-        else None
-    )
-    monitor = NaturalnessMonitor(recipe) if recipe.naturalness_every else None
-    mel = losses.MelScale(spec.sample_rate, spec.n_fft).to(run.device)
-    weights = {
-        "loss/latent_l1": recipe.latent_weight,
-        "loss/mel_db_l1": recipe.spec_weight,
-        "loss/adversarial": recipe.adv_weight,
-        "loss/feature_matching": recipe.fm_weight,
-        "loss/spec_adversarial": recipe.spec_adv_weight,
-        "loss/spec_feature_matching": recipe.spec_fm_weight,
-        "loss/rec_adversarial": recipe.rec_adv_weight,
-        "loss/rec_feature_matching": recipe.rec_fm_weight,
+    if "recordings" in trained:  # unpaired: a latent discriminator of its own, unconditional (no paired input)
+        recordings()
+        built["recordings_discriminator"] = LatentDiscriminator(d_config(False))
+    for name, module in built.items():
+        state.modules[name] = module
+        state.optimizers[name] = adam(module, recipe.d_lr)
+
+
+# each discriminator's log prefix and feature loss (no truth on recordings: feature statistics only)
+ADVERSARIES = {
+    "discriminator": ("", losses.feature_loss),
+    "spectrogram_discriminator": ("spec_", losses.feature_loss),
+    "recordings_discriminator": ("rec_", losses.feature_statistics_loss),
+}
+
+
+def adversaries(state: State) -> dict[str, Adversary]:
+    """The discriminators of ``state`` (as the run prepared them: DDP-wrapped where distributed)."""
+    return {
+        name: Adversary(name, prefix, state.modules[name], features)
+        for name, (prefix, features) in ADVERSARIES.items()
+        if name in state.modules
     }
 
-    def train_step(step: int) -> dict:
-        rng = run.rng(step)
-        rows, rate = run.sample_rows(pairs, rng, recipe.window)
-        src, tgt, rate = pairs.source[rows].to(run.device), pairs.target[rows].to(run.device), rate.to(run.device)
-        if recipe.real == "natural":  # unpaired: any music's latents, not the stretch of this input
-            real = pairs.target[run.sample_rows(pairs, rng, recipe.window)[0]].to(run.device)
-        else:
-            real = tgt
-        cond = src if conditional else None
-        feats = pairs.features[rows].to(run.device) if recipe.frame_features else None
-        adversarial = step >= recipe.warmup_steps
-        if adversarial and rec_d:
-            # a stream of its own: the pairs' batches are those of the same recipe without recordings
-            rec_rng = np.random.default_rng([recipe.seed, step, 1])
-            real_rows, fake_rows, rec_rate = recs.sample(rec_rng, recipe.rec_batch * run.processes, recipe.window)
-            real_rows, fake_rows, rec_rate = run.local(real_rows), run.local(fake_rows), run.local(rec_rate)
-            rec_real = recs.real[real_rows].to(run.device)
-            rec_src, rec_rate = recs.source[fake_rows].to(run.device), rec_rate.to(run.device)
-            rec_feats = recs.features[fake_rows].to(run.device) if recipe.frame_features else None
-            # one generator call for both batches (one forward per backward under DDP)
-            both = generator(
-                torch.cat([src, rec_src]),
-                torch.cat([rate, rec_rate]),
-                torch.cat([feats, rec_feats]) if feats is not None else None,
-            )
-            fake, rec_fake = both[: src.shape[0]], both[src.shape[0] :]
-        else:
-            fake = generator(src, rate, feats)
-        scalars = {}
-        if adversarial and spec_d:  # what users hear, for a few windows of the batch
-            k = min(recipe.spec_d_batch, recipe.batch_size)
-            src_db = pairs.source_db[rows[:k]].to(run.device).float()
-            tgt_db = pairs.target_db[rows[:k]].to(run.device).float()
-            out_db = residual_output(ae, fake[:k], src[:k], src_db)
 
-        # Discriminator steps, then the generator's: every term keyed by its log name, weighted by
-        # the recipe's weight of that name
-        if adversarial and latent:
-            scalars.update(latent.step(run, step, recipe.d_lr, real, fake, rate, cond))
-        if adversarial and spectral_adv:
-            scalars.update(spectral_adv.step(run, step, recipe.d_lr, tgt_db, out_db, rate[:k], src_db))
-        if adversarial and recorded:
+@dataclass
+class Batch:
+    """One step's windows of the training pairs."""
+
+    rng: np.random.Generator
+    rows: np.ndarray
+    src: torch.Tensor  # time-scaled latents of the input
+    tgt: torch.Tensor  # latents of the true stretch
+    rate: torch.Tensor
+    real: torch.Tensor  # what the latent discriminator sees as real: tgt, or other music's latents
+    cond: torch.Tensor | None  # the conditioning of a conditional latent discriminator
+    feats: torch.Tensor | None  # the plan's per-frame features
+
+
+def sample_batch(run: Run, recipe: GanRecipe, pairs, step: int, conditional: bool) -> Batch:
+    rng = run.rng(step)
+    rows, rate = run.sample_rows(pairs, rng, recipe.window)
+    src, tgt, rate = pairs.source[rows].to(run.device), pairs.target[rows].to(run.device), rate.to(run.device)
+    if recipe.real == "natural":  # unpaired: any music's latents, not the stretch of this input
+        real = pairs.target[run.sample_rows(pairs, rng, recipe.window)[0]].to(run.device)
+    else:
+        real = tgt
+    feats = pairs.features[rows].to(run.device) if recipe.frame_features else None
+    return Batch(rng, rows, src, tgt, rate, real, src if conditional else None, feats)
+
+
+def recorded_batch(run: Run, recipe: GanRecipe, recs, step: int) -> tuple:
+    """(real windows, time-scaled input windows, rates, features) of the recordings for ``step``:
+    a stream of its own, so the pairs' batches are those of the same recipe without recordings."""
+    rec_rng = np.random.default_rng([recipe.seed, step, 1])
+    real_rows, fake_rows, rec_rate = recs.sample(rec_rng, recipe.rec_batch * run.processes, recipe.window)
+    real_rows, fake_rows, rec_rate = run.local(real_rows), run.local(fake_rows), run.local(rec_rate)
+    rec_real = recs.real[real_rows].to(run.device)
+    rec_src, rec_rate = recs.source[fake_rows].to(run.device), rec_rate.to(run.device)
+    rec_feats = recs.features[fake_rows].to(run.device) if recipe.frame_features else None
+    return rec_real, rec_src, rec_rate, rec_feats
+
+
+WEIGHTS = {  # each generator term's log name -> the recipe setting that weights it
+    "loss/latent_l1": "latent_weight",
+    "loss/mel_db_l1": "spec_weight",
+    "loss/adversarial": "adv_weight",
+    "loss/feature_matching": "fm_weight",
+    "loss/spec_adversarial": "spec_adv_weight",
+    "loss/spec_feature_matching": "spec_fm_weight",
+    "loss/rec_adversarial": "rec_adv_weight",
+    "loss/rec_feature_matching": "rec_fm_weight",
+}
+
+
+@dataclass
+class GanStep:
+    """One training step: a batch, the generator's output, each discriminator's step, then the
+    generator's (every term keyed by its log name, weighted by the recipe's weight of that name)."""
+
+    run: Run
+    recipe: GanRecipe
+    stage: SequenceStage  # pairs, autoencoder
+    generator: torch.nn.Module
+    adversaries: dict[str, Adversary]
+    recs: object  # the recorded latents, for the recordings discriminator
+    conditional: bool
+    mel: torch.nn.Module
+    monitor: NaturalnessMonitor | None
+    export: Callable
+
+    def generate(self, b: Batch, step: int, adversarial: bool):
+        """(fake latents of the batch, (real, fake, rate) of the recordings or None)."""
+        if not (adversarial and "recordings_discriminator" in self.adversaries):
+            return self.generator(b.src, b.rate, b.feats), None
+        rec_real, rec_src, rec_rate, rec_feats = recorded_batch(self.run, self.recipe, self.recs, step)
+        # one generator call for both batches (one forward per backward under DDP)
+        both = self.generator(
+            torch.cat([b.src, rec_src]),
+            torch.cat([b.rate, rec_rate]),
+            torch.cat([b.feats, rec_feats]) if b.feats is not None else None,
+        )
+        return both[: b.src.shape[0]], (rec_real, both[b.src.shape[0] :], rec_rate)
+
+    def views(self, b: Batch, fake: torch.Tensor, recorded) -> dict[str, tuple]:
+        """What each discriminator reads: (real, fake, *context)."""
+        out = {"discriminator": (b.real, fake, b.rate, b.cond)}
+        if "spectrogram_discriminator" in self.adversaries:  # what users hear, for a few windows of the batch
+            k, pairs = min(self.recipe.spec_d_batch, self.recipe.batch_size), self.stage.pairs
+            src_db = pairs.source_db[b.rows[:k]].to(self.run.device).float()
+            tgt_db = pairs.target_db[b.rows[:k]].to(self.run.device).float()
+            out_db = residual_output(self.stage.autoencoder, fake[:k], b.src[:k], src_db)
+            out["spectrogram_discriminator"] = (tgt_db, out_db, b.rate[:k], src_db)
+        if recorded is not None:
             # the real windows are given the fakes' rates: the rate channel tells D nothing of which is which
-            scalars.update(recorded.step(run, step, recipe.d_lr, rec_real, rec_fake, rec_rate))
-        terms = supervised_terms(recipe, ae, mel, pairs, rows, fake, src, tgt, rng)
-        if adversarial and latent:
-            terms.update(latent.terms(real, fake, rate, cond))
-        if adversarial and spectral_adv:
-            terms.update(spectral_adv.terms(tgt_db, out_db, rate[:k], src_db))
-        if adversarial and recorded:
-            terms.update(recorded.terms(rec_real, rec_fake, rec_rate))
-        loss_g = sum(weights[name] * value for name, value in terms.items())
+            out["recordings_discriminator"] = recorded
+        return out
+
+    def __call__(self, step: int) -> dict:
+        run, recipe = self.run, self.recipe
+        b = sample_batch(run, recipe, self.stage.pairs, step, self.conditional)
+        adversarial = step >= recipe.warmup_steps
+        fake, recorded = self.generate(b, step, adversarial)
+        active = self.adversaries if adversarial else {}
+        views = self.views(b, fake, recorded) if active else {}
+        scalars = {}
+        for name, adversary in active.items():
+            scalars.update(adversary.step(run, step, recipe.d_lr, *views[name]))
+        terms = supervised_terms(
+            recipe, self.stage.autoencoder, self.mel, self.stage.pairs, b.rows, fake, b.src, b.tgt, b.rng
+        )
+        for name, adversary in active.items():
+            terms.update(adversary.terms(*views[name]))
+        loss_g = sum(getattr(recipe, WEIGHTS[name]) * value for name, value in terms.items())
         run.check_finite(step, generator=loss_g)
         lr, scalars["grad_norm/generator"] = run.optimize("generator", loss_g, recipe.lr, step)
         run.update_ema(recipe.ema_decay)
         with torch.no_grad():  # collapse watch: spread of generated latents against real ones (1 = same spread)
-            spread = fake.std(dim=(0, 1)).mean() / real.std(dim=(0, 1)).mean().clamp_min(1e-8)
+            spread = fake.std(dim=(0, 1)).mean() / b.real.std(dim=(0, 1)).mean().clamp_min(1e-8)
         scalars.update({"loss/total": loss_g, **terms, "lr": lr, "g/latent_spread": spread})
-        if monitor is not None and (step + 1) % recipe.naturalness_every == 0:
-            monitor(run, export(), step + 1)
+        if self.monitor is not None and (step + 1) % recipe.naturalness_every == 0:
+            self.monitor(run, self.export(), step + 1)
         return scalars
 
-    kind = "gan" if trained else "generator"  # a model file named for what trained it
+
+def train(recipe: GanRecipe) -> Run:
+    check_recordings(recipe)  # before the run folder is made
+    stage = sequence_stage(recipe)
+    run, spec, ae, pairs = stage.run, stage.spectral, stage.autoencoder, stage.pairs
+    generator = build_generator(recipe, ae.cfg.latent_dim)
+    conditional = recipe.d_conditional and recipe.real == "target"
+    stage.init_refiner(generator)
+    state = State(
+        {"generator": generator, "ema": copy.deepcopy(generator).requires_grad_(False)},
+        {"generator": adam(generator, recipe.lr)},
+        ema={"ema": "generator"},
+    )
+    loaded = SimpleNamespace(recs=None)
+
+    def recordings():
+        loaded.recs = recorded_latents(recipe, run, spec, ae, pairs)
+
+    add_discriminators(recipe, state, spec, ae.cfg.latent_dim, conditional, recordings)
+    start = run.register(state)
+    adv = adversaries(state)
+    kind = "gan" if adv else "generator"  # a model file named for what trained it
 
     def export() -> Model:
         meta = {
@@ -237,10 +298,13 @@ def train(recipe: GanRecipe) -> Run:
             "attack_span_in_training": list(recipe.attack_span),
             "recipe": recipe_source(recipe),
         }
-        refiner, blend = stage.exported(ema)
+        refiner, blend = stage.exported(state.modules["ema"])
         return Model(kind, spec, ae, refiner, model_meta(kind, spec, ae, refiner, {**meta, **blend}))
 
-    run.loop(start, train_step, export)
+    monitor = NaturalnessMonitor(recipe) if recipe.naturalness_every else None
+    mel = losses.MelScale(spec.sample_rate, spec.n_fft).to(run.device)
+    step = GanStep(run, recipe, stage, state.modules["generator"], adv, loaded.recs, conditional, mel, monitor, export)
+    run.loop(start, step, export)
     return run
 
 
