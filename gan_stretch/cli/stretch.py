@@ -27,14 +27,39 @@ def stretch_command(args) -> int:
 def _stretch_command(args, piped: bool = False) -> int:
     from pathlib import Path
 
-    from tqdm import tqdm
+    from gan_stretch.errors import AudioError
+    from gan_stretch.io.audio import is_stdout
+    from gan_stretch.stretching.stretcher import Stretcher
 
+    rate, semitones, time_map = checked_options(args)
+    src, dst = Path(args.input), Path(args.output)
+    if is_stdout(args.output) and sys.stdout.isatty():
+        raise AudioError(
+            f"output {args.output!r} writes WAV to standard output, which is a terminal: pipe it into a "
+            "program (| sox -t wav - out.wav) or give a file name"
+        )
+    jobs, skipped, nested = checked_jobs(args, src, dst, piped)
+    settings = stretcher_settings(args)  # for this process's Stretcher and each folder worker's
+    stretcher = Stretcher(args.checkpoint, **settings)
+    if not src.is_dir():
+        return stretch_one(args, stretcher, src, dst, (rate, args.duration, time_map, semitones))
+    failed = stretch_folder(args, stretcher, settings, jobs, src, dst, (rate, args.duration, time_map, semitones))
+    if skipped:
+        print(f"skipped {len(skipped)} file(s) that are not audio gan-stretch reads: {_names(skipped)}")
+    if nested:
+        print(
+            f"skipped {len(nested)} audio file(s) in the output folder {dst}, which is inside the input "
+            f"folder (never read as input): {_names(nested)}"
+        )
+    return 1 if failed else 0
+
+
+def checked_options(args) -> tuple:
+    """(rate or None, semitones, time map pairs or None) from the options, each checked."""
     from gan_stretch.dsp.pitch import check_semitones
     from gan_stretch.dsp.timemap import check_rate, read
     from gan_stretch.errors import AudioError, ConfigError
-    from gan_stretch.io.audio import AudioReader, check_format, check_output_path, check_sample_rate, is_stdout
     from gan_stretch.runtime import parallel
-    from gan_stretch.stretching.stretcher import Stretcher
 
     rate = tempo_rate(args.tempo) if args.tempo is not None else args.rate
     given = [
@@ -53,56 +78,76 @@ def _stretch_command(args, piped: bool = False) -> int:
         parallel.check_jobs(args.jobs)
     if not 0 <= args.griffin_lim <= 1000:  # the Stretcher's own check would name its argument, griffin_lim
         raise ConfigError(f"--griffin-lim must be an iteration count in [0, 1000], got {args.griffin_lim}")
-    time_map = read(args.time_map) if args.time_map else None
-    src, dst = Path(args.input), Path(args.output)
+    return rate, semitones, read(args.time_map) if args.time_map else None
+
+
+def checked_jobs(args, src, dst, piped: bool) -> tuple[list, list, list]:
+    """(input, output) pairs, files skipped as not audio, audio files skipped inside the output
+    folder; every output checked (and a single input's header read) before any work."""
+    from gan_stretch.errors import AudioError
+    from gan_stretch.io.audio import AudioReader, check_format, check_output_path, check_sample_rate, is_stdout
+
     to_stdout = is_stdout(args.output)
-    if to_stdout and sys.stdout.isatty():
-        raise AudioError(
-            f"output {args.output!r} writes WAV to standard output, which is a terminal: pipe it into a "
-            "program (| sox -t wav - out.wav) or give a file name"
-        )
     if src.is_dir():  # a whole folder: every audio file in it, same names, same formats
         if to_stdout:
             raise AudioError(f"the input {src} is a folder; its output must be a folder too, not standard output")
         jobs, skipped, nested = folder_jobs(src, dst)
         for f, out in jobs:
             check_output_path(out, inputs=(f,), create_folder=True)
-    elif not src.exists():
+        return jobs, skipped, nested
+    if not src.exists():
         raise AudioError(f"input file not found: {src}")
-    else:
-        jobs, skipped, nested = [(src, dst)], [], []
-        check_output_path(dst, inputs=(src,))
-        if args.no_clobber and not to_stdout and dst.exists():
-            raise AudioError(f"{dst} exists (not overwritten: --no-clobber)")
-        with AudioReader(src) as reader:  # the input's header and the output's format, before any work
-            check_sample_rate(reader.sample_rate, "standard input" if piped else reader.name)
-            check_format(dst, reader.sample_rate, reader.channels)
-    settings = stretcher_settings(args)  # for this process's Stretcher and each folder worker's
-    stretcher = Stretcher(args.checkpoint, **settings)
-    if not src.is_dir():
-        with tqdm(desc="audio", unit="s", leave=False, disable=not sys.stderr.isatty()) as seconds:
+    check_output_path(dst, inputs=(src,))
+    if args.no_clobber and not to_stdout and dst.exists():
+        raise AudioError(f"{dst} exists (not overwritten: --no-clobber)")
+    with AudioReader(src) as reader:  # the input's header and the output's format, before any work
+        check_sample_rate(reader.sample_rate, "standard input" if piped else reader.name)
+        check_format(dst, reader.sample_rate, reader.channels)
+    return [(src, dst)], [], []
 
-            def progress(done, total):
-                seconds.total, seconds.n = round(total, 1), round(done, 1)
-                seconds.refresh()
 
-            info = stretcher.stretch_file(
-                src,
-                dst,
-                rate,
-                duration=args.duration,
-                time_map=time_map,
-                progress=progress,
-                clobber=not args.no_clobber,
-                semitones=semitones,
-            )
-        _warn_clipped("standard output" if to_stdout else dst, info)
-        print(
-            f"wrote {'standard output (WAV)' if to_stdout else dst} ({info['frames'] / info['sample_rate']:.2f} s, "
-            f"{info['sample_rate']} Hz, {info['channels']} channel(s))",
-            file=sys.stderr if to_stdout else sys.stdout,  # standard output carries the audio
+def stretch_one(args, stretcher, src, dst, how: tuple) -> int:
+    """One file (or standard output) with a progress bar on a terminal; ``how``: (rate, duration,
+    time map, semitones)."""
+    from tqdm import tqdm
+
+    from gan_stretch.io.audio import is_stdout
+
+    rate, duration, time_map, semitones = how
+    to_stdout = is_stdout(args.output)
+    with tqdm(desc="audio", unit="s", leave=False, disable=not sys.stderr.isatty()) as seconds:
+
+        def progress(done, total):
+            seconds.total, seconds.n = round(total, 1), round(done, 1)
+            seconds.refresh()
+
+        info = stretcher.stretch_file(
+            src,
+            dst,
+            rate,
+            duration=duration,
+            time_map=time_map,
+            progress=progress,
+            clobber=not args.no_clobber,
+            semitones=semitones,
         )
-        return 0
+    _warn_clipped("standard output" if to_stdout else dst, info)
+    print(
+        f"wrote {'standard output (WAV)' if to_stdout else dst} ({info['frames'] / info['sample_rate']:.2f} s, "
+        f"{info['sample_rate']} Hz, {info['channels']} channel(s))",
+        file=sys.stderr if to_stdout else sys.stdout,  # standard output carries the audio
+    )
+    return 0
+
+
+def stretch_folder(args, stretcher, settings: dict, jobs: list, src, dst, how: tuple) -> list:
+    """Every (input, output) pair of a folder in worker processes; prints a line per failure and
+    a summary. Returns the names of the files that failed, in file order."""
+    from tqdm import tqdm
+
+    from gan_stretch.runtime import parallel
+
+    rate, duration, time_map, semitones = how
     # one process per core on the CPU; on a GPU the files take turns on it unless --jobs says otherwise
     workers = args.jobs if args.jobs is not None else (parallel.default_jobs() if stretcher.device.type == "cpu" else 1)
     todo, failed, existing = [], [], []
@@ -114,7 +159,7 @@ def _stretch_command(args, piped: bool = False) -> int:
     done = 0
     for i, info, error in parallel.imap(
         _stretch_file,
-        [(f, out, rate, args.duration, time_map, not args.no_clobber, semitones) for f, out in todo],
+        [(f, out, rate, duration, time_map, not args.no_clobber, semitones) for f, out in todo],
         workers,
         desc="stretching",
         unit="file",
@@ -138,14 +183,7 @@ def _stretch_command(args, piped: bool = False) -> int:
     if failed:
         summary += f", {len(failed)} failed: {_names(failed)}"
     print(summary)
-    if skipped:
-        print(f"skipped {len(skipped)} file(s) that are not audio gan-stretch reads: {_names(skipped)}")
-    if nested:
-        print(
-            f"skipped {len(nested)} audio file(s) in the output folder {dst}, which is inside the input "
-            f"folder (never read as input): {_names(nested)}"
-        )
-    return 1 if failed else 0
+    return failed
 
 
 def stretcher_settings(args) -> dict:
@@ -167,14 +205,32 @@ def realtime_command(args) -> int:
     """``gan-stretch stretch --realtime``: the input is stretched as it arrives
     (:meth:`gan_stretch.stretching.stretcher.Stretcher.stream`) and the output written as it is final;
     standard input and output are WAV streams (:mod:`gan_stretch.io.wavpipe`)."""
-    from pathlib import Path
-    from types import SimpleNamespace
+    from gan_stretch.io.audio import check_output_path, check_sample_rate, is_stdin, is_stdout
+    from gan_stretch.stretching.stretcher import Stretcher
 
+    rate = checked_realtime_options(args)
+    to_stdout, from_stdin = is_stdout(args.output), is_stdin(args.input)
+    source, fmt = open_stream_input(args, to_stdout, from_stdin)
+    check_sample_rate(fmt.sr, "standard input" if from_stdin else source.name)
+    if not to_stdout:
+        check_output_path(args.output, inputs=() if from_stdin else (args.input,))
+    stretcher = Stretcher(args.checkpoint, **stretcher_settings(args))
+    stream = stretcher.stream(fmt.sr, fmt.channels, rate, block_frames=args.block_frames)
+    clipped, frames = write_stream(args, stream, source, fmt, to_stdout, from_stdin)
+    if clipped:
+        print(f"gan-stretch: warning: {clipped} samples clipped at full scale", file=sys.stderr)
+    print(
+        f"wrote {'standard output (WAV)' if to_stdout else args.output} ({frames / fmt.sr:.2f} s, {fmt.sr} Hz, "
+        f"{fmt.channels} channel(s); real time, latency {stream.latency / fmt.sr:.2f} s)",
+        file=sys.stderr if to_stdout else sys.stdout,
+    )
+    return 0
+
+
+def checked_realtime_options(args) -> float:
+    """The rate of a --realtime stretch; the options it cannot honour refused by name."""
     from gan_stretch.dsp.timemap import check_rate
     from gan_stretch.errors import AudioError, ConfigError
-    from gan_stretch.io.audio import AudioReader, AudioWriter, check_output_path, check_sample_rate, is_stdin, is_stdout
-    from gan_stretch.io.wavpipe import WavReader, WavWriter
-    from gan_stretch.stretching.stretcher import Stretcher
 
     for flag, value in (("--duration", args.duration), ("--time-map", args.time_map), ("--pitch", args.pitch)):
         if value is not None:
@@ -187,7 +243,19 @@ def realtime_command(args) -> int:
     rate = check_rate(rate)
     if not 1 <= args.block_frames <= 4096:
         raise ConfigError(f"--block-frames must be a frame count in [1, 4096], got {args.block_frames}")
-    to_stdout, from_stdin = is_stdout(args.output), is_stdin(args.input)
+    return rate
+
+
+def open_stream_input(args, to_stdout: bool, from_stdin: bool):
+    """(the input: a WAV stream on standard input or a file reader, its format: sr, channels,
+    bits, float_in)."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from gan_stretch.errors import AudioError
+    from gan_stretch.io.audio import AudioReader
+    from gan_stretch.io.wavpipe import WavReader
+
     if to_stdout and sys.stdout.isatty():
         raise AudioError("--realtime writes WAV to standard output, which is a terminal: pipe it into a program")
     if from_stdin and (sys.stdin is None or sys.stdin.isatty()):
@@ -196,18 +264,25 @@ def realtime_command(args) -> int:
         raise AudioError(f"--realtime stretches one stream; {args.input} is a folder")
     if from_stdin:
         source = WavReader(sys.stdin.fileno())
-        sr, channels, bits = source.sample_rate, source.channels, source.bits
-        float_in = source.kind[1] == "f"
+        fmt = SimpleNamespace(sr=source.sample_rate, channels=source.channels, bits=source.bits)
+        fmt.float_in = source.kind[1] == "f"
     else:
         source = AudioReader(args.input)
-        sr, channels = source.sample_rate, source.channels
-        bits = {"PCM_24": 24, "PCM_32": 32, "FLOAT": 32, "DOUBLE": 32}.get(source.subtype, 16)
-        float_in = source.subtype in ("FLOAT", "DOUBLE")
-    check_sample_rate(sr, "standard input" if from_stdin else source.name)
-    if not to_stdout:
-        check_output_path(args.output, inputs=() if from_stdin else (args.input,))
-    stretcher = Stretcher(args.checkpoint, **stretcher_settings(args))
-    stream = stretcher.stream(sr, channels, rate, block_frames=args.block_frames)
+        fmt = SimpleNamespace(
+            sr=source.sample_rate, channels=source.channels, float_in=source.subtype in ("FLOAT", "DOUBLE")
+        )
+        fmt.bits = {"PCM_24": 24, "PCM_32": 32, "FLOAT": 32, "DOUBLE": 32}.get(source.subtype, 16)
+    return source, fmt
+
+
+def write_stream(args, stream, source, fmt, to_stdout: bool, from_stdin: bool) -> tuple[int, int]:
+    """Feeds the input to ``stream`` as it is read and writes the output as it is final, to
+    standard output (WAV) or a file; returns (samples clipped, frames written)."""
+    from types import SimpleNamespace
+
+    from gan_stretch.errors import AudioError
+    from gan_stretch.io.audio import AudioWriter
+    from gan_stretch.io.wavpipe import WavWriter
 
     def chunks():
         if from_stdin:
@@ -219,32 +294,23 @@ def realtime_command(args) -> int:
                 yield source.read(lo, min(lo + 4096, source.frames)).cpu().numpy()
 
     if to_stdout:
-        writer = WavWriter(sys.stdout.buffer, sr, channels, 32 if float_in else 24 if bits > 16 else 16)
+        writer = WavWriter(sys.stdout.buffer, fmt.sr, fmt.channels, 32 if fmt.float_in else 24 if fmt.bits > 16 else 16)
         for x in chunks():
             writer.write(stream.process(x))
         if stream.fed == 0:
             raise AudioError("standard input held no audio samples" if from_stdin else f"{source.name} is empty")
         writer.write(stream.finish())
-        clipped, frames = writer.clipped, writer.frames
-    else:
-        # the input's sample format (a WAV stream's: PCM 8-32 bit or float), as for a file
-        subtype = {8: "PCM_U8", 16: "PCM_16", 24: "PCM_24", 32: "FLOAT" if float_in else "PCM_32", 64: "DOUBLE"}
-        like = SimpleNamespace(format="WAV", subtype=subtype.get(bits)) if from_stdin else source
-        with AudioWriter(args.output, sr, channels, like=like, clobber=not args.no_clobber) as writer:
-            for x in chunks():
-                writer.write(stream.process(x))
-            if stream.fed == 0:
-                raise AudioError("standard input held no audio samples")
-            writer.write(stream.finish())
-        clipped, frames = writer.clipped, writer.frames
-    if clipped:
-        print(f"gan-stretch: warning: {clipped} samples clipped at full scale", file=sys.stderr)
-    print(
-        f"wrote {'standard output (WAV)' if to_stdout else args.output} ({frames / sr:.2f} s, {sr} Hz, "
-        f"{channels} channel(s); real time, latency {stream.latency / sr:.2f} s)",
-        file=sys.stderr if to_stdout else sys.stdout,
-    )
-    return 0
+        return writer.clipped, writer.frames
+    # the input's sample format (a WAV stream's: PCM 8-32 bit or float), as for a file
+    subtype = {8: "PCM_U8", 16: "PCM_16", 24: "PCM_24", 32: "FLOAT" if fmt.float_in else "PCM_32", 64: "DOUBLE"}
+    like = SimpleNamespace(format="WAV", subtype=subtype.get(fmt.bits)) if from_stdin else source
+    with AudioWriter(args.output, fmt.sr, fmt.channels, like=like, clobber=not args.no_clobber) as writer:
+        for x in chunks():
+            writer.write(stream.process(x))
+        if stream.fed == 0:
+            raise AudioError("standard input held no audio samples")
+        writer.write(stream.finish())
+    return writer.clipped, writer.frames
 
 
 _STRETCHER = None  # a folder job's Stretcher, made once per process by _load_stretcher
