@@ -128,26 +128,75 @@ def with_transients(
     span: 16th notes sped up, rolls). Returns the new map and the regions' output spans [K, 2] in
     samples (a region's first frame restarts its phase as the input's).
     """
-    src_anchor, tgt_anchor = tmap.source, tmap.target
-    last_anchor = len(src_anchor) - 1  # the end of the map; anchors 1..last_anchor - 1 are the user's
-    knots_src, knots_tgt, starts = [float(src_anchor[0])], [float(tgt_anchor[0])], []
-    nxt = 1  # the next anchor of tmap not yet passed
+    regions = _Regions(tmap, hop, DENSE_GAP_RATE if dense else GAP_RATES[1], gap_ratio)
+    spans = [(before, after)]
+    if dense and before + after > 1:  # the longest regions first, as even as possible, then the frames before the onset
+        spans = sorted(
+            ((i, j) for i in range(before + 1) for j in range(after + 1) if i + j > 0),
+            key=lambda p: (-min(p), -sum(p), -p[0]),
+        )
+    order = np.sort(np.asarray(onsets, dtype=np.float64))
+    for n, s in enumerate(order):
+        regions.skip_passed()
+        cap = regions.room_after(s, order[n + 1], before, after) if dense and n + 1 < len(order) else after
+        for bb, aa in spans:
+            if aa > cap and (bb, aa) != spans[-1]:
+                continue
+            placed = regions.place(float(s), bb * hop, aa * hop)
+            if placed is not None:
+                regions.add(*placed)
+                break
+    return regions.finish()
 
-    top = DENSE_GAP_RATE if dense else GAP_RATES[1]
 
-    def gap_ok(s0, t0, s1, t1) -> bool:
-        if not (t1 > t0 and s1 > s0 and GAP_RATES[0] <= (s1 - s0) / (t1 - t0) <= top):
+class _Regions:
+    """The map :func:`with_transients` builds: its knots so far, the next anchor of ``tmap`` not
+    yet passed, and the regions' output spans."""
+
+    def __init__(self, tmap: TimeMap, hop: int, top: float, gap_ratio: float | None):
+        self.src_anchor, self.tgt_anchor, self.hop, self.top, self.gap_ratio = (
+            tmap.source,
+            tmap.target,
+            hop,
+            top,
+            gap_ratio,
+        )
+        self.last_anchor = len(self.src_anchor) - 1  # the end of the map; anchors 1..last_anchor - 1 are the user's
+        self.knots_src, self.knots_tgt, self.starts = [float(self.src_anchor[0])], [float(self.tgt_anchor[0])], []
+        self.nxt = 1  # the next anchor of tmap not yet passed
+
+    def skip_passed(self) -> None:
+        while self.nxt < self.last_anchor and self.src_anchor[self.nxt] <= self.knots_src[-1]:
+            self.nxt += 1
+
+    def gap_ok(self, s0, t0, s1, t1) -> bool:
+        if not (t1 > t0 and s1 > s0 and GAP_RATES[0] <= (s1 - s0) / (t1 - t0) <= self.top):
             return False
-        if gap_ratio is None:
+        if self.gap_ratio is None:
             return True
-        planned = float(np.interp(s1, src_anchor, tgt_anchor) - np.interp(s0, src_anchor, tgt_anchor))
+        planned = float(
+            np.interp(s1, self.src_anchor, self.tgt_anchor) - np.interp(s0, self.src_anchor, self.tgt_anchor)
+        )
         ratio = (t1 - t0) / planned if planned > 0 else np.inf  # > 1: slower than tmap there
-        return 1 / gap_ratio <= ratio <= gap_ratio
+        return 1 / self.gap_ratio <= ratio <= self.gap_ratio
 
-    def place(s: float, b: float, a: float):
+    def room_after(self, s: float, s_next: float, before: int, after: int) -> int:
+        """The frames after the onset at ``s`` that leave the next onset room for its frames before:
+        of the frames that fit between the two (their gap at most ``top`` times faster than the
+        input), about half."""
+        src_anchor, tgt_anchor, top, hop = self.src_anchor, self.tgt_anchor, self.top, self.hop
+        g_in = s_next - s
+        g_out = float(np.interp(s_next, src_anchor, tgt_anchor) - np.interp(s, src_anchor, tgt_anchor))
+        room = int(np.floor((top * g_out - g_in) / ((top - 1) * hop)))
+        if 0 < room < before + after:
+            return max(0, room - min(before, (room + 1) // 2))
+        return after
+
+    def place(self, s: float, b: float, a: float):
         """(anchors passed before the region, the anchors it replaces, lo_s, hi_s, lo_t, hi_t) of a
         region of ``b`` samples before the onset at ``s`` and ``a`` after it, or None if it does not fit."""
-        pending = range(nxt, last_anchor)
+        src_anchor, tgt_anchor, hop = self.src_anchor, self.tgt_anchor, self.hop
+        pending = range(self.nxt, self.last_anchor)
         inside = [k for k in pending if s - b <= src_anchor[k] <= s + a]
         if inside:  # the region passes through the anchor nearest the onset
             k = min(inside, key=lambda k: abs(src_anchor[k] - s))
@@ -162,50 +211,32 @@ def with_transients(
         if any(abs(o + src_anchor[k] - s - tgt_anchor[k]) > hop / 2 + 1e-6 for k in inside):
             return None
         passed = [k for k in pending if src_anchor[k] < lo_s]
-        path = [(knots_src[-1], knots_tgt[-1]), *((src_anchor[k], tgt_anchor[k]) for k in passed), (lo_s, lo_t)]
-        end = nxt + len(passed) + len(inside)  # the first anchor after the region (or the map's end)
-        if not all(gap_ok(*p, *q) for p, q in zip(path[:-1], path[1:])) or not gap_ok(
+        path = [
+            (self.knots_src[-1], self.knots_tgt[-1]),
+            *((src_anchor[k], tgt_anchor[k]) for k in passed),
+            (lo_s, lo_t),
+        ]
+        end = self.nxt + len(passed) + len(inside)  # the first anchor after the region (or the map's end)
+        if not all(self.gap_ok(*p, *q) for p, q in zip(path[:-1], path[1:])) or not self.gap_ok(
             hi_s, hi_t, src_anchor[end], tgt_anchor[end]
         ):
             return None
         return passed, inside, lo_s, hi_s, lo_t, hi_t
 
-    spans = [(before, after)]
-    if dense and before + after > 1:  # the longest regions first, as even as possible, then the frames before the onset
-        spans = sorted(
-            ((i, j) for i in range(before + 1) for j in range(after + 1) if i + j > 0),
-            key=lambda p: (-min(p), -sum(p), -p[0]),
+    def add(self, passed, inside, lo_s, hi_s, lo_t, hi_t) -> None:
+        self.knots_src += [float(self.src_anchor[k]) for k in passed] + [lo_s, hi_s]
+        self.knots_tgt += [float(self.tgt_anchor[k]) for k in passed] + [lo_t, hi_t]
+        self.nxt += len(passed) + len(inside)
+        self.starts.append((lo_t, hi_t))
+
+    def finish(self) -> tuple[TimeMap, np.ndarray]:
+        """The map (the anchors after the last region kept) and the regions' output spans [K, 2]."""
+        rest = [k for k in range(len(self.src_anchor)) if self.src_anchor[k] > self.knots_src[-1]]
+        knots_src = self.knots_src + [float(self.src_anchor[k]) for k in rest]
+        knots_tgt = self.knots_tgt + [float(self.tgt_anchor[k]) for k in rest]
+        return TimeMap(np.asarray(knots_src), np.asarray(knots_tgt)), np.asarray(self.starts, dtype=np.float64).reshape(
+            -1, 2
         )
-    order = np.sort(np.asarray(onsets, dtype=np.float64))
-    for n, s in enumerate(order):
-        while nxt < last_anchor and src_anchor[nxt] <= knots_src[-1]:
-            nxt += 1
-        cap = after
-        if dense and n + 1 < len(order):
-            # leave the next onset room for its frames before: of the frames that fit between the
-            # two (their gap at most GAP_RATES[1] times faster than the input), about half
-            g_in = order[n + 1] - s
-            g_out = float(np.interp(order[n + 1], src_anchor, tgt_anchor) - np.interp(s, src_anchor, tgt_anchor))
-            room = int(np.floor((top * g_out - g_in) / ((top - 1) * hop)))
-            if 0 < room < before + after:
-                cap = max(0, room - min(before, (room + 1) // 2))
-        for bb, aa in spans:
-            if aa > cap and (bb, aa) != spans[-1]:
-                continue
-            placed = place(float(s), bb * hop, aa * hop)
-            if placed is not None:
-                break
-        else:
-            continue
-        passed, inside, lo_s, hi_s, lo_t, hi_t = placed
-        knots_src += [float(src_anchor[k]) for k in passed] + [lo_s, hi_s]
-        knots_tgt += [float(tgt_anchor[k]) for k in passed] + [lo_t, hi_t]
-        nxt += len(passed) + len(inside)
-        starts.append((lo_t, hi_t))
-    rest = [k for k in range(len(src_anchor)) if src_anchor[k] > knots_src[-1]]
-    knots_src += [float(src_anchor[k]) for k in rest]
-    knots_tgt += [float(tgt_anchor[k]) for k in rest]
-    return TimeMap(np.asarray(knots_src), np.asarray(knots_tgt)), np.asarray(starts, dtype=np.float64).reshape(-1, 2)
 
 
 @dataclass(frozen=True)
