@@ -87,17 +87,22 @@ def test_time_map_file(default, tmp_path):
 
 @pytest.mark.parametrize(
     "name,kind,recipe",
-    [("default", "gan", "recipes/default/finetune.yaml"), ("mapper", "mapper", "recipes/default/mapper.yaml")],
+    [("default", "generator", "recipes/default/finetune.yaml"), ("mapper", "mapper", "recipes/default/mapper.yaml")],
 )
 def test_packaged_models_are_trained_refiners(name, kind, recipe):
-    """Both shipped models load by name, name the recipe file that trained them, play attacks at
-    speed 1 as they were trained to, and their refiners change the interpolated latents (not the
-    identity they start as)."""
+    """Both shipped models load by name, name the recipe file that trained them and are of the kind
+    a run of it exports (the default's recipe builds no discriminator), play attacks at speed 1 as
+    they were trained to, and their refiners change the interpolated latents (not the identity
+    they start as)."""
     import torch
+
+    from gan_stretch.train.recipes import load_recipe
 
     stretcher = Stretcher(name, device="cpu")
     assert stretcher.model.kind == kind and stretcher.model.meta["recipe"]["file"] == recipe
     assert (Path(__file__).resolve().parents[1] / recipe).is_file()
+    made = load_recipe(Path(__file__).resolve().parents[1] / recipe)
+    assert kind == (made.stage if made.stage != "gan" else "gan" if made.discriminators() else "generator")
     assert stretcher.transients and stretcher.decays
     refiner = stretcher.model.refiner
     z = torch.linspace(-0.5, 0.5, 32 * refiner.cfg.latent_dim).reshape(1, 32, -1)

@@ -121,7 +121,7 @@ def load_model(path: str | os.PathLike) -> Model:
     Model
         ``kind`` (``"autoencoder"``, ``"mapper"``, ``"gan"`` or ``"generator"``: the stage that
         made it, ``generator`` for a gan-stage run without discriminators; files written before
-        that kind existed say ``gan`` for those too, the packaged default among them),
+        that kind existed say ``gan`` for those too; the packaged default says ``generator``),
         ``spectral`` (its STFT settings), ``autoencoder`` and ``refiner`` (None for an
         autoencoder alone; both in eval mode, on the CPU, without gradients) and ``meta`` (the
         file's metadata, with the recipe that trained it). A :class:`Stretcher` takes it as is.
