@@ -12,7 +12,7 @@ latency, and CPU load per second of audio.
     python eval/realtime.py --speed --out docs/results/realtime
 
 The stream is fed in chunks of 1024 samples (eval/benchmark.py's ``stream=1``); its output does
-not depend on the chunk size (tests/test_realtime.py).
+not depend on the chunk size (tests/stretching/test_realtime.py).
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def speed(out: Path, runs: int, seconds: float) -> str:
     n = int(seconds * sr)
     t = np.arange(n) / sr
     x = np.zeros(n)
-    for on in np.arange(0.05, seconds - 0.3, 0.3):  # notes with clicks, as tests/test_realtime.py
+    for on in np.arange(0.05, seconds - 0.3, 0.3):  # notes with clicks, as tests/stretching/test_realtime.py
         i, f = int(on * sr), 220 * 2 ** (rng.integers(0, 12) / 12)
         x[i:] += 0.15 * np.sin(2 * np.pi * f * (t[i:] - on)) * np.exp(-3 * (t[i:] - on))
         x[i : i + 400] += 0.4 * rng.standard_normal(400) * np.exp(-np.arange(400) / 80)

@@ -32,6 +32,8 @@ import torch  # noqa: E402
 torch.set_num_threads(1)
 
 SR = 22050
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+DEBUG = RECIPES / "debug"  # the tiny sizes (16-wide networks, tens of steps, no evaluation)
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
@@ -179,3 +181,32 @@ def wait_until(proc, ready, seconds: float) -> None:
     while time.time() < deadline and proc.poll() is None and not ready():
         time.sleep(0.05)
     assert proc.poll() is None, "the stretch ended before it could be stopped"
+
+
+# --- tiny training runs (tests/train/ and the promises) ------------------------------------------
+
+
+def overrides(stage: str, corpus, run_dir: Path, steps: int, *extra: str, ae: Path | None = None) -> list[str]:
+    """The paths and step count of a run of ``recipes/debug/{stage}.yaml``, and ``extra``."""
+    out = [f"data={corpus.root}", f"run_dir={run_dir}", f"steps={steps}", *extra]
+    return out + ([f"autoencoder={ae}"] if ae is not None else [])
+
+
+def run_stage(stage: str, corpus, run_dir: Path, steps: int, *extra: str, ae: Path | None = None):
+    """A tiny run of the ``stage`` in this process (recipes/debug/)."""
+    from gan_stretch.train import run
+
+    return run(DEBUG / f"{stage}.yaml", overrides(stage, corpus, run_dir, steps, *extra, ae=ae))
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    from gan_stretch.io import checkpoint
+
+    return checkpoint.load(path)[0]
+
+
+def partial_files(folder: Path) -> list[Path]:
+    """Temporary files of atomic writes (``.{stem}.partial-XXXX{suffix}``) under ``folder``."""
+    from gan_stretch.io import checkpoint
+
+    return [p for p in folder.rglob(f".*{checkpoint.PARTIAL}*") if p.is_file()]

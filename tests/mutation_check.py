@@ -43,9 +43,9 @@ def bug(name: str, file: str, old: str, new: str, tests, count: int = 1, also=()
     return Mutation(name, file, ((old, new, count), *also), tuple(tests))
 
 
-METRIC_TESTS = ("tests/test_metric_reference.py",)
+METRIC_TESTS = ("tests/measures/test_metric_reference.py",)
 TIMEMAP_TESTS = (
-    "tests/test_timemap.py",
+    "tests/dsp/test_timemap.py",
     "tests/test_promises.py::test_each_click_lands_at_t_over_rate",
     "tests/test_promises.py::test_each_click_lands_at_its_time_map_target",
     "tests/test_promises.py::test_stretch_gives_exactly_round_n_over_rate_samples",
@@ -57,14 +57,14 @@ MUTATIONS = [
         "gan_stretch/dsp/pitch.py",
         "soxr.ResampleStream(factor(semitones), 1.0,",
         "soxr.ResampleStream(1.0, factor(semitones),",
-        ("tests/test_pitch.py::test_shift_keeps_the_duration_and_moves_a_sine_by_the_semitones",),
+        ("tests/dsp/test_pitch.py::test_shift_keeps_the_duration_and_moves_a_sine_by_the_semitones",),
     ),
     bug(
         "a shift stretched by 2^(-n/12) instead of 2^(n/12)",
         "gan_stretch/dsp/pitch.py",
         "f = factor(semitones)\n    target",
         "f = 1 / factor(semitones)\n    target",
-        ("tests/test_pitch.py::test_shift_keeps_the_duration_and_moves_a_sine_by_the_semitones",),
+        ("tests/dsp/test_pitch.py::test_shift_keeps_the_duration_and_moves_a_sine_by_the_semitones",),
     ),
     bug(
         "log-mel floor 80 dB -> 60 dB",
@@ -131,7 +131,7 @@ MUTATIONS = [
         "gan_stretch/stretching/stretcher.py",
         "render_block(self, spec, view, carry, ref,",
         "render_block(self, spec, view, None, ref,",
-        ("tests/test_streaming.py::test_streaming_in_small_blocks_matches_one_block",),
+        ("tests/stretching/test_streaming.py::test_streaming_in_small_blocks_matches_one_block",),
     ),
     bug(
         "band cross-fade over 20 % instead of 10 %",
@@ -153,21 +153,21 @@ MUTATIONS = [
         "gan_stretch/data/cache.py",
         'items = corpus.split("train")',
         "items = corpus.items",
-        ("tests/test_training.py::test_recordings_cache_reads_the_training_split_only_and_draws_real_and_fake_apart",),
+        ("tests/train/test_training.py::test_recordings_cache_reads_the_training_split_only_and_draws_real_and_fake_apart",),
     ),
     bug(
         "the generator stretches the recordings the discriminator sees as real in the same step",
         "gan_stretch/data/cache.py",
         "ok = ~real_side[self.groups]",
         "ok = real_side[self.groups]",
-        ("tests/test_training.py::test_recordings_cache_reads_the_training_split_only_and_draws_real_and_fake_apart",),
+        ("tests/train/test_training.py::test_recordings_cache_reads_the_training_split_only_and_draws_real_and_fake_apart",),
     ),
     bug(
         "a rerun after a recipe edit resumes the old checkpoint",
         "gan_stretch/train/common.py",
         'if meta["training_sha256"] == settings_hash(now):',
         "if True:",
-        ("tests/test_training.py::test_resume_refuses_a_checkpoint_of_an_edited_recipe",),
+        ("tests/train/test_training.py::test_resume_refuses_a_checkpoint_of_an_edited_recipe",),
     ),
     bug(
         "eval/study.py reuses scores whatever model and settings they were made of",
@@ -181,21 +181,21 @@ MUTATIONS = [
         "gan_stretch/train/recipes.py",
         '"latent": self.adv_weight + self.fm_weight,',
         '"latent": self.adv_weight + self.fm_weight + 1,',
-        ("tests/test_training.py::test_generator_recipe_trains_no_discriminator_and_exports_a_generator",),
+        ("tests/train/test_training.py::test_generator_recipe_trains_no_discriminator_and_exports_a_generator",),
     ),
     bug(
         "the generator's adversarial terms push the wrong way (toward 'fake')",
         "gan_stretch/train/gan.py",
         'f"loss/{self.prefix}adversarial": sum(losses.generator_loss(x) for x in _maps(d_fake)),',
         'f"loss/{self.prefix}adversarial": sum((x**2).mean() for x in _maps(d_fake)),',
-        ("tests/test_training.py::test_generator_learns_from_the_recordings_discriminator_alone",),
+        ("tests/train/test_training.py::test_generator_learns_from_the_recordings_discriminator_alone",),
     ),
     bug(
         "one loudness reference for all channels instead of one per channel",
         "gan_stretch/stretching/magnitudes.py",
         "return torch.maximum(db, db.max() - cfg.db_range)",
         "return db.max().expand_as(db)",
-        ("tests/test_stretch.py::test_each_channel_has_its_own_loudness_reference",),
+        ("tests/stretching/test_stretch.py::test_each_channel_has_its_own_loudness_reference",),
     ),
     bug(
         "benchmark duration error against the input's length",
@@ -209,21 +209,21 @@ MUTATIONS = [
         "gan_stretch/stretching/realtime.py",
         "avail = (h - cfg.n_fft // 2) // cfg.hop + 1 if h >= cfg.n_fft // 2 else 0",
         "avail = (self.fed - cfg.n_fft // 2) // cfg.hop + 1 if self.fed >= cfg.n_fft // 2 else 0",
-        ("tests/test_realtime.py::test_chunk_sizes_give_the_same_output",),
+        ("tests/stretching/test_realtime.py::test_chunk_sizes_give_the_same_output",),
     ),
     bug(
         "a stream's latency leaves out its block and lookahead (output promised before it is final)",
         "gan_stretch/stretching/realtime.py",
         "+ max((self.block + self.ahead + 2) * rate, self.block * rate + FIT_AHEAD + 2)",
         "+ 0",
-        ("tests/test_realtime.py::test_the_output_trails_the_input_by_the_latency_reported",),
+        ("tests/stretching/test_realtime.py::test_the_output_trails_the_input_by_the_latency_reported",),
     ),
     bug(
         "a stream fits each decay over the gap's first frames only (extrapolated over the gap)",
         "gan_stretch/stretching/realtime.py",
         "hi = np.floor(np.asarray(read)).astype(np.int64) + 1 + FIT_AHEAD",
         "hi = np.full(len(read), lo + FIT_AHEAD)",
-        ("tests/test_realtime.py::test_a_decay_in_two_stages_follows_the_offline_fit",),
+        ("tests/stretching/test_realtime.py::test_a_decay_in_two_stages_follows_the_offline_fit",),
     ),
 ]
 

@@ -7,8 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from test_training import RECIPES  # noqa: F401  (keeps the tests folder importable the same way)
-
 ROOT = Path(__file__).resolve().parents[1]
 
 

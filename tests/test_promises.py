@@ -281,7 +281,7 @@ def test_training_never_reads_held_out_items(tiny_corpus, tmp_path, monkeypatch)
     from gan_stretch.data.corpus import Corpus
     from gan_stretch.train.common import Run
 
-    from test_training import run_stage
+    from conftest import run_stage
 
     corpus_dir = tmp_path / "corpus"
     shutil.copytree(tiny_corpus.root, corpus_dir, ignore=shutil.ignore_patterns("cache"))

@@ -70,7 +70,7 @@ def propagate_phase(
 
 # a bin whose phase advance over the two hops before a repeated or skipped frame agrees within this
 # many radians is a steady partial (a stable frequency); measured on white noise and decaying
-# harmonic notes at rates 0.97 to 1.03 (tests/test_music_edges.py): 0.3 rad took 10 % of noise
+# harmonic notes at rates 0.97 to 1.03 (tests/stretching/test_music_edges.py): 0.3 rad took 10 % of noise
 # bins for partials and lost 0.36 dB of noise at rate 0.97, 0.1 rad 0.18 dB, 0.05 rad under 0.1 dB
 STABLE_ADVANCE = 0.05
 

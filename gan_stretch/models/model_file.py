@@ -141,7 +141,7 @@ def load_model(path: str | os.PathLike) -> Model:
     >>> from gan_stretch.models.model_file import resolve_checkpoint
     >>> model = load_model(resolve_checkpoint("default"))
     >>> model.kind, model.spectral.sample_rate, model.autoencoder.cfg.latent_dim
-    ('gan', 22050, 129)
+    ('generator', 22050, 129)
     >>> model.refiner.context_frames       # latent frames each side that reach one output frame
     28
     """

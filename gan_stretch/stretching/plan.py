@@ -25,7 +25,7 @@ from gan_stretch.dsp.timemap import MAX_RATE, MIN_RATE
 # between two), and within MODEL_FADE_RATE the model's change fades in with log(rate) ** 2 (a tenth of
 # it at rates 0.94 and 1.06); at rates
 # 0.97 to 1.03 steady noise and decaying notes keep their level within 0.1 dB, and the output
-# tends to the input as the rate tends to 1 (tests/test_music_edges.py). The rates scored in the
+# tends to the input as the rate tends to 1 (tests/stretching/test_music_edges.py). The rates scored in the
 # documentation (0.5, 0.75, 1.25 and beyond) are outside both.
 WHOLE_FRAMES_RATE = 1.05
 MODEL_FADE_RATE = 1.2

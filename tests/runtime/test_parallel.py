@@ -24,7 +24,7 @@ from gan_stretch.runtime import parallel
 
 from conftest import music_like, requires, start_stretch, wait_until
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SR = 22050
 
 

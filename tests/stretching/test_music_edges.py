@@ -17,7 +17,7 @@ from gan_stretch.errors import RateError
 
 from conftest import requires
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "eval"))
 from dense import hit_levels, pattern  # noqa: E402
 
 SR = 22050

@@ -1,7 +1,7 @@
 """Runs training recipes one after another in each process that ``accelerate launch`` started
-(tests/test_distributed.py): one launch, one process group, several runs.
+(tests/train/test_distributed.py): one launch, one process group, several runs.
 
-    accelerate launch --config_file recipes/accelerate/cpu-2proc.yaml tests/distributed_driver.py PLAN.json LOG
+    accelerate launch --config_file recipes/accelerate/cpu-2proc.yaml tests/train/distributed_driver.py PLAN.json LOG
 
 PLAN.json: a list of {"recipe": path, "overrides": ["key=value", ...], "crash_at": step or null}.
 A run with ``crash_at`` raises in every process at the first update of step ``crash_at``

@@ -1,6 +1,6 @@
 """Multi-process training, proven on the CPU: ``accelerate launch`` with 2 processes over gloo.
 
-One launch (tests/distributed_driver.py) runs every stage of a tiny corpus in the same two
+One launch (tests/train/distributed_driver.py) runs every stage of a tiny corpus in the same two
 processes: the autoencoder, the mapper, the GAN and the GAN with its spectrogram discriminator
 and the residual loss; each straight through 8 steps, and again killed after 6 steps (last save
 after step 4) and rerun, on the tiny sizes of recipes/debug/. Every process records, per step,
@@ -28,7 +28,7 @@ from gan_stretch.train import run as train
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 STEPS, SAVE, CRASH, BATCH = 8, 4, 6, 8  # killed after CRASH steps; per-process batch (global: 2 x BATCH)
 COMMON = [f"steps={STEPS}", f"save_every={SAVE}", "eval_every=1000", "eval_pieces=0", "log_every=2"]
 # recipes/debug/ (the tiny sizes), adversarial from step 2. spec_frames and spec_d_batch at least
@@ -69,7 +69,7 @@ def launched(tiny_corpus, tmp_path_factory):
         "accelerate.commands.launch",
         "--config_file",
         str(ROOT / "recipes" / "accelerate" / "cpu-2proc.yaml"),
-        str(ROOT / "tests" / "distributed_driver.py"),
+        str(ROOT / "tests" / "train" / "distributed_driver.py"),
         str(root / "plan.json"),
         str(root / "log"),
     ]

@@ -360,7 +360,7 @@ def cli_process(*argv, stdin=None, **kw) -> subprocess.CompletedProcess:
     )
 
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow  # subprocesses

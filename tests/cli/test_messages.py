@@ -16,7 +16,7 @@ from gan_stretch.errors import GanStretchError
 
 from conftest import SR, music_like
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def one_line(err: str) -> str:

@@ -163,7 +163,7 @@ def cli(*argv, **kw):
     import sys
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(root)}
     return subprocess.Popen([sys.executable, "-m", "gan_stretch.cli", *map(str, argv)], env=env, **kw)
 

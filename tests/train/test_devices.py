@@ -13,7 +13,7 @@ import torch
 
 import conftest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_cuda_is_hidden_from_the_suite():

@@ -153,7 +153,7 @@ def test_the_pitch_study_rebuilds_its_set_and_transposes_the_truth(tiny_corpus, 
 
     from gan_stretch.measures import metrics
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "eval"))
     import pitch as study
 
     entry, item = tiny_corpus.manifest["items"][0], tiny_corpus.items[0]

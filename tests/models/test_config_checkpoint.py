@@ -17,7 +17,7 @@ from gan_stretch.io import checkpoint
 from gan_stretch.models.model_file import load_model, save_model
 from gan_stretch.train.recipes import AutoencoderRecipe, GanRecipe, MapperRecipe, load_recipe
 
-RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 SHIPPED = {"autoencoder.yaml": AutoencoderRecipe, "mapper.yaml": MapperRecipe, "gan.yaml": GanRecipe}
 
 

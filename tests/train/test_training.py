@@ -21,24 +21,7 @@ from gan_stretch.train import run as train
 from gan_stretch.train.common import Run
 from gan_stretch.train.recipes import load_recipe, recipe_source
 
-from conftest import requires
-
-RECIPES = Path(__file__).resolve().parents[1] / "recipes"
-DEBUG = RECIPES / "debug"  # the tiny sizes (16-wide networks, tens of steps, no evaluation)
-
-
-def overrides(stage: str, corpus: Corpus, run_dir: Path, steps: int, *extra: str, ae: Path | None = None):
-    """The paths and step count of a run of ``recipes/debug/{stage}.yaml``, and ``extra``."""
-    out = [f"data={corpus.root}", f"run_dir={run_dir}", f"steps={steps}", *extra]
-    return out + ([f"autoencoder={ae}"] if ae is not None else [])
-
-
-def run_stage(stage: str, corpus: Corpus, run_dir: Path, steps: int, *extra: str, ae: Path | None = None):
-    return train(DEBUG / f"{stage}.yaml", overrides(stage, corpus, run_dir, steps, *extra, ae=ae))
-
-
-def weights(path: Path) -> dict[str, torch.Tensor]:
-    return checkpoint.load(path)[0]
+from conftest import DEBUG, RECIPES, overrides, partial_files, requires, run_stage, weights
 
 
 def assert_same_tensors(a: dict, b: dict, exact: bool = True) -> None:
@@ -96,11 +79,6 @@ def test_corpus_rebuild_reuses_renders(tiny_corpus):
     again = build_true_tempo(tiny_corpus.root, pieces=3, heldout=0.55, seconds=3.0, rates=(0.5, 2.0))
     assert [it.id for it in again.items] == [it.id for it in tiny_corpus.items]
     assert {p: p.stat().st_mtime_ns for p in files} == stamps
-
-
-def partial_files(folder: Path) -> list[Path]:
-    """Temporary files of atomic writes (``.{stem}.partial-XXXX{suffix}``) under ``folder``."""
-    return [p for p in folder.rglob(f".*{checkpoint.PARTIAL}*") if p.is_file()]
 
 
 def test_corpus_leaves_no_temporary_files(tiny_corpus, ae_model):

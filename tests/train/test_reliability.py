@@ -22,9 +22,9 @@ from gan_stretch.io import checkpoint
 from gan_stretch.io.audio import load
 from gan_stretch.models.model_file import load_model
 
-from test_training import DEBUG, overrides, partial_files, weights
+from conftest import DEBUG, overrides, partial_files, weights
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def launch(args: list[str]) -> subprocess.Popen:
