@@ -144,8 +144,20 @@ def latent_cache(
     if decays and not transients:
         raise ValueError("decays in training need transients (the attack regions they start from)")
     items = corpus.split(split)
-    cfg, ae = model.spectral, model.autoencoder
-    key = [(i.id, i.audio) for i in items]
+    span = tuple(int(v) for v in span)
+    name = _latent_name(model_digest, [(i.id, i.audio) for i in items], transients, decays, span)
+    suffix = f"{'-frames' if frames else ''}{'-plan' if features else ''}"
+    path = corpus.root / "cache" / f"latents-{name}{suffix}.safetensors"
+    if path.is_file():
+        return _read_latent_pairs(path)
+    pairs = _encode_pairs(corpus, items, model, transients, decays, span, frames, features)
+    with atomic_write(path) as tmp:
+        save_file(_tensors(pairs), str(tmp), metadata={"kinds": json.dumps(pairs.kinds)})
+    return pairs
+
+
+def _latent_name(model_digest: str, key: list, transients: bool, decays: bool, span: tuple[int, int]) -> str:
+    """The name of a latent cache: what produced it (the model, the corpus's renders, the plan)."""
     name = (
         _digest(2, model_digest, key)
         if not transients
@@ -153,26 +165,33 @@ def latent_cache(
         if not decays
         else _digest(5, model_digest, key, "transients", "analysis pass", onset_detection.ONSET_DELTA, "decays", "r2")
     )
-    span = tuple(int(v) for v in span)
     if transients and span != tuple(onset_detection.TRANSIENT_FRAMES):  # the packaged models' regions keep their name
         name = _digest(name, "span", span)
-    suffix = f"{'-frames' if frames else ''}{'-plan' if features else ''}"
-    path = corpus.root / "cache" / f"latents-{name}{suffix}.safetensors"
-    if path.is_file():
-        t = load_file(str(path))
-        with safe_open(str(path), framework="pt") as f:
-            kinds = json.loads(f.metadata()["kinds"])
-        return LatentPairs(
-            t["source"],
-            t["target"],
-            t["offsets"].numpy(),
-            t["lengths"].numpy(),
-            t["rates"].numpy(),
-            kinds,
-            t.get("source_db"),
-            t.get("target_db"),
-            t.get("features"),
-        )
+    return name
+
+
+def _read_latent_pairs(path) -> LatentPairs:
+    t = load_file(str(path))
+    with safe_open(str(path), framework="pt") as f:
+        kinds = json.loads(f.metadata()["kinds"])
+    return LatentPairs(
+        t["source"],
+        t["target"],
+        t["offsets"].numpy(),
+        t["lengths"].numpy(),
+        t["rates"].numpy(),
+        kinds,
+        t.get("source_db"),
+        t.get("target_db"),
+        t.get("features"),
+    )
+
+
+def _encode_pairs(
+    corpus: Corpus, items, model, transients: bool, decays: bool, span, frames: bool, features: bool
+) -> LatentPairs:
+    """Every (input, target) pair of ``items`` through the autoencoder: see :func:`latent_cache`."""
+    cfg, ae = model.spectral, model.autoencoder
     src, tgt, src_db, tgt_db, feats, lengths, rates = [], [], [], [], [], [], []
     for item in tqdm(items, desc=f"encoding latents of {corpus.root.name}", unit="item"):
         wave = corpus.load(item, 1.0)
@@ -182,21 +201,14 @@ def latent_cache(
         for rate in corpus.rates(item):
             truth = corpus.load(item, rate)
             truth_db = db_frames(truth, cfg)[0]
-            shift = None
-            if transients:
-                tmap = timemap.TimeMap(np.array([0.0, len(wave)]), np.array([0.0, len(truth)]))
-                plan = make_plan(tmap, cfg, lat.shape[0], onsets, mel_db, span=span, decay=decays)
-                positions, attacks = plan.positions, plan.attacks
-                if plan.change is not None:
-                    shift = to_bins(plan.change, cfg)
-            else:
-                positions = timemap.stretch_positions(lat.shape[0], truth_db.shape[0], rate)
-                attacks = None
+            tmap = timemap.TimeMap(np.array([0.0, len(wave)]), np.array([0.0, len(truth)]))
+            positions, attacks, shift = _pair_plan(
+                cfg, tmap, lat.shape[0], truth_db.shape[0], rate, transients, onsets, mel_db, span, decays
+            )
             scaled_db = timemap.time_scale(db, positions)
-            if shift is not None:
+            if shift is not None:  # the decays' level change: on the input's frames, taken out of the truth's
                 scaled_db = (scaled_db + shift).clamp(-cfg.db_range, 0)
-                truth_db_free = (truth_db - shift[: truth_db.shape[0]]).clamp(-cfg.db_range, 0)
-                target = ae.encode(truth_db_free)
+                target = ae.encode((truth_db - shift[: truth_db.shape[0]]).clamp(-cfg.db_range, 0))
             else:
                 target = ae.encode(truth_db)
             src.append(timemap.time_scale(lat, positions))
@@ -209,11 +221,10 @@ def latent_cache(
             lengths.append(target.shape[0])
             rates.append(rate)
     lengths = np.asarray(lengths, np.int64)
-    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-    pairs = LatentPairs(
+    return LatentPairs(
         torch.cat(src),
         torch.cat(tgt),
-        offsets,
+        _offsets(lengths),
         lengths,
         np.asarray(rates, np.float64),
         [corpus.kind] * len(lengths),
@@ -221,9 +232,33 @@ def latent_cache(
         torch.cat(tgt_db) if frames else None,
         torch.cat(feats) if features else None,
     )
-    with atomic_write(path) as tmp:
-        save_file(_tensors(pairs), str(tmp), metadata={"kinds": json.dumps(pairs.kinds)})
-    return pairs
+
+
+def _pair_plan(
+    cfg: SpectralConfig,
+    tmap: timemap.TimeMap,
+    n_in: int,
+    n_out: int,
+    rate: float,
+    transients: bool,
+    onsets=None,
+    mel_db=None,
+    span: tuple[int, int] = onset_detection.TRANSIENT_FRAMES,
+    decays: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """How the Stretcher reads ``n_in`` input frames to make ``n_out`` at ``rate`` (the time map
+    ``tmap``): uniformly, or with ``transients`` each attack in ``onsets`` at speed 1 (the plan of
+    :func:`gan_stretch.stretching.plan.make_plan`, with the decays' level change where ``decays``).
+    -> (positions, attack mask or None, the level change per bin of the model [n_out, F] dB or None)."""
+    if not transients:
+        return timemap.stretch_positions(n_in, n_out, rate), None, None
+    plan = make_plan(tmap, cfg, n_in, onsets, mel_db, span=span, decay=decays)
+    return plan.positions, plan.attacks, None if plan.change is None else to_bins(plan.change, cfg)
+
+
+def _offsets(lengths: np.ndarray) -> np.ndarray:
+    """Where each of the concatenated segments of ``lengths`` starts."""
+    return np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
 
 
 def analysis(wave: np.ndarray, cfg: SpectralConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -342,7 +377,6 @@ def recording_cache(
     names = sorted({it.extra.get("recording", it.id) for it in items})
     if corpus.kind != "recordings" or len(names) < 2:  # the trainer checks this first (train.recordings)
         raise ValueError(f"{corpus.root}: a recordings corpus with at least 2 training recordings is needed")
-    cfg, ae = model.spectral, model.autoencoder
     rates = sorted({float(r) for r in rates})
     span = tuple(int(v) for v in span)
     key = [(i.id, i.audio) for i in items]
@@ -351,23 +385,40 @@ def recording_cache(
     )
     path = corpus.root / "cache" / f"recordings-{name}{'-plan' if features else ''}.safetensors"
     if path.is_file():
-        t = load_file(str(path))
-        with safe_open(str(path), framework="pt") as f:
-            meta = json.loads(f.metadata()["meta"])
-        return RecordingLatents(
-            t["real"],
-            t["real_offsets"].numpy(),
-            t["real_lengths"].numpy(),
-            t["real_groups"].numpy(),
-            t["source"],
-            t["offsets"].numpy(),
-            t["lengths"].numpy(),
-            t["rates"].numpy(),
-            t["groups"].numpy(),
-            meta["recordings"],
-            meta["items"],
-            t.get("features"),
+        return _read_recordings(path)
+    out = _encode_recordings(corpus, items, names, model, rates, transients, span, features)
+    with atomic_write(path) as tmp:
+        save_file(
+            _recording_tensors(out), str(tmp), metadata={"meta": json.dumps({"recordings": names, "items": out.items})}
         )
+    return out
+
+
+def _read_recordings(path) -> RecordingLatents:
+    t = load_file(str(path))
+    with safe_open(str(path), framework="pt") as f:
+        meta = json.loads(f.metadata()["meta"])
+    return RecordingLatents(
+        t["real"],
+        t["real_offsets"].numpy(),
+        t["real_lengths"].numpy(),
+        t["real_groups"].numpy(),
+        t["source"],
+        t["offsets"].numpy(),
+        t["lengths"].numpy(),
+        t["rates"].numpy(),
+        t["groups"].numpy(),
+        meta["recordings"],
+        meta["items"],
+        t.get("features"),
+    )
+
+
+def _encode_recordings(
+    corpus: Corpus, items, names: list[str], model, rates: list[float], transients: bool, span, features: bool
+) -> RecordingLatents:
+    """Every excerpt of ``items`` through the autoencoder: see :func:`recording_cache`."""
+    cfg, ae = model.spectral, model.autoencoder
     real, real_groups, src, feats, lengths, seg_rates, groups = [], [], [], [], [], [], []
     device = next(ae.parameters()).device
     for item in tqdm(items, desc=f"encoding recordings of {corpus.root.name}", unit="item"):
@@ -381,11 +432,9 @@ def recording_cache(
         for rate in rates:
             n_out = max(1, round(len(wave) / rate))
             tmap = timemap.TimeMap(np.array([0.0, len(wave)]), np.array([0.0, n_out]))
-            if transients:
-                plan = make_plan(tmap, cfg, lat.shape[0], onsets, span=span)
-                positions, attacks = plan.positions, plan.attacks
-            else:
-                positions, attacks = timemap.stretch_positions(lat.shape[0], cfg.n_frames(n_out), rate), None
+            positions, attacks, _ = _pair_plan(
+                cfg, tmap, lat.shape[0], cfg.n_frames(n_out), rate, transients, onsets, span=span
+            )
             src.append(timemap.time_scale(lat, positions))
             if features:
                 feats.append(timemap.frame_features(positions, attacks))
@@ -394,13 +443,13 @@ def recording_cache(
             groups.append(group)
     real_lengths = np.asarray([x.shape[0] for x in real], np.int64)
     lengths = np.asarray(lengths, np.int64)
-    out = RecordingLatents(
+    return RecordingLatents(
         torch.cat(real),
-        np.concatenate([[0], np.cumsum(real_lengths)[:-1]]).astype(np.int64),
+        _offsets(real_lengths),
         real_lengths,
         np.asarray(real_groups, np.int64),
         torch.cat(src),
-        np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64),
+        _offsets(lengths),
         lengths,
         np.asarray(seg_rates, np.float64),
         np.asarray(groups, np.int64),
@@ -408,6 +457,9 @@ def recording_cache(
         [it.id for it in items],
         torch.cat(feats) if features else None,
     )
+
+
+def _recording_tensors(out: RecordingLatents) -> dict[str, torch.Tensor]:
     tensors = {
         "real": out.real.contiguous(),
         "real_offsets": torch.from_numpy(out.real_offsets),
@@ -419,8 +471,6 @@ def recording_cache(
         "rates": torch.from_numpy(out.rates),
         "groups": torch.from_numpy(out.groups),
     }
-    if features:
+    if out.features is not None:
         tensors["features"] = out.features.contiguous()
-    with atomic_write(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"meta": json.dumps({"recordings": names, "items": out.items})})
-    return out
+    return tensors

@@ -101,6 +101,52 @@ def build_true_tempo(
     """
     from gan_stretch.data.render import find_soundfont
 
+    level_range = _check_options(
+        family, reverb, chorus, level_range, items, seconds, rates, heldout, sample_rate, splits, pieces,
+        programs_per_piece, programs,
+    )  # fmt: skip
+    names = [s.strip() for s in soundfont.split(",")] if isinstance(soundfont, str) else list(soundfont or [None])
+    banks = [find_soundfont(n, synth) for n in names]  # every bank checked before anything is written
+
+    root = Path(out)
+    manifest = {
+        "kind": "true-tempo",
+        "family": family,
+        "sample_rate": sample_rate,
+        "seconds": seconds,
+        "rates": [float(r) for r in rates],
+        "soundfont": banks[0].name,
+        "soundfonts": [b.name for b in banks],
+        "synth": synth,
+        "reverb": reverb,
+        "chorus": chorus,
+        "level_range": list(level_range) if level_range else None,
+        "seed": seed,
+        "items": [],
+    }
+    done = _items_on_disk(root / "manifest.json")
+    all_rates = [1.0] + [float(r) for r in rates]
+    todo = plan_jobs(family, pieces, programs, programs_per_piece, composers, seconds, seed)
+    tasks = []
+    for job in todo:
+        split = "heldout" if is_heldout(job.key, heldout) else "train"
+        if split not in splits:
+            continue
+        choice = choose_render(job.seed, banks, reverb, chorus, level_range)
+        item = _item_entry(job, split, choice, all_rates, family, synth, seed)
+        tasks.append(RenderTask(root, job, item, choice, done.get(item["id"]), all_rates, sample_rate, synth))
+    skipped = _render_items(tasks, manifest, root, items, jobs)
+    _check_not_empty(manifest["items"], splits, len(todo), skipped, root)
+    write_manifest(root, manifest)
+    return Corpus(root)
+
+
+def _check_options(
+    family, reverb, chorus, level_range, items, seconds, rates, heldout, sample_rate, splits, pieces,
+    programs_per_piece, programs,
+) -> tuple[float, float] | None:  # fmt: skip
+    """Every option of :func:`build_true_tempo` but the sound banks checked, in that order, before
+    anything is written: a one-line error naming the first bad one. -> the level range as floats."""
     if family not in FAMILIES:
         raise GanStretchError(f"unknown family {family!r}; choose one of {', '.join(FAMILIES)}")
     for name, mode in (("reverb", reverb), ("chorus", chorus)):
@@ -124,60 +170,48 @@ def build_true_tempo(
         raise GanStretchError(
             f"programs must be General MIDI program numbers from 0 to 127, got {bad[0] if bad else 'none'}"
         )
-    names = [s.strip() for s in soundfont.split(",")] if isinstance(soundfont, str) else list(soundfont or [None])
-    banks = [find_soundfont(n, synth) for n in names]  # every bank checked before anything is written
+    return level_range
 
-    root = Path(out)
-    manifest = {
-        "kind": "true-tempo",
-        "family": family,
-        "sample_rate": sample_rate,
-        "seconds": seconds,
-        "rates": [float(r) for r in rates],
-        "soundfont": banks[0].name,
-        "soundfonts": [b.name for b in banks],
-        "synth": synth,
-        "reverb": reverb,
-        "chorus": chorus,
-        "level_range": list(level_range) if level_range else None,
-        "seed": seed,
-        "items": [],
-    }
-    old = root / "manifest.json"
-    try:  # a rerun reuses what is on disk; a corrupt manifest is rebuilt
-        done = {it.get("id"): it for it in read_manifest(old)["items"] if isinstance(it, dict)} if old.is_file() else {}
+
+def _items_on_disk(manifest: Path) -> dict[str, dict]:
+    """The items of the manifest a previous build left (id -> entry), for a rerun to reuse their
+    renders; none when there is no manifest or it is corrupt (the corpus is rebuilt)."""
+    if not manifest.is_file():
+        return {}
+    try:
+        return {it.get("id"): it for it in read_manifest(manifest)["items"] if isinstance(it, dict)}
     except GanStretchError:
-        done = {}
-    all_rates = [1.0] + [float(r) for r in rates]
-    todo = plan_jobs(family, pieces, programs, programs_per_piece, composers, seconds, seed)
-    tasks = []  # (job, the item's manifest entry so far, render choices, its entry in the old manifest)
-    for job in todo:
-        split = "heldout" if is_heldout(job.key, heldout) else "train"
-        if split not in splits:
-            continue
-        choice = choose_render(job.seed, banks, reverb, chorus, level_range)
-        item_id = job.stem + render_suffix(choice, seed)
-        audio = {rate_key(r): f"audio/{item_id}/r{rate_key(r)}.flac" for r in all_rates}
-        item = {
-            "id": item_id,
-            "split": split,
-            "source": job.source,
-            "family": family,
-            "soundfont": choice["soundfont"].name,
-            "synth": synth,
-            "reverb": choice["reverb"],
-            "chorus": choice["chorus"],
-            "effects": choice["effects"],
-            "level": choice["level"],
-            "seed": job.seed,
-            "audio": audio,
-        }
-        tasks.append(RenderTask(root, job, item, choice, done.get(item_id), all_rates, sample_rate, synth))
+        return {}
+
+
+def _item_entry(job, split: str, choice: dict, rates: list[float], family: str, synth: str, seed: int) -> dict:
+    """An item's manifest entry before it is rendered: its id (the piece and the render choices),
+    split, choices and the paths of its audio at each of ``rates``."""
+    item_id = job.stem + render_suffix(choice, seed)
+    return {
+        "id": item_id,
+        "split": split,
+        "source": job.source,
+        "family": family,
+        "soundfont": choice["soundfont"].name,
+        "synth": synth,
+        "reverb": choice["reverb"],
+        "chorus": choice["chorus"],
+        "effects": choice["effects"],
+        "level": choice["level"],
+        "seed": job.seed,
+        "audio": {rate_key(r): f"audio/{item_id}/r{rate_key(r)}.flac" for r in rates},
+    }
+
+
+def _render_items(tasks: list[RenderTask], manifest: dict, root: Path, items: int | None, jobs) -> dict[str, list[str]]:
+    """Renders the tasks (``jobs`` at once), writing the manifest as each one finishes, until the
+    first ``items`` items are done; raises if any failed. -> why -> the pieces skipped for it."""
     skipped: dict[str, list[str]] = {}  # why -> pieces
     finished: dict[int, dict | None] = {}  # task index -> its manifest entry (None: skipped or failed)
     failed: list[str] = []
     for i, entry, error in parallel.imap(
-        render_item, tasks, check_jobs(jobs), desc=f"rendering true-tempo pairs ({family})", unit="item"
+        render_item, tasks, check_jobs(jobs), desc=f"rendering true-tempo pairs ({manifest['family']})", unit="item"
     ):
         task, finished[i] = tasks[i], None
         if error is not None:
@@ -204,9 +238,7 @@ def build_true_tempo(
             f"{len(manifest['items'])} finished ones are in {root / 'manifest.json'}, a rerun "
             "renders the rest"
         )
-    _check_not_empty(manifest["items"], splits, len(todo), skipped, root)
-    write_manifest(root, manifest)
-    return Corpus(root)
+    return skipped
 
 
 def _first_items(finished: dict[int, dict | None], items: int | None) -> list[dict] | None:

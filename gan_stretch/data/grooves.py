@@ -207,70 +207,99 @@ def groove(
     }
     phrase = 2 if bpm < 110 else 4  # bars; a fill ends every phrase
     bars = int(np.ceil(seconds * bpm / 60 / 4)) + 1  # one bar more: the excerpt ends mid-music
-    jitter = 0.006 * bpm / 60  # 6 ms of timing noise, in beats
-
+    score = _Score(rng, swing, s["swing_steps"], jitter=0.006 * bpm / 60)  # 6 ms of timing noise, in beats
     walk = int(rng.integers(2, 8))  # the lead's place on its two-octave pentatonic ladder
-    notes: list[Note] = []
-
-    late: dict = {}  # (channel, step) -> timing noise: a chord or a kick-and-hat hit stays together
-
-    def add(step, length_steps, channel, pitch, velocity, legato=1.0):
-        if (channel, step) not in late:
-            late[channel, step] = float(np.clip(rng.normal(0, jitter), -jitter, jitter))
-        start = swung(step, swing, s["swing_steps"]) + late[channel, step]
-        end = swung(step + length_steps, swing, s["swing_steps"])
-        vel = int(np.clip(round(velocity + rng.normal(0, 7)), 1, 127))
-        notes.append(Note(step, max(0.0, start), max(0.05, (end - start) * legato), channel, pitch, vel))
-
-    def chord(bar):
-        """Pitch classes (root first) of the bar's diatonic triad, a seventh added in funk."""
-        d = progression[bar % len(progression)]
-        degrees = (d, d + 2, d + 4, d + 6) if style == "funk" else (d, d + 2, d + 4)
-        return [(key + scale[k % 7]) % 12 for k in degrees]
-
     for bar in range(bars):
-        b0 = bar * STEPS
-        fills = DENSE_FILLS if style == "dense" else FILLS
-        fill = fills[rng.integers(len(fills))] if bar % phrase == phrase - 1 else None
-        # drums
-        for drum, pattern in s["drums"].items():
-            for k in range(STEPS):
-                c = pattern[(b0 + k) % len(pattern)]
-                if c == "." or (fill and k >= 8) or (c == "g" and rng.random() < 0.3):
-                    continue
-                add(b0 + k, 0.4, DRUM_CHANNEL, drum, VELOCITY[c])
-        if fill:
-            for drum, pattern in fill.items():
-                for k, c in enumerate(pattern):
-                    if c != ".":
-                        add(b0 + 8 + k, 0.4, DRUM_CHANNEL, drum, VELOCITY[c] - 20 + 4 * k)
-        if bar % phrase == 0 and bar > 0:
-            add(b0, 1, DRUM_CHANNEL, CRASH, VELOCITY["X"])
-        # bass: root, sometimes the fifth or the octave
-        root = chord(bar)[0]
-        hits = [k for k in range(STEPS) if s["bass"][k] != "."]
-        for i, k in enumerate(hits):
-            length = (hits[i + 1] if i + 1 < len(hits) else STEPS) - k
-            interval = 0 if i == 0 else int(rng.choice([0, 7, 12], p=[0.55, 0.3, 0.15]))
-            add(b0 + k, length, BASS, 36 + root + interval, VELOCITY[s["bass"][k]], s["legato"])
-        # comping: the chord in close position around middle C (power chords in rock)
-        pcs = chord(bar)
-        voicing = [48 + root, 55 + root, 60 + root] if style == "rock" else sorted(55 + (p - 55) % 12 for p in pcs)
-        hits = [k for k in range(STEPS) if s["comp"][k] != "."]
-        for i, k in enumerate(hits):
-            length = (hits[i + 1] if i + 1 < len(hits) else STEPS) - k
-            for p in voicing:
-                add(b0 + k, length, COMP, p, VELOCITY[s["comp"][k]] - 16, s["legato"])
-        # lead: a random walk on the pentatonic scale, eighth-note grid, a breath at phrase ends
-        penta = [0, 3, 5, 7, 10] if minor else [0, 2, 4, 7, 9]
-        ladder = [64 + key % 12 + 12 * o + p for o in range(2) for p in penta]
-        pos = [
-            k
-            for k in range(0, STEPS, 2)
-            if rng.random() < s["lead_density"] and not (bar % phrase == phrase - 1 and k >= 8)
-        ]
-        for i, k in enumerate(pos):
-            walk = int(np.clip(walk + rng.integers(-2, 3), 0, len(ladder) - 1))
-            length = min((pos[i + 1] if i + 1 < len(pos) else STEPS) - k, 8)
-            add(b0 + k, length, LEAD, ladder[walk], 96, 0.9)
-    return Groove(seed, style, bpm, swing, key, minor, programs, notes)
+        chord = _chord(progression[bar % len(progression)], key, scale, seventh=style == "funk")
+        _drums(score, style, bar, phrase)
+        _bass(score, style, bar, chord[0])
+        _comp(score, style, bar, chord)
+        walk = _lead(score, style, bar, phrase, key, minor, walk)
+    return Groove(seed, style, bpm, swing, key, minor, programs, score.notes)
+
+
+def _chord(degree: int, key: int, scale: tuple, seventh: bool) -> list[int]:
+    """Pitch classes (root first) of the diatonic triad on ``degree`` of the scale, its seventh too where ``seventh``."""
+    degrees = (degree, degree + 2, degree + 4, degree + 6) if seventh else (degree, degree + 2, degree + 4)
+    return [(key + scale[k % 7]) % 12 for k in degrees]
+
+
+class _Score:
+    """The notes of a groove as its parts write them, on the sixteenth-note grid, with swing and
+    humanising: timing noise (one draw per channel and step: a chord or a kick-and-hat hit stays
+    together) and velocity noise, drawn from ``rng`` in the order the notes are written."""
+
+    def __init__(self, rng: np.random.Generator, swing: float, swing_steps: int, jitter: float):
+        self.rng, self.swing, self.swing_steps, self.jitter = rng, swing, swing_steps, jitter
+        self.late: dict = {}  # (channel, step) -> timing noise
+        self.notes: list[Note] = []
+
+    def add(self, step, length_steps, channel, pitch, velocity, legato=1.0):
+        """A note on grid ``step``, ``length_steps`` steps long of which ``legato`` sounds."""
+        rng, jitter = self.rng, self.jitter
+        if (channel, step) not in self.late:
+            self.late[channel, step] = float(np.clip(rng.normal(0, jitter), -jitter, jitter))
+        start = swung(step, self.swing, self.swing_steps) + self.late[channel, step]
+        end = swung(step + length_steps, self.swing, self.swing_steps)
+        vel = int(np.clip(round(velocity + rng.normal(0, 7)), 1, 127))
+        self.notes.append(Note(step, max(0.0, start), max(0.05, (end - start) * legato), channel, pitch, vel))
+
+
+def _drums(score: _Score, style: str, bar: int, phrase: int) -> None:
+    """The kit in one bar: the style's patterns (ghost notes played 70% of the time), a fill over
+    the last two beats of a phrase and a crash on the first beat of the next."""
+    b0, s, rng = bar * STEPS, STYLE[style], score.rng
+    fills = DENSE_FILLS if style == "dense" else FILLS
+    fill = fills[rng.integers(len(fills))] if bar % phrase == phrase - 1 else None
+    for drum, pattern in s["drums"].items():
+        for k in range(STEPS):
+            c = pattern[(b0 + k) % len(pattern)]
+            if c == "." or (fill and k >= 8) or (c == "g" and rng.random() < 0.3):
+                continue
+            score.add(b0 + k, 0.4, DRUM_CHANNEL, drum, VELOCITY[c])
+    if fill:
+        for drum, pattern in fill.items():
+            for k, c in enumerate(pattern):
+                if c != ".":
+                    score.add(b0 + 8 + k, 0.4, DRUM_CHANNEL, drum, VELOCITY[c] - 20 + 4 * k)
+    if bar % phrase == 0 and bar > 0:
+        score.add(b0, 1, DRUM_CHANNEL, CRASH, VELOCITY["X"])
+
+
+def _bass(score: _Score, style: str, bar: int, root: int) -> None:
+    """The bass in one bar: the chord's root, sometimes the fifth or the octave."""
+    b0, s = bar * STEPS, STYLE[style]
+    hits = [k for k in range(STEPS) if s["bass"][k] != "."]
+    for i, k in enumerate(hits):
+        length = (hits[i + 1] if i + 1 < len(hits) else STEPS) - k
+        interval = 0 if i == 0 else int(score.rng.choice([0, 7, 12], p=[0.55, 0.3, 0.15]))
+        score.add(b0 + k, length, BASS, 36 + root + interval, VELOCITY[s["bass"][k]], s["legato"])
+
+
+def _comp(score: _Score, style: str, bar: int, chord: list[int]) -> None:
+    """Comping in one bar: the chord in close position around middle C (power chords in rock)."""
+    b0, s, root = bar * STEPS, STYLE[style], chord[0]
+    voicing = [48 + root, 55 + root, 60 + root] if style == "rock" else sorted(55 + (p - 55) % 12 for p in chord)
+    hits = [k for k in range(STEPS) if s["comp"][k] != "."]
+    for i, k in enumerate(hits):
+        length = (hits[i + 1] if i + 1 < len(hits) else STEPS) - k
+        for p in voicing:
+            score.add(b0 + k, length, COMP, p, VELOCITY[s["comp"][k]] - 16, s["legato"])
+
+
+def _lead(score: _Score, style: str, bar: int, phrase: int, key: int, minor: bool, walk: int) -> int:
+    """The lead in one bar: a random walk on the pentatonic scale from ``walk`` (its place on the
+    ladder), eighth-note grid, a breath at phrase ends. -> where the walk ends."""
+    b0, s, rng = bar * STEPS, STYLE[style], score.rng
+    penta = [0, 3, 5, 7, 10] if minor else [0, 2, 4, 7, 9]
+    ladder = [64 + key % 12 + 12 * o + p for o in range(2) for p in penta]
+    pos = [
+        k
+        for k in range(0, STEPS, 2)
+        if rng.random() < s["lead_density"] and not (bar % phrase == phrase - 1 and k >= 8)
+    ]
+    for i, k in enumerate(pos):
+        walk = int(np.clip(walk + rng.integers(-2, 3), 0, len(ladder) - 1))
+        length = min((pos[i + 1] if i + 1 < len(pos) else STEPS) - k, 8)
+        score.add(b0 + k, length, LEAD, ladder[walk], 96, 0.9)
+    return walk

@@ -184,20 +184,10 @@ class RenderTask:
 def render_item(task: RenderTask) -> dict:
     """Renders one item at every rate unless its renders are on disk; returns its manifest entry,
     or ``{"skip": why, "message": line}`` for a piece that cannot be used. Runs in a worker process."""
-    from gan_stretch.data.render import (
-        CHORUS_SEND,
-        DRUM_CHANNEL,
-        REVERB_SEND,
-        normalise,
-        note_channels,
-        note_onsets,
-        peak_db,
-        perform,
-        render,
-    )
+    from gan_stretch.data.render import peak_db
 
-    root, job, item, choice, old = task.root, task.job, dict(task.item), task.choice, task.old
-    audio, item_id, seconds = item["audio"], item["id"], job.seconds
+    root, job, item, old = task.root, task.job, dict(task.item), task.old
+    audio = item["audio"]
     rendered = old is not None and all((root / p).is_file() for p in audio.values())
     if rendered and "onsets" in old:
         item.update({k: v for k, v in old.items() if k not in item and k != "peak_db"})
@@ -209,40 +199,59 @@ def render_item(task: RenderTask) -> dict:
                 "skip": f"music21 cannot convert them ({type(e).__name__}: {e})"[:200],
                 "message": f"skipping {job.source}: cannot convert it ({type(e).__name__})",
             }
-        controls = {}
-        if choice["reverb"]:
-            controls[REVERB_SEND] = choice["effects"]["reverb_send"]
-        if choice["chorus"]:
-            controls[CHORUS_SEND] = choice["effects"]["chorus_send"]
-        perf = {r: perform(midi, program, seconds, r, controls) for r in task.rates}
-        onsets, drums = note_onsets(perf[1.0])
-        prog = (
-            program
-            if isinstance(program, dict)
-            else {c: program for c in note_channels(perf[1.0]) if c != DRUM_CHANNEL}
-        )
-        item.update(extra, programs={str(c): int(p) for c, p in sorted(prog.items())}, onsets=onsets, drum_onsets=drums)
+        perf = _perform(midi, program, task)
+        item.update(extra, **_notes(perf[1.0], program))
         if not rendered:
-            # every rate rendered again when one is missing: the shared gain needs all of them
-            waves = {
-                r: render(
-                    perf[r],
-                    choice["soundfont"],
-                    task.sample_rate,
-                    int(round(seconds * task.sample_rate / r)),
-                    synth=task.synth,
-                    reverb=choice["reverb"],
-                    chorus=choice["chorus"],
-                    room_size=choice["effects"].get("room_size", 0.2),
-                )
-                for r in task.rates
-            }
-            waves, _ = normalise(waves, choice["level"])
-            for r, wave in waves.items():
-                if not (root / audio[rate_key(r)]).is_file():
-                    write_audio(root / audio[rate_key(r)], wave, task.sample_rate)
+            _render_rates(perf, task)
     peak = float(np.abs(sf.read(str(root / audio[rate_key(1.0)]), dtype="float32")[0]).max())
     if peak < 1e-4:
-        return {"skip": "their renders are silent", "message": f"skipping {item_id}: silent render"}
+        return {"skip": "their renders are silent", "message": f"skipping {item['id']}: silent render"}
     item["peak_db"] = round(peak_db(np.array([peak])), 2)
     return item
+
+
+def _perform(midi, program, task: RenderTask) -> dict:
+    """The item's performance at each rate (rate -> MIDI file), with its effect sends."""
+    from gan_stretch.data.render import CHORUS_SEND, REVERB_SEND, perform
+
+    choice, controls = task.choice, {}
+    if choice["reverb"]:
+        controls[REVERB_SEND] = choice["effects"]["reverb_send"]
+    if choice["chorus"]:
+        controls[CHORUS_SEND] = choice["effects"]["chorus_send"]
+    return {r: perform(midi, program, task.job.seconds, r, controls) for r in task.rates}
+
+
+def _notes(midi, program) -> dict:
+    """The manifest fields of the performance at tempo 1: each channel's program, the onsets of
+    the notes and of the drums."""
+    from gan_stretch.data.render import DRUM_CHANNEL, note_channels, note_onsets
+
+    onsets, drums = note_onsets(midi)
+    prog = program if isinstance(program, dict) else {c: program for c in note_channels(midi) if c != DRUM_CHANNEL}
+    return {"programs": {str(c): int(p) for c, p in sorted(prog.items())}, "onsets": onsets, "drum_onsets": drums}
+
+
+def _render_rates(perf: dict, task: RenderTask) -> None:
+    """Renders the performance at every rate, one gain for all of them, and writes the renders
+    not on disk (every rate is rendered again when one is missing: the shared gain needs all)."""
+    from gan_stretch.data.render import normalise, render
+
+    choice, seconds, audio = task.choice, task.job.seconds, task.item["audio"]
+    waves = {
+        r: render(
+            perf[r],
+            choice["soundfont"],
+            task.sample_rate,
+            int(round(seconds * task.sample_rate / r)),
+            synth=task.synth,
+            reverb=choice["reverb"],
+            chorus=choice["chorus"],
+            room_size=choice["effects"].get("room_size", 0.2),
+        )
+        for r in task.rates
+    }
+    waves, _ = normalise(waves, choice["level"])
+    for r, wave in waves.items():
+        if not (task.root / audio[rate_key(r)]).is_file():
+            write_audio(task.root / audio[rate_key(r)], wave, task.sample_rate)

@@ -254,51 +254,9 @@ def render(
         mid, wav = Path(tmp) / "in.mid", Path(tmp) / "out.wav"
         midi.save(str(mid))
         if synth == "fluidsynth":
-            # Float output: several parts together may exceed full scale; levels are set afterwards.
-            # Dynamic sample loading reads only the presets the piece uses (10x faster start with
-            # large soundfonts; the same output).
-            cmd = [
-                "fluidsynth",
-                "-n",
-                "-i",
-                "-q",
-                "-R",
-                str(int(reverb)),
-                "-C",
-                str(int(chorus)),
-                "-g",
-                "0.5",
-                "-o",
-                "synth.dynamic-sample-loading=1",
-                "-o",
-                f"synth.reverb.room-size={room_size:.3f}",
-                "-O",
-                "float",
-                "-r",
-                str(sample_rate),
-                "-F",
-                str(wav),
-                str(soundfont),
-                str(mid),
-            ]
+            cmd = _fluidsynth_command(mid, wav, soundfont, sample_rate, reverb, chorus, room_size)
         else:
-            # --preserve-silence: timidity otherwise skips to the first note, which would move
-            # every onset of a piece that starts with a rest.
-            cfg = timidity_config(Path(soundfont), Path(tmp))
-            cmd = [
-                "timidity",
-                "-c",
-                str(cfg),
-                "-Ow",
-                "-s",
-                str(sample_rate),
-                "-o",
-                str(wav),
-                "--preserve-silence",
-                f"-EFreverb={'f' if reverb else 'd'}",
-                f"-EFchorus={'n' if chorus else 'd'}",
-                str(mid),
-            ]
+            cmd = _timidity_command(mid, wav, timidity_config(Path(soundfont), Path(tmp)), sample_rate, reverb, chorus)
         proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "LANG": "C"})
         if proc.returncode != 0 or not wav.exists():
             raise GanStretchError(f"{synth} failed: {proc.stderr.strip() or proc.stdout.strip()}")
@@ -309,6 +267,61 @@ def render(
     out = np.zeros(n_samples, dtype=np.float32)
     out[: min(n_samples, len(mono))] = mono[:n_samples]
     return out
+
+
+def _fluidsynth_command(
+    mid: Path, wav: Path, soundfont: Path, sample_rate: int, reverb: bool, chorus: bool, room_size: float
+) -> list[str]:
+    """The fluidsynth command line that renders ``mid`` into ``wav``.
+
+    Float output: several parts together may exceed full scale; levels are set afterwards.
+    Dynamic sample loading reads only the presets the piece uses (10x faster start with large
+    soundfonts; the same output)."""
+    return [
+        "fluidsynth",
+        "-n",
+        "-i",
+        "-q",
+        "-R",
+        str(int(reverb)),
+        "-C",
+        str(int(chorus)),
+        "-g",
+        "0.5",
+        "-o",
+        "synth.dynamic-sample-loading=1",
+        "-o",
+        f"synth.reverb.room-size={room_size:.3f}",
+        "-O",
+        "float",
+        "-r",
+        str(sample_rate),
+        "-F",
+        str(wav),
+        str(soundfont),
+        str(mid),
+    ]
+
+
+def _timidity_command(mid: Path, wav: Path, cfg: Path, sample_rate: int, reverb: bool, chorus: bool) -> list[str]:
+    """The timidity command line that renders ``mid`` into ``wav`` with the configuration ``cfg``.
+
+    --preserve-silence: timidity otherwise skips to the first note, which would move every onset
+    of a piece that starts with a rest."""
+    return [
+        "timidity",
+        "-c",
+        str(cfg),
+        "-Ow",
+        "-s",
+        str(sample_rate),
+        "-o",
+        str(wav),
+        "--preserve-silence",
+        f"-EFreverb={'f' if reverb else 'd'}",
+        f"-EFchorus={'n' if chorus else 'd'}",
+        str(mid),
+    ]
 
 
 def peak_db(wave: np.ndarray) -> float:
