@@ -101,7 +101,7 @@ def main(argv=None) -> int:
         [
             sys.executable,
             "-c",
-            "import sys; from gan_stretch.data.corpus import teacher_from_corpus as t; "
+            "import sys; from gan_stretch.data.teacher_corpora import teacher_from_corpus as t; "
             "t(sys.argv[1], sys.argv[2], 'pv', jobs=int(sys.argv[3]) if len(sys.argv) > 3 else None)",
             data,
             teacher,

@@ -38,7 +38,7 @@ from einops import rearrange
 from tqdm import tqdm
 
 from gan_stretch.cli.stretch import attack_span
-from gan_stretch.data.corpus import Corpus
+from gan_stretch.data.manifest import Corpus
 from gan_stretch.dsp import phase_vocoder, spectrum, synthesis, timemap
 from gan_stretch.measures import metrics
 from gan_stretch.measures import naturalness as nat
@@ -248,7 +248,7 @@ def recordings(args, models: dict) -> int:
     """Recorded music has no ground truth: score duration, pitch shift against the input, and
     log-mel distance to each classical stretcher's output."""
 
-    from gan_stretch.data.corpus import AUDIO_EXTENSIONS
+    from gan_stretch.data.teacher_corpora import AUDIO_EXTENSIONS
     from gan_stretch.io.audio import load
 
     files = sorted(p for p in Path(args.recordings).rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)

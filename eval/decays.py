@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gan_stretch.data.corpus import Corpus
+from gan_stretch.data.manifest import Corpus
 from gan_stretch.dsp import decays
 from gan_stretch.measures import metrics
 from gan_stretch.measures import naturalness as nat

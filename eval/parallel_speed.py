@@ -78,7 +78,7 @@ def same_results(a: Path, b: Path) -> bool:
 
 
 def folder_of_renders(corpus: Path, out: Path, files: int, per_file: int = 15) -> None:
-    from gan_stretch.data.corpus import Corpus
+    from gan_stretch.data.manifest import Corpus
 
     c = Corpus(corpus)
     items = c.items

@@ -153,14 +153,18 @@ MUTATIONS = [
         "gan_stretch/data/cache.py",
         'items = corpus.split("train")',
         "items = corpus.items",
-        ("tests/train/test_training.py::test_recordings_cache_reads_the_training_split_only_and_draws_real_and_fake_apart",),
+        (
+            "tests/train/test_training.py::test_recordings_cache_reads_the_training_split_only_and_draws_real_and_fake_apart",
+        ),
     ),
     bug(
         "the generator stretches the recordings the discriminator sees as real in the same step",
         "gan_stretch/data/cache.py",
         "ok = ~real_side[self.groups]",
         "ok = real_side[self.groups]",
-        ("tests/train/test_training.py::test_recordings_cache_reads_the_training_split_only_and_draws_real_and_fake_apart",),
+        (
+            "tests/train/test_training.py::test_recordings_cache_reads_the_training_split_only_and_draws_real_and_fake_apart",
+        ),
     ),
     bug(
         "a rerun after a recipe edit resumes the old checkpoint",

@@ -448,7 +448,7 @@ def test_sample_rate_limits_agree_in_api_and_cli(tmp_path, tiny_model, capsys):
 def test_corpus_sources_through_a_symlinked_music21(tmp_path, monkeypatch):
     from music21 import corpus
 
-    from gan_stretch.data.corpus import corpus_sources
+    from gan_stretch.data.items import corpus_sources
 
     real = Path(corpus.__file__).resolve().parent
     link = tmp_path / "linked-site-packages"

@@ -278,7 +278,7 @@ def test_training_never_reads_held_out_items(tiny_corpus, tmp_path, monkeypatch)
     """Every audio read of an autoencoder and a GAN run on a fresh copy of the corpus (no caches),
     recorded: outside the held-out evaluation only training items, and the evaluation reads the
     held-out ones (so the recorder sees reads at all)."""
-    from gan_stretch.data.corpus import Corpus
+    from gan_stretch.data.manifest import Corpus
     from gan_stretch.train.common import Run
 
     from conftest import run_stage

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 
 def data_midi(args) -> None:
-    from gan_stretch.data.corpus import DEFAULT_PROGRAMS, build_true_tempo
+    from gan_stretch.data.corpus import build_true_tempo
+    from gan_stretch.data.items import DEFAULT_PROGRAMS
 
     c = build_true_tempo(
         args.out,
@@ -31,7 +32,7 @@ def data_midi(args) -> None:
 
 
 def data_teacher(args) -> None:
-    from gan_stretch.data.corpus import build_teacher
+    from gan_stretch.data.teacher_corpora import build_teacher
 
     c = build_teacher(
         args.audio,

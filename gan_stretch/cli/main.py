@@ -96,7 +96,7 @@ def _stretch_options(s: argparse.ArgumentParser) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    from gan_stretch.data.corpus import DEFAULT_RATES
+    from gan_stretch.data.manifest import DEFAULT_RATES
     from gan_stretch.version import __version__
 
     p = argparse.ArgumentParser(prog="gan-stretch", description="Neural time stretching of music.")

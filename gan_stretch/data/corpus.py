@@ -8,7 +8,6 @@ Two kinds share one layout (``manifest.py``, which also holds :class:`Corpus`, t
   teacher     excerpts of recorded audio, stretched by a classical stretcher (``teacher_corpora.py``)
 
 A rerun reuses every render already on disk: an item's id names its render choices.
-The names of the modules beside this one are importable from here as before.
 """
 
 from __future__ import annotations
@@ -19,14 +18,11 @@ from pathlib import Path
 from tqdm import tqdm
 
 from gan_stretch.data.items import (
-    COMPOSERS,
     DEFAULT_PROGRAMS,
     EFFECTS,
     FAMILIES,
     RenderTask,
     choose_render,
-    corpus_sources,
-    item_seed,
     plan_jobs,
     render_item,
     render_suffix,
@@ -34,35 +30,15 @@ from gan_stretch.data.items import (
 from gan_stretch.data.manifest import (
     DEFAULT_RATES,
     Corpus,
-    Item,
     check_build,
     is_heldout,
     rate_key,
     read_manifest,
     write_manifest,
 )
-from gan_stretch.data.teacher_corpora import AUDIO_EXTENSIONS, build_teacher, teacher_from_corpus
 from gan_stretch.errors import GanStretchError
 from gan_stretch.runtime import parallel
 from gan_stretch.runtime.parallel import check_jobs
-
-# the names scripts and tests import from here, wherever they live now
-__all__ = [
-    "AUDIO_EXTENSIONS",
-    "COMPOSERS",
-    "DEFAULT_PROGRAMS",
-    "DEFAULT_RATES",
-    "Corpus",
-    "Item",
-    "build_teacher",
-    "build_true_tempo",
-    "choose_render",
-    "corpus_sources",
-    "item_seed",
-    "rate_key",
-    "read_manifest",
-    "teacher_from_corpus",
-]
 
 
 def build_true_tempo(

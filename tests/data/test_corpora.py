@@ -17,9 +17,11 @@ import pytest
 import soundfile as sf
 
 from gan_stretch.cli.main import main
-from gan_stretch.data.corpus import Corpus, build_true_tempo, choose_render, item_seed
+from gan_stretch.data.corpus import build_true_tempo
 from gan_stretch.data.ensembles import FAMILIES, orchestrate, split_parts
 from gan_stretch.data.grooves import BPM_RANGE, DENSE_BPM_RANGE, HAT, SNARE, STYLES, groove
+from gan_stretch.data.items import choose_render, item_seed
+from gan_stretch.data.manifest import Corpus
 from gan_stretch.data.render import (
     CEILING_DB,
     DRUM_CHANNEL,

@@ -75,7 +75,7 @@ def test_unknown_teacher():
 
 
 def test_teacher_corpus_from_a_true_tempo_corpus(tiny_corpus, tmp_path):
-    from gan_stretch.data.corpus import teacher_from_corpus
+    from gan_stretch.data.teacher_corpora import teacher_from_corpus
 
     t = teacher_from_corpus(tiny_corpus.root, tmp_path / "pv", "wsola")
     assert t.kind == "teacher" and len(t.items) == len(tiny_corpus.split("train"))
@@ -87,7 +87,7 @@ def test_teacher_corpus_from_a_true_tempo_corpus(tiny_corpus, tmp_path):
 def test_teacher_corpus_from_recordings(tmp_path):
     import soundfile as sf
 
-    from gan_stretch.data.corpus import build_teacher
+    from gan_stretch.data.teacher_corpora import build_teacher
 
     (tmp_path / "music").mkdir()
     sf.write(tmp_path / "music" / "a.flac", music_like(3 * 44100, sr=44100, channels=2).T, 44100)

@@ -264,7 +264,7 @@ def test_stopping_a_parallel_folder_leaves_no_partial_file(sig, tiny_model, tmp_
 
 @pytest.mark.slow
 def test_teacher_corpora_are_the_same_at_one_and_two_jobs(tiny_corpus, tmp_path):
-    from gan_stretch.data.corpus import build_teacher, teacher_from_corpus
+    from gan_stretch.data.teacher_corpora import build_teacher, teacher_from_corpus
 
     music = tmp_path / "music"
     (music / "sub").mkdir(parents=True)

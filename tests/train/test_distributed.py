@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import torch
 
-from gan_stretch.data.corpus import Corpus
+from gan_stretch.data.manifest import Corpus
 from gan_stretch.io import checkpoint
 from gan_stretch.train import run as train
 

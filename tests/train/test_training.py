@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from gan_stretch.data.corpus import Corpus, build_true_tempo
+from gan_stretch.data.corpus import build_true_tempo
+from gan_stretch.data.manifest import Corpus
 from gan_stretch.errors import CheckpointError, ConfigError, TrainingError
 from gan_stretch.io import checkpoint
 from gan_stretch.models.model_file import load_model
@@ -394,7 +395,7 @@ def test_heldout_only_corpus_renders_only_the_evaluation_pieces(tmp_path):
 
 def test_gan_trains_on_teacher_targets(tiny_corpus, ae_model, tmp_path):
     """A teacher corpus made from the training inputs (fresh folder, no cache yet) trains the GAN."""
-    from gan_stretch.data.corpus import teacher_from_corpus
+    from gan_stretch.data.teacher_corpora import teacher_from_corpus
 
     teacher = teacher_from_corpus(tiny_corpus.root, tmp_path / "wsola-teacher", "wsola")
     run_stage("gan", teacher, tmp_path / "gan", 6, ae=ae_model)
