@@ -4,20 +4,17 @@ time maps as Rubber Band reads them, rates near 1 and DC offsets."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
+from eval.dense import hit_levels, pattern
 from gan_stretch import Stretcher, timemap
 from gan_stretch.errors import RateError
 
 from conftest import requires
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))
-from dense import hit_levels, pattern  # noqa: E402
 
 SR = 22050
 HOP = 512

@@ -148,13 +148,9 @@ def test_the_pitch_study_rebuilds_its_set_and_transposes_the_truth(tiny_corpus, 
     (so the transposed renders are the same performance), a transposed render is pitched n
     semitones away, and a run writes its table."""
     import csv
-    import sys
-    from pathlib import Path
 
+    from eval import pitch as study
     from gan_stretch import metrics
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))
-    import pitch as study
 
     entry, item = tiny_corpus.manifest["items"][0], tiny_corpus.items[0]
     disk = tiny_corpus.load(item, 1.0)
