@@ -1,7 +1,7 @@
 """The ablations: recipes/grids/ablations.yaml through eval/run.py (the grid declares the variants).
 
-    python eval/ablations.py [--dry-run] [--no-train] [--report-only] [-j N]
-    python -m eval.run recipes/grids/ablations.yaml ...     (the same)
+python eval/ablations.py [--dry-run] [--no-train] [--report-only] [-j N]
+python -m eval.run recipes/grids/ablations.yaml ...     (the same)
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ GRID = "recipes/grids/adversarial.yaml"
 def write_study(out: Path, sets: dict[str, list[dict]], seeds: list[int], pairs: list, command: str) -> Path:
     """OUT/study.md and OUT/paired.csv from the scores of every set ({set name: rows, each with its ``set``})."""
     rows = [r for rs in sets.values() for r in rs]
+    measures = [m for m in COMPARED if any(m in r for r in rows)]  # those the scores have
     rates = sorted({r["rate"] for r in rows})
     lines = [
         f"# The adversarial study ({', '.join(sets)}; seeds {', '.join(map(str, seeds))})",
@@ -55,7 +56,7 @@ def write_study(out: Path, sets: dict[str, list[dict]], seeds: list[int], pairs:
             "| measure | " + " | ".join(f"{r:g}" for r in rates) + " | all rates |",
             "|---|" + "---|" * (len(rates) + 1),
         ]
-        for m in COMPARED:
+        for m in measures:
             cells = []
             for rate in [*rates, None]:
                 diffs = paired(rows, a, b, seeds, m, rate)
@@ -78,30 +79,30 @@ def write_study(out: Path, sets: dict[str, list[dict]], seeds: list[int], pairs:
     lines += [
         "## Means per variant (over sets, pieces, rates and seeds)",
         "",
-        "| variant | " + " | ".join(COMPARED) + " |",
-        "|---|" + "---|" * len(COMPARED),
+        "| variant | " + " | ".join(measures) + " |",
+        "|---|" + "---|" * len(measures),
     ]
     variants = list(dict.fromkeys(variant_seed(r["method"])[0] for r in rows))
     for v in variants:
         mine = [r for r in rows if variant_seed(r["method"])[0] == v]
-        vals = [np.nanmean([r.get(m, np.nan) for r in mine]) for m in COMPARED]
+        vals = [np.nanmean([r.get(m, np.nan) for r in mine]) for m in measures]
         lines.append(f"| {v} | " + " | ".join(f"{x:.3f}" for x in vals) + " |")
     lines += [
         "",
         "## Means per run (the spread between seeds)",
         "",
-        "| run | " + " | ".join(COMPARED) + " |",
-        "|---|" + "---|" * len(COMPARED),
+        "| run | " + " | ".join(measures) + " |",
+        "|---|" + "---|" * len(measures),
     ]
     for method in dict.fromkeys(r["method"] for r in rows):
         if variant_seed(method)[1] is None:
             continue
         mine = [r for r in rows if r["method"] == method]
-        vals = [np.nanmean([r.get(m, np.nan) for r in mine]) for m in COMPARED]
+        vals = [np.nanmean([r.get(m, np.nan) for r in mine]) for m in measures]
         lines.append(f"| {method} | " + " | ".join(f"{x:.3f}" for x in vals) + " |")
     lines += ["", "## Per rate, means over sets, pieces and seeds", ""]
     rates = sorted({r["rate"] for r in rows})
-    for m in COMPARED:
+    for m in measures:
         lines += [
             f"{m} ({BETTER[m]} is better)",
             "",

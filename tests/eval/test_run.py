@@ -213,3 +213,41 @@ def test_ablations_grid_trains_recipe_files_with_path_overrides_only(monkeypatch
 def test_every_grid_of_the_project_loads(name):
     grid = run.load_grid(ROOT / "recipes" / "grids" / f"{name}.yaml")
     assert run.plan(grid)
+
+
+def test_table_and_seeds_reports_from_one_benchmark_per_set(tmp_path):
+    """together: one benchmark folder per set (OUT/scores/<set>/); the table report is eval/benchmark.py's
+    tables of every method, the seeds report eval/seeds.py's page of each pair."""
+    from eval.benchmark import tables
+    from eval.results import read_rows
+    from eval.seeds import page
+
+    rng = np.random.default_rng(2)
+    for name in ("setA", "setB"):
+        methods, measures = (
+            ["pv", "a-s0", "a-s1", "b-s0", "b-s1"],
+            (*COMPARED, "pitch_cents", "duration_error_ms", "realtime_factor"),
+        )
+        write_scores(tmp_path / "out" / "scores" / name, methods, rng, measures)
+    variants = {v: {"recipe": "recipes/default/generator.yaml"} for v in ("a", "b")}
+    common = {
+        "out": str(tmp_path / "out"),
+        "seeds": [0, 1],
+        "together": True,
+        "eval": {"setA": "data/A", "setB": "data/B"},
+        "references": {"classical": ["pv"]},
+        "variants": variants,
+    }
+    grid = write_grid(tmp_path / "t.yaml", report="table", title="t", page=str(tmp_path / "t.md"), **common)
+    assert run.main([str(grid), "--report-only"]) == 0
+    sets = {n: read_rows(tmp_path / "out" / "scores" / n / "results.csv", set=n) for n in ("setA", "setB")}
+    assert (tmp_path / "t.md").read_text() == tables(sets["setA"], "t: 6 held-out pieces of data/A") + tables(
+        sets["setB"], "t: 6 held-out pieces of data/B"
+    )
+    page_path = str(tmp_path / "s.md")
+    grid = write_grid(
+        tmp_path / "s.yaml", report="seeds", page=page_path, pairs=[["a", "b"]], measures=["visqol"], **common
+    )
+    assert run.main([str(grid), "--report-only"]) == 0
+    text = (tmp_path / "s.md").read_text()
+    assert text == page(sets, [("a", "b")], ["visqol"]) and "| setB |" in text and "higher is better" in text
