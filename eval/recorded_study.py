@@ -41,6 +41,7 @@ from eval.stats import bootstrap_ci, cell
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPE = "recipes/ablations/gan-recorded.yaml"
+BENCHMARK = str(ROOT / "eval/benchmark.py")
 VARIANTS = {"recorded": (), "control": ("rec_adv_weight=0", "rec_fm_weight=0")}
 TRUTH_MEASURES = ("logmel_db", "visqol", "attack_db", "smear_db", "oversmoothing_db")
 RECORDED_MEASURES = ("naturalness", "round_trip_db")  # per recording (eval/measures.py)
@@ -196,30 +197,14 @@ def main(argv=None) -> int:
             res = out / "scores" / Path(data).name / name
             if ready:
                 benchmark = ["--pieces", str(args.pieces), *model, *shlex.split(args.benchmark_extra)]
-                command = [
-                    sys.executable,
-                    str(ROOT / "eval/benchmark.py"),
-                    "--data",
-                    data,
-                    "--out",
-                    str(res),
-                    *benchmark,
-                    *jobs,
-                ]
+                command = [sys.executable, BENCHMARK, "--data", data, "--out", str(res), *benchmark, *jobs]
                 score(res, scores_key(data, benchmark, path, settings[run]), partial(sh, command))
             if (res / "results.csv").is_file() and (ready or args.score_only):
                 truth_rows += [{**r, "set": Path(data).name} for r in read_rows(res / "results.csv")]
         res = out / "scores" / "recordings" / name
         if ready:
             benchmark = ["--pieces", str(args.recorded_pieces), *model, *shlex.split(args.benchmark_extra)]
-            command = [
-                sys.executable,
-                str(ROOT / "eval/benchmark.py"),
-                "--recordings",
-                args.recordings,
-                "--out",
-                str(res),
-            ]
+            command = [sys.executable, BENCHMARK, "--recordings", args.recordings, "--out", str(res)]
             command += [*benchmark, *jobs]
             score(
                 res,
