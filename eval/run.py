@@ -181,6 +181,7 @@ class Run:
     scored_as: str | None  # None: trained, not scored
     teacher: str | None = None
     settings: str = field(default="", repr=False)
+    trains: bool = False  # not finished with its variant's settings: trained by a run of the grid
 
     @property
     def model(self) -> Path:
@@ -302,7 +303,8 @@ def train(grid: dict, runs: list[Run], sh: Shell, mode: str) -> None:
             raise GridError(grid.get("_path", "?"), f"variant {r.variant!r} trains on a teacher: give train.data")
         r.given = tuple(given)
         r.settings = variant_settings(r.recipe, *given)
-        if mode == "train" and not (finished(ROOT / r.run_dir) and trained_settings(ROOT / r.model) == r.settings):
+        r.trains = not (finished(ROOT / r.run_dir) and trained_settings(ROOT / r.model) == r.settings)
+        if mode == "train" and r.trains:
             sh(train_command(accelerate, str(ROOT / r.recipe), *given))
 
 
@@ -313,7 +315,7 @@ def benchmark_command(data: str, folder: Path, args: list[str], jobs: int | None
         "--data",
         data,
         "--out",
-        str(folder),
+        str(folder.relative_to(ROOT)) if folder.is_relative_to(ROOT) else str(folder),  # it runs from ROOT
         *args,
         *(["--jobs", str(jobs)] if jobs else []),
     ]
@@ -331,22 +333,26 @@ def score_all(grid: dict, runs: list[Run], sh: Shell, mode: str, jobs: int | Non
     from functools import partial
 
     scores, scored = ROOT / grid.get("scores", f"{grid['out']}/scores"), [r for r in runs if r.scored_as]
+    to_train = lambda r: sh.dry and mode == "train" and r.trains  # a dry run lists its scores too
     sets: dict[str, list[dict]] = {}
     for name, data in grid["eval"].items():
         rows = sets.setdefault(name, [])
         if grid.get("together"):
             folder = scores / name
             methods = [m for ms in grid["references"].values() for m in ms]
-            use = scored if mode == "report" else [r for r in scored if ready(r)]
+            use = scored if mode == "report" else [r for r in scored if to_train(r) or ready(r)]
             args = [*grid["benchmark"], *[a for r in use for a in ("--model", f"{r.scored_as}={r.model}")]]
             args += ["--methods", *methods]
-            if mode != "report" and use:
+            command = partial(sh, benchmark_command(data, folder, args, jobs))
+            if mode != "report" and any(map(to_train, use)):
+                command()  # a dry run: scored once trained
+            elif mode != "report" and use:
                 key = {
                     "data": str(data),
                     "benchmark": args,
                     "models": {r.scored_as: scores_key(data, [], ROOT / r.model, r.settings) for r in use},
                 }
-                score(folder, key, partial(sh, benchmark_command(data, folder, args, jobs)), dry=sh.dry)
+                score(folder, key, command, dry=sh.dry)
             if (folder / "results.csv").is_file() and not sh.dry:
                 rows += read_rows(folder / "results.csv", set=name)
             continue
@@ -355,11 +361,15 @@ def score_all(grid: dict, runs: list[Run], sh: Shell, mode: str, jobs: int | Non
         for label, r, args in jobs_here:
             folder = scores / name / label
             if mode != "report":
+                args = [*grid["benchmark"], *args]
+                command = partial(sh, benchmark_command(data, folder, args, jobs))
+                if r is not None and to_train(r):
+                    command()  # a dry run: scored once trained
+                    continue
                 if r is not None and not ready(r):
                     continue
-                args = [*grid["benchmark"], *args]
                 key = scores_key(data, args, None if r is None else ROOT / r.model, None if r is None else r.settings)
-                score(folder, key, partial(sh, benchmark_command(data, folder, args, jobs)), dry=sh.dry)
+                score(folder, key, command, dry=sh.dry)
             if (folder / "results.csv").is_file() and not sh.dry:
                 rows += read_rows(folder / "results.csv", set=name)
     return sets

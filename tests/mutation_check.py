@@ -174,7 +174,7 @@ MUTATIONS = [
         "eval/run.py",
         'return (folder / table).is_file() and json.loads((folder / "scored.json").read_text()) == key',
         "return (folder / table).is_file()",
-        ("tests/eval/test_study.py::test_scores_are_reused_only_for_the_same_model_file_and_variant_settings",),
+        ("tests/eval/test_run.py::test_scores_are_reused_only_for_the_same_model_file_and_variant_settings",),
     ),
     bug(
         "a generator-only recipe still trains the latent discriminator",

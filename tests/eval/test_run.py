@@ -114,7 +114,8 @@ def test_dry_run_lists_training_and_scoring_and_changes_nothing(tmp_path, monkey
     trains = [line for line in printed if "gan_stretch.train" in line]
     assert len(trains) == 3 and all("autoencoder=ae.safetensors" in t and "seed=0" in t for t in trains)
     benchmarks = [line for line in printed if "eval/benchmark.py" in line]
-    assert len(benchmarks) == 1 and "--methods wsola rubberband-r3" in benchmarks[0]  # the models are not trained
+    assert len(benchmarks) == 4 and "--methods wsola rubberband-r3" in benchmarks[0]
+    assert all(f"--model {v}-s0=" in b for v, b in zip(VARIANTS, benchmarks[1:]))  # scored once trained
     assert not (tmp_path / "out").exists() and not (tmp_path / "runs").exists()
 
 
