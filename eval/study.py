@@ -30,11 +30,72 @@ from eval.stats import bootstrap_ci, cell
 GRID = "recipes/grids/adversarial.yaml"
 
 
+def paired_tables(rows: list[dict], seeds: list[int], pairs: list, measures: list[str]) -> tuple[list[str], list[dict]]:
+    """Per pair (a, b): a table of a's per-clip improvement over b (mean and bootstrap interval) per
+    measure and rate; and the same as rows of paired.csv."""
+    rates = sorted({r["rate"] for r in rows})
+    lines, csv_rows = [], []
+    for a, b in pairs:
+        lines += [
+            f"## {a} vs {b}",
+            "",
+            "| measure | " + " | ".join(f"{r:g}" for r in rates) + " | all rates |",
+            "|---|" + "---|" * (len(rates) + 1),
+        ]
+        for m in measures:
+            cells = []
+            for rate in [*rates, None]:
+                diffs = paired(rows, a, b, seeds, m, rate)
+                mean, lo, hi = bootstrap_ci(diffs)
+                where = {"a": a, "b": b, "measure": m, "rate": "all" if rate is None else rate}
+                csv_rows.append({**where, "mean": mean, "lo": lo, "hi": hi})
+                cells.append(cell(mean, lo, hi, int(np.isfinite(diffs).sum())))
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines, csv_rows
+
+
+def means(rows: list[dict], measures: list[str]) -> list[str]:
+    """Means per variant and per run (the spread between seeds), then per rate, over sets and pieces."""
+    variants = list(dict.fromkeys(variant_seed(r["method"])[0] for r in rows))
+    runs = [m for m in dict.fromkeys(r["method"] for r in rows) if variant_seed(m)[1] is not None]
+    lines = []
+    for title, column, names, of in (
+        (
+            "Means per variant (over sets, pieces, rates and seeds)",
+            "variant",
+            variants,
+            lambda r: variant_seed(r["method"])[0],
+        ),
+        ("Means per run (the spread between seeds)", "run", runs, lambda r: r["method"]),
+    ):
+        lines += [f"## {title}", "", f"| {column} | " + " | ".join(measures) + " |", "|---|" + "---|" * len(measures)]
+        for name in names:
+            mine = [r for r in rows if of(r) == name]
+            vals = [np.nanmean([r.get(m, np.nan) for r in mine]) for m in measures]
+            lines.append(f"| {name} | " + " | ".join(f"{x:.3f}" for x in vals) + " |")
+        lines.append("")
+    lines += ["## Per rate, means over sets, pieces and seeds", ""]
+    rates = sorted({r["rate"] for r in rows})
+    for m in measures:
+        lines += [
+            f"{m} ({BETTER[m]} is better)",
+            "",
+            "| variant | " + " | ".join(f"{x:g}" for x in rates) + " |",
+            "|---|" + "---|" * len(rates),
+        ]
+        for v in variants:
+            mine = [r for r in rows if variant_seed(r["method"])[0] == v]
+            vals = [np.nanmean([r.get(m, np.nan) for r in mine if r["rate"] == rate] or [np.nan]) for rate in rates]
+            lines.append(f"| {v} | " + " | ".join(f"{x:.3f}" for x in vals) + " |")
+        lines.append("")
+    return lines
+
+
 def write_study(out: Path, sets: dict[str, list[dict]], seeds: list[int], pairs: list, command: str) -> Path:
     """OUT/study.md and OUT/paired.csv from the scores of every set ({set name: rows, each with its ``set``})."""
     rows = [r for rs in sets.values() for r in rs]
     measures = [m for m in COMPARED if any(m in r for r in rows)]  # those the scores have
-    rates = sorted({r["rate"] for r in rows})
     lines = [
         f"# The adversarial study ({', '.join(sets)}; seeds {', '.join(map(str, seeds))})",
         "",
@@ -48,77 +109,8 @@ def write_study(out: Path, sets: dict[str, list[dict]], seeds: list[int], pairs:
         "accuracy is one value per set and rate, so its units are (set, rate) pairs: no interval per rate.",
         "",
     ]
-    csv_rows = []
-    for a, b in pairs:
-        lines += [
-            f"## {a} vs {b}",
-            "",
-            "| measure | " + " | ".join(f"{r:g}" for r in rates) + " | all rates |",
-            "|---|" + "---|" * (len(rates) + 1),
-        ]
-        for m in measures:
-            cells = []
-            for rate in [*rates, None]:
-                diffs = paired(rows, a, b, seeds, m, rate)
-                mean, lo, hi = bootstrap_ci(diffs)
-                csv_rows.append(
-                    {
-                        "a": a,
-                        "b": b,
-                        "measure": m,
-                        "rate": "all" if rate is None else rate,
-                        "mean": mean,
-                        "lo": lo,
-                        "hi": hi,
-                    }
-                )
-                cells.append(cell(mean, lo, hi, int(np.isfinite(diffs).sum())))
-            lines.append(f"| {m} | " + " | ".join(cells) + " |")
-        lines.append("")
-    # means per variant and the sweep
-    lines += [
-        "## Means per variant (over sets, pieces, rates and seeds)",
-        "",
-        "| variant | " + " | ".join(measures) + " |",
-        "|---|" + "---|" * len(measures),
-    ]
-    variants = list(dict.fromkeys(variant_seed(r["method"])[0] for r in rows))
-    for v in variants:
-        mine = [r for r in rows if variant_seed(r["method"])[0] == v]
-        vals = [np.nanmean([r.get(m, np.nan) for r in mine]) for m in measures]
-        lines.append(f"| {v} | " + " | ".join(f"{x:.3f}" for x in vals) + " |")
-    lines += [
-        "",
-        "## Means per run (the spread between seeds)",
-        "",
-        "| run | " + " | ".join(measures) + " |",
-        "|---|" + "---|" * len(measures),
-    ]
-    for method in dict.fromkeys(r["method"] for r in rows):
-        if variant_seed(method)[1] is None:
-            continue
-        mine = [r for r in rows if r["method"] == method]
-        vals = [np.nanmean([r.get(m, np.nan) for r in mine]) for m in measures]
-        lines.append(f"| {method} | " + " | ".join(f"{x:.3f}" for x in vals) + " |")
-    lines += ["", "## Per rate, means over sets, pieces and seeds", ""]
-    rates = sorted({r["rate"] for r in rows})
-    for m in measures:
-        lines += [
-            f"{m} ({BETTER[m]} is better)",
-            "",
-            "| variant | " + " | ".join(f"{x:g}" for x in rates) + " |",
-            "|---|" + "---|" * len(rates),
-        ]
-        for v in variants:
-            vals = [
-                np.nanmean(
-                    [r.get(m, np.nan) for r in rows if variant_seed(r["method"])[0] == v and r["rate"] == rate]
-                    or [np.nan]
-                )
-                for rate in rates
-            ]
-            lines.append(f"| {v} | " + " | ".join(f"{x:.3f}" for x in vals) + " |")
-        lines.append("")
+    tables, csv_rows = paired_tables(rows, seeds, pairs, measures)
+    lines += tables + means(rows, measures)
     (out / "study.md").write_text("\n".join(lines) + "\n")
     with open(out / "paired.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(csv_rows[0]))
