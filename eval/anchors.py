@@ -14,13 +14,17 @@ from __future__ import annotations
 import argparse
 import csv
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
+if __package__ in (None, ""):  # run as python eval/NAME.py from any folder: the project root on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import numpy as np
 import soundfile as sf
-from dense import hit
 
+from eval.dense import hit
 from gan_stretch import Stretcher
 
 SR = 22050

@@ -32,11 +32,16 @@ import sys
 import time
 from pathlib import Path
 
+if __package__ in (None, ""):  # run as python eval/NAME.py from any folder: the project root on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import numpy as np
 import torch
 from einops import rearrange
 from tqdm import tqdm
 
+from eval import listen, validate_naturalness
+from eval.measures import MEASURES
 from gan_stretch.cli.stretch import attack_span
 from gan_stretch.data.manifest import Corpus
 from gan_stretch.dsp import phase_vocoder, spectrum, synthesis, timemap
@@ -46,9 +51,6 @@ from gan_stretch.models.model_file import load_model, resolve_checkpoint
 from gan_stretch.runtime import parallel
 from gan_stretch.stretching import teachers
 from gan_stretch.stretching.stretcher import Stretcher
-
-import listen  # eval/listen.py, beside this script
-import validate_naturalness  # eval/validate_naturalness.py
 
 METRICS = (
     "logmel_db",
@@ -130,21 +132,7 @@ def score(
     }
 
 
-HOW = {
-    "logmel_db": "dB, lower is better",
-    "visqol": "MOS-LQO 1-5, higher is better; the truth scores 4.73",
-    "attack_db": "dB, 0 is right, negative = weaker attacks",
-    "smear_db": "dB, 0 is right, positive = energy smeared before onsets",
-    "attack_high_db": "dB above 11 kHz at drum hits (44.1 kHz sets), 0 is right, negative = weaker",
-    "smear_high_db": "dB above 11 kHz at drum hits (44.1 kHz sets), 0 is right, positive = smeared",
-    "oversmoothing_db": "dB, 0 is right, negative = over-smoothed",
-    "two_sample_accuracy": "held-out accuracy of a fresh classifier, 0.5 = indistinguishable from the truth",
-    "spectral_convergence": "lower is better",
-    "mrstft": "lower is better",
-    "duration_error_ms": "0 is right",
-    "pitch_cents": "0 is right",
-    "realtime_factor": "higher is faster",
-}
+HOW = {name: m.note for name, m in MEASURES.items()}  # under each table of table.md
 
 
 def mean_of(values) -> float:
@@ -295,9 +283,7 @@ def recordings(args, models: dict) -> int:
 
 
 BANDS = [f"band_{lo:g}_{hi:g}_db" for lo, hi in zip(nat.BAND_EDGES_HZ[:-1], nat.BAND_EDGES_HZ[1:])]
-RECORDED_HOW = {
-    "naturalness": "two-sample accuracy against unstretched excerpts; 0.5: indistinguishable",
-    "round_trip_db": "log-mel dB from the excerpt after r then 1/r; 0 for a perfect stretcher",
+RECORDED_HOW = {  # beside naturalness and round_trip_db (eval/measures.py)
     "level_change_db": "output level against the input, dB; 0: kept",
     **{b: f"level change {b[5:-3].replace('_', '-')} Hz, dB; 0: kept" for b in BANDS},
 }
@@ -430,7 +416,7 @@ def recorded_corpus(args) -> int:
     nat_table = (
         "\n".join(
             [
-                f"naturalness ({RECORDED_HOW['naturalness']}; mean over recordings and {args.seeds} classifier seeds, "
+                f"naturalness ({HOW['naturalness']}; mean over recordings and {args.seeds} classifier seeds, "
                 "95 % bootstrap intervals over recordings"
                 + (", differences paired by recording)" if reference else ")"),
                 "",
@@ -632,7 +618,7 @@ def two_sample(job) -> dict:
     return metrics.two_sample_accuracy(*job)["per_rate"]
 
 
-def main(argv=None) -> int:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", help="true-tempo corpus folder")
     p.add_argument(
@@ -703,43 +689,42 @@ def main(argv=None) -> int:
         default=4,
         help="with --recordings CORPUS --listen: store the clips of this many excerpts (the first scored)",
     )
-    args = p.parse_args(argv)
-    threads = max(1, args.threads)
-    torch.set_num_threads(threads)
+    return p
+
+
+def check(args) -> None:
+    """Refuses arguments that cannot run (one line each); sets the thread count and the default --jobs."""
+    torch.set_num_threads(max(1, args.threads))
     if bool(args.data) == bool(args.recordings):
         raise SystemExit("error: give --data (true-tempo corpus) or --recordings (folder of music)")
     if args.jobs is not None and args.jobs < 1:
         raise SystemExit(f"error: --jobs must be at least 1, got {args.jobs}")
     if args.jobs is None:
         args.jobs = parallel.default_jobs() if args.device == "cpu" else 1
-    models = load_models(args)
-    if args.recordings:
-        if (Path(args.recordings) / "manifest.json").is_file():
-            if args.listen and args.listen_pieces < 1:
-                raise SystemExit(f"error: --listen-pieces must be at least 1, got {args.listen_pieces}")
-            return recorded_corpus(args)
-        if args.listen:
-            raise SystemExit(
-                "error: --listen with --recordings needs a recordings corpus (gan-stretch data recordings), "
-                f"not a folder of music: {args.recordings} has no manifest.json"
-            )
-        return recordings(args, models)
-
-    corpus = Corpus(args.data)
-    items = corpus.split("heldout")[: args.pieces]
-    if not items:
-        raise SystemExit(f"error: {args.data} has no held-out items")
-    for m in args.methods:
+    for m in args.methods if args.data else ():
         if m not in teachers.TEACHERS and m not in CEILINGS:
             raise SystemExit(f"error: unknown method {m!r}")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
 
+
+def score_recordings(args, models: dict) -> int:
+    """--recordings: a recordings corpus (its held-out excerpts) or a folder of recorded music."""
+    if (Path(args.recordings) / "manifest.json").is_file():
+        if args.listen and args.listen_pieces < 1:
+            raise SystemExit(f"error: --listen-pieces must be at least 1, got {args.listen_pieces}")
+        return recorded_corpus(args)
     if args.listen:
-        listen.clear_clips(out)
-    jobs = [(item, rate) for item in items for rate in (args.rates or corpus.rates(item))]
-    # one job per (piece, rate), every method on it; the rows come back in this order whatever
-    # order the jobs end in
+        raise SystemExit(
+            "error: --listen with --recordings needs a recordings corpus (gan-stretch data recordings), "
+            f"not a folder of music: {args.recordings} has no manifest.json"
+        )
+    return recordings(args, models)
+
+
+def score_pairs(args, jobs: list) -> tuple[list[dict], dict[str, list], list[str]]:
+    """Every method on every (piece, rate) of ``jobs``, one process per pair (--jobs): the rows of
+    results.csv in the order of ``jobs`` whatever order the pairs end in, per method the log-mel
+    patches of the two-sample test, and a line per pair that failed."""
+    threads = max(1, args.threads)
     results, failed = {}, []
     for i, result, error in parallel.imap(
         score_pair, jobs, args.jobs, desc="benchmark", unit="pair", init=init_worker, initargs=(args,), threads=threads
@@ -756,32 +741,43 @@ def main(argv=None) -> int:
     for i in sorted(results):
         for name, patch in results[i][1].items():
             patches.setdefault(name, []).append(patch)
+    return rows, patches, failed
 
-    if args.two_sample and len(items) >= 2:
-        # one fresh classifier per method (never the training discriminator); its held-out accuracy
-        # per rate goes on every row of that method and rate
-        names = [m for m in patches if m != "truth"]
-        for i, acc, error in parallel.imap(
-            two_sample,
-            [(patches[n], patches["truth"]) for n in names],
-            args.jobs,
-            desc="two-sample tests",
-            unit="method",
-            threads=threads,
-        ):
-            if error is not None:
-                raise error
-            for r in rows:
-                if r["method"] == names[i]:
-                    r["two_sample_accuracy"] = acc.get(r["rate"], float("nan"))
+
+def add_two_sample(args, rows: list[dict], patches: dict[str, list]) -> None:
+    """One fresh classifier per method (never the training discriminator); its held-out accuracy
+    per rate goes on every row of that method and rate (two_sample_accuracy)."""
+    names = [m for m in patches if m != "truth"]
+    for i, acc, error in parallel.imap(
+        two_sample,
+        [(patches[n], patches["truth"]) for n in names],
+        args.jobs,
+        desc="two-sample tests",
+        unit="method",
+        threads=max(1, args.threads),
+    ):
+        if error is not None:
+            raise error
+        for r in rows:
+            if r["method"] == names[i]:
+                r["two_sample_accuracy"] = acc.get(r["rate"], float("nan"))
+
+
+def tables(rows: list[dict], title: str) -> str:
+    """table.md: both axes side by side, then one table per measure (methods x rates)."""
+    table = write_summary(rows) + "\n" + write_table(rows)
+    shown = [m for m in (*PERCEPTION, "two_sample_accuracy") if measured(rows, m)]
+    extra = "\n".join(write_table(rows, m) for m in (*shown, "pitch_cents", "duration_error_ms", "realtime_factor"))
+    return f"# {title}\n\n{table}\n{extra}"
+
+
+def write_results(args, argv, out: Path, rows: list[dict], items: list, models: dict) -> list[str]:
+    """results.csv, table.md, the plots and config.json (the exact command and inputs); returns the plots."""
     with open(out / "results.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    table = write_summary(rows) + "\n" + write_table(rows)
-    shown = [m for m in (*PERCEPTION, "two_sample_accuracy") if measured(rows, m)]
-    extra = "\n".join(write_table(rows, m) for m in (*shown, "pitch_cents", "duration_error_ms", "realtime_factor"))
-    (out / "table.md").write_text(f"# {out.name}: {len(items)} held-out pieces of {args.data}\n\n{table}\n{extra}")
+    (out / "table.md").write_text(tables(rows, f"{out.name}: {len(items)} held-out pieces of {args.data}"))
     plots = plot(rows, out)
     (out / "config.json").write_text(
         json.dumps(
@@ -806,7 +802,29 @@ def main(argv=None) -> int:
             default=str,
         )
     )
-    print(table)
+    return plots
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    check(args)
+    models = load_models(args)
+    if args.recordings:
+        return score_recordings(args, models)
+    corpus = Corpus(args.data)
+    items = corpus.split("heldout")[: args.pieces]
+    if not items:
+        raise SystemExit(f"error: {args.data} has no held-out items")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.listen:
+        listen.clear_clips(out)
+    jobs = [(item, rate) for item in items for rate in (args.rates or corpus.rates(item))]
+    rows, patches, failed = score_pairs(args, jobs)
+    if args.two_sample and len(items) >= 2:
+        add_two_sample(args, rows, patches)
+    plots = write_results(args, argv, out, rows, items, models)
+    print(write_summary(rows) + "\n" + write_table(rows))
     print(f"wrote {out}/table.md, results.csv, {len(plots)} plots")
     if args.listen:
         print(f"listening page: {listen.build(out)}")

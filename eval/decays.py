@@ -19,10 +19,16 @@ from __future__ import annotations
 
 import argparse
 import csv
+import sys
 from pathlib import Path
+
+if __package__ in (None, ""):  # run as python eval/NAME.py from any folder: the project root on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
+from eval.results import read_rows
+from eval.stats import bootstrap_ci, improvement
 from gan_stretch.data.manifest import Corpus
 from gan_stretch.dsp import decays
 from gan_stretch.measures import metrics
@@ -269,20 +275,17 @@ def paired(before: Path, after: Path, method: str = "default", seed: int = 0) ->
         b = b if b.exists() else folder / "before-results.csv"
 
         def clips(path):
-            with open(path) as f:
-                return {(r["piece"], r["rate"]): r for r in csv.DictReader(f) if r["method"] == method}
+            return {(r["piece"], r["rate"]): r for r in read_rows(path) if r["method"] == method}
 
         x, y = clips(b), clips(folder / "results.csv")
         keys = sorted(x)
         if sorted(y) != keys:
             raise SystemExit(f"error: {folder.name}: the two runs scored different clips")
         cells = []
-        for metric, sign in (("logmel_db", -1), ("visqol", 1)):
-            a = np.array([float(x[k][metric]) for k in keys])
-            d = sign * (np.array([float(y[k][metric]) for k in keys]) - a)
-            boot = d[rng.integers(0, len(d), (2000, len(d)))].mean(axis=1)
-            lo, hi = np.percentile(boot, [2.5, 97.5])
-            now = a + sign * d
+        for metric in ("logmel_db", "visqol"):
+            a, now = (np.array([c[k][metric] for k in keys]) for c in (x, y))
+            d = improvement(metric, now, a)
+            _, lo, hi = bootstrap_ci(d, n=2000, rng=rng)
             cells.append(f"{a.mean():.3f} -> {now.mean():.3f} ({d.mean():+.3f}) | [{lo:+.3f}, {hi:+.3f}]")
         out.append(f"| {folder.name} | " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"

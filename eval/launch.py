@@ -1,4 +1,4 @@
-"""What the scripts that train recipes (ablations.py, study.py) share: the training command."""
+"""The training command of a grid's runs (eval/run.py, eval/recorded_study.py)."""
 
 from __future__ import annotations
 

@@ -27,6 +27,9 @@ import sys
 import time
 from pathlib import Path
 
+if __package__ in (None, ""):  # run as python eval/NAME.py from any folder: the project root on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import numpy as np
 import soundfile as sf
 
@@ -98,7 +101,7 @@ def main(argv=None) -> int:
     p.add_argument("--files", type=int, default=20)
     p.add_argument("--only", nargs="*", default=["rendering", "benchmark", "folder"])
     args = p.parse_args(argv)
-    work = Path(args.work)
+    work = Path(args.work).resolve()  # the commands below run from the project root
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     n = args.jobs

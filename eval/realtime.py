@@ -18,37 +18,26 @@ not depend on the chunk size (tests/stretching/test_realtime.py).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 import time
 from pathlib import Path
 
+if __package__ in (None, ""):  # run as python eval/NAME.py from any folder: the project root on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from study import BETTER, bootstrap_ci, paired  # noqa: E402  (eval/study.py, beside this script)
+from eval.measures import BETTER, MEASURES
+from eval.results import paired, read_tree
+from eval.stats import bootstrap_ci
 
 SHOWN = ("logmel_db", "visqol", "attack_db", "smear_db", "oversmoothing_db")
-TITLES = {
-    "logmel_db": "log-mel (dB)",
-    "visqol": "ViSQOL",
-    "attack_db": "attack (dB)",
-    "smear_db": "smear (dB)",
-    "oversmoothing_db": "over-smoothing (dB)",
-}
 
 
 def read(bench: Path) -> list[dict]:
-    """Every set's results.csv under ``bench``, each row with its set's name."""
-    rows = []
-    for table in sorted(bench.glob("*/results.csv")):
-        with open(table) as f:
-            for r in csv.DictReader(f):
-                row = {"set": table.parent.name, "piece": r["piece"], "method": r["method"], "rate": float(r["rate"])}
-                row.update({m: float(r[m]) for m in BETTER if r.get(m, "") not in ("", "nan")})
-                rows.append(row)
-    return rows
+    """Every set's results.csv under ``bench``, each row with its set's name (measures written as nan left out)."""
+    return read_tree(bench, drop_nan=True)
 
 
 def mean_of(rows, method, measure, keep=lambda r: True) -> float:
@@ -83,7 +72,7 @@ def table(rows: list[dict]) -> str:
     ]
     for measure in SHOWN:
         out += [
-            f"## {TITLES[measure]} ({BETTER[measure]} is better)",
+            f"## {MEASURES[measure].short} ({BETTER[measure]} is better)",
             "",
             "| set | offline -> stream (gain) [95 %] |",
             "|---|---|",

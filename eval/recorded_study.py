@@ -28,27 +28,23 @@ import sys
 from functools import partial
 from pathlib import Path
 
-import numpy as np
-from study import (  # eval/study.py: the paired statistics, and scores reused only for what they were made of
-    BETTER,
-    Shell,
-    bootstrap_ci,
-    finished,
-    paired,
-    read_rows,
-    score,
-    scores_key,
-    stale,
-    variant_settings,
-)
+if __package__ in (None, ""):  # run as python eval/NAME.py from any folder: the project root on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from launch import train_command  # eval/launch.py, beside this script
+import numpy as np
+
+from eval.launch import train_command
+from eval.measures import BETTER, MEASURES
+from eval.results import paired, read_rows
+from eval.run import Shell, finished, score, scores_key, stale, variant_settings
+from eval.stats import bootstrap_ci, cell
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPE = "recipes/ablations/gan-recorded.yaml"
+BENCHMARK = str(ROOT / "eval/benchmark.py")
 VARIANTS = {"recorded": (), "control": ("rec_adv_weight=0", "rec_fm_weight=0")}
 TRUTH_MEASURES = ("logmel_db", "visqol", "attack_db", "smear_db", "oversmoothing_db")
-RECORDED_MEASURES = {"naturalness": "closer to 0.5", "round_trip_db": "lower"}
+RECORDED_MEASURES = ("naturalness", "round_trip_db")  # per recording (eval/measures.py)
 
 
 def per_recording(rows: list[dict], measure: str, variant: str, rate: float) -> dict[str, float]:
@@ -67,18 +63,9 @@ def recorded_difference(rows: list[dict], measure: str, rate: float, seed: int =
     from gan_stretch.measures.naturalness import paired_difference
 
     a, b = (per_recording(rows, measure, v, rate) for v in ("recorded", "control"))
-    if RECORDED_MEASURES[measure] == "closer to 0.5":
+    if MEASURES[measure].better == "closer to 0.5":
         a, b = ({g: abs(x - 0.5) for g, x in d.items()} for d in (a, b))
     return paired_difference(a, b, seed)
-
-
-def cell(mean: float, lo: float, hi: float) -> str:
-    if not np.isfinite(mean):
-        return "n/a"
-    if not np.isfinite(lo):
-        return f"{mean:+.3f} (no interval)"
-    mark = "**" if lo > 0 or hi < 0 else ""
-    return f"{mark}{mean:+.3f} [{lo:+.3f}, {hi:+.3f}]{mark}"
 
 
 def report(truth_rows: list[dict], recorded_rows: list[dict], seeds: list[int], command: str) -> tuple[str, list]:
@@ -210,14 +197,14 @@ def main(argv=None) -> int:
             res = out / "scores" / Path(data).name / name
             if ready:
                 benchmark = ["--pieces", str(args.pieces), *model, *shlex.split(args.benchmark_extra)]
-                command = [sys.executable, "eval/benchmark.py", "--data", data, "--out", str(res), *benchmark, *jobs]
+                command = [sys.executable, BENCHMARK, "--data", data, "--out", str(res), *benchmark, *jobs]
                 score(res, scores_key(data, benchmark, path, settings[run]), partial(sh, command))
             if (res / "results.csv").is_file() and (ready or args.score_only):
                 truth_rows += [{**r, "set": Path(data).name} for r in read_rows(res / "results.csv")]
         res = out / "scores" / "recordings" / name
         if ready:
             benchmark = ["--pieces", str(args.recorded_pieces), *model, *shlex.split(args.benchmark_extra)]
-            command = [sys.executable, "eval/benchmark.py", "--recordings", args.recordings, "--out", str(res)]
+            command = [sys.executable, BENCHMARK, "--recordings", args.recordings, "--out", str(res)]
             command += [*benchmark, *jobs]
             score(
                 res,

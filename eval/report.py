@@ -16,32 +16,19 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-from study import read_rows  # eval/study.py, beside this script
+if __package__ in (None, ""):  # run as python eval/NAME.py from any folder: the project root on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-MEASURES = {  # column: (title, how to read it, format)
-    "logmel_db": ("log-mel distance, dB", "lower is better", "{:.2f}"),
-    "visqol": ("ViSQOL MOS-LQO", "higher is better; the truth scores 4.73", "{:.3f}"),
-    "attack_db": ("attack at note onsets, dB", "0 is right, negative = weaker", "{:+.2f}"),
-    "smear_db": ("energy before onsets, dB", "0 is right, positive = smeared", "{:+.2f}"),
-    "attack_high_db": (
-        "attack above 11 kHz at drum hits (44.1 kHz sets), dB",
-        "0 is right, negative = weaker",
-        "{:+.2f}",
-    ),
-    "smear_high_db": (
-        "energy before drum hits above 11 kHz (44.1 kHz sets), dB",
-        "0 is right, positive = smeared",
-        "{:+.2f}",
-    ),
-    "oversmoothing_db": ("over-smoothing, dB", "0 is right, negative = over-smoothed", "{:+.2f}"),
-    "two_sample_accuracy": ("two-sample classifier accuracy", "0.5 = indistinguishable from the truth", "{:.2f}"),
-}
+import numpy as np
+
+from eval.measures import COMPARED, MEASURES
+from eval.results import read_rows
+
 CLASSICAL = ("wsola", "rubberband-r2", "rubberband-r3", "pv", "hptsm")
 
 
 def read(folder: Path) -> list[dict]:
-    """The rows of a benchmark folder's results.csv, rate and measures as numbers (eval/study.py's reader)."""
+    """The rows of a benchmark folder's results.csv, rate and measures as numbers (eval/results.py)."""
     return read_rows(folder / "results.csv")
 
 
@@ -68,7 +55,8 @@ def report(sets: dict[str, list[dict]], per_rate: list[str], model: str | None) 
     names = list(sets)
     lines = [f"# {len(names)} evaluation sets: {', '.join(names)}", ""]
     lines += ["Means over the held-out pieces and the five rates of each set.", ""]
-    for m, (title, how, fmt) in MEASURES.items():
+    for m in COMPARED:
+        title, how, fmt = MEASURES[m].title, MEASURES[m].how, MEASURES[m].fmt
         if not any(m in r for rows in sets.values() for r in rows):
             continue
         lines += [f"## {title} ({how})", "", "| method | " + " | ".join(names) + " | mean |"]
@@ -85,7 +73,7 @@ def report(sets: dict[str, list[dict]], per_rate: list[str], model: str | None) 
         for m in ("logmel_db", "visqol", "attack_db", "smear_db", "attack_high_db", "smear_high_db"):
             if np.isnan(mean(sets[s], m)):  # not measured on this set (the high band: 44.1 kHz sets only)
                 continue
-            title, how, fmt = MEASURES[m]
+            title, how, fmt = MEASURES[m].title, MEASURES[m].how, MEASURES[m].fmt
             lines += [f"{title} ({how})", "", "| method | " + " | ".join(f"{r:g}" for r in rates) + " | mean |"]
             lines.append("|---|" + "---|" * (len(rates) + 1))
             for method in per_rate:

@@ -17,11 +17,17 @@ import argparse
 import sys
 from pathlib import Path
 
+if __package__ in (None, ""):  # run as python eval/NAME.py from any folder: the project root on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import numpy as np
 import torch
 
 RATES = (0.5, 0.8, 1.25, 2.0)
-EVAL_PIECE = Path("data/eval/groove-freepats-44100/audio/groove-0001-freepats-cho-L-20.0/r1.000.flac")
+EVAL_PIECE = (
+    Path(__file__).resolve().parents[1]
+    / "data/eval/groove-freepats-44100/audio/groove-0001-freepats-cho-L-20.0/r1.000.flac"
+)
 
 
 def notes(sr: int, seconds: float, seed: int) -> np.ndarray:

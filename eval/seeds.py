@@ -18,8 +18,14 @@ import argparse
 import sys
 from pathlib import Path
 
+if __package__ in (None, ""):  # run as python eval/NAME.py from any folder: the project root on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import numpy as np
-from study import BETTER, bootstrap_ci, paired, read_rows, variant_seed  # eval/study.py, beside this script
+
+from eval.measures import BETTER
+from eval.results import paired, read_rows, variant_seed
+from eval.stats import bootstrap_ci
 
 
 def compare(sets: dict[str, list[dict]], a: str, b: str, measure: str) -> list[str]:
@@ -63,6 +69,20 @@ def one_model_for_every_seed(rows: list[dict], a: str, b: str) -> list[dict]:
     return rows + [{**r, "method": f"{b}-s{seed}"} for seed in seeds for r in fixed]
 
 
+def page(sets: dict[str, list[dict]], pairs: list[tuple[str, str]], measures: list[str]) -> str:
+    """The markdown page: for each pair (a, b), one table per measure of ``a`` against ``b`` over
+    every set ({set name: rows}; a ``b`` naming one model is paired with every seed of ``a``)."""
+    pages = []
+    for a, b in pairs:
+        mine = {name: one_model_for_every_seed([dict(r) for r in rows], a, b) for name, rows in sets.items()}
+        lines = [f"# {a} against {b}, {len(mine)} evaluation sets", ""]
+        lines += ["Per clip, each variant's measure averaged over its seeds; 95 % bootstrap intervals over clips.", ""]
+        for m in measures:
+            lines += compare(mine, a, b, m)
+        pages.append("\n".join(lines))
+    return "\n\n".join(pages)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--results", nargs="+", required=True, help="benchmark folders, one per evaluation set")
@@ -71,14 +91,8 @@ def main(argv=None) -> int:
     p.add_argument("--measures", nargs="+", default=["logmel_db"], choices=sorted(BETTER))
     p.add_argument("--out", default=None, help="markdown file (default: print)")
     args = p.parse_args(argv)
-    sets = {
-        Path(d).name: one_model_for_every_seed(read_rows(Path(d) / "results.csv"), args.a, args.b) for d in args.results
-    }
-    lines = [f"# {args.a} against {args.b}, {len(sets)} evaluation sets", ""]
-    lines += ["Per clip, each variant's measure averaged over its seeds; 95 % bootstrap intervals over clips.", ""]
-    for m in args.measures:
-        lines += compare(sets, args.a, args.b, m)
-    text = "\n".join(lines)
+    sets = {Path(d).name: read_rows(Path(d) / "results.csv") for d in args.results}
+    text = page(sets, [(args.a, args.b)], args.measures)
     if args.out:
         Path(args.out).write_text(text)
     else:

@@ -19,6 +19,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 ORIGINAL_CUDA_VISIBLE_DEVICES = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -27,6 +28,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # inherited by the subprocesses s
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import soundfile as sf  # noqa: E402
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
@@ -210,3 +212,41 @@ def partial_files(folder: Path) -> list[Path]:
     from gan_stretch.io import checkpoint
 
     return [p for p in folder.rglob(f".*{checkpoint.PARTIAL}*") if p.is_file()]
+
+
+# --- recorded music as the Debian packages install it (tests/data, tests/eval) ----------------------
+
+
+def tone_music(seconds: float, sr: int, seed: int, channels: int = 2) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    tone = 0.3 * np.sin(2 * np.pi * rng.uniform(200, 800) * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 2 * t))
+    return np.stack([tone * (1 - 0.3 * c) for c in range(channels)]).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def fake_root(tmp_path_factory):
+    """A file system root holding the four packages' music in their installed layout: plain Ogg
+    files, stem folders and a .pk3 zip archive; short and at low sample rates to be quick."""
+    root = tmp_path_factory.mktemp("root")
+    sr = 22050
+    wes = root / "usr/share/games/wesnoth/1.16/data/core/music"
+    wes.mkdir(parents=True)
+    for i in range(5):
+        sf.write(wes / f"piece{i}.ogg", tone_music(4 + i, sr, i).T, sr)
+    sf.write(wes / "effect.ogg", tone_music(4, 11025, 9).T, 11025)  # below 22.05 kHz: not music
+    for pkg in ("muldjord", "sectoid"):
+        for i in range(3):
+            song = root / f"usr/share/games/fretsonfire/data/songs/{pkg}/song{i}"
+            song.mkdir(parents=True)
+            sf.write(song / "song.ogg", tone_music(5, sr, 10 + i).T, sr)
+            sf.write(song / "guitar.ogg", tone_music(5, sr, 20 + i).T, sr)
+    pk3 = root / "usr/share/games/nexuiz/data/music.pk3"
+    pk3.parent.mkdir(parents=True)
+    with zipfile.ZipFile(pk3, "w") as z:
+        for i in range(4):
+            tmp = root / f"track{i}.ogg"
+            sf.write(tmp, tone_music(5, sr, 30 + i, channels=1).T, sr)
+            z.write(tmp, f"sound/cdtracks/track{i}.ogg")
+            tmp.unlink()
+    return root

@@ -174,11 +174,11 @@ MUTATIONS = [
         ("tests/train/test_training.py::test_resume_refuses_a_checkpoint_of_an_edited_recipe",),
     ),
     bug(
-        "eval/study.py reuses scores whatever model and settings they were made of",
-        "eval/study.py",
+        "eval/run.py reuses scores whatever model and settings they were made of",
+        "eval/run.py",
         'return (folder / table).is_file() and json.loads((folder / "scored.json").read_text()) == key',
         "return (folder / table).is_file()",
-        ("tests/test_study.py::test_scores_are_reused_only_for_the_same_model_file_and_variant_settings",),
+        ("tests/eval/test_run.py::test_scores_are_reused_only_for_the_same_model_file_and_variant_settings",),
     ),
     bug(
         "a generator-only recipe still trains the latent discriminator",

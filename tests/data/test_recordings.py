@@ -2,7 +2,6 @@
 (gan_stretch.measures.naturalness)."""
 
 import json
-import zipfile
 
 import numpy as np
 import pytest
@@ -14,40 +13,7 @@ from gan_stretch.data.recordings import SOURCES, build_recordings, excerpt_start
 from gan_stretch.errors import GanStretchError
 from gan_stretch.measures import naturalness as nat
 
-
-def _music(seconds: float, sr: int, seed: int, channels: int = 2) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * sr)) / sr
-    tone = 0.3 * np.sin(2 * np.pi * rng.uniform(200, 800) * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 2 * t))
-    return np.stack([tone * (1 - 0.3 * c) for c in range(channels)]).astype(np.float32)
-
-
-@pytest.fixture(scope="module")
-def fake_root(tmp_path_factory):
-    """A file system root holding the four packages' music in their installed layout: plain Ogg
-    files, stem folders and a .pk3 zip archive; short and at low sample rates to be quick."""
-    root = tmp_path_factory.mktemp("root")
-    sr = 22050
-    wes = root / "usr/share/games/wesnoth/1.16/data/core/music"
-    wes.mkdir(parents=True)
-    for i in range(5):
-        sf.write(wes / f"piece{i}.ogg", _music(4 + i, sr, i).T, sr)
-    sf.write(wes / "effect.ogg", _music(4, 11025, 9).T, 11025)  # below 22.05 kHz: not music
-    for pkg in ("muldjord", "sectoid"):
-        for i in range(3):
-            song = root / f"usr/share/games/fretsonfire/data/songs/{pkg}/song{i}"
-            song.mkdir(parents=True)
-            sf.write(song / "song.ogg", _music(5, sr, 10 + i).T, sr)
-            sf.write(song / "guitar.ogg", _music(5, sr, 20 + i).T, sr)
-    pk3 = root / "usr/share/games/nexuiz/data/music.pk3"
-    pk3.parent.mkdir(parents=True)
-    with zipfile.ZipFile(pk3, "w") as z:
-        for i in range(4):
-            tmp = root / f"track{i}.ogg"
-            sf.write(tmp, _music(5, sr, 30 + i, channels=1).T, sr)
-            z.write(tmp, f"sound/cdtracks/track{i}.ogg")
-            tmp.unlink()
-    return root
+from conftest import tone_music
 
 
 def test_built_corpus_splits_by_recording_and_keeps_channels_and_rate(fake_root, tmp_path):
@@ -129,7 +95,7 @@ def test_excerpts_skip_silence():
 
 def test_band_levels_and_round_trip():
     sr = 22050
-    x = _music(2, sr, 1)
+    x = tone_music(2, sr, 1)
     assert np.allclose(nat.band_level_change_db(x, x, sr)[:4], 0, atol=1e-6)
     quieter = nat.band_level_change_db(x * 0.5, x, sr)
     assert np.allclose([v for v in quieter if np.isfinite(v)], -6.02, atol=0.01)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from gan_stretch.cli.main import main
+from gan_stretch.cli import main
 from gan_stretch.errors import RateError
 from gan_stretch.stretching.stretcher import Stretcher
 
@@ -148,13 +148,9 @@ def test_the_pitch_study_rebuilds_its_set_and_transposes_the_truth(tiny_corpus, 
     (so the transposed renders are the same performance), a transposed render is pitched n
     semitones away, and a run writes its table."""
     import csv
-    import sys
-    from pathlib import Path
 
+    from eval import pitch as study
     from gan_stretch.measures import metrics
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "eval"))
-    import pitch as study
 
     entry, item = tiny_corpus.manifest["items"][0], tiny_corpus.items[0]
     disk = tiny_corpus.load(item, 1.0)

@@ -123,15 +123,10 @@ def test_corpus_is_the_same_at_one_and_two_jobs_and_a_failed_item_is_rendered_by
 
 
 def benchmark(*args: str) -> int:
-    """eval/benchmark.py's main in this process (its folder on sys.path, as when it runs as a
-    script: the workers import it from there)."""
-    sys.path.insert(0, str(ROOT / "eval"))
-    try:
-        import benchmark as bench
+    """eval/benchmark.py's main in this process (the workers import it as eval.benchmark)."""
+    from eval import benchmark as bench
 
-        return bench.main(list(args))
-    finally:
-        sys.path.remove(str(ROOT / "eval"))
+    return bench.main(list(args))
 
 
 def rows(path: Path) -> list[dict]:

@@ -4,21 +4,18 @@ time maps as Rubber Band reads them, rates near 1 and DC offsets."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
+from eval.dense import hit_levels, pattern
 from gan_stretch import Stretcher
 from gan_stretch.dsp import timemap
 from gan_stretch.errors import RateError
 
 from conftest import requires
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "eval"))
-from dense import hit_levels, pattern  # noqa: E402
 
 SR = 22050
 HOP = 512
@@ -61,7 +58,7 @@ def test_dense_attacks_can_be_turned_off(default):
 def test_the_cli_turns_dense_attacks_off(tmp_path):
     """``gan-stretch stretch --no-dense-attacks`` is dense_attacks=False: the hits it loses at rate 2
     are kept without it."""
-    from gan_stretch.cli.main import main
+    from gan_stretch.cli import main
 
     x, onsets = pattern("hats16-120", SR)
     sf.write(tmp_path / "in.wav", x, SR, subtype="FLOAT")

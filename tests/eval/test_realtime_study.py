@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import csv
-import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))
-import realtime as rt_eval  # noqa: E402
+from eval import realtime as rt_eval
 
 
 def write_set(folder: Path, shift: float, seed: int) -> None:

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "eval"))
+ROOT = Path(__file__).resolve().parents[2]
 
-import listen  # noqa: E402  (eval/listen.py)
+from eval import listen  # noqa: E402
+
 from conftest import SR, music_like  # noqa: E402
 
 
@@ -36,7 +36,7 @@ def score_ratings(*ratings: Path, out: Path) -> str:
 @pytest.fixture(scope="module")
 def results(tmp_path_factory, tiny_corpus, tiny_model):
     """A benchmark run with --listen: 1 held-out piece x rates 0.5 and 2, a tiny model and the phase vocoder."""
-    import benchmark
+    from eval import benchmark
 
     out = tmp_path_factory.mktemp("listen") / "run"
     assert (
@@ -285,7 +285,7 @@ def test_score_rejects_bad_rating_files_with_one_line(tmp_path, capsys, content,
 
 
 def _browser():
-    import browser
+    from eval import browser
 
     if browser.find() is None:
         pytest.skip(

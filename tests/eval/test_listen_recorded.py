@@ -8,22 +8,19 @@ import csv
 import functools
 import json
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "eval"))
+ROOT = Path(__file__).resolve().parents[2]
 
 from test_listen import WAIT_AUDIO, _browser, _downloaded_json, named_files, score_ratings  # noqa: E402
-from test_recordings import fake_root  # noqa: E402, F401  (the fixture: installed packages' music)
 
+from eval import listen  # noqa: E402
 from gan_stretch.data.recordings import build_recordings  # noqa: E402
 
-import listen  # noqa: E402  (eval/listen.py)
 from conftest import SR, music_like  # noqa: E402
 
 
@@ -89,7 +86,7 @@ def test_ratings_without_truth_are_scored_unscreened(tmp_path):
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory, fake_root):  # noqa: F811
     """A recordings corpus (2 s excerpts of the fake packages) scored with wsola at rate 2 and --listen."""
-    import benchmark
+    from eval import benchmark
 
     tmp = tmp_path_factory.mktemp("recorded")
     corpus = build_recordings(tmp / "rec", seconds=2.0, excerpts=1, heldout=0.4, root=fake_root)
@@ -127,7 +124,7 @@ def test_benchmark_listens_to_recordings(recorded):
 
 
 def test_benchmark_cli_accepts_listen_for_a_corpus_and_refuses_a_folder(recorded, tmp_path, capsys):
-    import benchmark
+    from eval import benchmark
 
     corpus, _ = recorded
     music = tmp_path / "music"

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import csv
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))
-import report  # noqa: E402
+from eval import report
 
 
 def write(folder: Path, rows: list[dict]) -> Path:

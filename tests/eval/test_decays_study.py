@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import csv
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))
-import decays as study  # noqa: E402
+from eval import decays as study
 
 
 def write_run(folder: Path, logmel: list[float], visqol: list[float], pieces: list[str]) -> None:
