@@ -29,6 +29,7 @@ from gan_stretch.dsp.decays import to_bins as bands_to_bins
 from gan_stretch.dsp.spectrum import SpectralConfig
 from gan_stretch.io.checkpoint import atomic_write
 from gan_stretch.stretching.plan import make_plan
+from gan_stretch.stretching.sources import InMemory
 from gan_stretch.stretching.streaming import analysis_pass
 
 
@@ -266,8 +267,8 @@ def analysis(wave: np.ndarray, cfg: SpectralConfig) -> tuple[np.ndarray, np.ndar
     pass (:func:`gan_stretch.stretching.streaming.analysis_pass`), so a cached plan is the Stretcher's."""
     x = torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32))[None]
     n = cfg.n_frames(x.shape[-1])
-    _, onsets, mel_db = analysis_pass(x, cfg, cfg, Band(cfg, cfg, "cpu"), n, 1024, True)
-    return onsets, mel_db
+    found = analysis_pass(InMemory(x), cfg, cfg, Band(cfg, cfg, "cpu"), n, 1024, True)
+    return found.onsets, found.levels_db
 
 
 def to_bins(change: np.ndarray, cfg: SpectralConfig) -> torch.Tensor:

@@ -8,6 +8,8 @@ passes the input through unchanged.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
@@ -110,6 +112,15 @@ def frame_store(channels: int, cfg: SpectralConfig, n_in: int, device) -> torch.
     return torch.empty(channels, n_in, cfg.n_freq, dtype=torch.complex64, device=device).transpose(-1, -2)
 
 
+@dataclass
+class Analysis:
+    """What one pass over the input finds (:func:`analysis_pass`)."""
+
+    ref_db: torch.Tensor  # [C] each channel's loudest model-band bin (dB): the model's level reference
+    onsets: np.ndarray  # input samples where attacks start, all channels together (empty without transients)
+    levels_db: np.ndarray | None  # [T, M] the input's band levels in dB (None without transients)
+
+
 def analysis_pass(
     source: Source,
     cfg: SpectralConfig,
@@ -119,9 +130,8 @@ def analysis_pass(
     block: int,
     transients: bool,
     store: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, np.ndarray, np.ndarray | None]:
-    """One pass over the input (a tensor or a file reader) in blocks of ``block`` frames of
-    ``cfg``: the loudest model-band bin of each channel in dB ([C], see
+) -> Analysis:
+    """One pass over the input in blocks of ``block`` frames of ``cfg``: the loudest model-band bin of each channel in dB ([C], see
     :func:`~gan_stretch.stretching.magnitudes.channel_reference_db`) and, with ``transients``, the input
     samples where attacks start (all channels together, so the channels keep their timing) and
     the input's levels in dB [T, M] in the bands of :func:`gan_stretch.dsp.decays.band_centres` (the
@@ -163,7 +173,7 @@ def analysis_pass(
         found = onset_detection.detect_onsets(mel_power[:, : onset_detection.MEL_BANDS], cfg)
         onsets = onset_detection.refine_onsets(found, envelope.cpu().numpy(), cfg)
         mel_db = decays.levels_db(mel_power)
-    return channel_reference_db(peak.sqrt(), cfg), onsets, mel_db
+    return Analysis(channel_reference_db(peak.sqrt(), cfg), onsets, mel_db)
 
 
 def direct_current(source: Source, step: int) -> torch.Tensor:

@@ -501,7 +501,8 @@ class Stretcher:
         # audio in memory: the analysis pass keeps its STFT for the blocks; a file is read again
         # block by block, so its memory stays that of one block at any length
         store = frame_store(source.shape[0], cfg, n_in, band.device) if source.in_memory else None
-        ref, onsets, mel_db = analysis_pass(source, cfg, self.spectral, band, n_in, block, self.transients, store)
+        found = analysis_pass(source, cfg, self.spectral, band, n_in, block, self.transients, store)
+        ref, onsets, mel_db = found.ref_db, found.onsets, found.levels_db
         if ref.max() <= SILENT_DB and dc is not None and bool((dc.abs() > 10 ** (SILENT_DB / 20)).any()):
             # a constant signal: the offset alone
             step = self.chunk_frames * cfg.hop
