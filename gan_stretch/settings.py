@@ -1,7 +1,7 @@
 """Declared settings: a dataclass field with the values it accepts (:func:`setting`) and the check
 of every field of a dataclass against its type and those values (:func:`check_fields`).
 
-Recipes (config.py), model configs (models/) and STFT settings (spectral.py) declare their fields
+Recipes (train/recipes.py), model configs (models/) and STFT settings (dsp/spectrum.py) declare their fields
 with these; of the package, this module imports errors.py alone, so all of them can import it.
 """
 

@@ -1,6 +1,6 @@
 """The ``gan-stretch`` command: its arguments (:func:`parser`) and :func:`main` (signals, error lines,
-exit codes). The subcommands' work: ``cli_stretch.py`` (stretch), ``cli_data.py`` (data midi,
-data teacher), ``gan_stretch.train.run`` (train)."""
+exit codes). The subcommands' work: ``stretch.py`` (stretch, shift), ``data.py`` (data midi,
+data teacher, data recordings), ``gan_stretch.train.run`` (train)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import argparse
 import sys
 
 from gan_stretch.cli.data import data_midi, data_recordings, data_teacher
-from gan_stretch.cli.stretch import folder_jobs, stretch_command
+from gan_stretch.cli.stretch import stretch_command
 from gan_stretch.errors import GanStretchError
 
-__all__ = ["main", "parser", "Terminated", "folder_jobs"]  # folder_jobs: in cli_stretch.py, importable here as before
+__all__ = ["main", "parser", "Terminated"]
 
 
 def _train(args) -> None:

@@ -4,11 +4,12 @@ audio [C, N] -> STFT [C, F, T] -> dB frames -> latents [C, T, L] (frozen autoenc
   -> time-scaled to T' frames -> refined (mapper or generator) -> decoded dB [C, T', F]
   -> magnitudes + phase propagated from the input -> Griffin-Lim refinement -> audio [C, N / rate]
 
-The block loop is here; its pieces live beside it: model.py (the model file), band.py (input
-bins to model bins), magnitudes.py (the model's part of a block, levels), streaming.py (the
-analysis pass, overlap-add, identical channels), spectral.py (STFT, phase), synthesis.py
-(overlap-add, Griffin-Lim).
-pipeline.py holds :func:`~gan_stretch.stretching.pipeline.stretch`, which keeps one Stretcher.
+The block loop is here; its pieces live beside it in stretching/: sources.py (what it reads),
+streaming.py (the analysis pass, overlap-add, identical channels), plan.py (the plan and a block's
+view of it), blocks.py (one block), magnitudes.py (the model's part of a block, levels); below it
+the model file (models/model_file.py) and the signal processing (dsp/: STFT, phase, onsets, time
+maps, bands, synthesis). pipeline.py holds :func:`~gan_stretch.stretching.pipeline.stretch`,
+which keeps one Stretcher.
 """
 
 from __future__ import annotations
