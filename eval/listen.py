@@ -654,7 +654,7 @@ def main(argv=None) -> int:
         page = build(args.results)
         print(f"listening page: {page}  (blind test: {page.parent / 'blind.html'})")
         if args.screenshot:
-            from browser import screenshot  # eval/browser.py: Selenium + Debian's chromium
+            from eval.browser import screenshot  # eval/browser.py: Selenium + Debian's chromium
 
             print(f"screenshot: {screenshot(page, Path(args.results) / 'listen.png')}")
         return 0
