@@ -348,13 +348,11 @@ def naturalness_test(job) -> dict:
     return nat.two_sample_test(real, fake, seed=seed)
 
 
-def recorded_corpus(args) -> int:
-    """The recorded-music family (``gan-stretch data recordings``): its held-out excerpts, every
-    method and rate, scored without truth (naturalness, round trip, level per band, pitch,
-    duration). Writes results.csv, naturalness.csv (per recording), table.md and plots."""
-    corpus = Corpus(args.recordings)
-    items = corpus.split("heldout")
-    if args.pieces:  # at most --pieces excerpts, spread over the recordings (each one's first excerpts)
+def recorded_items(args) -> list:
+    """The held-out excerpts of ``args.recordings``: at most ``--pieces``, spread over the recordings
+    (each one's first excerpts). Exits with an error on an empty set or an unknown method."""
+    items = Corpus(args.recordings).split("heldout")
+    if args.pieces:
         by_rec: dict[str, list] = {}
         for it in items:
             by_rec.setdefault(it.extra.get("recording", it.id), []).append(it)
@@ -367,12 +365,12 @@ def recorded_corpus(args) -> int:
     for m in args.methods:
         if m not in teachers.TEACHERS:
             raise SystemExit(f"error: unknown method {m!r}")
-    args.rates = args.rates or [0.5, 0.75, 1.25, 1.5, 2.0]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    args.listen_ids = {it.id for it in items[: args.listen_pieces]} if args.listen else set()
-    if args.listen:
-        listen.clear_clips(out)
+    return items
+
+
+def score_excerpts(args, items: list) -> tuple[list[dict], dict[tuple, list], dict[int, tuple], list[str]]:
+    """Scores every excerpt in parallel: the rows in the excerpts' order, each (method, rate)'s
+    clips, the results by excerpt index and the failures (one line each)."""
     rows, clips, failed = [], {}, []
     results = {}
     for i, result, error in parallel.imap(
@@ -389,6 +387,13 @@ def recorded_corpus(args) -> int:
         rows += results[i][0]
         for key, clip in results[i][1].items():
             clips.setdefault(key, []).append(clip)
+    return rows, clips, results, failed
+
+
+def recorded_naturalness(args, rows: list[dict], clips: dict[tuple, list]) -> tuple[dict, list, list[dict]]:
+    """The two-sample test of each (method, rate)'s clips against the input's, ``args.seeds`` seeds:
+    the per-recording accuracies of each seed, the keys in the methods' order, and the rows of
+    naturalness.csv. Adds each row's naturalness to ``rows``."""
     real = clips.pop(("input", 1.0))
     keys = sorted(clips, key=lambda k: (list(dict.fromkeys(r["method"] for r in rows)).index(k[0]), k[1]))
     jobs = [(real, clips[k], seed) for k in keys for seed in range(args.seeds)]
@@ -404,6 +409,46 @@ def recorded_corpus(args) -> int:
         for row in rows:
             if row["method"] == m and row["rate"] == r:
                 row["naturalness"] = mean.get(row["recording"], float("nan"))
+    return per, keys, nat_rows
+
+
+def naturalness_table(args, per: dict, keys: list) -> str:
+    """The naturalness table: per recording first (each recording weighs the same, as in its
+    intervals), paired against rubberband-r3 when it is among the methods."""
+    reference = "rubberband-r3" if "rubberband-r3" in args.methods else None
+    methods = list(dict.fromkeys(k[0] for k in keys))
+    return (
+        "\n".join(
+            [
+                f"naturalness ({HOW['naturalness']}; mean over recordings and {args.seeds} classifier seeds, "
+                "95 % bootstrap intervals over recordings"
+                + (", differences paired by recording)" if reference else ")"),
+                "",
+                *validate_naturalness.scores_table(per, methods, args.rates, reference),
+                "",
+                f"Smallest difference resolved against {reference}: "
+                f"{validate_naturalness.resolution(per, methods, args.rates, reference):.3f}"
+                if reference
+                else "",
+            ]
+        )
+        + "\n"
+    )
+
+
+def recorded_corpus(args) -> int:
+    """The recorded-music family (``gan-stretch data recordings``): its held-out excerpts, every
+    method and rate, scored without truth (naturalness, round trip, level per band, pitch,
+    duration). Writes results.csv, naturalness.csv (per recording), table.md and plots."""
+    items = recorded_items(args)
+    args.rates = args.rates or [0.5, 0.75, 1.25, 1.5, 2.0]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    args.listen_ids = {it.id for it in items[: args.listen_pieces]} if args.listen else set()
+    if args.listen:
+        listen.clear_clips(out)
+    rows, clips, results, failed = score_excerpts(args, items)
+    per, keys, nat_rows = recorded_naturalness(args, rows, clips)
     for name, table in (("results.csv", rows), ("naturalness.csv", nat_rows)):
         with open(out / name, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(table[0]))
@@ -411,26 +456,7 @@ def recorded_corpus(args) -> int:
             w.writerows(table)
     HOW.update(RECORDED_HOW)
     shown = ("naturalness", "round_trip_db", "level_change_db", *BANDS, "pitch_cents", "duration_error_ms")
-    # naturalness: per recording first (each recording weighs the same, as in its intervals)
-    reference = "rubberband-r3" if "rubberband-r3" in args.methods else None
-    nat_table = (
-        "\n".join(
-            [
-                f"naturalness ({HOW['naturalness']}; mean over recordings and {args.seeds} classifier seeds, "
-                "95 % bootstrap intervals over recordings"
-                + (", differences paired by recording)" if reference else ")"),
-                "",
-                *validate_naturalness.scores_table(per, list(dict.fromkeys(k[0] for k in keys)), args.rates, reference),
-                "",
-                f"Smallest difference resolved against {reference}: "
-                f"{validate_naturalness.resolution(per, list(dict.fromkeys(k[0] for k in keys)), args.rates, reference):.3f}"
-                if reference
-                else "",
-            ]
-        )
-        + "\n"
-    )
-    tables = [nat_table] + [write_table(rows, m) for m in shown[1:] if measured(rows, m)]
+    tables = [naturalness_table(args, per, keys)] + [write_table(rows, m) for m in shown[1:] if measured(rows, m)]
     recordings_n = len({r["recording"] for r in rows})
     styles = sorted({r["style"] for r in rows})
     (out / "table.md").write_text(

@@ -176,12 +176,9 @@ def levels(d: list[dict], n: list[dict]) -> str:
     )
 
 
-def table(rows: list[dict], rates, args) -> str:
+def truth_sections(truth_rows: list[dict], rates) -> list[str]:
+    """The true-tempo sections: per set and rate, then renders with and without reverb."""
     out = [
-        f"# Decays: the default with and without them ({' / '.join(map(str, rates))})",
-        "",
-        f"Command: `python eval/decays.py {args.command}`",
-        "",
         "## True-tempo sets: log-mel to the truth (dB) and level change against the input (dB)",
         "",
         "`truth` is the true render's own level change: what a performance at the new tempo does.",
@@ -190,7 +187,6 @@ def table(rows: list[dict], rates, args) -> str:
         " default round trip | no-decays round trip |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    truth_rows = [r for r in rows if "logmel_db" in r]
     for s in dict.fromkeys(r["set"] for r in truth_rows):
         for rate in rates:
             d, n = split([r for r in truth_rows if r["set"] == s and r["rate"] == rate])
@@ -208,55 +204,78 @@ def table(rows: list[dict], rates, args) -> str:
         for rate in rates:
             d, n = split([r for r in truth_rows if r["reverb"] == rev and r["rate"] == rate])
             out.append(f"| {'on' if rev else 'off'} | {len(d)} | {rate:g} | {levels(d, n)} |")
-    methods = list(dict.fromkeys(r["method"] for r in rows))
-    if len(methods) > 2:
-        out += [
-            "",
-            "## Every method: true-tempo sets (log-mel, mean over rates; level change per rate) and recordings",
-            "",
-            "| method | "
-            + " | ".join(dict.fromkeys(r["set"] for r in truth_rows))
-            + " | "
-            + " | ".join(
-                f"level {r:g} (truth {mean([x for x in truth_rows if x['rate'] == r and x['method'] == 'default'], 'truth_level_db'):+.2f})"
-                for r in rates
-            )
-            + " | "
-            + " | ".join(f"recordings {r:g}: level / round trip" for r in rates)
-            + " |",
-            "|---" * (1 + len({r["set"] for r in truth_rows}) + 2 * len(rates)) + "|",
+    return out
+
+
+def methods_section(rows: list[dict], truth_rows: list[dict], rates) -> list[str]:
+    """Every method (the default, no-decays and the other fits) in one table: log-mel per set,
+    level change per rate, and on recordings level change and round trip per rate."""
+    sets = list(dict.fromkeys(r["set"] for r in truth_rows))
+    truth_level = lambda x: mean(
+        [r for r in truth_rows if r["rate"] == x and r["method"] == "default"], "truth_level_db"
+    )
+    out = [
+        "",
+        "## Every method: true-tempo sets (log-mel, mean over rates; level change per rate) and recordings",
+        "",
+        "| method | "
+        + " | ".join(sets)
+        + " | "
+        + " | ".join(f"level {r:g} (truth {truth_level(r):+.2f})" for r in rates)
+        + " | "
+        + " | ".join(f"recordings {r:g}: level / round trip" for r in rates)
+        + " |",
+        "|---" * (1 + len({r["set"] for r in truth_rows}) + 2 * len(rates)) + "|",
+    ]
+    for m in dict.fromkeys(r["method"] for r in rows):
+        cells = [
+            f"{mean([r for r in truth_rows if r['set'] == s and r['method'] == m], 'logmel_db'):.3f}" for s in sets
         ]
-        for m in methods:
-            cells = [
-                f"{mean([r for r in truth_rows if r['set'] == s and r['method'] == m], 'logmel_db'):.3f}"
-                for s in dict.fromkeys(r["set"] for r in truth_rows)
-            ]
-            cells += [
-                f"{mean([r for r in truth_rows if r['rate'] == x and r['method'] == m], 'level_db'):+.2f}"
-                for x in rates
-            ]
-            rec_m = [r for r in rows if "logmel_db" not in r and r["method"] == m]
-            cells += [
-                f"{mean([r for r in rec_m if r['rate'] == x], 'level_db'):+.2f} / {mean([r for r in rec_m if r['rate'] == x], 'round_trip_db'):.2f}"
-                for x in rates
-            ]
-            out.append(f"| {m} | " + " | ".join(cells) + " |")
+        cells += [
+            f"{mean([r for r in truth_rows if r['rate'] == x and r['method'] == m], 'level_db'):+.2f}" for x in rates
+        ]
+        rec_m = [r for r in rows if "logmel_db" not in r and r["method"] == m]
+        cells += [
+            f"{mean([r for r in rec_m if r['rate'] == x], 'level_db'):+.2f} / {mean([r for r in rec_m if r['rate'] == x], 'round_trip_db'):.2f}"
+            for x in rates
+        ]
+        out.append(f"| {m} | " + " | ".join(cells) + " |")
+    return out
+
+
+def recordings_section(rec: list[dict], rates) -> list[str]:
+    """Recordings (no truth): the default's and no-decays' level change and round trip, by style."""
+    out = [
+        "",
+        "## Recordings (no truth): level change below 11 kHz and round trip, by style",
+        "",
+        "| style | recordings | rate | default level | no-decays level | default round trip | no-decays round trip |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for style in [*dict.fromkeys(r["style"] for r in rec), "all"]:
+        for rate in rates:
+            d, n = split([r for r in rec if (style == "all" or r["style"] == style) and r["rate"] == rate])
+            out.append(
+                f"| {style} | {len(d)} | {rate:g} | {mean(d, 'level_db'):+.2f} | {mean(n, 'level_db'):+.2f} | "
+                f"{mean(d, 'round_trip_db'):.2f} | {mean(n, 'round_trip_db'):.2f} |"
+            )
+    return out
+
+
+def table(rows: list[dict], rates, args) -> str:
+    out = [
+        f"# Decays: the default with and without them ({' / '.join(map(str, rates))})",
+        "",
+        f"Command: `python eval/decays.py {args.command}`",
+        "",
+    ]
+    truth_rows = [r for r in rows if "logmel_db" in r]
+    out += truth_sections(truth_rows, rates)
+    if len(dict.fromkeys(r["method"] for r in rows)) > 2:
+        out += methods_section(rows, truth_rows, rates)
     rec = [r for r in rows if "logmel_db" not in r]
     if rec:
-        out += [
-            "",
-            "## Recordings (no truth): level change below 11 kHz and round trip, by style",
-            "",
-            "| style | recordings | rate | default level | no-decays level | default round trip | no-decays round trip |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for style in [*dict.fromkeys(r["style"] for r in rec), "all"]:
-            for rate in rates:
-                d, n = split([r for r in rec if (style == "all" or r["style"] == style) and r["rate"] == rate])
-                out.append(
-                    f"| {style} | {len(d)} | {rate:g} | {mean(d, 'level_db'):+.2f} | {mean(n, 'level_db'):+.2f} | "
-                    f"{mean(d, 'round_trip_db'):.2f} | {mean(n, 'round_trip_db'):.2f} |"
-                )
+        out += recordings_section(rec, rates)
     return "\n".join(out) + "\n"
 
 

@@ -242,6 +242,71 @@ def fmt(value: str) -> str:
     return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}"
 
 
+def build_trial(work: Path, k: int, t: dict, truth: bool, measures: dict) -> dict:
+    """Writes trial ``k``'s clips (its input, the reference when there is a truth, each method's and
+    the resampled anchor, loudness-matched; and a copy at the reference's length for the blind test
+    where a clip's length differs) and spectrograms under ``work``; returns the trial for the pages."""
+    folder, sr, rate = t["folder"], int(t["sample_rate"]), float(t["rate"])
+    tid = f"{t['piece']}@{rate:g}"
+    raw = {"input": t["input"], **({"reference": t["truth"]} if truth else {}), **t["methods"]}
+    clips = {n: sf.read(str(folder / f), dtype="float32", always_2d=True)[0].T for n, f in raw.items()}
+    # the low anchor: plain resampling, right duration, pitch moved by 12*log2(rate) semitones
+    clips["anchor"] = teachers.resample(clips["input"], sr, rate)
+    clips, level = match_loudness(clips, sr)
+    sub = f"t{k + 1:02d}"
+    files = {n: f"audio/{sub}/{clip_id(tid, n)}.flac" for n in clips}
+    pngs = {n: f"spec/{sub}/{clip_id(tid, n)}.png" for n in clips}
+    for n, w in clips.items():
+        (work / files[n]).parent.mkdir(parents=True, exist_ok=True)
+        sf.write(str(work / files[n]), w.T, sr, subtype="PCM_16")
+    save_spectrograms({n: mel_db(w, sr) for n, w in clips.items()}, {n: work / p for n, p in pngs.items()})
+    # The blind test plays every item at the reference's length (cut or padded with silence): a
+    # clip that ends early would give its method away by the player's duration. Without a truth:
+    # at the length the rate asks for, the input's divided by the rate.
+    n_ref = clips["reference"].shape[-1] if truth else int(round(clips["input"].shape[-1] / rate))
+    blind = {
+        n: files[n] if w.shape[-1] == n_ref else f"audio/{sub}/{clip_id(tid, n + '/blind')}.flac"
+        for n, w in clips.items()
+        if n != "input"
+    }
+    for n, f in blind.items():
+        if f != files[n]:
+            sf.write(str(work / f), teachers.fit_length(clips[n], n_ref).T, sr, subtype="PCM_16")
+    items = []
+    for n, w in clips.items():
+        m = measures.get((t["piece"], n, round(rate, 6)), {})
+        items.append(
+            {
+                "method": n,
+                "src": files[n],
+                "blind_src": blind.get(n),
+                "png": pngs[n],
+                "seconds": round(w.shape[-1] / sr, 3),
+                "measures": m,
+            }
+        )
+    return {"id": tid, "piece": t["piece"], "rate": rate, "level_lufs": round(level, 1), "items": items}
+
+
+def publish(work: Path, results: Path, page_trials: list[dict], columns, truth: bool) -> None:
+    """Writes index.html and blind.html into ``work`` and moves it into place as ``results/listen``
+    (the previous page, if any, replaced in one step)."""
+    page_id = hashlib.sha1(
+        json.dumps([(t["id"], [(i["src"], i["blind_src"]) for i in t["items"]]) for t in page_trials]).encode()
+    ).hexdigest()[:12]
+    (work / "index.html").write_text(compare_html(results.name, page_trials, columns, truth))
+    (work / "blind.html").write_text(blind_html(results.name, page_trials, page_id, truth))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(work, 0o777 & ~umask)  # mkdtemp's folder is private; the page is not
+    final = results / "listen"
+    old = results / f".listen-old-{os.getpid()}"
+    if final.exists():
+        os.replace(final, old)
+    os.replace(work, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def build(results: str | os.PathLike) -> Path:
     """Writes ``results/listen/`` (index.html, blind.html, audio/, spec/) from ``results/audio/`` and
     ``results/results.csv``; returns the path of index.html. Built in a temporary folder and moved into
@@ -250,69 +315,13 @@ def build(results: str | os.PathLike) -> Path:
     trials = load_trials(results)
     truth = trials[0].get("truth") is not None  # recorded music: none; the input is the reference
     columns, measures = read_measures(results)
-    final = results / "listen"
     work = Path(tempfile.mkdtemp(prefix=".listen-partial-", dir=results))
     try:
-        page_trials = []
-        for k, t in enumerate(trials):
-            folder, sr, rate = t["folder"], int(t["sample_rate"]), float(t["rate"])
-            tid = f"{t['piece']}@{rate:g}"
-            raw = {"input": t["input"], **({"reference": t["truth"]} if truth else {}), **t["methods"]}
-            clips = {n: sf.read(str(folder / f), dtype="float32", always_2d=True)[0].T for n, f in raw.items()}
-            # the low anchor: plain resampling, right duration, pitch moved by 12*log2(rate) semitones
-            clips["anchor"] = teachers.resample(clips["input"], sr, rate)
-            clips, level = match_loudness(clips, sr)
-            sub = f"t{k + 1:02d}"
-            files = {n: f"audio/{sub}/{clip_id(tid, n)}.flac" for n in clips}
-            pngs = {n: f"spec/{sub}/{clip_id(tid, n)}.png" for n in clips}
-            for n, w in clips.items():
-                (work / files[n]).parent.mkdir(parents=True, exist_ok=True)
-                sf.write(str(work / files[n]), w.T, sr, subtype="PCM_16")
-            save_spectrograms({n: mel_db(w, sr) for n, w in clips.items()}, {n: work / p for n, p in pngs.items()})
-            # The blind test plays every item at the reference's length (cut or padded with silence): a
-            # clip that ends early would give its method away by the player's duration. Without a truth:
-            # at the length the rate asks for, the input's divided by the rate.
-            n_ref = clips["reference"].shape[-1] if truth else int(round(clips["input"].shape[-1] / rate))
-            blind = {
-                n: files[n] if w.shape[-1] == n_ref else f"audio/{sub}/{clip_id(tid, n + '/blind')}.flac"
-                for n, w in clips.items()
-                if n != "input"
-            }
-            for n, f in blind.items():
-                if f != files[n]:
-                    sf.write(str(work / f), teachers.fit_length(clips[n], n_ref).T, sr, subtype="PCM_16")
-            items = []
-            for n, w in clips.items():
-                m = measures.get((t["piece"], n, round(rate, 6)), {})
-                items.append(
-                    {
-                        "method": n,
-                        "src": files[n],
-                        "blind_src": blind.get(n),
-                        "png": pngs[n],
-                        "seconds": round(w.shape[-1] / sr, 3),
-                        "measures": m,
-                    }
-                )
-            page_trials.append(
-                {"id": tid, "piece": t["piece"], "rate": rate, "level_lufs": round(level, 1), "items": items}
-            )
-        page_id = hashlib.sha1(
-            json.dumps([(t["id"], [(i["src"], i["blind_src"]) for i in t["items"]]) for t in page_trials]).encode()
-        ).hexdigest()[:12]
-        (work / "index.html").write_text(compare_html(results.name, page_trials, columns, truth))
-        (work / "blind.html").write_text(blind_html(results.name, page_trials, page_id, truth))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(work, 0o777 & ~umask)  # mkdtemp's folder is private; the page is not
-        old = results / f".listen-old-{os.getpid()}"
-        if final.exists():
-            os.replace(final, old)
-        os.replace(work, final)
-        shutil.rmtree(old, ignore_errors=True)
+        page_trials = [build_trial(work, k, t, truth, measures) for k, t in enumerate(trials)]
+        publish(work, results, page_trials, columns, truth)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return final / "index.html"
+    return results / "listen" / "index.html"
 
 
 def _template(name: str) -> str:
@@ -502,15 +511,8 @@ def interval(values: list[float]) -> tuple[float, float]:
 ORDER = {"reference": 0, "anchor": 2}
 
 
-def score(paths: list[str | os.PathLike], out: str | os.PathLike) -> str:
-    """Scores rating files; writes ``out/listening.md``, ``ratings.csv`` and ``listening.png``; returns the
-    report (post-screening and the table)."""
-    files = [read_ratings(p) for p in paths]
-    names = [f["listener"] for f in files]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise ListenError(f"listener {dupes[0]!r} has more than one rating file; merge or rename them")
-    kept, excluded = screen(files)
+def screening_lines(files: list[dict], kept, excluded: dict) -> list[str]:
+    """The report's title and post-screening: who is excluded and why, and who is not screened."""
     lines = [
         f"# listening test: {len(files)} listener(s), {len(kept)} kept",
         "",
@@ -525,7 +527,12 @@ def score(paths: list[str | os.PathLike], out: str | os.PathLike) -> str:
         for f in files
         if f.get("truth") is False
     ]
-    rows = [
+    return lines
+
+
+def rating_rows(files: list[dict]) -> list[dict]:
+    """One row per rating: listener, trial, rate, letter, the method behind the letter, rating."""
+    return [
         {
             "listener": f["listener"],
             "trial": t["trial"],
@@ -538,15 +545,11 @@ def score(paths: list[str | os.PathLike], out: str | os.PathLike) -> str:
         for t in f["trials"]
         for letter, v in sorted(t["ratings"].items())
     ]
-    used = [r for r in rows if r["listener"] in kept]
-    if not used:
-        raise ListenError("\n".join(lines[2:] + ["no ratings left to score"]))
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_write(out / "ratings.csv") as tmp, open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=[*rows[0], "kept"])
-        w.writeheader()
-        w.writerows({**r, "kept": r["listener"] in kept} for r in rows)
+
+
+def score_lines(used: list[dict]) -> tuple[list[str], dict, list[str], list[float]]:
+    """The MUSHRA table of the kept ratings, per method and rate and over all rates; with its cells
+    ((method, rate or None) -> (mean, half-width)), the methods (reference first, anchor last) and rates."""
     rates = sorted({r["rate"] for r in used})
     methods = sorted({r["method"] for r in used}, key=lambda m: (ORDER.get(m, 1), m))
     cells, counts = {}, {}  # (method, rate or None for all rates) -> (mean, half-width), number of ratings
@@ -562,7 +565,7 @@ def score(paths: list[str | os.PathLike], out: str | os.PathLike) -> str:
         (mean, half), n = cells[m, rate], counts[m, rate]
         return f"{mean:.1f} ± {half:.1f} ({n})" if math.isfinite(half) else f"{mean:.1f} ({n})"
 
-    lines += [
+    lines = [
         "",
         "MUSHRA score 0-100, mean ± half-width of the 95 % t-interval over ratings (number of ratings); "
         "higher is better",
@@ -571,7 +574,31 @@ def score(paths: list[str | os.PathLike], out: str | os.PathLike) -> str:
         "|---|" + "---|" * (len(rates) + 1),
     ]
     lines += [f"| {m} | " + " | ".join(cell(m, r) for r in [*rates, None]) + " |" for m in methods]
-    report = "\n".join(lines) + "\n"
+    return lines, cells, methods, rates
+
+
+def score(paths: list[str | os.PathLike], out: str | os.PathLike) -> str:
+    """Scores rating files; writes ``out/listening.md``, ``ratings.csv`` and ``listening.png``; returns the
+    report (post-screening and the table)."""
+    files = [read_ratings(p) for p in paths]
+    names = [f["listener"] for f in files]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ListenError(f"listener {dupes[0]!r} has more than one rating file; merge or rename them")
+    kept, excluded = screen(files)
+    lines = screening_lines(files, kept, excluded)
+    rows = rating_rows(files)
+    used = [r for r in rows if r["listener"] in kept]
+    if not used:
+        raise ListenError("\n".join(lines[2:] + ["no ratings left to score"]))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_write(out / "ratings.csv") as tmp, open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=[*rows[0], "kept"])
+        w.writeheader()
+        w.writerows({**r, "kept": r["listener"] in kept} for r in rows)
+    table, cells, methods, rates = score_lines(used)
+    report = "\n".join(lines + table) + "\n"
     with atomic_write(out / "listening.md") as tmp:
         tmp.write_text(report)
     plot_scores(cells, methods, rates, out / "listening.png")
@@ -627,7 +654,7 @@ def main(argv=None) -> int:
         page = build(args.results)
         print(f"listening page: {page}  (blind test: {page.parent / 'blind.html'})")
         if args.screenshot:
-            from browser import screenshot  # eval/browser.py: Selenium + Debian's chromium
+            from eval.browser import screenshot  # eval/browser.py: Selenium + Debian's chromium
 
             print(f"screenshot: {screenshot(page, Path(args.results) / 'listen.png')}")
         return 0

@@ -91,7 +91,7 @@ def folder_of_renders(corpus: Path, out: Path, files: int, per_file: int = 15) -
         sf.write(str(out / f"{k:02d}.wav"), wave, c.sample_rate, subtype="PCM_16")
 
 
-def main(argv=None) -> int:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--work", required=True, help="scratch folder (emptied first)")
     p.add_argument("--out", default=None, help="also write the table to this markdown file")
@@ -100,91 +100,56 @@ def main(argv=None) -> int:
     p.add_argument("--bench-pieces", type=int, default=8)
     p.add_argument("--files", type=int, default=20)
     p.add_argument("--only", nargs="*", default=["rendering", "benchmark", "folder"])
-    args = p.parse_args(argv)
-    work = Path(args.work).resolve()  # the commands below run from the project root
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    n = args.jobs
-    results = []
+    return p
 
-    def measure(name: str, make, compare) -> None:
-        limit = ceiling(n)
-        print(f"{name}: machine ceiling now {limit:.2f}x", flush=True)
-        runs = {}
-        for jobs in (1, n):
-            seconds, before, after = timed(make(jobs))
-            runs[jobs] = (seconds, before[0], after[0])
-            print(
-                f"{name} --jobs {jobs}: {seconds:.1f} s (load {before[0]:.2f} before, {after[0]:.2f} after)", flush=True
-            )
-        results.append((name, runs, compare(), limit))
 
-    corpus = lambda jobs: work / f"corpus-j{jobs}"
-    render = lambda jobs: [
-        *CLI,
-        "data",
-        "midi",
+def measure(name: str, make, compare, n: int) -> tuple:
+    """Runs ``make(1)`` and ``make(n)`` after reading the machine's ceiling; the row of the table."""
+    limit = ceiling(n)
+    print(f"{name}: machine ceiling now {limit:.2f}x", flush=True)
+    runs = {}
+    for jobs in (1, n):
+        seconds, before, after = timed(make(jobs))
+        runs[jobs] = (seconds, before[0], after[0])
+        print(f"{name} --jobs {jobs}: {seconds:.1f} s (load {before[0]:.2f} before, {after[0]:.2f} after)", flush=True)
+    return name, runs, compare(), limit
+
+
+def render_command(out: Path, pieces: int, jobs: int) -> list[str]:
+    """gan-stretch data midi: ``pieces`` 8 s excerpts into ``out``."""
+    return [*CLI, "data", "midi", "--out", str(out), "--pieces", str(pieces), "--seconds", "8", "--jobs", str(jobs)]
+
+
+def bench_command(data: Path, out: Path, pieces: int, jobs: int) -> list[str]:
+    """eval/benchmark.py on ``pieces`` pieces of ``data``: the packaged GAN and mapper, PV and WSOLA."""
+    return [
+        sys.executable,
+        "eval/benchmark.py",
+        "--data",
+        str(data),
         "--out",
-        str(corpus(jobs)),
+        str(out),
         "--pieces",
-        str(args.pieces),
-        "--seconds",
-        "8",
+        str(pieces),
+        "--model",
+        "gan=gan_stretch/checkpoints/default.safetensors",
+        "--model",
+        "mapper=gan_stretch/checkpoints/mapper.safetensors",
+        "--methods",
+        "pv",
+        "wsola",
         "--jobs",
         str(jobs),
     ]
-    if "rendering" in args.only:
-        measure(
-            f"rendering {args.pieces} pieces (gan-stretch data midi)", render, lambda: same_files(corpus(1), corpus(n))
-        )
-    else:
-        subprocess.run(render(n), check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
-    data = corpus(1) if corpus(1).is_dir() else corpus(n)
 
-    if "benchmark" in args.only:
-        bench = lambda jobs: [
-            sys.executable,
-            "eval/benchmark.py",
-            "--data",
-            str(data),
-            "--out",
-            str(work / f"bench-j{jobs}"),
-            "--pieces",
-            str(args.bench_pieces),
-            "--model",
-            "gan=gan_stretch/checkpoints/default.safetensors",
-            "--model",
-            "mapper=gan_stretch/checkpoints/mapper.safetensors",
-            "--methods",
-            "pv",
-            "wsola",
-            "--jobs",
-            str(jobs),
-        ]
-        measure(
-            f"benchmark, {args.bench_pieces} pieces x 5 rates, every measure (eval/benchmark.py)",
-            bench,
-            lambda: same_results(work / "bench-j1", work / f"bench-j{n}"),
-        )
 
-    if "folder" in args.only:
-        folder_of_renders(data, work / "album", args.files)
-        stretch = lambda jobs: [
-            *CLI,
-            "stretch",
-            str(work / "album"),
-            str(work / f"album-j{jobs}"),
-            "--rate",
-            "0.8",
-            "--jobs",
-            str(jobs),
-        ]
-        measure(
-            f"folder of {args.files} files, 2 minutes each (gan-stretch stretch DIR)",
-            stretch,
-            lambda: same_files(work / "album-j1", work / f"album-j{n}"),
-        )
+def stretch_command(folder: Path, out: Path, jobs: int) -> list[str]:
+    """gan-stretch stretch of a folder at rate 0.8."""
+    return [*CLI, "stretch", str(folder), str(out), "--rate", "0.8", "--jobs", str(jobs)]
 
+
+def table(results: list[tuple], n: int) -> str:
+    """The markdown table of ``measure``'s rows, with the machine's core count under it."""
     lines = [
         f"| task | --jobs 1 (s) | --jobs {n} (s) | speed-up | same output | load average (1 min) before each run "
         f"| machine ceiling ({n} processes of a CPU loop vs 1) |",
@@ -197,10 +162,41 @@ def main(argv=None) -> int:
             f"| {limit:.2f}x |"
         )
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    table = "\n".join(lines) + f"\n\n{cores} cores; one run each; `python eval/parallel_speed.py --jobs {n}`\n"
-    print(table)
+    return "\n".join(lines) + f"\n\n{cores} cores; one run each; `python eval/parallel_speed.py --jobs {n}`\n"
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    work = Path(args.work).resolve()  # the commands below run from the project root
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    n = args.jobs
+    results = []
+
+    corpus = lambda jobs: work / f"corpus-j{jobs}"
+    render = lambda jobs: render_command(corpus(jobs), args.pieces, jobs)
+    if "rendering" in args.only:
+        name = f"rendering {args.pieces} pieces (gan-stretch data midi)"
+        results.append(measure(name, render, lambda: same_files(corpus(1), corpus(n)), n))
+    else:
+        subprocess.run(render(n), check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    data = corpus(1) if corpus(1).is_dir() else corpus(n)
+
+    if "benchmark" in args.only:
+        bench = lambda jobs: bench_command(data, work / f"bench-j{jobs}", args.bench_pieces, jobs)
+        name = f"benchmark, {args.bench_pieces} pieces x 5 rates, every measure (eval/benchmark.py)"
+        results.append(measure(name, bench, lambda: same_results(work / "bench-j1", work / f"bench-j{n}"), n))
+
+    if "folder" in args.only:
+        folder_of_renders(data, work / "album", args.files)
+        stretch = lambda jobs: stretch_command(work / "album", work / f"album-j{jobs}", jobs)
+        name = f"folder of {args.files} files, 2 minutes each (gan-stretch stretch DIR)"
+        results.append(measure(name, stretch, lambda: same_files(work / "album-j1", work / f"album-j{n}"), n))
+
+    text = table(results, n)
+    print(text)
     if args.out:
-        Path(args.out).write_text(table)
+        Path(args.out).write_text(text)
     return 0 if all(same for _, _, same, _ in results) else 1
 
 

@@ -192,7 +192,7 @@ def write_tables(rows: list[dict], semitones, methods) -> str:
     return "\n".join(out)
 
 
-def main(argv=None) -> int:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", nargs="+", required=True, help="true-tempo evaluation sets (corpus folders)")
     p.add_argument("--out", required=True, help="results folder")
@@ -207,7 +207,12 @@ def main(argv=None) -> int:
         "performance does not, so neither is the truth for them; by default both leave them out)",
     )
     p.add_argument("-j", "--jobs", type=int, default=None, help="items scored at once (default: one per core)")
-    args = p.parse_args(argv)
+    return p
+
+
+def item_jobs(args) -> list[tuple]:
+    """One job per item of each set (its first --pieces); exits with an error when rubberband is
+    asked for but not installed, or a set is not a true-tempo corpus."""
     if any("rubberband" in m for m in args.methods) and shutil.which("rubberband") is None:
         raise SystemExit("error: rubberband is not installed (apt-get install rubberband-cli)")
     jobs = []
@@ -217,6 +222,11 @@ def main(argv=None) -> int:
             raise SystemExit(f"error: {root} is not a true-tempo corpus (rendered from MIDI)")
         n = len(corpus.items) if args.pieces is None else min(args.pieces, len(corpus.items))
         jobs += [(str(root), i, args.semitones, args.methods, args.visqol, args.keep_drums) for i in range(n)]
+    return jobs
+
+
+def score_items(args, jobs: list[tuple]) -> tuple[list[dict], list[str]]:
+    """Scores the items in parallel: the rows in the order of --jobs 1 and the failures (one line each)."""
     rows, failed = [], []
     for i, result, error in parallel.imap(
         score_item,
@@ -236,15 +246,14 @@ def main(argv=None) -> int:
         raise SystemExit("error: nothing was scored")
     key = {(r["set"], r["piece"]): k for k, r in enumerate(rows)}  # the order of --jobs 1
     rows.sort(key=lambda r: (key[(r["set"], r["piece"])], r["semitones"], args.methods.index(r["method"])))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "results.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    return rows, failed
+
+
+def page_head(rows: list[dict], keep_drums: bool) -> str:
+    """table.md's title and the paragraph on the truth and the drums."""
     items = sorted({(r["set"], r["piece"]) for r in rows})
     worst = max(r["rebuild_error"] for r in rows)
-    head = (
+    return (
         f"# Pitch shift against transposed renders: {len(items)} items of "
         f"{', '.join(dict.fromkeys(r['set'] for r in rows))}\n\n"
         f"The truth is each item's MIDI rendered with its pitched notes moved by n semitones, same bank, "
@@ -253,13 +262,25 @@ def main(argv=None) -> int:
         + (
             "; items with drums are scored with the drums in the input and the truth (a shifter moves them, the "
             "truth keeps them)"
-            if args.keep_drums
+            if keep_drums
             else "; items with drums are scored without them, in the input and in the truth (the rebuilt render "
             "less its drum channel): a shifter moves drums, a transposed performance keeps them, so neither "
             "is a truth for the drums"
         )
         + ".\n\n"
     )
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    rows, failed = score_items(args, item_jobs(args))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "results.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    head = page_head(rows, args.keep_drums)
     tables = write_tables(rows, args.semitones, args.methods)
     (out / "table.md").write_text(head + tables + ("\n" + "\n".join(failed) + "\n" if failed else ""))
     (out / "config.json").write_text(

@@ -53,7 +53,7 @@ def main(argv=None) -> int:
         wave, sr = sf.read(args.audio, dtype="float32", always_2d=True)
         wave = wave.T[:, : int(args.seconds * sr)].copy()
     else:
-        from speed import test_piece
+        from eval.speed import test_piece
 
         sr = 44100
         wave = test_piece(args.seconds, sr)

@@ -68,56 +68,42 @@ def recorded_difference(rows: list[dict], measure: str, rate: float, seed: int =
     return paired_difference(a, b, seed)
 
 
-def report(truth_rows: list[dict], recorded_rows: list[dict], seeds: list[int], command: str) -> tuple[str, list]:
-    """The study's page (markdown) and its paired.csv rows."""
-    lines = [
-        f"# The recorded-music adversarial study (seeds {', '.join(map(str, seeds))})",
-        "",
-        f"Regenerate (trains what is missing, scores what is not yet scored, writes this page): `{command}`",
-        "",
-        "## (a) Held-out recordings: recorded minus control, paired by recording",
-        "",
-        "Each recording's value averaged over its excerpts and the seeds first; mean and 95 % bootstrap "
-        "interval over recordings. naturalness: difference of |accuracy - 0.5| (negative: the recordings "
-        "variant is harder to tell from music at its own tempo). round_trip_db: log-mel dB (negative: closer "
-        "to the original after r and 1/r). An interval that excludes 0 is in bold.",
-        "",
-    ]
-    csv_rows = []
+def recorded_section(recorded_rows: list[dict]) -> tuple[list[str], list[dict]]:
+    """Part (a) of the page, the held-out recordings: recorded minus control per measure and rate,
+    then each variant's means; and its paired.csv rows."""
+    lines, csv_rows = [], []
     rates = sorted({float(r["rate"]) for r in recorded_rows})
-    if rates:
-        lines += ["| measure | " + " | ".join(f"{r:g}" for r in rates) + " |", "|---|" + "---|" * len(rates)]
-        for m in RECORDED_MEASURES:
-            cells = []
-            for rate in rates:
-                d = recorded_difference(recorded_rows, m, rate)
-                lo, hi = d["ci"]
-                cells.append(cell(d["difference"], lo, hi))
-                csv_rows.append(
-                    {"set": "recordings", "measure": m, "rate": rate, "mean": d["difference"], "lo": lo, "hi": hi}
-                )
-            lines.append(f"| {m} | " + " | ".join(cells) + " |")
-        lines += [
-            "",
-            "Means (over recordings and seeds):",
-            "",
-            "| variant | measure | " + " | ".join(f"{r:g}" for r in rates) + " |",
-        ]
-        lines.append("|---|---|" + "---|" * len(rates))
-        for v in VARIANTS:
-            for m in RECORDED_MEASURES:
-                vals = [np.mean(list(per_recording(recorded_rows, m, v, r).values()) or [np.nan]) for r in rates]
-                lines.append(f"| {v} | {m} | " + " | ".join(f"{x:.3f}" for x in vals) + " |")
-    else:
-        lines.append("(no recordings scored yet)")
+    if not rates:
+        return ["(no recordings scored yet)"], csv_rows
+    lines += ["| measure | " + " | ".join(f"{r:g}" for r in rates) + " |", "|---|" + "---|" * len(rates)]
+    for m in RECORDED_MEASURES:
+        cells = []
+        for rate in rates:
+            d = recorded_difference(recorded_rows, m, rate)
+            lo, hi = d["ci"]
+            cells.append(cell(d["difference"], lo, hi))
+            csv_rows.append(
+                {"set": "recordings", "measure": m, "rate": rate, "mean": d["difference"], "lo": lo, "hi": hi}
+            )
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
     lines += [
         "",
-        "## (b) True-tempo sets: improvement of recorded over control, per clip",
+        "Means (over recordings and seeds):",
         "",
-        "Positive = the recordings variant is better (lower log-mel, higher ViSQOL, attack/smear/over-smoothing "
-        "closer to 0); each clip's measure averaged over the seeds first; 95 % bootstrap interval over clips.",
-        "",
+        "| variant | measure | " + " | ".join(f"{r:g}" for r in rates) + " |",
     ]
+    lines.append("|---|---|" + "---|" * len(rates))
+    for v in VARIANTS:
+        for m in RECORDED_MEASURES:
+            vals = [np.mean(list(per_recording(recorded_rows, m, v, r).values()) or [np.nan]) for r in rates]
+            lines.append(f"| {v} | {m} | " + " | ".join(f"{x:.3f}" for x in vals) + " |")
+    return lines, csv_rows
+
+
+def truth_section(truth_rows: list[dict], seeds: list[int]) -> tuple[list[str], list[dict]]:
+    """Part (b) of the page, the true-tempo sets: per set and over all sets, the paired improvement
+    of recorded over control per measure and rate; and its paired.csv rows."""
+    lines, csv_rows = [], []
     sets = list(dict.fromkeys(r["set"] for r in truth_rows))
     rates = sorted({r["rate"] for r in truth_rows})
     for s in [*sets, None] if sets else []:
@@ -143,10 +129,39 @@ def report(truth_rows: list[dict], recorded_rows: list[dict], seeds: list[int], 
         lines.append("")
     if not sets:
         lines.append("(no true-tempo set scored yet)")
-    return "\n".join(lines) + "\n", csv_rows
+    return lines, csv_rows
 
 
-def main(argv=None) -> int:
+def report(truth_rows: list[dict], recorded_rows: list[dict], seeds: list[int], command: str) -> tuple[str, list]:
+    """The study's page (markdown) and its paired.csv rows."""
+    lines = [
+        f"# The recorded-music adversarial study (seeds {', '.join(map(str, seeds))})",
+        "",
+        f"Regenerate (trains what is missing, scores what is not yet scored, writes this page): `{command}`",
+        "",
+        "## (a) Held-out recordings: recorded minus control, paired by recording",
+        "",
+        "Each recording's value averaged over its excerpts and the seeds first; mean and 95 % bootstrap "
+        "interval over recordings. naturalness: difference of |accuracy - 0.5| (negative: the recordings "
+        "variant is harder to tell from music at its own tempo). round_trip_db: log-mel dB (negative: closer "
+        "to the original after r and 1/r). An interval that excludes 0 is in bold.",
+        "",
+    ]
+    recorded_lines, recorded_csv = recorded_section(recorded_rows)
+    lines += recorded_lines
+    lines += [
+        "",
+        "## (b) True-tempo sets: improvement of recorded over control, per clip",
+        "",
+        "Positive = the recordings variant is better (lower log-mel, higher ViSQOL, attack/smear/over-smoothing "
+        "closer to 0); each clip's measure averaged over the seeds first; 95 % bootstrap interval over clips.",
+        "",
+    ]
+    truth_lines, truth_csv = truth_section(truth_rows, seeds)
+    return "\n".join(lines + truth_lines) + "\n", recorded_csv + truth_csv
+
+
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="docs/results/recorded-adversarial")
     p.add_argument("--runs", default="runs/recorded-study")
@@ -163,12 +178,13 @@ def main(argv=None) -> int:
     p.add_argument("--score-only", action="store_true", help="only re-read existing scores and write the report")
     p.add_argument("-j", "--jobs", type=int, default=None)
     p.add_argument("--benchmark-extra", default="", help="options for every benchmark, e.g. '--rates 0.5 2 --seeds 1'")
-    args = p.parse_args(argv)
-    out, runs = Path(args.out), Path(args.runs)
-    out.mkdir(parents=True, exist_ok=True)
-    sh = Shell()
+    return p
 
-    jobs = ["--jobs", str(args.jobs)] if args.jobs else []
+
+def train_variants(args, sh: Shell) -> tuple[dict[str, Path], dict[Path, dict]]:
+    """Trains each variant once per seed unless told not to: {name: run folder} and each run's
+    variant settings (none with --score-only)."""
+    runs = Path(args.runs)
     models, settings = {}, {}
     for seed in args.seeds:
         for variant, overrides in VARIANTS.items():
@@ -187,6 +203,14 @@ def main(argv=None) -> int:
             if not (args.score_only or args.no_train):
                 sh(train_command(args.accelerate_config, args.recipe, *given))
             models[f"{variant}-s{seed}"] = run
+    return models, settings
+
+
+def score_variants(args, sh: Shell, models: dict[str, Path], settings: dict) -> tuple[list[dict], list[dict]]:
+    """Scores each finished run on every true-tempo set and on the recordings (what is not yet
+    scored for this model file and settings) and reads the scores back: (truth rows, recorded rows)."""
+    out = Path(args.out)
+    jobs = ["--jobs", str(args.jobs)] if args.jobs else []
     truth_rows, recorded_rows = [], []
     for name, run in models.items():
         path = run / "model.safetensors"
@@ -216,6 +240,16 @@ def main(argv=None) -> int:
         if (res / "results.csv").is_file() and (ready or args.score_only):  # per excerpt: round trip, naturalness
             with open(res / "results.csv") as fh:
                 recorded_rows += [{**r, "variant": variant} for r in csv.DictReader(fh)]
+    return truth_rows, recorded_rows
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    sh = Shell()
+    models, settings = train_variants(args, sh)
+    truth_rows, recorded_rows = score_variants(args, sh, models, settings)
     command = "python eval/recorded_study.py " + " ".join(
         shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv) if a not in ("--score-only", "--no-train")
     )

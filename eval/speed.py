@@ -79,24 +79,22 @@ class BusyCore:
         self.proc.wait()
 
 
-def cpu(args) -> None:
-    """Every method in turn in each of ``--repeats`` rounds (interleaved, so a change in the
-    machine's load reaches all of them alike): librosa and ours on one thread each, ours with the
-    default threads, the mapper; medians, and the ratio to librosa of the same round."""
+def cpu_audio(args) -> tuple[np.ndarray, int]:
+    """The audio timed: the first --seconds of --audio, else the test piece at 44.1 kHz; (channels, samples)."""
     import soundfile as sf
-
-    from gan_stretch import Stretcher
-    from gan_stretch.runtime.parallel import limited_threads
-    from gan_stretch.stretching import teachers
 
     if args.audio:
         wave, sr = sf.read(args.audio, dtype="float32", always_2d=True)
-        wave = wave.T[:, : int(args.seconds * sr)]
-    else:
-        sr = 44100
-        wave = test_piece(args.seconds, sr)
-    dur = wave.shape[-1] / sr
-    teachers.phase_vocoder(wave[:, :sr], sr, args.rate)  # compile librosa's numba kernels outside the timing
+        return wave.T[:, : int(args.seconds * sr)], sr
+    sr = 44100
+    return test_piece(args.seconds, sr), sr
+
+
+def cpu_stretchers(args, wave: np.ndarray, sr: int) -> tuple[list[tuple], dict]:
+    """The configurations timed (the model, and the mapper beside the default) and their
+    Stretchers, each warmed up on 5 s of ``wave``."""
+    from gan_stretch import Stretcher
+
     name = args.checkpoint or "default"
     configs = [(name, args.checkpoint, {"griffin_lim": args.griffin_lim, "phase_lock": bool(args.phase_lock)})]
     if args.checkpoint is None and not args.no_mapper:
@@ -105,7 +103,14 @@ def cpu(args) -> None:
     for label, checkpoint, options in configs:
         stretchers[label] = Stretcher(checkpoint, device="cpu", **options)
         stretchers[label].stretch(wave[:, : 5 * sr], sr, args.rate)  # allocator warm-up
-    torch.set_num_threads(args.threads)
+    return configs, stretchers
+
+
+def cpu_rounds(args, wave: np.ndarray, sr: int, configs: list[tuple], stretchers: dict) -> tuple[dict, dict]:
+    """--repeats rounds (and as many with a busy core, with --busy), each method in turn: the
+    seconds of each and each one's ratio to librosa's of the same round."""
+    from gan_stretch.runtime.parallel import limited_threads
+    from gan_stretch.stretching import teachers
 
     def one(fn, threads: int) -> float:
         with limited_threads(threads):  # torch, BLAS and numba alike; restored after
@@ -127,6 +132,14 @@ def cpu(args) -> None:
                         rows.setdefault(what, []).append(s)
                         ratios.setdefault(what, []).append(pv / s)
     print(f"end: {load_note()}")
+    return rows, ratios
+
+
+def rubberband_rows(args, wave: np.ndarray, sr: int) -> dict[str, list[float]]:
+    """One timed run of Rubber Band R3 and R2 (none with --no-rubberband; skipped when missing)."""
+    from gan_stretch.stretching import teachers
+
+    rows = {}
     for rb, fn in (
         ("Rubber Band R3 (rubberband -3)", teachers.rubberband_r3),
         ("Rubber Band R2 (rubberband -2)", teachers.rubberband_r2),
@@ -137,6 +150,22 @@ def cpu(args) -> None:
             rows[rb] = [seconds_of(fn, wave, sr, args.rate)]
         except Exception as e:  # rubberband-cli missing: report, do not fail the benchmark
             print(f"skipping {rb}: {e}")
+    return rows
+
+
+def cpu(args) -> None:
+    """Every method in turn in each of ``--repeats`` rounds (interleaved, so a change in the
+    machine's load reaches all of them alike): librosa and ours on one thread each, ours with the
+    default threads, the mapper; medians, and the ratio to librosa of the same round."""
+    from gan_stretch.stretching import teachers
+
+    wave, sr = cpu_audio(args)
+    dur = wave.shape[-1] / sr
+    teachers.phase_vocoder(wave[:, :sr], sr, args.rate)  # compile librosa's numba kernels outside the timing
+    configs, stretchers = cpu_stretchers(args, wave, sr)
+    torch.set_num_threads(args.threads)
+    rows, ratios = cpu_rounds(args, wave, sr, configs, stretchers)
+    rows |= rubberband_rows(args, wave, sr)
     print(
         f"\n{dur:.0f} s of {wave.shape[0]}-channel {sr} Hz audio, rate {args.rate}, {args.repeats} rounds "
         f"(Rubber Band: one run), median seconds and the median of each round's ratio to librosa\n"

@@ -76,7 +76,7 @@ def resolution(per: dict, methods: list[str], rates: list[float], reference: str
     return float(np.median(widths)) if widths else float("nan")
 
 
-def main(argv=None) -> int:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", nargs="+", required=True, help="true-tempo corpora (their held-out items)")
     p.add_argument("--rates", type=float, nargs="+", default=[0.5, 2.0])
@@ -86,7 +86,12 @@ def main(argv=None) -> int:
     p.add_argument("--folds", type=int, default=4)
     p.add_argument("--steps", type=int, default=400, help="classifier training steps per fold")
     p.add_argument("--out", required=True)
-    args = p.parse_args(argv)
+    return p
+
+
+def load_models(args) -> dict[str, Stretcher]:
+    """{name: Stretcher} of each --model; exits with an error on a method that is none of truth, a
+    teacher or a model."""
     models = {}
     for spec in args.model:
         name, _, path = spec.partition("=")
@@ -94,7 +99,12 @@ def main(argv=None) -> int:
     for m in args.methods:
         if m != "truth" and m not in teachers.TEACHERS and m not in models:
             raise SystemExit(f"error: unknown method {m!r} (truth, a teacher, or a --model NAME)")
+    return models
 
+
+def make_clips(args, models: dict[str, Stretcher]) -> tuple[list[nat.Clip], dict[tuple[str, float], list[nat.Clip]]]:
+    """The tempo-1 renders' patches ("real") and each (method, rate)'s stretches' ("fake"), one
+    group per held-out piece."""
     real: list[nat.Clip] = []
     fake: dict[tuple[str, float], list[nat.Clip]] = {}
     for path in args.data:
@@ -113,7 +123,12 @@ def main(argv=None) -> int:
                     else:
                         y = teachers.get(m, exact_length=False)(src[None], sr, r)[0]
                     fake.setdefault((m, r), []).append(nat.Clip(group, *nat.patches(y, sr)))
+    return real, fake
 
+
+def two_sample_tests(args, real: list[nat.Clip], fake: dict) -> tuple[dict[tuple[str, float], list[dict]], list[dict]]:
+    """Each (method, rate)'s test against the real clips, once per seed: its per-piece accuracies
+    per seed, and the rows of results.csv."""
     per: dict[tuple[str, float], list[dict]] = {}
     rows = []
     for (m, r), clips in tqdm(fake.items(), desc="two-sample tests", unit="test"):
@@ -123,13 +138,12 @@ def main(argv=None) -> int:
             rows += [
                 {"method": m, "rate": r, "seed": seed, "group": g, "accuracy": a} for g, a in res["per_group"].items()
             ]
+    return per, rows
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "results.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+
+def page(args, argv, real: list[nat.Clip], per: dict) -> list[str]:
+    """The lines of table.md: the accuracies, their differences against truth and the smallest
+    difference resolved."""
     reference = "truth" if "truth" in args.methods else None
     lines = [
         f"# naturalness test on true-tempo sets: {len({c.group for c in real})} held-out pieces of "
@@ -151,6 +165,21 @@ def main(argv=None) -> int:
         "",
         "Command: python eval/validate_naturalness.py " + " ".join(argv if argv is not None else sys.argv[1:]),
     ]
+    return lines
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    models = load_models(args)
+    real, fake = make_clips(args, models)
+    per, rows = two_sample_tests(args, real, fake)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "results.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    lines = page(args, argv, real, per)
     (out / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
