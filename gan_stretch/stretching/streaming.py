@@ -164,14 +164,20 @@ def analysis_pass(
             if high is not None:
                 top = spectrum.power(spec[..., lo : lo + len(high), :]).float()
                 bands[s:e, fb.shape[1] :] = torch.einsum("cft,fm->tm", top, high)
+                del top
             envelope[s * onset_detection.ENVELOPE_BLOCKS : e * onset_detection.ENVELOPE_BLOCKS] = (
                 onset_detection.attack_envelope(seg, cfg, s, e)
             )
+        # this block's frames go before the next block's are computed (not kept beside them)
+        del seg, spec, power
     onsets, mel_db = np.zeros(0, dtype=np.int64), None
     if fb is not None:
+        # each whole-input array is let go as soon as it is used
         mel_power = bands.cpu().numpy().astype(np.float64)
+        del bands
         found = onset_detection.detect_onsets(mel_power[:, : onset_detection.MEL_BANDS], cfg)
         onsets = onset_detection.refine_onsets(found, envelope.cpu().numpy(), cfg)
+        del envelope, found
         mel_db = decays.levels_db(mel_power)
     return Analysis(channel_reference_db(peak.sqrt(), cfg), onsets, mel_db)
 
