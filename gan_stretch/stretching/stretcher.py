@@ -543,12 +543,11 @@ class Stretcher:
             a, b = max(0, j0 - margin), min(n_out, j1 + margin)
             first = int(positions[a].floor())
             stop = min(n_in, int(positions[b - 1].floor()) + 2)
-            if store is not None:  # [C, F, stop - first]
-                spec = store[..., first:stop]
-            else:
-                spec = spectrum.frames(source, cfg, first, stop).to(band.device)
             view = plan.block(a, b, first)
-            full, phase = render_block(self, spec, view, carry, ref, rate, band, cfg, tmap.n_out, a)
+            # the input's frames [C, F, stop - first] are passed on, not kept here: render_block
+            # lets them go once it has their phases and magnitudes
+            frames_in = self._block_frames(source, store, cfg, first, stop, band.device)
+            full, phase = render_block(self, frames_in, view, carry, ref, rate, band, cfg, tmap.n_out, a)
             # the next block starts from this one's propagated phase at its first frame: that frame
             # alone is kept (the whole block's phase, kept through the next block, fragmented the heap)
             nxt = max(0, j1 - margin)
@@ -556,7 +555,15 @@ class Stretcher:
             first_sample, out = output.add(full[..., j0 - a : j1 - a], j0, last=j1 == n_out)
             # this block's tensors go before its samples are handed over: alive through the yield,
             # they stood beside the next block's (110 MB of a stereo 44.1 kHz block)
-            del spec, view, full, phase
+            del view, full, phase
             if out.shape[-1]:
                 yield first_sample, out
             del out
+
+    @staticmethod
+    def _block_frames(source: Source, store, cfg: SpectralConfig, first: int, stop: int, device) -> list:
+        """Input frames first..stop-1 [C, F, stop - first] (from ``store``, or computed from the
+        source), in a list the caller empties as it passes them on."""
+        if store is not None:
+            return [store[..., first:stop]]
+        return [spectrum.frames(source, cfg, first, stop).to(device)]
