@@ -533,6 +533,8 @@ class Stretcher:
             device=band.device,
         )
         del found, onsets, mel_db  # the plan holds what the blocks need of the analysis
+        if plan.change is not None:  # kept in float32, as the blocks read it (decays.to_bins_tensor): half the memory
+            plan.change = plan.change.astype(np.float32)
         positions = plan.read
         rate = torch.full((source.shape[0],), plan.rate, device=band.device)
         output = OverlapAdd(cfg, tmap.n_out)
