@@ -129,8 +129,8 @@ MUTATIONS = [
     bug(
         "each streamed block restarts its phase",
         "gan_stretch/stretching/stretcher.py",
-        "render_block(self, spec, view, carry, ref,",
-        "render_block(self, spec, view, None, ref,",
+        "render_block(self, frames_in, view, carry, ref,",
+        "render_block(self, frames_in, view, None, ref,",
         ("tests/stretching/test_streaming.py::test_streaming_in_small_blocks_matches_one_block",),
     ),
     bug(
