@@ -12,7 +12,6 @@ and the output time of the peak against the anchor's target).
 from __future__ import annotations
 
 import argparse
-import csv
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ import numpy as np
 import soundfile as sf
 
 from eval.dense import hit
+from eval.results import write_rows
 from gan_stretch import Stretcher
 
 SR = 22050
@@ -129,10 +129,7 @@ def main(argv=None) -> None:
                 for rate in RATES:
                     for pos in POSITIONS:
                         rows += case_rows(ours, kind, offset, rate, pos, Path(tmp))
-    with open(out / "results.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_rows(out / "results.csv", rows)
     (out / "table.md").write_text("\n".join(table_lines(rows)) + "\n")
     print(f"wrote {out / 'results.csv'} and {out / 'table.md'}")
 

@@ -26,7 +26,6 @@ and writes a listening page whose reference is the input at its own tempo.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 import time
@@ -42,6 +41,7 @@ from tqdm import tqdm
 
 from eval import listen, validate_naturalness
 from eval.measures import MEASURES
+from eval.results import write_rows
 from gan_stretch.cli.stretch import attack_span
 from gan_stretch.data.manifest import Corpus
 from gan_stretch.dsp import phase_vocoder, spectrum, synthesis, timemap
@@ -266,10 +266,7 @@ def recordings(args, models: dict) -> int:
                 rows.append(row)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / "results.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_rows(out / "results.csv", rows)
     HOW.update({f"logmel_to_{m}": f"distance to {m}" for m in classical})
     tables = [
         write_table(rows, m) for m in ("pitch_cents", "duration_error_ms", *[f"logmel_to_{m}" for m in classical])
@@ -450,10 +447,7 @@ def recorded_corpus(args) -> int:
     rows, clips, results, failed = score_excerpts(args, items)
     per, keys, nat_rows = recorded_naturalness(args, rows, clips)
     for name, table in (("results.csv", rows), ("naturalness.csv", nat_rows)):
-        with open(out / name, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(table[0]))
-            w.writeheader()
-            w.writerows(table)
+        write_rows(out / name, table)
     HOW.update(RECORDED_HOW)
     shown = ("naturalness", "round_trip_db", "level_change_db", *BANDS, "pitch_cents", "duration_error_ms")
     tables = [naturalness_table(args, per, keys)] + [write_table(rows, m) for m in shown[1:] if measured(rows, m)]
@@ -799,10 +793,7 @@ def tables(rows: list[dict], title: str) -> str:
 
 def write_results(args, argv, out: Path, rows: list[dict], items: list, models: dict) -> list[str]:
     """results.csv, table.md, the plots and config.json (the exact command and inputs); returns the plots."""
-    with open(out / "results.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_rows(out / "results.csv", rows)
     (out / "table.md").write_text(tables(rows, f"{out.name}: {len(items)} held-out pieces of {args.data}"))
     plots = plot(rows, out)
     (out / "config.json").write_text(

@@ -13,7 +13,6 @@ pattern, sample rate, rate and variant) and table.md.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
@@ -22,6 +21,7 @@ if __package__ in (None, ""):  # run as python eval/NAME.py from any folder: the
 
 import numpy as np
 
+from eval.results import write_rows
 from gan_stretch import Stretcher
 
 RATES = (0.5, 0.75, 1.25, 1.5, 2.0, 3.0)
@@ -116,10 +116,7 @@ def main(argv=None) -> None:
                         }
                     )
                     print(*rows[-1].values(), flush=True)
-    with open(out / "results.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_rows(out / "results.csv", rows)
     lines = ["| pattern | sr | rate | " + " | ".join(VARIANTS) + " |", "|---|---|---|" + "---|" * len(VARIANTS)]
     for name in args.patterns:
         for sr in SAMPLE_RATES:

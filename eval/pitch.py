@@ -32,7 +32,6 @@ Writes results.csv (one row per set, item, shift and method), table.md and confi
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import shutil
 import subprocess
@@ -46,6 +45,7 @@ if __package__ in (None, ""):  # run as python eval/NAME.py from any folder: the
 import numpy as np
 import soundfile as sf
 
+from eval.results import write_rows
 from gan_stretch.data.manifest import Corpus
 from gan_stretch.measures import metrics
 from gan_stretch.runtime import parallel
@@ -276,10 +276,7 @@ def main(argv=None) -> int:
     rows, failed = score_items(args, item_jobs(args))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / "results.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_rows(out / "results.csv", rows)
     head = page_head(rows, args.keep_drums)
     tables = write_tables(rows, args.semitones, args.methods)
     (out / "table.md").write_text(head + tables + ("\n" + "\n".join(failed) + "\n" if failed else ""))

@@ -35,7 +35,7 @@ import numpy as np
 
 from eval.launch import train_command
 from eval.measures import BETTER, MEASURES
-from eval.results import paired, read_rows
+from eval.results import paired, read_rows, write_rows
 from eval.run import Shell, finished, score, scores_key, stale, variant_settings
 from eval.stats import bootstrap_ci, cell
 
@@ -256,10 +256,7 @@ def main(argv=None) -> int:
     page, csv_rows = report(truth_rows, recorded_rows, args.seeds, command)
     (out / "study.md").write_text(page)
     if csv_rows:
-        with open(out / "paired.csv", "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(csv_rows[0]))
-            w.writeheader()
-            w.writerows(csv_rows)
+        write_rows(out / "paired.csv", csv_rows)
     sh.write(out / "commands.txt")
     print(page)
     return 0

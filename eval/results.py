@@ -1,5 +1,5 @@
 """Reading eval/benchmark.py's results.csv and pairing its rows clip by clip: what the reports and
-the paired studies share."""
+the paired studies share; and writing the scripts' tables as CSV."""
 
 from __future__ import annotations
 
@@ -11,6 +11,14 @@ import numpy as np
 
 from eval.measures import MEASURES
 from eval.stats import improvement
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    """``rows`` (dicts with the same keys, the first row's in order) as a CSV table at ``path``."""
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
 
 
 def read_rows(path: Path, drop_nan: bool = False, **extra) -> list[dict]:

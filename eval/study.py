@@ -14,7 +14,6 @@ the seeds first) with bootstrap 95% confidence intervals (resampling clips), per
 
 from __future__ import annotations
 
-import csv
 import sys
 from pathlib import Path
 
@@ -24,7 +23,7 @@ if __package__ in (None, ""):  # run as python eval/NAME.py from any folder: the
 import numpy as np
 
 from eval.measures import BETTER, COMPARED
-from eval.results import paired, variant_seed
+from eval.results import paired, variant_seed, write_rows
 from eval.stats import bootstrap_ci, cell
 
 GRID = "recipes/grids/adversarial.yaml"
@@ -112,10 +111,7 @@ def write_study(out: Path, sets: dict[str, list[dict]], seeds: list[int], pairs:
     tables, csv_rows = paired_tables(rows, seeds, pairs, measures)
     lines += tables + means(rows, measures)
     (out / "study.md").write_text("\n".join(lines) + "\n")
-    with open(out / "paired.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(csv_rows[0]))
-        w.writeheader()
-        w.writerows(csv_rows)
+    write_rows(out / "paired.csv", csv_rows)
     print("\n".join(lines))
     return out / "study.md"
 

@@ -16,7 +16,6 @@ resolves) and results.csv (one row per method, rate, seed and piece).
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
@@ -26,6 +25,7 @@ if __package__ in (None, ""):  # run as python eval/NAME.py from any folder: the
 import numpy as np
 from tqdm import tqdm
 
+from eval.results import write_rows
 from gan_stretch.data.manifest import Corpus
 from gan_stretch.measures import naturalness as nat
 from gan_stretch.models.model_file import load_model, resolve_checkpoint
@@ -175,10 +175,7 @@ def main(argv=None) -> int:
     per, rows = two_sample_tests(args, real, fake)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / "results.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_rows(out / "results.csv", rows)
     lines = page(args, argv, real, per)
     (out / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
