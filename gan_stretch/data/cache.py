@@ -171,10 +171,15 @@ def _latent_name(model_digest: str, key: list, transients: bool, decays: bool, s
     return name
 
 
-def _read_latent_pairs(path) -> LatentPairs:
-    t = load_file(str(path))
+def _tensors_and_meta(path, key: str) -> tuple[dict, object]:
+    """A cache file's tensors and the JSON value of its metadata ``key``."""
     with safe_open(str(path), framework="pt") as f:
-        kinds = json.loads(f.metadata()["kinds"])
+        meta = json.loads(f.metadata()[key])
+    return load_file(str(path)), meta
+
+
+def _read_latent_pairs(path) -> LatentPairs:
+    t, kinds = _tensors_and_meta(path, "kinds")
     return LatentPairs(
         t["source"],
         t["target"],
@@ -396,9 +401,7 @@ def recording_cache(
 
 
 def _read_recordings(path) -> RecordingLatents:
-    t = load_file(str(path))
-    with safe_open(str(path), framework="pt") as f:
-        meta = json.loads(f.metadata()["meta"])
+    t, meta = _tensors_and_meta(path, "meta")
     return RecordingLatents(
         t["real"],
         t["real_offsets"].numpy(),
