@@ -225,10 +225,7 @@ def test_folder_stretching_is_the_same_at_one_and_two_jobs(tiny_model, tmp_path,
 def test_stopping_a_parallel_folder_leaves_no_partial_file(sig, tiny_model, tmp_path):
     """SIGTERM to gan-stretch, or Ctrl-C (SIGINT to the whole process group): the workers unwind
     their files and exit, and the command exits as the one-process command does."""
-    src = tmp_path / "album"
-    src.mkdir()
-    for k in range(3):
-        sf.write(str(src / f"{k}.wav"), music_like(40 * SR, seed=k, channels=2).T, SR)
+    src = long_album(tmp_path)
     dst = tmp_path / "out"
     # its own session, SIGINT at default: Ctrl-C reaches the whole group as from a terminal
     proc = start_stretch(
@@ -331,10 +328,7 @@ for pid in left:
 def test_workers_end_when_the_command_is_killed(tiny_model, tmp_path):
     """kill -9 of gan-stretch during a folder run with --jobs 2: its workers stop within seconds
     (their partial files removed), instead of finishing the batch and then waiting for ever."""
-    src = tmp_path / "album"
-    src.mkdir()
-    for k in range(3):
-        sf.write(str(src / f"{k}.wav"), music_like(40 * SR, seed=k, channels=2).T, SR)
+    src = long_album(tmp_path)
     dst = tmp_path / "out"
     command = [sys.executable, "-m", "gan_stretch.cli", "stretch", str(src), str(dst), "--rate", "0.5"]
     command += ["--checkpoint", str(tiny_model), "--griffin-lim", "8", "--jobs", "2"]
@@ -351,10 +345,7 @@ def test_ctrl_c_stops_a_parallel_folder_even_where_sigint_was_ignored(tiny_model
     """A parent that ignores SIGINT hands that on (a script's background job); Ctrl-C still
     stops the workers, so the command must stop with them: "interrupted", exit 130, not "a worker
     process died" for every file, and no leaked-semaphore warning from the workers' exit."""
-    src = tmp_path / "album"
-    src.mkdir()
-    for k in range(3):
-        sf.write(str(src / f"{k}.wav"), music_like(40 * SR, seed=k, channels=2).T, SR)
+    src = long_album(tmp_path)
     dst = tmp_path / "out"
     proc = start_stretch(
         src,
@@ -372,3 +363,12 @@ def test_ctrl_c_stops_a_parallel_folder_even_where_sigint_was_ignored(tiny_model
     assert "gan-stretch: interrupted" in err, err
     assert "worker process died" not in err and "leaked" not in err and "Traceback" not in err, err
     assert list(dst.iterdir()) == []
+
+
+def long_album(tmp_path: Path) -> Path:
+    """A folder of three 40 s stereo files: long enough for a signal to arrive while they stretch."""
+    src = tmp_path / "album"
+    src.mkdir()
+    for k in range(3):
+        sf.write(str(src / f"{k}.wav"), music_like(40 * SR, seed=k, channels=2).T, SR)
+    return src
