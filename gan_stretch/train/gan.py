@@ -103,10 +103,10 @@ def build_generator(recipe: GanRecipe, latent_dim: int) -> LatentGenerator:
     )
 
 
-def add_discriminators(recipe: GanRecipe, state: State, spec, latent_dim: int, conditional: bool, recordings) -> None:
+def add_discriminators(recipe: GanRecipe, state: State, spec, latent_dim: int, conditional: bool) -> None:
     """Builds, in this order (their initialisations draw from torch's generator one after the
     other), the discriminators whose weights are non-zero, each with its optimizer, into
-    ``state``; ``recordings()`` gives the recorded latents before their discriminator is built."""
+    ``state``."""
     trained = recipe.discriminators()
     d_config = lambda conditional: DiscriminatorConfig(  # noqa: E731
         latent_dim=latent_dim, channels=recipe.d_channels, layers=recipe.d_layers, conditional=conditional
@@ -124,7 +124,6 @@ def add_discriminators(recipe: GanRecipe, state: State, spec, latent_dim: int, c
             )
         )
     if "recordings" in trained:  # unpaired: a latent discriminator of its own, unconditional (no paired input)
-        recordings()
         built["recordings_discriminator"] = LatentDiscriminator(d_config(False))
     for name, module in built.items():
         state.modules[name] = module
@@ -280,12 +279,9 @@ def train(recipe: GanRecipe) -> Run:
         {"generator": adam(generator, recipe.lr)},
         ema={"ema": "generator"},
     )
-    loaded = SimpleNamespace(recs=None)
-
-    def recordings():
-        loaded.recs = recorded_latents(recipe, run, spec, ae, pairs)
-
-    add_discriminators(recipe, state, spec, ae.cfg.latent_dim, conditional, recordings)
+    # the unpaired discriminator's recordings, encoded by the frozen autoencoder (no random numbers drawn)
+    recs = recorded_latents(recipe, run, spec, ae, pairs) if "recordings" in recipe.discriminators() else None
+    add_discriminators(recipe, state, spec, ae.cfg.latent_dim, conditional)
     start = run.register(state)
     adv = adversaries(state)
     kind = "gan" if adv else "generator"  # a model file named for what trained it
@@ -303,7 +299,7 @@ def train(recipe: GanRecipe) -> Run:
 
     monitor = NaturalnessMonitor(recipe) if recipe.naturalness_every else None
     mel = losses.MelScale(spec.sample_rate, spec.n_fft).to(run.device)
-    step = GanStep(run, recipe, stage, state.modules["generator"], adv, loaded.recs, conditional, mel, monitor, export)
+    step = GanStep(run, recipe, stage, state.modules["generator"], adv, recs, conditional, mel, monitor, export)
     run.loop(start, step, export)
     return run
 
