@@ -35,14 +35,16 @@ import numpy as np
 
 from eval.launch import train_command
 from eval.measures import BETTER, MEASURES
-from eval.results import paired, read_rows, write_rows
+from eval.results import paired, read_rows, variant_seed, write_rows
 from eval.run import Shell, finished, score, scores_key, stale, variant_settings
 from eval.stats import bootstrap_ci, cell
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPE = "recipes/ablations/gan-recorded.yaml"
 BENCHMARK = str(ROOT / "eval/benchmark.py")
-VARIANTS = {"recorded": (), "control": ("rec_adv_weight=0", "rec_fm_weight=0")}
+# the control: the recordings terms off (which view their discriminator would read is then moot,
+# so every recorded variant of one recipe shares one control: rec_view set back after --extra)
+VARIANTS = {"recorded": (), "control": ("rec_adv_weight=0", "rec_fm_weight=0", "rec_view=latent")}
 TRUTH_MEASURES = ("logmel_db", "visqol", "attack_db", "smear_db", "oversmoothing_db")
 RECORDED_MEASURES = ("naturalness", "round_trip_db")  # per recording (eval/measures.py)
 
@@ -178,7 +180,25 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--score-only", action="store_true", help="only re-read existing scores and write the report")
     p.add_argument("-j", "--jobs", type=int, default=None)
     p.add_argument("--benchmark-extra", default="", help="options for every benchmark, e.g. '--rates 0.5 2 --seeds 1'")
+    p.add_argument(
+        "--name",
+        default="recorded",
+        help="the recorded variant's run and score folders (NAME-sK): another name keeps a second study of the "
+        "same recipe (e.g. --extra rec_view=spectrogram --name recorded-spectrogram --out ...) beside the first, "
+        "with the same control runs",
+    )
     return p
+
+
+def label(args, variant: str) -> str:
+    """The folder name of ``variant``'s runs and scores (the recorded one under --name)."""
+    return args.name if variant == "recorded" else variant
+
+
+def as_variant(args, method: str) -> str:
+    """A scored model's name (NAME-sK or control-sK) as the report's variant (recorded-sK or control-sK)."""
+    name, seed = variant_seed(method)
+    return f"{'recorded' if name == args.name else name}-s{seed}"
 
 
 def train_variants(args, sh: Shell) -> tuple[dict[str, Path], dict[Path, dict]]:
@@ -188,21 +208,22 @@ def train_variants(args, sh: Shell) -> tuple[dict[str, Path], dict[Path, dict]]:
     models, settings = {}, {}
     for seed in args.seeds:
         for variant, overrides in VARIANTS.items():
-            run = runs / f"{variant}-s{seed}"
+            run = runs / f"{label(args, variant)}-s{seed}"
             given = (
                 f"run_dir={run}",
                 f"autoencoder={args.autoencoder}",
                 f"recordings={args.recordings}",
                 f"seed={seed}",
                 "eval_pieces=0",
+                *(args.extra.split() if variant == "control" else ()),
                 *overrides,
-                *args.extra.split(),
+                *(args.extra.split() if variant != "control" else ()),
             )
             if not args.score_only:
                 settings[run] = variant_settings(args.recipe, *given)
             if not (args.score_only or args.no_train):
                 sh(train_command(args.accelerate_config, args.recipe, *given))
-            models[f"{variant}-s{seed}"] = run
+            models[f"{label(args, variant)}-s{seed}"] = run
     return models, settings
 
 
@@ -224,7 +245,8 @@ def score_variants(args, sh: Shell, models: dict[str, Path], settings: dict) -> 
                 command = [sys.executable, BENCHMARK, "--data", data, "--out", str(res), *benchmark, *jobs]
                 score(res, scores_key(data, benchmark, path, settings[run]), partial(sh, command))
             if (res / "results.csv").is_file() and (ready or args.score_only):
-                truth_rows += [{**r, "set": Path(data).name} for r in read_rows(res / "results.csv")]
+                rows = read_rows(res / "results.csv")
+                truth_rows += [{**r, "set": Path(data).name, "method": as_variant(args, r["method"])} for r in rows]
         res = out / "scores" / "recordings" / name
         if ready:
             benchmark = ["--pieces", str(args.recorded_pieces), *model, *shlex.split(args.benchmark_extra)]
@@ -236,7 +258,7 @@ def score_variants(args, sh: Shell, models: dict[str, Path], settings: dict) -> 
                 partial(sh, command),
                 "naturalness.csv",
             )
-        variant = name.rsplit("-s", 1)[0]
+        variant = variant_seed(as_variant(args, name))[0]
         if (res / "results.csv").is_file() and (ready or args.score_only):  # per excerpt: round trip, naturalness
             with open(res / "results.csv") as fh:
                 recorded_rows += [{**r, "variant": variant} for r in csv.DictReader(fh)]
@@ -254,10 +276,11 @@ def main(argv=None) -> int:
         shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv) if a not in ("--score-only", "--no-train")
     )
     page, csv_rows = report(truth_rows, recorded_rows, args.seeds, command)
-    (out / "study.md").write_text(page)
+    suffix = "" if args.name == "recorded" else f"-{args.name}"  # a second study's page beside the first
+    (out / f"study{suffix}.md").write_text(page)
     if csv_rows:
-        write_rows(out / "paired.csv", csv_rows)
-    sh.write(out / "commands.txt")
+        write_rows(out / f"paired{suffix}.csv", csv_rows)
+    sh.write(out / f"commands{suffix}.txt")
     print(page)
     return 0
 

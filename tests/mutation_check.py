@@ -167,6 +167,20 @@ MUTATIONS = [
         ),
     ),
     bug(
+        "the spectrogram view's stretches of recordings carry no gradient to the generator",
+        "gan_stretch/train/gan.py",
+        "residual_output(self.stage.autoencoder, rec_fake, rb.src, src_db)",
+        "residual_output(self.stage.autoencoder, rec_fake.detach(), rb.src, src_db)",
+        ("tests/train/test_training.py::test_generator_learns_from_the_recordings_discriminator_alone",),
+    ),
+    bug(
+        "the recordings cache keeps the own-tempo frames where the time-scaled ones belong",
+        "gan_stretch/data/cache.py",
+        "scaled = timemap.time_scale(db, positions)\n                src_db",
+        "scaled = db\n                src_db",
+        ("tests/train/test_training.py::test_recordings_cache_keeps_the_frames_a_spectrogram_discriminator_reads",),
+    ),
+    bug(
         "a rerun after a recipe edit resumes the old checkpoint",
         "gan_stretch/train/common.py",
         'if meta["training_sha256"] == settings_hash(now):',

@@ -319,6 +319,10 @@ class RecordingLatents:
     recordings: list[str]
     items: list[str]  # the excerpts read (all of the training split)
     features: torch.Tensor | None = None  # [M', K] each source frame's plan (timemap.frame_features)
+    # with frames: the dB frames of ``real`` [M, F] and of ``source`` [M', F] (float16), the latter
+    # time-scaled as the Stretcher reads the input, the decays' level change applied where asked
+    real_db: torch.Tensor | None = None
+    source_db: torch.Tensor | None = None
 
     def sample(
         self, rng: np.random.Generator, batch: int, window: int
@@ -373,12 +377,16 @@ def recording_cache(
     transients: bool = False,
     span: tuple[int, int] = onset_detection.TRANSIENT_FRAMES,
     features: bool = False,
+    frames: bool = False,
+    decays: bool = False,
 ) -> RecordingLatents:
     """Encodes each training-split excerpt of a recordings corpus once with the frozen autoencoder
     of ``model`` (mono, resampled to the model's rate): its own-tempo latents and, at each of
     ``rates``, its latents time-scaled as the Stretcher does (uniformly, or with ``transients``
-    each attack at speed 1, as in :func:`latent_cache`). Only the training split is ever read:
-    the held-out excerpts are the recordings the model is scored on."""
+    each attack at speed 1, as in :func:`latent_cache`). With ``frames`` it keeps their dB frames
+    too (for a discriminator on spectrograms), the time-scaled ones with the decays' level change
+    where ``decays`` (what the Stretcher's residual decoding starts from). Only the training split
+    is ever read: the held-out excerpts are the recordings the model is scored on."""
     items = corpus.split("train")
     names = sorted({it.extra.get("recording", it.id) for it in items})
     if corpus.kind != "recordings" or len(names) < 2:  # the trainer checks this first (train.recordings)
@@ -386,13 +394,13 @@ def recording_cache(
     rates = sorted({float(r) for r in rates})
     span = tuple(int(v) for v in span)
     key = [(i.id, i.audio) for i in items]
-    name = _digest(
-        "recordings", 2, model_digest, key, rates, transients, "analysis pass", onset_detection.ONSET_DELTA, span
-    )
+    decays = decays and transients and frames  # the decays start from the attack regions; only frames show them
+    parts = ["recordings", 2, model_digest, key, rates, transients, "analysis pass", onset_detection.ONSET_DELTA, span]
+    name = _digest(*parts, *((["frames", decays]) if frames else []))
     path = corpus.root / "cache" / f"recordings-{name}{'-plan' if features else ''}.safetensors"
     if path.is_file():
         return _read_recordings(path)
-    out = _encode_recordings(corpus, items, names, model, rates, transients, span, features)
+    out = _encode_recordings(corpus, items, names, model, rates, transients, span, features, frames, decays)
     with atomic_write(path) as tmp:
         save_file(
             _recording_tensors(out), str(tmp), metadata={"meta": json.dumps({"recordings": names, "items": out.items})}
@@ -415,31 +423,50 @@ def _read_recordings(path) -> RecordingLatents:
         meta["recordings"],
         meta["items"],
         t.get("features"),
+        t.get("real_db"),
+        t.get("source_db"),
     )
 
 
 def _encode_recordings(
-    corpus: Corpus, items, names: list[str], model, rates: list[float], transients: bool, span, features: bool
+    corpus: Corpus,
+    items,
+    names: list[str],
+    model,
+    rates: list[float],
+    transients: bool,
+    span,
+    features: bool,
+    frames: bool = False,
+    decays: bool = False,
 ) -> RecordingLatents:
     """Every excerpt of ``items`` through the autoencoder: see :func:`recording_cache`."""
     cfg, ae = model.spectral, model.autoencoder
     real, real_groups, src, feats, lengths, seg_rates, groups = [], [], [], [], [], [], []
+    real_db, src_db = [], []
     device = next(ae.parameters()).device
     for item in tqdm(items, desc=f"encoding recordings of {corpus.root.name}", unit="item"):
         sr = int(item.extra.get("sample_rate", corpus.sample_rate))
         wave = to_sample_rate(corpus.load(item, 1.0), sr, cfg.sample_rate)
-        lat = ae.encode(db_frames(wave, cfg)[0].to(device)).cpu()
+        db = db_frames(wave, cfg)[0]
+        lat = ae.encode(db.to(device)).cpu()
         group = names.index(item.extra.get("recording", item.id))
         real.append(lat)
         real_groups.append(group)
-        onsets = analysis(wave, cfg)[0] if transients else None
+        if frames:
+            real_db.append(db.half())
+        onsets, mel_db = analysis(wave, cfg) if transients else (None, None)
         for rate in rates:
             n_out = max(1, round(len(wave) / rate))
             tmap = timemap.TimeMap(np.array([0.0, len(wave)]), np.array([0.0, n_out]))
-            positions, attacks, _ = _pair_plan(
-                cfg, tmap, lat.shape[0], cfg.n_frames(n_out), rate, transients, onsets, span=span
-            )
+            positions, attacks, shift = _pair_plan(
+                cfg, tmap, lat.shape[0], cfg.n_frames(n_out), rate, transients, onsets,
+                mel_db if decays else None, span, decays,
+            )  # fmt: skip
             src.append(timemap.time_scale(lat, positions))
+            if frames:
+                scaled = timemap.time_scale(db, positions)
+                src_db.append((scaled if shift is None else (scaled + shift).clamp(-cfg.db_range, 0)).half())
             if features:
                 feats.append(timemap.frame_features(positions, attacks))
             lengths.append(len(positions))
@@ -460,6 +487,8 @@ def _encode_recordings(
         names,
         [it.id for it in items],
         torch.cat(feats) if features else None,
+        torch.cat(real_db) if frames else None,
+        torch.cat(src_db) if frames else None,
     )
 
 
@@ -475,6 +504,7 @@ def _recording_tensors(out: RecordingLatents) -> dict[str, torch.Tensor]:
         "rates": torch.from_numpy(out.rates),
         "groups": torch.from_numpy(out.groups),
     }
-    if out.features is not None:
-        tensors["features"] = out.features.contiguous()
+    for name in ("features", "real_db", "source_db"):
+        if getattr(out, name) is not None:
+            tensors[name] = getattr(out, name).contiguous()
     return tensors

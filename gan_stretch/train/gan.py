@@ -111,20 +111,23 @@ def add_discriminators(recipe: GanRecipe, state: State, spec, latent_dim: int, c
     d_config = lambda conditional: DiscriminatorConfig(  # noqa: E731
         latent_dim=latent_dim, channels=recipe.d_channels, layers=recipe.d_layers, conditional=conditional
     )
+    spec_d = lambda conditional: SpectrogramDiscriminator(  # noqa: E731
+        SpectrogramDiscriminatorConfig(
+            n_freq=spec.n_freq,
+            sample_rate=spec.sample_rate,
+            channels=recipe.spec_d_channels,
+            conditional=conditional,
+            db_range=spec.db_range,
+        )
+    )
     built = {}
     if "latent" in trained:
         built["discriminator"] = LatentDiscriminator(d_config(conditional))
     if "spectrogram" in trained:
-        built["spectrogram_discriminator"] = SpectrogramDiscriminator(
-            SpectrogramDiscriminatorConfig(
-                n_freq=spec.n_freq,
-                sample_rate=spec.sample_rate,
-                channels=recipe.spec_d_channels,
-                db_range=spec.db_range,
-            )
-        )
-    if "recordings" in trained:  # unpaired: a latent discriminator of its own, unconditional (no paired input)
-        built["recordings_discriminator"] = LatentDiscriminator(d_config(False))
+        built["spectrogram_discriminator"] = spec_d(True)
+    if "recordings" in trained:  # unpaired: a discriminator of its own, unconditional (no paired input)
+        unpaired = spec_d(False) if recipe.rec_view == "spectrogram" else LatentDiscriminator(d_config(False))
+        built["recordings_discriminator"] = unpaired
     for name, module in built.items():
         state.modules[name] = module
         state.optimizers[name] = adam(module, recipe.d_lr)
@@ -173,16 +176,32 @@ def sample_batch(run: Run, recipe: GanRecipe, pairs, step: int, conditional: boo
     return Batch(rng, rows, src, tgt, rate, real, src if conditional else None, feats)
 
 
-def recorded_batch(run: Run, recipe: GanRecipe, recs, step: int) -> tuple:
-    """(real windows, time-scaled input windows, rates, features) of the recordings for ``step``:
-    a stream of its own, so the pairs' batches are those of the same recipe without recordings."""
+@dataclass
+class RecordedBatch:
+    """One step's windows of the training recordings (:meth:`RecordingLatents.sample`)."""
+
+    real_rows: torch.Tensor  # [B, W] into the recordings' own-tempo frames
+    fake_rows: torch.Tensor  # [B, W] into their time-scaled frames
+    real: torch.Tensor  # own-tempo latents
+    src: torch.Tensor  # time-scaled latents: the generator's input for the fakes
+    rate: torch.Tensor
+    feats: torch.Tensor | None
+
+
+def recorded_batch(run: Run, recipe: GanRecipe, recs, step: int) -> RecordedBatch:
+    """The recordings' windows for ``step``: a stream of its own, so the pairs' batches are those
+    of the same recipe without recordings."""
     rec_rng = np.random.default_rng([recipe.seed, step, 1])
     real_rows, fake_rows, rec_rate = recs.sample(rec_rng, recipe.rec_batch * run.processes, recipe.window)
     real_rows, fake_rows, rec_rate = run.local(real_rows), run.local(fake_rows), run.local(rec_rate)
-    rec_real = recs.real[real_rows].to(run.device)
-    rec_src, rec_rate = recs.source[fake_rows].to(run.device), rec_rate.to(run.device)
-    rec_feats = recs.features[fake_rows].to(run.device) if recipe.frame_features else None
-    return rec_real, rec_src, rec_rate, rec_feats
+    return RecordedBatch(
+        real_rows,
+        fake_rows,
+        recs.real[real_rows].to(run.device),
+        recs.source[fake_rows].to(run.device),
+        rec_rate.to(run.device),
+        recs.features[fake_rows].to(run.device) if recipe.frame_features else None,
+    )
 
 
 WEIGHTS = {  # each generator term's log name -> the recipe setting that weights it
@@ -217,14 +236,21 @@ class GanStep:
         """(fake latents of the batch, (real, fake, rate) of the recordings or None)."""
         if not (adversarial and "recordings_discriminator" in self.adversaries):
             return self.generator(b.src, b.rate, b.feats), None
-        rec_real, rec_src, rec_rate, rec_feats = recorded_batch(self.run, self.recipe, self.recs, step)
+        rb = recorded_batch(self.run, self.recipe, self.recs, step)
         # one generator call for both batches (one forward per backward under DDP)
         both = self.generator(
-            torch.cat([b.src, rec_src]),
-            torch.cat([b.rate, rec_rate]),
-            torch.cat([b.feats, rec_feats]) if b.feats is not None else None,
+            torch.cat([b.src, rb.src]),
+            torch.cat([b.rate, rb.rate]),
+            torch.cat([b.feats, rb.feats]) if b.feats is not None else None,
         )
-        return both[: b.src.shape[0]], (rec_real, both[b.src.shape[0] :], rec_rate)
+        fake, rec_fake = both[: b.src.shape[0]], both[b.src.shape[0] :]
+        if self.recipe.rec_view == "latent":
+            return fake, (rb.real, rec_fake, rb.rate)
+        # what users get: a recording's own dB frames against the residual decoding of the stretch
+        # of another (the decoded change applied to its time-scaled frames, decays included)
+        real_db = self.recs.real_db[rb.real_rows].to(self.run.device).float()
+        src_db = self.recs.source_db[rb.fake_rows].to(self.run.device).float()
+        return fake, (real_db, residual_output(self.stage.autoencoder, rec_fake, rb.src, src_db), rb.rate)
 
     def views(self, b: Batch, fake: torch.Tensor, recorded) -> dict[str, tuple]:
         """What each discriminator reads: (real, fake, *context)."""
@@ -320,6 +346,8 @@ def recorded_latents(recipe: GanRecipe, run: Run, spec, ae, pairs):
             transients=recipe.transients,
             span=tuple(recipe.attack_span),
             features=recipe.frame_features,
+            frames=recipe.rec_view == "spectrogram",
+            decays=recipe.decays,
         )
     run.print(
         f"{len(recs.items)} training excerpts of {len(recs.recordings)} recordings for the unpaired discriminator"

@@ -112,7 +112,7 @@ class GanRecipe(SequenceRecipe):
     # the generator also sees, per frame, how fast the input is read there and whether the frame
     # plays an attack at speed 1 (timemap.frame_features; needs transients), not only the mean rate
     frame_features: bool = False
-    # Unpaired adversarial training on recorded music (gan_stretch.data.recordings): a latent
+    # Unpaired adversarial training on recorded music (gan_stretch.data.recordings): a
     # discriminator of its own sees training-split recordings at their own tempo as real and the
     # generator's stretch of other training-split recordings (at the training pairs' rates) as
     # fake; the generator gets only its adversarial and feature-statistics terms there (no truth).
@@ -120,6 +120,9 @@ class GanRecipe(SequenceRecipe):
     rec_adv_weight: float = setting(0.0, 0, 1e6)
     rec_fm_weight: float = setting(0.0, 0, 1e6)  # feature statistics (mean activations) matching
     rec_batch: int = setting(8, 1, 65536)  # recording windows per step on each side (real, fake)
+    # what that discriminator reads: latent (the latent sequences) | spectrogram (the dB frames users
+    # get: a recording's own frames as real, the residual decoding of the stretch, decays included, as fake)
+    rec_view: str = setting("latent", choices=("latent", "spectrogram"))
     # held-out naturalness as training goes: every this many steps (0: never) a small two-sample
     # test (gan_stretch.measures.naturalness) on a fixed subset of held-out recordings stretched by the EMA
     # generator through the Stretcher, logged as naturalness/rate_<r> (0.5: indistinguishable)
@@ -258,6 +261,7 @@ LATER_SETTINGS = {
     "rec_adv_weight": 0.0,
     "rec_fm_weight": 0.0,
     "rec_batch": 8,
+    "rec_view": "latent",
     "naturalness_every": 0,
     "naturalness_excerpts": 8,
     "naturalness_seconds": 4.0,

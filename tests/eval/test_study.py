@@ -122,3 +122,26 @@ def test_recorded_study_pairs_by_recording_and_averages_seeds():
     page, csv_rows = recorded_study.report(truth, rows, [0, 1], "python eval/recorded_study.py ...")
     assert "| naturalness | **-0.150 [" in page and "| logmel_db (lower is better) | **+0.500 [" in page
     assert {r["set"] for r in csv_rows} == {"recordings", "s", "all"}
+
+
+def test_a_second_recorded_study_shares_the_first_ones_control_runs(tmp_path):
+    """eval/recorded_study.py --name: the recorded variant under another name (another view of its
+    discriminator through --extra) trains into its own folders, while the control (recordings terms
+    off) keeps the folders and settings of the first study, so its runs and scores are reused; the
+    scores of NAME-sK are read back as the recorded variant."""
+    from eval.run import Shell
+
+    common = ["--recordings", str(tmp_path / "rec"), "--eval", "x", "--autoencoder", "gan_stretch/checkpoints/default.safetensors",
+              "--seeds", "0", "--runs", str(tmp_path / "runs"), "--no-train"]  # fmt: skip
+    first = recorded_study.parser().parse_args([*common, "--extra", "data=d"])
+    second = recorded_study.parser().parse_args(
+        [*common, "--extra", "data=d rec_view=spectrogram", "--name", "recorded-spectrogram"]
+    )
+    models_a, settings_a = recorded_study.train_variants(first, Shell(dry=True))
+    models_b, settings_b = recorded_study.train_variants(second, Shell(dry=True))
+    assert set(models_a) == {"recorded-s0", "control-s0"} and set(models_b) == {"recorded-spectrogram-s0", "control-s0"}
+    assert models_a["control-s0"] == models_b["control-s0"]
+    assert settings_a[models_a["control-s0"]] == settings_b[models_b["control-s0"]]
+    assert settings_a[models_a["recorded-s0"]] != settings_b[models_b["recorded-spectrogram-s0"]]
+    assert recorded_study.as_variant(second, "recorded-spectrogram-s2") == "recorded-s2"
+    assert recorded_study.as_variant(second, "control-s1") == "control-s1"

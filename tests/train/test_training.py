@@ -640,6 +640,36 @@ def test_recordings_cache_reads_the_training_split_only_and_draws_real_and_fake_
     seen.clear()  # a second call reads the cache, not the audio
     again = recording_cache(recordings, model, file_digest(ae_model), [0.5, 2.0], transients=True, features=True)
     assert not seen and torch.equal(again.source, recs.source) and torch.equal(again.real, recs.real)
+    assert recs.real_db is None and recs.source_db is None  # frames only when asked for
+
+
+def test_recordings_cache_keeps_the_frames_a_spectrogram_discriminator_reads(recordings, ae_model):
+    """With frames: each excerpt's own dB frames (what the discriminator learns is real) and, per
+    rate, the time-scaled frames the residual decoding starts from, row for row with the latents;
+    with the decays, those carry the Stretcher's level change and nothing else differs."""
+    from gan_stretch.data.cache import db_frames, file_digest, recording_cache, to_sample_rate
+
+    model, digest = load_model(ae_model), file_digest(ae_model)
+    cfg = model.spectral
+    plain = recording_cache(recordings, model, digest, [0.5, 2.0], transients=True)
+    flat = recording_cache(recordings, model, digest, [0.5, 2.0], transients=True, frames=True)
+    dec = recording_cache(recordings, model, digest, [0.5, 2.0], transients=True, frames=True, decays=True)
+    assert torch.equal(flat.real, plain.real) and torch.equal(flat.source, plain.source)  # latents unchanged
+    assert flat.real_db.shape == (plain.real.shape[0], cfg.n_freq)
+    assert flat.source_db.shape == (plain.source.shape[0], cfg.n_freq)
+    item = recordings.split("train")[2]  # 22.05 kHz: read as is
+    first = recordings.split("train").index(item)
+    own = db_frames(to_sample_rate(recordings.load(item, 1.0), 22050, cfg.sample_rate), cfg)[0]
+    at = slice(flat.real_offsets[first], flat.real_offsets[first] + flat.real_lengths[first])
+    assert torch.allclose(flat.real_db[at].float(), own, atol=0.05)  # float16 of the excerpt's own frames
+    for seg in np.flatnonzero(np.asarray(flat.groups) == flat.real_groups[first])[:2]:
+        rows = slice(flat.offsets[seg], flat.offsets[seg] + flat.lengths[seg])
+        src = flat.source_db[rows].float()
+        # time-scaled: every frame lies between the excerpt's quietest and loudest frame, bin by bin
+        assert (src >= own.min(0).values - 0.05).all() and (src <= own.max(0).values + 0.05).all()
+        assert abs(src.mean() - own.mean()) < 1.5
+    assert torch.equal(dec.real_db, flat.real_db)
+    assert not torch.equal(dec.source_db, flat.source_db)  # the decays move the time-scaled level
 
 
 def test_gan_on_recordings_trains_logs_and_resumes(tiny_corpus, recordings, ae_model, tmp_path, monkeypatch):
@@ -682,10 +712,12 @@ def test_gan_on_recordings_trains_logs_and_resumes(tiny_corpus, recordings, ae_m
     assert len(nat) == 2 and all(0 <= v <= 1 for v in nat)
 
 
-def test_generator_learns_from_the_recordings_discriminator_alone(tiny_corpus, recordings, ae_model, tmp_path):
+@pytest.mark.parametrize("view", ["latent", "spectrogram"])
+def test_generator_learns_from_the_recordings_discriminator_alone(tiny_corpus, recordings, ae_model, tmp_path, view):
     """With every other term off and the recordings discriminator held still (d_lr ~ 0), the
     generator's adversarial loss on recordings goes down: its gradient reaches the generator through
-    the stretch of recordings, in the direction that makes the discriminator call them real."""
+    the stretch of recordings (for the spectrogram view, through the residual decoding), in the
+    direction that makes the discriminator call them real."""
     run_dir = tmp_path / "g-only"
     off = ("latent_weight=0", "spec_weight=0", "adv_weight=0", "fm_weight=0", "rec_fm_weight=0")
     plan = ("transients=true", "frame_features=true")  # the packaged default's generator sees the plan per frame
@@ -695,14 +727,23 @@ def test_generator_learns_from_the_recordings_discriminator_alone(tiny_corpus, r
         "d_lr=1e-12",
         "lr=2e-3",
         "warmup_steps=0",
+        f"rec_view={view}",
         *off,
         *plan,
     )
     train(RECIPES / "debug" / "gan-recorded.yaml", overrides("gan", tiny_corpus, run_dir, 40, *extra, ae=ae_model))
+    state = weights(run_dir / "checkpoints" / "last.safetensors")
+    convs = [k for k in state if k.startswith("module.recordings_discriminator.views.")]
+    assert bool(convs) == (view == "spectrogram")  # the spectrogram discriminator's 2-D stacks
     adv = scalar_values(run_dir, "loss/rec_adversarial")
-    assert len(adv) == 8 and adv[-1] < 0.5 * adv[0], adv
     fake = scalar_values(run_dir, "d/rec_fake")  # the (still) discriminator calls the stretches real (1)
-    assert fake[-1] > fake[0] + 0.3, fake
+    assert len(adv) == 8 and min(scalar_values(run_dir, "grad_norm/generator")) > 0
+    if view == "latent":
+        assert adv[-1] < 0.5 * adv[0], adv
+        assert fake[-1] > fake[0] + 0.3, fake
+    else:  # an untrained 2-D convolution stack with spectral norms answers little to its input: a smaller move
+        assert adv[-1] < adv[0] - 0.02, adv
+        assert fake[-1] > fake[0] + 0.005, fake
     assert "loss/adversarial" not in scalar_tags(run_dir)  # the render discriminator is off
 
 
