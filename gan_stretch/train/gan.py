@@ -111,22 +111,24 @@ def add_discriminators(recipe: GanRecipe, state: State, spec, latent_dim: int, c
     d_config = lambda conditional: DiscriminatorConfig(  # noqa: E731
         latent_dim=latent_dim, channels=recipe.d_channels, layers=recipe.d_layers, conditional=conditional
     )
-    spec_d = lambda conditional: SpectrogramDiscriminator(  # noqa: E731
+    spec_d = lambda conditional, delta: SpectrogramDiscriminator(  # noqa: E731
         SpectrogramDiscriminatorConfig(
             n_freq=spec.n_freq,
             sample_rate=spec.sample_rate,
             channels=recipe.spec_d_channels,
             conditional=conditional,
             db_range=spec.db_range,
+            delta=delta,
         )
     )
     built = {}
     if "latent" in trained:
         built["discriminator"] = LatentDiscriminator(d_config(conditional))
     if "spectrogram" in trained:
-        built["spectrogram_discriminator"] = spec_d(True)
+        built["spectrogram_discriminator"] = spec_d(True, 0.0)
     if "recordings" in trained:  # unpaired: a discriminator of its own, unconditional (no paired input)
-        unpaired = spec_d(False) if recipe.rec_view == "spectrogram" else LatentDiscriminator(d_config(False))
+        spectrogram = recipe.rec_view == "spectrogram"
+        unpaired = spec_d(False, recipe.rec_delta) if spectrogram else LatentDiscriminator(d_config(False))
         built["recordings_discriminator"] = unpaired
     for name, module in built.items():
         state.modules[name] = module

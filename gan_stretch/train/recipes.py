@@ -123,6 +123,9 @@ class GanRecipe(SequenceRecipe):
     # what that discriminator reads: latent (the latent sequences) | spectrogram (the dB frames users
     # get: a recording's own frames as real, the residual decoding of the stretch, decays included, as fake)
     rec_view: str = setting("latent", choices=("latent", "spectrogram"))
+    # the spectrogram view also sees each frame's change from the one before, times this (0: not;
+    # gan_stretch.models.SpectrogramDiscriminatorConfig.delta)
+    rec_delta: float = setting(10.0, 0, 1000)
     # held-out naturalness as training goes: every this many steps (0: never) a small two-sample
     # test (gan_stretch.measures.naturalness) on a fixed subset of held-out recordings stretched by the EMA
     # generator through the Stretcher, logged as naturalness/rate_<r> (0.5: indistinguishable)
@@ -262,6 +265,7 @@ LATER_SETTINGS = {
     "rec_fm_weight": 0.0,
     "rec_batch": 8,
     "rec_view": "latent",
+    "rec_delta": 10.0,
     "naturalness_every": 0,
     "naturalness_excerpts": 8,
     "naturalness_seconds": 4.0,
