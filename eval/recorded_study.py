@@ -228,28 +228,23 @@ def train_variants(args, sh: Shell) -> tuple[dict[str, Path], dict[Path, dict]]:
 
 
 def score_variants(args, sh: Shell, models: dict[str, Path], settings: dict) -> tuple[list[dict], list[dict]]:
-    """Scores each finished run on every true-tempo set and on the recordings (what is not yet
-    scored for this model file and settings) and reads the scores back: (truth rows, recorded rows)."""
+    """Scores each finished run on the recordings, then (the study's first question answered for
+    every run before the second) on every true-tempo set, what is not yet scored for this model
+    file and settings, and reads the scores back: (truth rows, recorded rows)."""
     out = Path(args.out)
     jobs = ["--jobs", str(args.jobs)] if args.jobs else []
     truth_rows, recorded_rows = [], []
+    # scores are reused only for the same model file, variant settings and benchmark arguments
+    ready = {
+        name: not args.score_only and finished(run) and not stale(run / "model.safetensors", settings[run])
+        for name, run in models.items()
+    }
     for name, run in models.items():
         path = run / "model.safetensors"
-        # scores are reused only for the same model file, variant settings and benchmark arguments
-        ready = not args.score_only and finished(run) and not stale(path, settings[run])
-        model = ["--model", f"{name}={path}", "--methods"]
-        for data in args.eval:
-            res = out / "scores" / Path(data).name / name
-            if ready:
-                benchmark = ["--pieces", str(args.pieces), *model, *shlex.split(args.benchmark_extra)]
-                command = [sys.executable, BENCHMARK, "--data", data, "--out", str(res), *benchmark, *jobs]
-                score(res, scores_key(data, benchmark, path, settings[run]), partial(sh, command))
-            if (res / "results.csv").is_file() and (ready or args.score_only):
-                rows = read_rows(res / "results.csv")
-                truth_rows += [{**r, "set": Path(data).name, "method": as_variant(args, r["method"])} for r in rows]
         res = out / "scores" / "recordings" / name
-        if ready:
-            benchmark = ["--pieces", str(args.recorded_pieces), *model, *shlex.split(args.benchmark_extra)]
+        if ready[name]:
+            benchmark = ["--pieces", str(args.recorded_pieces), "--model", f"{name}={path}", "--methods"]
+            benchmark += shlex.split(args.benchmark_extra)
             command = [sys.executable, BENCHMARK, "--recordings", args.recordings, "--out", str(res)]
             command += [*benchmark, *jobs]
             score(
@@ -259,9 +254,21 @@ def score_variants(args, sh: Shell, models: dict[str, Path], settings: dict) -> 
                 "naturalness.csv",
             )
         variant = variant_seed(as_variant(args, name))[0]
-        if (res / "results.csv").is_file() and (ready or args.score_only):  # per excerpt: round trip, naturalness
+        if (res / "results.csv").is_file() and (ready[name] or args.score_only):  # per excerpt: round trip, naturalness
             with open(res / "results.csv") as fh:
                 recorded_rows += [{**r, "variant": variant} for r in csv.DictReader(fh)]
+    for name, run in models.items():
+        path = run / "model.safetensors"
+        model = ["--model", f"{name}={path}", "--methods"]
+        for data in args.eval:
+            res = out / "scores" / Path(data).name / name
+            if ready[name]:
+                benchmark = ["--pieces", str(args.pieces), *model, *shlex.split(args.benchmark_extra)]
+                command = [sys.executable, BENCHMARK, "--data", data, "--out", str(res), *benchmark, *jobs]
+                score(res, scores_key(data, benchmark, path, settings[run]), partial(sh, command))
+            if (res / "results.csv").is_file() and (ready[name] or args.score_only):
+                rows = read_rows(res / "results.csv")
+                truth_rows += [{**r, "set": Path(data).name, "method": as_variant(args, r["method"])} for r in rows]
     return truth_rows, recorded_rows
 
 
