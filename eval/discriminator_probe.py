@@ -21,6 +21,7 @@ and probe.md.
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 from pathlib import Path
 
@@ -33,14 +34,8 @@ import torch
 from eval.results import write_rows
 from gan_stretch.data.cache import file_digest, recording_cache
 from gan_stretch.data.manifest import Corpus
-from gan_stretch.models import (
-    DiscriminatorConfig,
-    LatentDiscriminator,
-    SpectrogramDiscriminator,
-    SpectrogramDiscriminatorConfig,
-)
 from gan_stretch.models.model_file import load_model
-from gan_stretch.train.gan import ADAM_BETAS, lsgan_d
+from gan_stretch.train.gan import ADAM_BETAS, lsgan_d, recordings_discriminator, score_maps
 from gan_stretch.train.recipes import load_recipe
 
 RATES = (0.5, 0.75, 1.25, 1.5, 2.0)  # the rates of the recipes' training pairs (data/train/timgm)
@@ -53,34 +48,14 @@ PROBES = {  # name -> (view, frame-to-frame change weight)
 
 def build(recipe, view: str, delta: float, model) -> torch.nn.Module:
     """The recordings discriminator ``recipe`` builds with ``rec_view=view rec_delta=delta``."""
-    spec = model.spectral
-    if view == "latent":
-        cfg = DiscriminatorConfig(
-            latent_dim=model.autoencoder.cfg.latent_dim,
-            channels=recipe.d_channels,
-            layers=recipe.d_layers,
-            conditional=False,
-        )
-        return LatentDiscriminator(cfg)
-    cfg = SpectrogramDiscriminatorConfig(
-        n_freq=spec.n_freq,
-        sample_rate=spec.sample_rate,
-        channels=recipe.spec_d_channels,
-        conditional=False,
-        db_range=spec.db_range,
-        delta=delta,
-    )
-    return SpectrogramDiscriminator(cfg)
-
-
-def maps(out) -> list[torch.Tensor]:
-    """A discriminator's score maps (one, or one per view)."""
-    return out if isinstance(out, list) else [out]
+    chosen = copy.copy(recipe)
+    chosen.rec_view, chosen.rec_delta = view, delta
+    return recordings_discriminator(chosen, model.spectral, model.autoencoder.cfg.latent_dim)
 
 
 def scores(d: torch.nn.Module, x: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
     """Each window's mean score (over positions and, for the spectrogram one, its two views)."""
-    found = maps(d(x, rate)[0])
+    found = score_maps(d(x, rate)[0])
     return sum(m.flatten(1).mean(1) for m in found) / len(found)
 
 
@@ -121,7 +96,7 @@ def probe(recs, recipe, view: str, delta: float, model, steps: int, every: int, 
         if step == steps:
             break
         real, fake, rate = draw(train_rng, recipe.rec_batch)
-        loss = lsgan_d(maps(d(real_x[real].float(), rate)[0]), maps(d(fake_x[fake].float(), rate)[0]))
+        loss = lsgan_d(score_maps(d(real_x[real].float(), rate)[0]), score_maps(d(fake_x[fake].float(), rate)[0]))
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -204,8 +204,8 @@ MUTATIONS = [
     bug(
         "the generator's adversarial terms push the wrong way (toward 'fake')",
         "gan_stretch/train/gan.py",
-        'f"loss/{self.prefix}adversarial": sum(losses.generator_loss(x) for x in _maps(d_fake)),',
-        'f"loss/{self.prefix}adversarial": sum((x**2).mean() for x in _maps(d_fake)),',
+        'f"loss/{self.prefix}adversarial": sum(losses.generator_loss(x) for x in score_maps(d_fake)),',
+        'f"loss/{self.prefix}adversarial": sum((x**2).mean() for x in score_maps(d_fake)),',
         ("tests/train/test_training.py::test_generator_learns_from_the_recordings_discriminator_alone",),
     ),
     bug(

@@ -40,7 +40,7 @@ def lsgan_d(real: list[torch.Tensor], fake: list[torch.Tensor]) -> torch.Tensor:
     return sum(losses.discriminator_loss(r, f) for r, f in zip(real, fake))
 
 
-def _maps(scores) -> list[torch.Tensor]:
+def score_maps(scores) -> list[torch.Tensor]:
     """A discriminator's scores as a list of score maps (one map, or one per sub-discriminator)."""
     return scores if isinstance(scores, list) else [scores]
 
@@ -63,7 +63,7 @@ class Adversary:
     def step(self, run: Run, step: int, lr: float, real, fake, *context) -> dict:
         d_real, _ = self.module(real, *context)
         d_fake, _ = self.module(fake.detach(), *context)
-        d_real, d_fake = _maps(d_real), _maps(d_fake)
+        d_real, d_fake = score_maps(d_real), score_maps(d_fake)
         loss = lsgan_d(d_real, d_fake)
         run.check_finite(step, **{self.name: loss})
         grad = run.optimize(self.name, loss, lr, step)[1]
@@ -79,7 +79,7 @@ class Adversary:
         with torch.no_grad():
             _, f_real = self.module(real, *context)
         return {
-            f"loss/{self.prefix}adversarial": sum(losses.generator_loss(x) for x in _maps(d_fake)),
+            f"loss/{self.prefix}adversarial": sum(losses.generator_loss(x) for x in score_maps(d_fake)),
             f"loss/{self.prefix}feature_matching": self.features(f_real, f_fake),
         }
 
@@ -103,33 +103,45 @@ def build_generator(recipe: GanRecipe, latent_dim: int) -> LatentGenerator:
     )
 
 
+def latent_discriminator(recipe: GanRecipe, latent_dim: int, conditional: bool) -> LatentDiscriminator:
+    cfg = DiscriminatorConfig(
+        latent_dim=latent_dim, channels=recipe.d_channels, layers=recipe.d_layers, conditional=conditional
+    )
+    return LatentDiscriminator(cfg)
+
+
+def spectrogram_discriminator(recipe: GanRecipe, spec, conditional: bool, delta: float) -> SpectrogramDiscriminator:
+    cfg = SpectrogramDiscriminatorConfig(
+        n_freq=spec.n_freq,
+        sample_rate=spec.sample_rate,
+        channels=recipe.spec_d_channels,
+        conditional=conditional,
+        db_range=spec.db_range,
+        delta=delta,
+    )
+    return SpectrogramDiscriminator(cfg)
+
+
+def recordings_discriminator(recipe: GanRecipe, spec, latent_dim: int) -> torch.nn.Module:
+    """The unpaired discriminator on recordings: unconditional (no paired input), on latents or,
+    with ``rec_view=spectrogram``, on dB frames with the change plane ``rec_delta``."""
+    if recipe.rec_view == "spectrogram":
+        return spectrogram_discriminator(recipe, spec, False, recipe.rec_delta)
+    return latent_discriminator(recipe, latent_dim, False)
+
+
 def add_discriminators(recipe: GanRecipe, state: State, spec, latent_dim: int, conditional: bool) -> None:
     """Builds, in this order (their initialisations draw from torch's generator one after the
     other), the discriminators whose weights are non-zero, each with its optimizer, into
     ``state``."""
     trained = recipe.discriminators()
-    d_config = lambda conditional: DiscriminatorConfig(  # noqa: E731
-        latent_dim=latent_dim, channels=recipe.d_channels, layers=recipe.d_layers, conditional=conditional
-    )
-    spec_d = lambda conditional, delta: SpectrogramDiscriminator(  # noqa: E731
-        SpectrogramDiscriminatorConfig(
-            n_freq=spec.n_freq,
-            sample_rate=spec.sample_rate,
-            channels=recipe.spec_d_channels,
-            conditional=conditional,
-            db_range=spec.db_range,
-            delta=delta,
-        )
-    )
     built = {}
     if "latent" in trained:
-        built["discriminator"] = LatentDiscriminator(d_config(conditional))
+        built["discriminator"] = latent_discriminator(recipe, latent_dim, conditional)
     if "spectrogram" in trained:
-        built["spectrogram_discriminator"] = spec_d(True, 0.0)
-    if "recordings" in trained:  # unpaired: a discriminator of its own, unconditional (no paired input)
-        spectrogram = recipe.rec_view == "spectrogram"
-        unpaired = spec_d(False, recipe.rec_delta) if spectrogram else LatentDiscriminator(d_config(False))
-        built["recordings_discriminator"] = unpaired
+        built["spectrogram_discriminator"] = spectrogram_discriminator(recipe, spec, True, 0.0)
+    if "recordings" in trained:
+        built["recordings_discriminator"] = recordings_discriminator(recipe, spec, latent_dim)
     for name, module in built.items():
         state.modules[name] = module
         state.optimizers[name] = adam(module, recipe.d_lr)
