@@ -225,19 +225,8 @@ def test_folder_stretching_is_the_same_at_one_and_two_jobs(tiny_model, tmp_path,
 def test_stopping_a_parallel_folder_leaves_no_partial_file(sig, tiny_model, tmp_path):
     """SIGTERM to gan-stretch, or Ctrl-C (SIGINT to the whole process group): the workers unwind
     their files and exit, and the command exits as the one-process command does."""
-    src = long_album(tmp_path)
-    dst = tmp_path / "out"
     # its own session, SIGINT at default: Ctrl-C reaches the whole group as from a terminal
-    proc = start_stretch(
-        src,
-        dst,
-        tiny_model,
-        "--jobs",
-        "2",
-        start_new_session=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
-    wait_until(proc, lambda: dst.is_dir() and len([p for p in dst.iterdir() if ".partial-" in p.name]) == 2, 180)
+    proc, dst = folder_stretch_under_way(tmp_path, tiny_model, signal.SIG_DFL)
     if sig == signal.SIGINT:
         os.killpg(proc.pid, sig)  # what Ctrl-C in a terminal does
     else:
@@ -345,24 +334,30 @@ def test_ctrl_c_stops_a_parallel_folder_even_where_sigint_was_ignored(tiny_model
     """A parent that ignores SIGINT hands that on (a script's background job); Ctrl-C still
     stops the workers, so the command must stop with them: "interrupted", exit 130, not "a worker
     process died" for every file, and no leaked-semaphore warning from the workers' exit."""
-    src = long_album(tmp_path)
-    dst = tmp_path / "out"
-    proc = start_stretch(
-        src,
-        dst,
-        tiny_model,
-        "--jobs",
-        "2",
-        start_new_session=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
-    )
-    wait_until(proc, lambda: dst.is_dir() and len([p for p in dst.iterdir() if ".partial-" in p.name]) == 2, 180)
+    proc, dst = folder_stretch_under_way(tmp_path, tiny_model, signal.SIG_IGN)
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "gan-stretch: interrupted" in err, err
     assert "worker process died" not in err and "leaked" not in err and "Traceback" not in err, err
     assert list(dst.iterdir()) == []
+
+
+def folder_stretch_under_way(tmp_path: Path, model, sigint) -> tuple[subprocess.Popen, Path]:
+    """gan-stretch --jobs 2 on a long album, in a session of its own with SIGINT handled as
+    ``sigint``, once both workers are writing their partial files: (the process, its output folder)."""
+    dst = tmp_path / "out"
+    proc = start_stretch(
+        long_album(tmp_path),
+        dst,
+        model,
+        "--jobs",
+        "2",
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, sigint),
+    )
+    wait_until(proc, lambda: dst.is_dir() and len([p for p in dst.iterdir() if ".partial-" in p.name]) == 2, 180)
+    return proc, dst
 
 
 def long_album(tmp_path: Path) -> Path:
