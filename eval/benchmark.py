@@ -305,7 +305,7 @@ def score_recording(item) -> tuple[list[dict], dict]:
     args, corpus = _WORKER["args"], _WORKER["corpus"]
     x = corpus.load(item, 1.0, mono=False)
     sr = int(item.extra.get("sample_rate", corpus.sample_rate))
-    group = item.extra.get("recording", item.id)
+    group = corpus.recording(item)
     clips = {("input", 1.0): nat.Clip(group, *nat.patches(x, sr))}
     rows = []
     for rate in args.rates:
@@ -348,11 +348,12 @@ def naturalness_test(job) -> dict:
 def recorded_items(args) -> list:
     """The held-out excerpts of ``args.recordings``: at most ``--pieces``, spread over the recordings
     (each one's first excerpts). Exits with an error on an empty set or an unknown method."""
-    items = Corpus(args.recordings).split("heldout")
+    corpus = Corpus(args.recordings)
+    items = corpus.split("heldout")
     if args.pieces:
         by_rec: dict[str, list] = {}
         for it in items:
-            by_rec.setdefault(it.extra.get("recording", it.id), []).append(it)
+            by_rec.setdefault(corpus.recording(it), []).append(it)
         items, k = [], 0
         while len(items) < min(args.pieces, sum(map(len, by_rec.values()))):
             items += [v[k] for v in by_rec.values() if k < len(v)][: args.pieces - len(items)]

@@ -345,7 +345,7 @@ def main(argv=None) -> None:
         corpus = Corpus(args.recordings)
         one = {}
         for it in corpus.split("heldout"):  # each recording's first excerpt
-            one.setdefault(it.extra.get("recording", it.id), it)
+            one.setdefault(corpus.recording(it), it)
         jobs += [(str(corpus.root), it.id, tuple(args.rates), False) for it in one.values()]
     rows = []
     for _, result, error in parallel.imap(

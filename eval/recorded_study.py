@@ -42,8 +42,9 @@ from eval.stats import bootstrap_ci, cell
 ROOT = Path(__file__).resolve().parent.parent
 RECIPE = "recipes/ablations/gan-recorded.yaml"
 BENCHMARK = str(ROOT / "eval/benchmark.py")
-# the control: the recordings terms off (which view their discriminator would read is then moot,
-# so every recorded variant of one recipe shares one control: rec_view set back after --extra)
+# the control: the recordings terms off (which view their discriminator would read, and which
+# corpus it would read, are then moot, so every recorded variant of one recipe shares one control:
+# rec_view and recordings set back after --extra; train_variants adds recordings=--recordings)
 VARIANTS = {"recorded": (), "control": ("rec_adv_weight=0", "rec_fm_weight=0", "rec_view=latent")}
 TRUTH_MEASURES = ("logmel_db", "visqol", "attack_db", "smear_db", "oversmoothing_db")
 RECORDED_MEASURES = ("naturalness", "round_trip_db")  # per recording (eval/measures.py)
@@ -217,6 +218,7 @@ def train_variants(args, sh: Shell) -> tuple[dict[str, Path], dict[Path, dict]]:
                 "eval_pieces=0",
                 *(args.extra.split() if variant == "control" else ()),
                 *overrides,
+                *((f"recordings={args.recordings}",) if variant == "control" else ()),
                 *(args.extra.split() if variant != "control" else ()),
             )
             if not args.score_only:

@@ -380,7 +380,8 @@ def recording_cache(
     frames: bool = False,
     decays: bool = False,
 ) -> RecordingLatents:
-    """Encodes each training-split excerpt of a recordings corpus once with the frozen autoencoder
+    """Encodes each training-split excerpt of a recordings corpus (or tempo-1 render of a true-tempo
+    corpus, :meth:`Corpus.recording` grouping them by piece) once with the frozen autoencoder
     of ``model`` (mono, resampled to the model's rate): its own-tempo latents and, at each of
     ``rates``, its latents time-scaled as the Stretcher does (uniformly, or with ``transients``
     each attack at speed 1, as in :func:`latent_cache`). With ``frames`` it keeps their dB frames
@@ -388,9 +389,11 @@ def recording_cache(
     where ``decays`` (what the Stretcher's residual decoding starts from). Only the training split
     is ever read: the held-out excerpts are the recordings the model is scored on."""
     items = corpus.split("train")
-    names = sorted({it.extra.get("recording", it.id) for it in items})
-    if corpus.kind != "recordings" or len(names) < 2:  # the trainer checks this first (train.recordings)
-        raise ValueError(f"{corpus.root}: a recordings corpus with at least 2 training recordings is needed")
+    names = sorted({corpus.recording(it) for it in items})
+    if corpus.kind not in corpus.UNLABELED_KINDS or len(names) < 2:  # the trainer checks this first (train.recordings)
+        raise ValueError(
+            f"{corpus.root}: a recordings (or true-tempo) corpus with at least 2 training recordings is needed"
+        )
     rates = sorted({float(r) for r in rates})
     span = tuple(int(v) for v in span)
     key = [(i.id, i.audio) for i in items]
@@ -450,7 +453,7 @@ def _encode_recordings(
         wave = to_sample_rate(corpus.load(item, 1.0), sr, cfg.sample_rate)
         db = db_frames(wave, cfg)[0]
         lat = ae.encode(db.to(device)).cpu()
-        group = names.index(item.extra.get("recording", item.id))
+        group = names.index(corpus.recording(item))
         real.append(lat)
         real_groups.append(group)
         if frames:

@@ -90,6 +90,18 @@ class Corpus:
     def split(self, name: str) -> list[Item]:
         return [it for it in self.items if it.split == name]
 
+    # what can stand for music at its own tempo (the unpaired discriminator's real side, the
+    # naturalness test's reference): recordings, or a true-tempo corpus's tempo-1 renders alone (its
+    # other rates never read: unlabeled audio of one sound bank, for domain adaptation)
+    UNLABELED_KINDS = ("recordings", "true-tempo")
+
+    def recording(self, item: Item) -> str:
+        """The recording ``item`` is cut from (splits, folds and the real/fake halves go by it): a
+        recordings corpus names it; a true-tempo render's is its piece (its source), so that the
+        orchestrations of one piece stay on one side; else the item itself."""
+        fallback = item.source if self.kind == "true-tempo" and item.source else item.id
+        return str(item.extra.get("recording", fallback))
+
     def load(self, item: Item, rate: float, mono: bool = True) -> np.ndarray:
         """float32 mono [N] of ``item`` at ``rate`` (1 is the input); with ``mono=False`` every
         channel, [C, N] (recordings keep their stereo)."""

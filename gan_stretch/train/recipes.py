@@ -116,6 +116,7 @@ class GanRecipe(SequenceRecipe):
     # discriminator of its own sees training-split recordings at their own tempo as real and the
     # generator's stretch of other training-split recordings (at the training pairs' rates) as
     # fake; the generator gets only its adversarial and feature-statistics terms there (no truth).
+    # (a true-tempo corpus also serves: its tempo-1 renders alone, unlabeled audio of one sound bank)
     recordings: str = ""  # a recordings corpus folder; empty: off
     rec_adv_weight: float = setting(0.0, 0, 1e6)
     rec_fm_weight: float = setting(0.0, 0, 1e6)  # feature statistics (mean activations) matching

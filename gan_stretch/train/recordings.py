@@ -18,21 +18,23 @@ from gan_stretch.errors import GanStretchError
 
 def check_recordings(recipe) -> Corpus | None:
     """The recipe's recordings corpus, checked before a run starts (None without one): a recordings
-    corpus (``gan-stretch data recordings``) with at least 2 training recordings for the
+    corpus (``gan-stretch data recordings``; or a true-tempo corpus, of which only the tempo-1 renders
+    are read: unlabeled audio of one sound bank) with at least 2 training recordings for the
     discriminator (real and fake come from different ones) and, with the naturalness monitor, at
     least 2 held-out recordings (its folds are by recording)."""
     if not recipe.recordings:
         return None
     corpus = Corpus(recipe.recordings)
-    if corpus.kind != "recordings":
+    if corpus.kind not in Corpus.UNLABELED_KINDS:
         raise GanStretchError(
-            f"recordings={recipe.recordings} is a {corpus.kind} corpus; give one built by `gan-stretch data recordings`"
+            f"recordings={recipe.recordings} is a {corpus.kind} corpus; give one built by `gan-stretch data recordings` "
+            "(or a true-tempo corpus, whose tempo-1 renders are then read alone)"
         )
     for split, needed, why in (
         ("train", recipe.rec_adv_weight + recipe.rec_fm_weight > 0, "the unpaired discriminator"),
         ("heldout", recipe.naturalness_every > 0, "the naturalness monitor (naturalness_every)"),
     ):
-        n = len({it.extra.get("recording", it.id) for it in corpus.split(split)})
+        n = len({corpus.recording(it) for it in corpus.split(split)})
         if needed and n < 2:
             raise GanStretchError(
                 f"recordings={recipe.recordings} has {n} {split} recording(s); {why} needs at least 2"
@@ -57,7 +59,7 @@ class NaturalnessMonitor:
         corpus = Corpus(r.recordings)
         seen, chosen = set(), []
         for item in sorted(corpus.split("heldout"), key=lambda it: it.id):
-            group = item.extra.get("recording", item.id)
+            group = corpus.recording(item)
             if group not in seen:
                 seen.add(group)
                 chosen.append((group, item))

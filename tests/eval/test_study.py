@@ -137,11 +137,22 @@ def test_a_second_recorded_study_shares_the_first_ones_control_runs(tmp_path):
     second = recorded_study.parser().parse_args(
         [*common, "--extra", "data=d rec_view=spectrogram", "--name", "recorded-spectrogram"]
     )
+    # domain adaptation: the discriminator reads another corpus; the control, which reads none, is the same
+    third = recorded_study.parser().parse_args(
+        [*common, "--extra", f"data=d recordings={tmp_path / 'bank'}", "--name", "adapted"]
+    )
     models_a, settings_a = recorded_study.train_variants(first, Shell(dry=True))
     models_b, settings_b = recorded_study.train_variants(second, Shell(dry=True))
+    models_c, settings_c = recorded_study.train_variants(third, Shell(dry=True))
     assert set(models_a) == {"recorded-s0", "control-s0"} and set(models_b) == {"recorded-spectrogram-s0", "control-s0"}
-    assert models_a["control-s0"] == models_b["control-s0"]
-    assert settings_a[models_a["control-s0"]] == settings_b[models_b["control-s0"]]
+    assert models_a["control-s0"] == models_b["control-s0"] == models_c["control-s0"]
+    assert (
+        settings_a[models_a["control-s0"]] == settings_b[models_b["control-s0"]] == settings_c[models_c["control-s0"]]
+    )
     assert settings_a[models_a["recorded-s0"]] != settings_b[models_b["recorded-spectrogram-s0"]]
+    assert settings_c[models_c["adapted-s0"]] not in (
+        settings_a[models_a["recorded-s0"]],
+        settings_a[models_a["control-s0"]],
+    )
     assert recorded_study.as_variant(second, "recorded-spectrogram-s2") == "recorded-s2"
     assert recorded_study.as_variant(second, "control-s1") == "control-s1"

@@ -612,6 +612,15 @@ def scalar_values(run_dir: Path, tag: str) -> list[float]:
     return [v for _, v in sorted(out)]
 
 
+def sides(recs, real, fake) -> tuple[set[int], set[int]]:
+    """The recordings a step's real and fake windows (rows of RecordingLatents.sample) come from."""
+
+    def groups(rows, offsets, of):
+        return {int(of[np.searchsorted(offsets, r, side="right") - 1]) for r in rows[:, 0].tolist()}
+
+    return groups(real, recs.real_offsets, recs.real_groups), groups(fake, recs.offsets, recs.groups)
+
+
 def test_recordings_cache_reads_the_training_split_only_and_draws_real_and_fake_apart(
     recordings, ae_model, monkeypatch
 ):
@@ -628,19 +637,39 @@ def test_recordings_cache_reads_the_training_split_only_and_draws_real_and_fake_
     assert np.allclose(recs.lengths[recs.rates == 0.5] / recs.real_lengths, 2.0, atol=0.02)
     assert np.allclose(recs.lengths[recs.rates == 2.0] / recs.real_lengths, 0.5, atol=0.02)
     assert recs.features.shape == (recs.source.shape[0], 2)
-    groups_of = lambda rows, offsets, lengths, groups: {
-        int(groups[np.searchsorted(offsets, r, side="right") - 1]) for r in rows[:, 0].tolist()
-    }
     for step in range(20):
         real, fake, rate = recs.sample(np.random.default_rng(step), 6, 16)
-        a = groups_of(real, recs.real_offsets, recs.real_lengths, recs.real_groups)
-        b = groups_of(fake, recs.offsets, recs.lengths, recs.groups)
+        a, b = sides(recs, real, fake)
         assert a and b and not a & b  # never the same recording on both sides of a step
         assert set(rate.tolist()) <= {0.5, 2.0}
     seen.clear()  # a second call reads the cache, not the audio
     again = recording_cache(recordings, model, file_digest(ae_model), [0.5, 2.0], transients=True, features=True)
     assert not seen and torch.equal(again.source, recs.source) and torch.equal(again.real, recs.real)
     assert recs.real_db is None and recs.source_db is None  # frames only when asked for
+
+
+def test_a_true_tempo_corpus_serves_as_unlabeled_music_its_tempo_1_renders_alone(tiny_corpus, ae_model, monkeypatch):
+    """Domain adaptation: a true-tempo corpus of one sound bank in the recordings' place gives the
+    discriminator its training pieces' tempo-1 renders only (never a stretched render: that would be
+    paired truth), one recording per piece, and a piece is never on both sides of a step."""
+    from gan_stretch.data.cache import file_digest, recording_cache
+
+    read, original = [], Corpus.load
+
+    def load(self, item, rate, mono=True):
+        read.append((item.split, rate))
+        return original(self, item, rate, mono)
+
+    monkeypatch.setattr(Corpus, "load", load)
+    model = load_model(ae_model)
+    recs = recording_cache(tiny_corpus, model, file_digest(ae_model), [0.5, 2.0], transients=True)
+    train_items = tiny_corpus.split("train")
+    assert read == [("train", 1.0)] * len(train_items)
+    assert recs.recordings == sorted({it.source for it in train_items}) and len(recs.recordings) == 2
+    assert [tiny_corpus.recording(it) for it in train_items] == [it.source for it in train_items]
+    for step in range(10):
+        a, b = sides(recs, *recs.sample(np.random.default_rng(step), 4, 8)[:2])
+        assert a and b and not a & b
 
 
 def test_recordings_cache_keeps_the_frames_a_spectrogram_discriminator_reads(recordings, ae_model):
@@ -751,8 +780,13 @@ def test_recordings_must_be_a_recordings_corpus_with_enough_recordings(tiny_corp
     from gan_stretch.errors import GanStretchError
 
     recipe = RECIPES / "debug" / "gan-recorded.yaml"
-    with pytest.raises(GanStretchError, match="is a true-tempo corpus"):
-        train(recipe, overrides("gan", tiny_corpus, tmp_path / "a", 1, f"recordings={tiny_corpus.root}", ae=ae_model))
+    teacher = tmp_path / "teacher"  # a corpus whose tempo-1 audio is not what it stands for
+    manifest = json.loads((tiny_corpus.root / "manifest.json").read_text())
+    teacher.mkdir()
+    (teacher / "manifest.json").write_text(json.dumps({**manifest, "kind": "teacher"}))
+    (teacher / "audio").symlink_to(tiny_corpus.root / "audio")
+    with pytest.raises(GanStretchError, match="is a teacher corpus"):
+        train(recipe, overrides("gan", tiny_corpus, tmp_path / "a", 1, f"recordings={teacher}", ae=ae_model))
     one = tmp_path / "one-heldout"  # a copy with a single held-out recording
     manifest = json.loads((recordings.root / "manifest.json").read_text())
     manifest["items"] = [it for it in manifest["items"] if it["split"] == "train" or it["recording"] == "pkg/e"]
