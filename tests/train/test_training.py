@@ -316,6 +316,28 @@ def test_resume_checks_a_checkpoint_from_before_recipe_hashes_on_its_recorded_re
         run_stage("autoencoder", tiny_corpus, run_dir, 15)
 
 
+def test_resume_accepts_a_checkpoint_from_before_a_setting_was_added(tiny_corpus, tmp_path, monkeypatch):
+    """A setting added since a checkpoint was written (LATER_SETTINGS, at the value that reproduces
+    that run) is absent from its recorded recipe and from the hash it recorded: the run resumes;
+    set to another value, it is refused by name."""
+    from gan_stretch.train import recipes
+
+    run_dir = tmp_path / "before"
+    monkeypatch.setitem(recipes.LATER_SETTINGS, "lr", 2e-3)  # as if lr had been added since, at 2e-3
+    run_stage("autoencoder", tiny_corpus, run_dir, 5, "lr=2e-3")
+    last = run_dir / "checkpoints" / "last.safetensors"
+    tensors, meta = checkpoint.load(last)
+    del meta["recipe"]["lr"]  # written before lr existed: neither its recipe nor its hash had it
+    meta["training_sha256"] = recipes.settings_hash(
+        {k: v for k, v in recipes.training_settings(meta["recipe"]).items() if k != "lr"}
+    )
+    checkpoint.save(last, tensors, meta)
+    with pytest.raises(CheckpointError, match=r"\(lr 0.002 -> 0.001\)"):
+        run_stage("autoencoder", tiny_corpus, run_dir, 10, "lr=1e-3")
+    run_stage("autoencoder", tiny_corpus, run_dir, 10, "lr=2e-3")
+    assert checkpoint.load(last)[1]["step"] == 10
+
+
 def test_same_seed_same_weights(tiny_corpus, tmp_path):
     for name in ("a", "b"):
         run_stage("autoencoder", tiny_corpus, tmp_path / name, 10, "seed=5")
