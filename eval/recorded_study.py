@@ -36,7 +36,7 @@ import numpy as np
 from eval.launch import train_command
 from eval.measures import BETTER, MEASURES
 from eval.results import paired, read_rows, variant_seed, write_rows
-from eval.run import Shell, finished, score, scores_key, stale, variant_settings
+from eval.run import Shell, finished, score, scores_key, stale, trained, variant_settings
 from eval.stats import bootstrap_ci, cell
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -223,7 +223,7 @@ def train_variants(args, sh: Shell) -> tuple[dict[str, Path], dict[Path, dict]]:
             )
             if not args.score_only:
                 settings[run] = variant_settings(args.recipe, *given)
-            if not (args.score_only or args.no_train):
+            if not (args.score_only or args.no_train or trained(run, settings[run])):
                 sh(train_command(args.accelerate_config, args.recipe, *given))
             models[f"{label(args, variant)}-s{seed}"] = run
     return models, settings

@@ -97,6 +97,13 @@ class Shell:
             path.write_text("\n".join(self.commands) + "\n")
 
 
+def trained(run_dir: Path, settings: str) -> bool:
+    """Whether ``run_dir`` holds a finished run whose model has ``settings`` (its variant's hash
+    now): then it is not launched again (a relaunch would export its model anew, under the new
+    launch's overrides, and the model file's hash that its scores are keyed on would change)."""
+    return finished(ROOT / run_dir) and trained_settings(ROOT / run_dir / "model.safetensors") == settings
+
+
 def finished(run_dir: Path) -> bool:
     """Whether a training run has reached its last step (its checkpoint says so)."""
     from gan_stretch.errors import GanStretchError
@@ -303,7 +310,7 @@ def train(grid: dict, runs: list[Run], sh: Shell, mode: str) -> None:
             raise GridError(grid.get("_path", "?"), f"variant {r.variant!r} trains on a teacher: give train.data")
         r.given = tuple(given)
         r.settings = variant_settings(r.recipe, *given)
-        r.trains = not (finished(ROOT / r.run_dir) and trained_settings(ROOT / r.model) == r.settings)
+        r.trains = not trained(r.run_dir, r.settings)
         if mode == "train" and r.trains:
             sh(train_command(accelerate, str(ROOT / r.recipe), *given))
 

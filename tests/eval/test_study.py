@@ -156,3 +156,32 @@ def test_a_second_recorded_study_shares_the_first_ones_control_runs(tmp_path):
     )
     assert recorded_study.as_variant(second, "recorded-spectrogram-s2") == "recorded-s2"
     assert recorded_study.as_variant(second, "control-s1") == "control-s1"
+
+
+def test_recorded_study_does_not_launch_a_finished_run_again(tmp_path):
+    """A run that has finished with its variant's settings is not launched again: a relaunch would
+    export its model anew under the new launch's overrides, and the scores keyed on the model
+    file's hash would all be made again."""
+    import torch
+
+    from eval.run import Shell
+    from gan_stretch.io import checkpoint
+
+    args = recorded_study.parser().parse_args(
+        ["--recordings", str(tmp_path / "rec"), "--eval", "x", "--autoencoder", "gan_stretch/checkpoints/default.safetensors",
+         "--seeds", "0", "--runs", str(tmp_path / "runs"), "--extra", "data=d"]
+    )  # fmt: skip
+    sh = Shell(dry=True)
+    models, settings = recorded_study.train_variants(args, sh)
+    assert len(sh.commands) == 2
+    run = models["control-s0"]
+    checkpoint.save(run / "model.safetensors", {"x": torch.zeros(1)}, {"recipe": {"sha256": settings[run]}})
+    state = {"kind": "training-state", "stage": "gan", "step": 1200, "recipe": {"steps": 1200}}
+    checkpoint.save(run / "checkpoints" / "last.safetensors", {"x": torch.zeros(1)}, state)
+    sh = Shell(dry=True)
+    recorded_study.train_variants(args, sh)
+    assert len(sh.commands) == 1 and "run_dir=" + str(models["recorded-s0"]) in sh.commands[0]
+    checkpoint.save(run / "model.safetensors", {"x": torch.zeros(1)}, {"recipe": {"sha256": "other"}})
+    sh = Shell(dry=True)
+    recorded_study.train_variants(args, sh)
+    assert len(sh.commands) == 2  # trained with other settings: launched (the trainer refuses or resumes it)
