@@ -39,17 +39,19 @@ from gan_stretch.train.gan import ADAM_BETAS, lsgan_d, recordings_discriminator,
 from gan_stretch.train.recipes import load_recipe
 
 RATES = (0.5, 0.75, 1.25, 1.5, 2.0)  # the rates of the recipes' training pairs (data/train/timgm)
-PROBES = {  # name -> (view, frame-to-frame change weight)
-    "latent": ("latent", 0.0),
-    "spectrogram": ("spectrogram", 0.0),
-    "spectrogram+change": ("spectrogram", 10.0),
+PROBES = {  # name -> the recipe's recordings discriminator settings (view, change plane, relative to the window)
+    "latent": {"rec_view": "latent", "rec_delta": 0.0},
+    "spectrogram": {"rec_view": "spectrogram", "rec_delta": 0.0},
+    "spectrogram+change": {"rec_view": "spectrogram", "rec_delta": 10.0},
+    "spectrogram+change, relative": {"rec_view": "spectrogram", "rec_delta": 10.0, "rec_relative": True},
 }
 
 
-def build(recipe, view: str, delta: float, model) -> torch.nn.Module:
-    """The recordings discriminator ``recipe`` builds with ``rec_view=view rec_delta=delta``."""
+def build(recipe, settings: dict, model) -> torch.nn.Module:
+    """The recordings discriminator ``recipe`` builds with ``settings`` (a PROBES entry)."""
     chosen = copy.copy(recipe)
-    chosen.rec_view, chosen.rec_delta = view, delta
+    for key, value in {"rec_relative": False, **settings}.items():
+        setattr(chosen, key, value)
     return recordings_discriminator(chosen, model.spectral, model.autoencoder.cfg.latent_dim)
 
 
@@ -59,12 +61,14 @@ def scores(d: torch.nn.Module, x: torch.Tensor, rate: torch.Tensor) -> torch.Ten
     return sum(m.flatten(1).mean(1) for m in found) / len(found)
 
 
-def probe(recs, recipe, view: str, delta: float, model, steps: int, every: int, seed: int) -> list[dict]:
-    """Trains one discriminator: rows (step, rate or 'all', held-out share told apart, D(real), D(fake))."""
+def probe(recs, recipe, settings: dict, model, steps: int, every: int, seed: int) -> list[dict]:
+    """Trains one discriminator (``settings``: a PROBES entry): rows (step, rate or 'all', held-out
+    share told apart, D(real), D(fake))."""
     torch.manual_seed(seed)
-    d = build(recipe, view, delta, model)
+    d = build(recipe, settings, model)
     opt = torch.optim.Adam(d.parameters(), lr=recipe.d_lr, betas=ADAM_BETAS)
-    real_x, fake_x = (recs.real, recs.source) if view == "latent" else (recs.real_db, recs.source_db)
+    latent = settings["rec_view"] == "latent"
+    real_x, fake_x = (recs.real, recs.source) if latent else (recs.real_db, recs.source_db)
     draw = lambda rng, n: recs.sample(rng, n, recipe.window)  # noqa: E731
     train_rng, rows = np.random.default_rng(seed), []
     for step in range(steps + 1):
@@ -90,9 +94,7 @@ def probe(recs, recipe, view: str, delta: float, model, steps: int, every: int, 
                         "d_fake": round(float(b[m].mean()), 4),
                     }
                 )
-            print(
-                f"{view} change {delta:g} step {step}: told apart {rows[-len(set(rate.tolist())) - 1]['told_apart']:.3f}"
-            )
+            print(f"{settings} step {step}: told apart {rows[-len(set(rate.tolist())) - 1]['told_apart']:.3f}")
         if step == steps:
             break
         real, fake, rate = draw(train_rng, recipe.rec_batch)
@@ -176,8 +178,7 @@ def main(argv=None) -> int:
     )
     rows = []
     for name in args.probes:
-        view, delta = PROBES[name]
-        found = probe(recs, recipe, view, delta, model, args.steps, args.every, args.seed)
+        found = probe(recs, recipe, PROBES[name], model, args.steps, args.every, args.seed)
         rows += [{"probe": name, **r} for r in found]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

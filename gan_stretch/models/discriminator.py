@@ -65,6 +65,10 @@ class SpectrogramDiscriminatorConfig:
     # view cannot learn to see (docs/results/recorded-adversarial/: at chance on time-scaled recordings
     # against their own tempo without it, 94-100 % of windows told apart within 400 steps with 10)
     delta: float = setting(0.0, 0, 1000)
+    # each view relative to its own mean over the window, bin by bin: it then sees how each band
+    # moves in time, not the window's level or long-term spectrum (the time-scaled frames a stretch
+    # starts from are a few dB quieter than a recording's own: a cue that says nothing of texture)
+    relative: bool = False
 
     def __post_init__(self):
         check_fields(self, "spectrogram discriminator config")
@@ -118,6 +122,9 @@ class SpectrogramDiscriminator(nn.Module):
     def forward(self, db: torch.Tensor, rate: torch.Tensor, condition: torch.Tensor | None = None):
         """db, condition: [B, T, F]; rate: [B] -> (scores per view [[B, T, F']], features list)."""
         outs, conds = self._views(db), self._views(condition) if self.cfg.conditional else None
+        if self.cfg.relative:
+            outs = [v - v.mean(dim=1, keepdim=True) for v in outs]
+            conds = [v - v.mean(dim=1, keepdim=True) for v in conds] if conds is not None else None
         scores, features = [], []
         for k, stack in enumerate(self.views):
             planes = [outs[k]] + ([conds[k]] if conds is not None else [])

@@ -110,7 +110,9 @@ def latent_discriminator(recipe: GanRecipe, latent_dim: int, conditional: bool) 
     return LatentDiscriminator(cfg)
 
 
-def spectrogram_discriminator(recipe: GanRecipe, spec, conditional: bool, delta: float) -> SpectrogramDiscriminator:
+def spectrogram_discriminator(
+    recipe: GanRecipe, spec, conditional: bool, delta: float, relative: bool = False
+) -> SpectrogramDiscriminator:
     cfg = SpectrogramDiscriminatorConfig(
         n_freq=spec.n_freq,
         sample_rate=spec.sample_rate,
@@ -118,6 +120,7 @@ def spectrogram_discriminator(recipe: GanRecipe, spec, conditional: bool, delta:
         conditional=conditional,
         db_range=spec.db_range,
         delta=delta,
+        relative=relative,
     )
     return SpectrogramDiscriminator(cfg)
 
@@ -126,7 +129,7 @@ def recordings_discriminator(recipe: GanRecipe, spec, latent_dim: int) -> torch.
     """The unpaired discriminator on recordings: unconditional (no paired input), on latents or,
     with ``rec_view=spectrogram``, on dB frames with the change plane ``rec_delta``."""
     if recipe.rec_view == "spectrogram":
-        return spectrogram_discriminator(recipe, spec, False, recipe.rec_delta)
+        return spectrogram_discriminator(recipe, spec, False, recipe.rec_delta, recipe.rec_relative)
     return latent_discriminator(recipe, latent_dim, False)
 
 

@@ -127,6 +127,9 @@ class GanRecipe(SequenceRecipe):
     # the spectrogram view also sees each frame's change from the one before, times this (0: not;
     # gan_stretch.models.SpectrogramDiscriminatorConfig.delta)
     rec_delta: float = setting(10.0, 0, 1000)
+    # the spectrogram view relative to each window's own mean, bin by bin (no level or long-term
+    # spectrum cue; gan_stretch.models.SpectrogramDiscriminatorConfig.relative)
+    rec_relative: bool = False
     # held-out naturalness as training goes: every this many steps (0: never) a small two-sample
     # test (gan_stretch.measures.naturalness) on a fixed subset of held-out recordings stretched by the EMA
     # generator through the Stretcher, logged as naturalness/rate_<r> (0.5: indistinguishable)
@@ -267,6 +270,7 @@ LATER_SETTINGS = {
     "rec_batch": 8,
     "rec_view": "latent",
     "rec_delta": 10.0,
+    "rec_relative": False,
     "naturalness_every": 0,
     "naturalness_excerpts": 8,
     "naturalness_seconds": 4.0,

@@ -43,12 +43,14 @@ def test_the_probe_scores_held_out_windows_per_rate_and_the_change_plane_sees_te
     )
     recipe = SimpleNamespace(d_channels=8, d_layers=2, spec_d_channels=8, d_lr=1e-3, window=32, rec_batch=16)
     found = {}
-    for name in ("spectrogram", "spectrogram+change"):
-        view, delta = discriminator_probe.PROBES[name]
-        rows = discriminator_probe.probe(recs, recipe, view, delta, model, steps=60, every=30, seed=0)
+    for name in ("spectrogram", "spectrogram+change", "spectrogram+change, relative"):
+        rows = discriminator_probe.probe(
+            recs, recipe, discriminator_probe.PROBES[name], model, steps=60, every=30, seed=0
+        )
         assert {(r["step"], r["rate"]) for r in rows} == {(s, q) for s in (0, 30, 60) for q in ("all", 0.5, 2.0)}
         assert all(r["told_apart"] == 0.5 for r in rows if r["step"] == 0)  # untrained: all one side
         found[name] = next(r["told_apart"] for r in rows if r["step"] == 60 and r["rate"] == "all")
     assert found["spectrogram+change"] > 0.9 and found["spectrogram"] < 0.7, found
+    assert found["spectrogram+change, relative"] > 0.9, found  # texture, not level, is what it sees
     page = discriminator_probe.page([{"probe": "p", **r} for r in rows], "python eval/discriminator_probe.py ...")
     assert "| p | " in page and "| 60 | " in page

@@ -275,6 +275,25 @@ def test_discriminator_spectral_norm_bounds_weights():
         assert sigma == pytest.approx(1.0, abs=0.05)
 
 
+@pytest.mark.parametrize("relative", [False, True])
+def test_a_relative_spectrogram_discriminator_does_not_see_the_level(relative):
+    """relative: each view is read against its own mean over the window, so a window played a few
+    dB louder or quieter scores the same (a stretch's level change is no cue); without it, it does
+    not. (Bands at the floor stay there at any level: the frames here are well above it.)"""
+    from gan_stretch.models import SpectrogramDiscriminator, SpectrogramDiscriminatorConfig
+
+    torch.manual_seed(0)
+    cfg = SpectrogramDiscriminatorConfig(n_freq=257, channels=8, delta=10.0, relative=relative)
+    d = SpectrogramDiscriminator(cfg).eval()
+    db = -50 + 10 * torch.randn(2, 32, 257)
+    rate = torch.tensor([0.5, 2.0])
+    scores = lambda x: torch.cat(d(x, rate, db - 3.0)[0], 1)  # noqa: E731
+    moved = lambda x: float((scores(x) - scores(db)).abs().max())  # noqa: E731
+    louder = moved(db + 4.0)
+    assert louder < 1e-5 if relative else louder > 5e-3, louder  # an untrained stack answers little: 1e-2
+    assert moved(db + 4.0 * torch.linspace(-1, 1, 32)[None, :, None]) > 5e-3  # a level that moves in time is seen
+
+
 def test_spectrogram_discriminator_with_the_change_plane_tells_texture_from_its_smoothed_self():
     """Frames whose levels flicker from one frame to the next (real) against the same frames
     averaged with their neighbours in time (what a slowed stretch's interpolation does): with the
