@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import shlex
 import sys
 from pathlib import Path
 
@@ -183,7 +184,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_rows(out / "probe.csv", rows)
-    command = "python eval/discriminator_probe.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = "python eval/discriminator_probe.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     (out / "probe.md").write_text(page(rows, command))
     print(page(rows, command))
     return 0
