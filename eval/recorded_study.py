@@ -38,14 +38,23 @@ from eval.measures import BETTER, MEASURES
 from eval.results import paired, read_rows, variant_seed, write_rows
 from eval.run import Shell, finished, score, scores_key, stale, trained, variant_settings
 from eval.stats import bootstrap_ci, cell
+from gan_stretch.train.recipes import GanRecipe
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPE = "recipes/ablations/gan-recorded.yaml"
 BENCHMARK = str(ROOT / "eval/benchmark.py")
-# the control: the recordings terms off (which view their discriminator would read, and which
-# corpus it would read, are then moot, so every recorded variant of one recipe shares one control:
-# rec_view and recordings set back after --extra; train_variants adds recordings=--recordings)
-VARIANTS = {"recorded": (), "control": ("rec_adv_weight=0", "rec_fm_weight=0", "rec_view=latent")}
+# the control: the recordings terms off (how their discriminator would read, and which corpus, are
+# then moot, so every recorded variant of one recipe shares one control: its reading settings are
+# set back to their defaults after --extra; train_variants adds recordings=--recordings)
+MOOT_IN_CONTROL = ("rec_view", "rec_delta", "rec_relative")
+VARIANTS = {
+    "recorded": (),
+    "control": (
+        "rec_adv_weight=0",
+        "rec_fm_weight=0",
+        *(f"{k}={GanRecipe.__dataclass_fields__[k].default}" for k in MOOT_IN_CONTROL),
+    ),
+}
 TRUTH_MEASURES = ("logmel_db", "visqol", "attack_db", "smear_db", "oversmoothing_db")
 RECORDED_MEASURES = ("naturalness", "round_trip_db")  # per recording (eval/measures.py)
 

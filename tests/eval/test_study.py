@@ -135,7 +135,13 @@ def test_a_second_recorded_study_shares_the_first_ones_control_runs(tmp_path):
               "--seeds", "0", "--runs", str(tmp_path / "runs"), "--no-train"]  # fmt: skip
     first = recorded_study.parser().parse_args([*common, "--extra", "data=d"])
     second = recorded_study.parser().parse_args(
-        [*common, "--extra", "data=d rec_view=spectrogram", "--name", "recorded-spectrogram"]
+        [
+            *common,
+            "--extra",
+            "data=d rec_view=spectrogram rec_delta=3 rec_relative=true",
+            "--name",
+            "recorded-spectrogram",
+        ]
     )
     # domain adaptation: the discriminator reads another corpus; the control, which reads none, is the same
     third = recorded_study.parser().parse_args(
