@@ -142,7 +142,7 @@ def add_discriminators(recipe: GanRecipe, state: State, spec, latent_dim: int, c
     if "latent" in trained:
         built["discriminator"] = latent_discriminator(recipe, latent_dim, conditional)
     if "spectrogram" in trained:
-        built["spectrogram_discriminator"] = spectrogram_discriminator(recipe, spec, True, 0.0)
+        built["spectrogram_discriminator"] = spectrogram_discriminator(recipe, spec, True, recipe.spec_delta)
     if "recordings" in trained:
         built["recordings_discriminator"] = recordings_discriminator(recipe, spec, latent_dim)
     for name, module in built.items():

@@ -106,6 +106,10 @@ class GanRecipe(SequenceRecipe):
     spec_fm_weight: float = setting(0.0, 0, 1e6)  # its feature matching
     spec_d_channels: int = same_as(SpectrogramDiscriminatorConfig, "channels")
     spec_d_batch: int = setting(8, 1, 65536)  # windows of each batch the spectrogram discriminator sees
+    # its change plane (each frame's change from the one before, times this; 0: none, as it was
+    # studied first; gan_stretch.models.SpectrogramDiscriminatorConfig.delta): without it the
+    # discriminator did not see frame-to-frame texture (docs/results/recorded-adversarial/probe)
+    spec_delta: float = setting(0.0, 0, 1000)
     real: str = setting(
         "target", choices=("target", "natural")
     )  # what D sees as real: target (truly stretched) | natural (any music frames)
@@ -271,6 +275,7 @@ LATER_SETTINGS = {
     "rec_view": "latent",
     "rec_delta": 10.0,
     "rec_relative": False,
+    "spec_delta": 0.0,
     "naturalness_every": 0,
     "naturalness_excerpts": 8,
     "naturalness_seconds": 4.0,

@@ -464,6 +464,24 @@ def test_gan_with_the_spectrogram_discriminator_and_residual_loss(tiny_corpus, a
     assert_same_tensors(a.refiner.state_dict(), b.refiner.state_dict(), exact=False)
 
 
+def test_the_render_spectrogram_discriminator_sees_the_change_plane_when_asked():
+    """spec_delta gives the render spectrogram discriminator the recordings one's change plane; at
+    its default (0, as the adversarial study ran it) the recipe's settings hash is the one it had."""
+    from gan_stretch.dsp.spectrum import SpectralConfig
+    from gan_stretch.train.common import State
+    from gan_stretch.train.gan import add_discriminators
+
+    spec = SpectralConfig()
+    for delta in (0.0, 10.0):
+        recipe = load_recipe(RECIPES / "gan.yaml", ["spec_adv_weight=1", f"spec_delta={delta}"])
+        state = State({})
+        add_discriminators(recipe, state, spec, 16, True)
+        assert state.modules["spectrogram_discriminator"].cfg.delta == delta
+    plain = recipe_source(load_recipe(RECIPES / "gan.yaml", ["spec_adv_weight=1"]))["sha256"]
+    assert recipe_source(load_recipe(RECIPES / "gan.yaml", ["spec_adv_weight=1", "spec_delta=0"]))["sha256"] == plain
+    assert recipe_source(load_recipe(RECIPES / "gan.yaml", ["spec_adv_weight=1", "spec_delta=10"]))["sha256"] != plain
+
+
 def test_logged_scalars_are_averages_since_the_last_log_point():
     """Tensors are averaged over the steps that reported them (read back in one transfer), plain
     numbers (the learning rate) are logged as they are at the log step, and a non-finite watched
