@@ -210,7 +210,7 @@ def test_ablations_grid_trains_recipe_files_with_path_overrides_only(monkeypatch
     assert "data=data/train/timgm-pv-teacher" in trains[str(ROOT / "recipes/ablations/gan-teacher.yaml")]
 
 
-@pytest.mark.parametrize("name", ["adversarial", "ablations", "seeds"])
+@pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "recipes" / "grids").glob("*.yaml")))
 def test_every_grid_of_the_project_loads(name):
     grid = run.load_grid(ROOT / "recipes" / "grids" / f"{name}.yaml")
     assert run.plan(grid)
