@@ -53,6 +53,41 @@ TIMEMAP_TESTS = (
 
 MUTATIONS = [
     bug(
+        "a true-tempo corpus's renders of one piece counted as separate recordings (real and fake may share a piece)",
+        "gan_stretch/data/manifest.py",
+        'fallback = item.source if self.kind == "true-tempo" and item.source else item.id',
+        "fallback = item.id",
+        ("tests/train/test_training.py::test_a_true_tempo_corpus_serves_as_unlabeled_music_its_tempo_1_renders_alone",),
+    ),
+    bug(
+        "the relative spectrogram discriminator still reads the window's level",
+        "gan_stretch/models/discriminator.py",
+        "        if self.cfg.relative:\n",
+        "        if False:\n",
+        ("tests/models/test_models.py::test_a_relative_spectrogram_discriminator_does_not_see_the_level",),
+    ),
+    bug(
+        "spec_delta never reaches the render spectrogram discriminator",
+        "gan_stretch/train/gan.py",
+        "spectrogram_discriminator(recipe, spec, True, recipe.spec_delta)",
+        "spectrogram_discriminator(recipe, spec, True, 0.0)",
+        ("tests/train/test_training.py::test_the_render_spectrogram_discriminator_sees_the_change_plane_when_asked",),
+    ),
+    bug(
+        "a checkpoint from before a setting was added is refused",
+        "gan_stretch/train/common.py",
+        "if isinstance(recorded, dict) and not changed:",
+        "if False:",
+        ("tests/train/test_training.py::test_resume_accepts_a_checkpoint_from_before_a_setting_was_added",),
+    ),
+    bug(
+        "the recorded study launches finished runs again (re-exporting their models)",
+        "eval/recorded_study.py",
+        "or args.no_train or trained(run, settings[run])):",
+        "or args.no_train):",
+        ("tests/eval/test_study.py::test_recorded_study_does_not_launch_a_finished_run_again",),
+    ),
+    bug(
         "pitch shift resampled the wrong way (the stretch's length kept, the pitch moved the other way)",
         "gan_stretch/dsp/pitch.py",
         "soxr.ResampleStream(factor(semitones), 1.0,",
