@@ -62,8 +62,8 @@ MUTATIONS = [
     bug(
         "the relative spectrogram discriminator still reads the window's level",
         "gan_stretch/models/discriminator.py",
-        "        if self.cfg.relative:\n",
-        "        if False:\n",
+        "return [v - v.mean(dim=1, keepdim=True) for v in views] if self.cfg.relative else views",
+        "return views",
         ("tests/models/test_models.py::test_a_relative_spectrogram_discriminator_does_not_see_the_level",),
     ),
     bug(
@@ -76,8 +76,8 @@ MUTATIONS = [
     bug(
         "a checkpoint from before a setting was added is refused",
         "gan_stretch/train/common.py",
-        "if isinstance(recorded, dict) and not changed:",
-        "if False:",
+        "        if changed == []:\n",
+        "        if changed == [] and not hashed:\n",
         ("tests/train/test_training.py::test_resume_accepts_a_checkpoint_from_before_a_setting_was_added",),
     ),
     bug(
@@ -218,7 +218,7 @@ MUTATIONS = [
     bug(
         "a rerun after a recipe edit resumes the old checkpoint",
         "gan_stretch/train/common.py",
-        'if meta["training_sha256"] == settings_hash(now):',
+        'if hashed and meta["training_sha256"] == settings_hash(now):',
         "if True:",
         ("tests/train/test_training.py::test_resume_refuses_a_checkpoint_of_an_edited_recipe",),
     ),

@@ -114,17 +114,16 @@ class SpectrogramDiscriminator(nn.Module):
         )
 
     def _views(self, db: torch.Tensor) -> list[torch.Tensor]:
-        """dB frames [B, T, F] in [-db_range, 0] -> [mel [B, T, 80], linear [B, T, F // 8]], scaled near [-1, 1]."""
+        """dB frames [B, T, F] in [-db_range, 0] -> [mel [B, T, 80], linear [B, T, F // 8]], scaled near [-1, 1]
+        (with ``relative``, each bin less its mean over the window's frames)."""
         mel = 10 * torch.log10((torch.pow(10.0, db / 10) @ self.fb).clamp_min(1e-12))
         lin = torch.nn.functional.avg_pool1d(db, 8)
-        return [(v.clamp_min(-100.0) + 50) / 50 for v in (mel, lin)]
+        views = [(v.clamp_min(-100.0) + 50) / 50 for v in (mel, lin)]
+        return [v - v.mean(dim=1, keepdim=True) for v in views] if self.cfg.relative else views
 
     def forward(self, db: torch.Tensor, rate: torch.Tensor, condition: torch.Tensor | None = None):
         """db, condition: [B, T, F]; rate: [B] -> (scores per view [[B, T, F']], features list)."""
         outs, conds = self._views(db), self._views(condition) if self.cfg.conditional else None
-        if self.cfg.relative:
-            outs = [v - v.mean(dim=1, keepdim=True) for v in outs]
-            conds = [v - v.mean(dim=1, keepdim=True) for v in conds] if conds is not None else None
         scores, features = [], []
         for k, stack in enumerate(self.views):
             planes = [outs[k]] + ([conds[k]] if conds is not None else [])

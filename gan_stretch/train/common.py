@@ -217,20 +217,19 @@ class Run:
         checkpoints recorded that hash is checked on the recipe it recorded."""
         now = training_settings(self.recipe)
         recorded = meta.get("recipe")
-        if "training_sha256" in meta:
-            if meta["training_sha256"] == settings_hash(now):
-                return
-            changed = changed_settings(training_settings(recorded), now) if isinstance(recorded, dict) else []
-            if isinstance(recorded, dict) and not changed:
-                # its hash was taken before a setting was added (LATER_SETTINGS), which the recorded
-                # recipe then lacks: at the value that reproduces that run, it is the same run
-                return
-            what = f"other training settings ({'; '.join(changed)})" if changed else "other training settings"
-        elif isinstance(recorded, dict):
-            changed = changed_settings(training_settings(recorded), now)
-            if not changed:
+        hashed = "training_sha256" in meta
+        if hashed and meta["training_sha256"] == settings_hash(now):
+            return
+        # the recipe it records, with any setting added since (LATER_SETTINGS) at the value that
+        # reproduces that run: a hash taken before such a setting existed lacks it, so this decides
+        changed = changed_settings(training_settings(recorded), now) if isinstance(recorded, dict) else None
+        if changed == []:
+            if not hashed:
                 self.print(f"{self.last} predates recorded recipe hashes; the settings it records match this recipe")
-                return
+            return
+        if hashed:
+            what = f"other training settings ({'; '.join(changed)})" if changed else "other training settings"
+        elif changed is not None:
             what = f"other training settings ({'; '.join(changed)}; it predates recorded recipe hashes)"
         else:
             what = "a recipe it does not record (it predates recorded recipe hashes)"
